@@ -1,0 +1,273 @@
+//! The `chatmesh` binary's wiring: which parts run in this process, on which listeners.
+//! Binaries only wire; every rule lives in a service or the platform crate.
+
+use std::{collections::BTreeSet, net::SocketAddr, str::FromStr, sync::Arc};
+
+use anyhow::Context as _;
+use chatmesh_api::{
+    FILE_DESCRIPTOR_SET,
+    channel::v1::{
+        channel_internal_service_server::ChannelInternalServiceServer, channel_service_server::ChannelServiceServer,
+    },
+    chat::v1::{chat_internal_service_server::ChatInternalServiceServer, chat_service_server::ChatServiceServer},
+    dispatcher::v1::{
+        dispatcher_internal_service_server::DispatcherInternalServiceServer,
+        dispatcher_service_server::DispatcherServiceServer,
+    },
+    user::v1::{user_internal_service_server::UserInternalServiceServer, user_service_server::UserServiceServer},
+};
+use chatmesh_platform::{
+    auth::Authenticator,
+    config::Config,
+    grpc::{GrpcChannel, PlatformLayer, Policy, in_process_channel},
+    ids::IdGenerator,
+    shutdown::CancellationToken,
+};
+use tokio::{net::TcpListener, task::JoinSet};
+use tonic::{codec::CompressionEncoding, service::Routes};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// A part of the mesh that a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    User,
+    Channel,
+    Chat,
+    Dispatcher,
+    Indexer,
+    Rest,
+    Ws,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] =
+        [Part::User, Part::Channel, Part::Chat, Part::Dispatcher, Part::Indexer, Part::Rest, Part::Ws];
+
+    fn is_grpc(self) -> bool {
+        matches!(self, Part::User | Part::Channel | Part::Chat | Part::Dispatcher)
+    }
+}
+
+impl FromStr for Part {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "user" => Part::User,
+            "channel" => Part::Channel,
+            "chat" => Part::Chat,
+            "dispatcher" => Part::Dispatcher,
+            "indexer" => Part::Indexer,
+            "rest" => Part::Rest,
+            "ws" => Part::Ws,
+            other => {
+                return Err(format!(
+                    "unknown part {other:?}: one of user, channel, chat, dispatcher, indexer, rest, ws"
+                ));
+            }
+        })
+    }
+}
+
+/// A running process: its bound addresses, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The gRPC listener, when a gRPC part runs here.
+    pub grpc_addr: Option<SocketAddr>,
+    pub rest_addr: Option<SocketAddr>,
+    pub ws_addr: Option<SocketAddr>,
+    /// The process's own routes behind the platform layer stack (no socket).
+    pub in_process: Option<GrpcChannel>,
+    pub auth: Arc<Authenticator>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+    health: Option<Health>,
+}
+
+/// The health reporter and every service name it reports on.
+#[derive(Debug)]
+struct Health {
+    reporter: HealthReporter,
+    served: Vec<&'static str>,
+}
+
+impl Running {
+    /// A token that stops the process when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the shutdown token is cancelled, reports NOT_SERVING, drains, and returns.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.drain().await
+    }
+
+    /// Stops now: NOT_SERVING, then drain.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        // why: readiness fails first, so balancers stop sending before the listeners close.
+        if let Some(health) = &self.health {
+            for name in &health.served {
+                health.reporter.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+        }
+        self.shutdown.cancel();
+        let mut first_error = None;
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result.map_err(anyhow::Error::from).and_then(|r| r) {
+                tracing::error!(error = %e, "part stopped with an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Starts `parts` in this process on the listeners of `config` (port 0 picks a free port).
+pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Running> {
+    if parts.contains(&Part::Indexer) {
+        anyhow::bail!("the indexer part is not built yet (it arrives with search)");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let auth = Arc::new(
+        Authenticator::from_data_dir(config.auth.clone(), &config.data_dir).context("loading the signing keys")?,
+    );
+    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let mut running = Running {
+        grpc_addr: None,
+        rest_addr: None,
+        ws_addr: None,
+        in_process: None,
+        auth: auth.clone(),
+        shutdown: shutdown.clone(),
+        tasks: JoinSet::new(),
+        health: None,
+    };
+
+    if parts.iter().any(|p| p.is_grpc()) {
+        let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
+        let (routes, health) = grpc_routes(&config, parts, &auth, &ids).await?;
+        let listener = TcpListener::bind(config.grpc.listen)
+            .await
+            .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
+        running.grpc_addr = Some(listener.local_addr()?);
+        running.in_process = Some(in_process_channel(routes.clone(), layer.clone()));
+        running.health = Some(health);
+        let server = tonic::transport::Server::builder()
+            .max_concurrent_streams(config.grpc.max_concurrent_streams)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(config.grpc.keepalive_secs)))
+            .layer(layer)
+            .add_routes(routes);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            server.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.context("gRPC server")
+        });
+        tracing::info!(addr = %running.grpc_addr.unwrap_or(config.grpc.listen), "gRPC listening");
+    }
+    if parts.contains(&Part::Rest) {
+        let (addr, task) =
+            serve_http("REST", config.rest.listen, chatmesh_gateway_rest::router(auth.clone()), &shutdown).await?;
+        running.rest_addr = Some(addr);
+        tasks.spawn(task);
+    }
+    if parts.contains(&Part::Ws) {
+        let (addr, task) =
+            serve_http("WebSocket", config.ws.listen, chatmesh_gateway_ws::router(auth.clone()), &shutdown).await?;
+        running.ws_addr = Some(addr);
+        tasks.spawn(task);
+    }
+    running.tasks = tasks;
+    Ok(running)
+}
+
+/// Every gRPC service of `parts`, with grpc.health.v1 (one status per service) and
+/// reflection v1 and v1alpha.
+async fn grpc_routes(
+    config: &Config,
+    parts: &BTreeSet<Part>,
+    auth: &Arc<Authenticator>,
+    ids: &Arc<IdGenerator>,
+) -> anyhow::Result<(Routes, Health)> {
+    let max = config.grpc.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let mut served = vec![""];
+    let mut routes = Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+
+    // why: one macro keeps every server configured alike (limits, compression, health).
+    macro_rules! add {
+        ($server:ident, $api:expr) => {{
+            let server = $server::new($api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip);
+            health.set_service_status(service_name(&server), ServingStatus::Serving).await;
+            served.push(service_name(&server));
+            routes = routes.add_service(server);
+        }};
+    }
+
+    if parts.contains(&Part::User) {
+        let store = chatmesh_user::store::FjallUserStore::open(&config.data_dir.join("user"))
+            .context("opening the user store")?;
+        let (public, internal) = chatmesh_user::UserApi::new(config, Arc::new(store), auth.clone(), ids.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
+        add!(UserServiceServer, public);
+        add!(UserInternalServiceServer, internal);
+    }
+    if parts.contains(&Part::Channel) {
+        add!(ChannelServiceServer, chatmesh_channel::ChannelApi);
+        add!(ChannelInternalServiceServer, chatmesh_channel::ChannelInternalApi);
+    }
+    if parts.contains(&Part::Chat) {
+        add!(ChatServiceServer, chatmesh_chat::ChatApi);
+        add!(ChatInternalServiceServer, chatmesh_chat::ChatInternalApi);
+    }
+    if parts.contains(&Part::Dispatcher) {
+        add!(DispatcherServiceServer, chatmesh_dispatcher::DispatcherApi);
+        add!(DispatcherInternalServiceServer, chatmesh_dispatcher::DispatcherInternalApi);
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    Ok((routes, Health { reporter: health, served }))
+}
+
+fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+async fn serve_http(
+    name: &'static str,
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>> + Send + 'static)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "{name} listening");
+    let stop = shutdown.clone();
+    let task = async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .with_context(|| format!("{name} server"))
+    };
+    Ok((bound, task))
+}

@@ -1,0 +1,165 @@
+//! `chatmesh`: one binary for the whole mesh. `up` runs everything on embedded storage;
+//! `serve <part>…` runs some parts (what each Kubernetes Deployment runs); `admin` manages keys.
+
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use chatmesh_cli::{Part, start};
+use chatmesh_platform::{auth::KeyRing, config::Config, shutdown, telemetry};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+/// chatmesh: a chat and social-messaging backend (gRPC services, REST and WebSocket gateways).
+#[derive(Debug, Parser)]
+#[command(name = "chatmesh", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML); settings there are overridden by CHATMESH_* variables, then by flags.
+    #[arg(long, short = 'c', global = true, env = "CHATMESH_CONFIG", default_value = "chatmesh.toml")]
+    config: PathBuf,
+    /// Where embedded stores and generated keys live [default: ./chatmesh-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Node id of this process in generated ids, 0..=1023 [default: 0].
+    #[arg(long, global = true)]
+    node_id: Option<u16>,
+    /// Log format: text or json [default: text].
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service and both gateways in this process, on embedded storage.
+    Up(Listeners),
+    /// Run the named parts in this process: user, channel, chat, dispatcher, indexer, rest, ws.
+    Serve {
+        #[arg(required = true, num_args = 1..)]
+        parts: Vec<Part>,
+        #[command(flatten)]
+        listeners: Listeners,
+    },
+    /// Administration commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Listeners {
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// REST gateway listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    rest_listen: Option<SocketAddr>,
+    /// WebSocket gateway listen address [default: 127.0.0.1:8081].
+    #[arg(long)]
+    ws_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key; older keys keep verifying. Servers load it on their next start.
+    Rotate {
+        /// Rotate the service-principal key instead of the user-token key.
+        #[arg(long)]
+        service: bool,
+    },
+}
+
+/// The flags that override config, as a partial config document.
+#[derive(Debug, Default, Serialize)]
+struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rest: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws: Option<serde_json::Value>,
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    let listen = |a: Option<SocketAddr>| a.map(|a| serde_json::json!({ "listen": a.to_string() }));
+    let listeners = match &cli.command {
+        Command::Up(l) | Command::Serve { listeners: l, .. } => Some(l),
+        Command::Admin { .. } => None,
+    };
+    Overrides {
+        data_dir: cli.data_dir.clone(),
+        node_id: cli.node_id,
+        log: cli.log_format.as_ref().map(|f| serde_json::json!({ "format": f })),
+        grpc: listeners.and_then(|l| listen(l.grpc_listen)),
+        rest: listeners.and_then(|l| listen(l.rest_listen)),
+        ws: listeners.and_then(|l| listen(l.ws_listen)),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = cli.config.exists().then_some(cli.config.as_path());
+    let config = match Config::load(file, overrides(&cli)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("chatmesh: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatmesh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let parts: BTreeSet<Part> = match command {
+        Command::Up(_) => Part::ALL.into_iter().filter(|p| *p != Part::Indexer).collect(),
+        Command::Serve { parts, .. } => parts.into_iter().collect(),
+        Command::Admin { command: AdminCommand::Keys { command: KeysCommand::Rotate { service } } } => {
+            let dir = config.data_dir.join("keys").join(if service { "service" } else { "user" });
+            let kid = KeyRing::rotate(&dir)?;
+            println!("new signing key {kid} in {}; restart the servers to sign with it", dir.display());
+            return Ok(());
+        }
+    };
+    let running = start(config, &parts).await?;
+    let stop = running.shutdown_token();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        tracing::info!("shutdown requested, draining");
+        stop.cancel();
+    });
+    if let Some(addr) = running.grpc_addr {
+        println!("chatmesh: gRPC on {addr}");
+    }
+    if let Some(addr) = running.rest_addr {
+        println!("chatmesh: REST on http://{addr}");
+    }
+    if let Some(addr) = running.ws_addr {
+        println!("chatmesh: WebSocket on ws://{addr}");
+    }
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Minting and verifying JWTs: EdDSA only, `kid` from our own rings only, `exp`, `nbf`, `iss`,
+//! `aud` and `sub` required and checked with a configured leeway.
+
+use std::{path::Path, sync::Arc};
+
+use jsonwebtoken::{Algorithm, Header, Validation, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, KeyRing, KeyRingError, Revocations};
+use crate::{config::AuthConfig, ids::now_ms};
+
+/// The claims of every token we mint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// A user id in decimal, or `svc:<part>` for a service principal.
+    pub sub: String,
+    /// The login session (users only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+/// A freshly minted access token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in_secs: u64,
+    /// Unix milliseconds at which it stops verifying (leeway included).
+    pub valid_until_ms: u64,
+}
+
+/// Why a token was refused. Messages are safe to show the caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("the login session has ended")]
+    SessionEnded,
+}
+
+/// Mints and verifies user and service tokens.
+#[derive(Debug)]
+pub struct Authenticator {
+    config: AuthConfig,
+    users: KeyRing,
+    services: KeyRing,
+    revocations: Arc<Revocations>,
+}
+
+impl Authenticator {
+    pub fn new(config: AuthConfig, users: KeyRing, services: KeyRing) -> Self {
+        Self { config, users, services, revocations: Arc::new(Revocations::new()) }
+    }
+
+    /// Loads (or, on first start, generates) both key rings under `<data_dir>/keys/`.
+    pub fn from_data_dir(config: AuthConfig, data_dir: &Path) -> Result<Self, KeyRingError> {
+        let users = KeyRing::load_or_generate(&data_dir.join("keys").join("user"))?;
+        let services = KeyRing::load_or_generate(&data_dir.join("keys").join("service"))?;
+        Ok(Self::new(config, users, services))
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// An access token for `user_id` on login session `sid`.
+    pub fn issue_access(&self, user_id: u64, sid: &str) -> AccessToken {
+        let ttl = self.config.access_ttl_secs;
+        let token = self.sign(&self.users, &self.config.audience, user_id.to_string(), Some(sid.to_owned()), ttl);
+        AccessToken { token, expires_in_secs: ttl, valid_until_ms: now_ms() + (ttl + self.config.leeway_secs) * 1000 }
+    }
+
+    /// A service-principal token for `part`, valid on internal RPCs only.
+    pub fn issue_service(&self, part: &str) -> String {
+        let ttl = self.config.service_token_ttl_secs;
+        self.sign(&self.services, &self.config.internal_audience, format!("svc:{part}"), None, ttl)
+    }
+
+    fn sign(&self, ring: &KeyRing, aud: &str, sub: String, sid: Option<String>, ttl: u64) -> String {
+        let now = now_ms() / 1000;
+        let claims = Claims {
+            iss: self.config.issuer.clone(),
+            aud: aud.to_owned(),
+            sub,
+            sid,
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(ring.current_kid().to_owned());
+        // why: signing with a well-formed Ed25519 key over serde-serializable claims cannot fail.
+        encode(&header, &claims, ring.signing_key()).unwrap_or_default()
+    }
+
+    /// Verifies a bearer token and names its caller.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let (key, audience, is_service) = if let Some(key) = self.users.verifying_key(&kid) {
+            (key, &self.config.audience, false)
+        } else if let Some(key) = self.services.verifying_key(&kid) {
+            (key, &self.config.internal_audience, true)
+        } else {
+            return Err(AuthError::UnknownKey);
+        };
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = self.config.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let claims = decode::<Claims>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?.claims;
+        if is_service {
+            let part =
+                claims.sub.strip_prefix("svc:").ok_or_else(|| AuthError::Invalid("bad service subject".into()))?;
+            return Ok(Caller::Service { part: part.to_owned() });
+        }
+        let user_id = crate::ids::parse_id(&claims.sub).ok_or_else(|| AuthError::Invalid("bad subject".into()))?;
+        let session_id = claims.sid.ok_or_else(|| AuthError::Invalid("missing sid".into()))?;
+        if self.revocations.is_revoked(&session_id) {
+            return Err(AuthError::SessionEnded);
+        }
+        Ok(Caller::User { user_id, session_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    use super::*;
+
+    fn authenticator() -> (tempfile::TempDir, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Authenticator::from_data_dir(AuthConfig::default(), dir.path()).unwrap();
+        (dir, auth)
+    }
+
+    #[test]
+    fn user_and_service_tokens_verify_as_their_principal() {
+        let (_dir, auth) = authenticator();
+        let access = auth.issue_access(42, "s1");
+        assert_eq!(auth.verify(&access.token), Ok(Caller::User { user_id: 42, session_id: "s1".into() }));
+        let service = auth.issue_service("chat");
+        assert_eq!(auth.verify(&service), Ok(Caller::Service { part: "chat".into() }));
+    }
+
+    #[test]
+    fn alg_none_and_foreign_keys_are_refused() {
+        let (_dir, auth) = authenticator();
+        let access = auth.issue_access(42, "s1").token;
+        let payload = access.split('.').nth(1).unwrap();
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert!(auth.verify(&format!("{none_header}.{payload}.")).is_err());
+
+        let (_other_dir, other) = authenticator();
+        assert_eq!(auth.verify(&other.issue_access(42, "s1").token), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn revoked_sessions_stop_verifying() {
+        let (_dir, auth) = authenticator();
+        let access = auth.issue_access(42, "s1");
+        auth.revocations().revoke("s1", access.valid_until_ms);
+        assert_eq!(auth.verify(&access.token), Err(AuthError::SessionEnded));
+    }
+}

@@ -1,0 +1,235 @@
+//! Typed, layered configuration: defaults < `chatmesh.toml` < `CHATMESH_*` env < flags.
+//!
+//! Nested keys use `__` in the environment: `CHATMESH_GRPC__LISTEN=0.0.0.0:50051` overrides
+//! `[grpc] listen`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Everything a chatmesh process can be told.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded stores and generated keys live.
+    pub data_dir: PathBuf,
+    /// This process's node id in generated ids (0..=1023).
+    pub node_id: u16,
+    pub grpc: GrpcConfig,
+    pub rest: RestConfig,
+    pub ws: WsConfig,
+    pub auth: AuthConfig,
+    pub password: PasswordConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams per connection on the public listener.
+    pub max_concurrent_streams: u32,
+    /// Deadline applied when the caller sets none (or a longer one), in milliseconds.
+    pub default_deadline_ms: u64,
+    /// HTTP/2 keepalive ping interval, in seconds.
+    pub keepalive_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self { listen: ([127, 0, 0, 1], 8080).into() }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self { listen: ([127, 0, 0, 1], 8081).into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `iss` of every token we mint and accept.
+    pub issuer: String,
+    /// `aud` of user access tokens.
+    pub audience: String,
+    /// `aud` of service-principal tokens (internal RPCs only).
+    pub internal_audience: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub service_token_ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB.
+    pub memory_kib: u32,
+    /// argon2id iterations.
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes computed at once; the rest wait, so heartbeats keep flowing on two cores.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sustained authenticated calls per second per user, across every service.
+    pub user_calls_per_sec: u32,
+    /// Burst allowed above the sustained rate.
+    pub user_calls_burst: u32,
+    /// Login attempts per minute per account (checked before hashing).
+    pub login_per_minute_per_account: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. "info,chatmesh=debug".
+    pub filter: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./chatmesh-data"),
+            node_id: 0,
+            grpc: GrpcConfig::default(),
+            rest: RestConfig::default(),
+            ws: WsConfig::default(),
+            auth: AuthConfig::default(),
+            password: PasswordConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 50051).into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            default_deadline_ms: 10_000,
+            keepalive_secs: 45,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "chatmesh".into(),
+            audience: "chatmesh".into(),
+            internal_audience: "chatmesh-internal".into(),
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            service_token_ttl_secs: 5 * 60,
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // OWASP: argon2id m=19 MiB, t=2, p=1.
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent_hashes: 2 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { user_calls_per_sec: 50, user_calls_burst: 200, login_per_minute_per_account: 10 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { filter: "info,fjall=warn,lsm_tree=warn".into(), format: "text".into() }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`
+    /// (the command line's flags, as a partial document).
+    pub fn load(file: Option<&std::path::Path>, overrides: impl Serialize) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            // why: CHATMESH_TEST_* variables configure the test suites, not the process.
+            .merge(Env::prefixed("CHATMESH_").filter(|key| !key.as_str().starts_with("test_")).split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+    }
+
+    pub fn default_deadline(&self) -> Duration {
+        Duration::from_millis(self.grpc.default_deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_loads_and_matches_the_defaults() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/chatmesh.example.toml");
+        let loaded = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(&example))
+            .extract::<Config>()
+            .expect("example config parses");
+        assert_eq!(loaded, Config::default(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("chatmesh.toml", "node_id = 3\n[grpc]\nlisten = \"127.0.0.1:6000\"\n")?;
+            jail.set_env("CHATMESH_GRPC__LISTEN", "127.0.0.1:7000");
+            jail.set_env("CHATMESH_NODE_ID", "5");
+            let flags = serde_json::json!({ "node_id": 9 });
+            let config = Config::load(Some(std::path::Path::new("chatmesh.toml")), flags).expect("loads");
+            assert_eq!(config.grpc.listen, "127.0.0.1:7000".parse().unwrap());
+            assert_eq!(config.node_id, 9);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("chatmesh.toml", "[grpc]\nlisen = \"127.0.0.1:6000\"\n")?;
+            let err = Config::load(Some(std::path::Path::new("chatmesh.toml")), serde_json::json!({})).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+}

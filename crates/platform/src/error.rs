@@ -1,0 +1,236 @@
+//! The one error-code table: gRPC status codes ↔ HTTP statuses, and the JSON error body
+//! every REST answer uses: `{"code": 404, "status": "NOT_FOUND", "message": "…", "details": […]}`.
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The domain of every `ErrorInfo` we attach.
+pub const ERROR_DOMAIN: &str = "chatmesh";
+
+/// The error codes chatmesh answers with, each with its gRPC code and HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    ResourceExhausted,
+    Unimplemented,
+    Unavailable,
+    DeadlineExceeded,
+    Cancelled,
+    Internal,
+    /// The gateway's own: a route exists but not for this method.
+    MethodNotAllowed,
+    /// The gateway's own: the body is over the limit.
+    PayloadTooLarge,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::InvalidArgument,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
+        Self::NotFound,
+        Self::AlreadyExists,
+        Self::FailedPrecondition,
+        Self::ResourceExhausted,
+        Self::Unimplemented,
+        Self::Unavailable,
+        Self::DeadlineExceeded,
+        Self::Cancelled,
+        Self::Internal,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+    ];
+
+    /// The gRPC code and HTTP status of this error.
+    pub fn mapping(self) -> (Code, StatusCode) {
+        match self {
+            Self::InvalidArgument => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            Self::Unauthenticated => (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
+            Self::PermissionDenied => (Code::PermissionDenied, StatusCode::FORBIDDEN),
+            Self::NotFound => (Code::NotFound, StatusCode::NOT_FOUND),
+            Self::AlreadyExists => (Code::AlreadyExists, StatusCode::CONFLICT),
+            Self::FailedPrecondition => (Code::FailedPrecondition, StatusCode::PRECONDITION_FAILED),
+            Self::ResourceExhausted => (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
+            Self::Unimplemented => (Code::Unimplemented, StatusCode::NOT_IMPLEMENTED),
+            Self::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            Self::DeadlineExceeded => (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
+            // why: 499 is the de-facto "client closed request"; http has no constant for it.
+            Self::Cancelled => (Code::Cancelled, StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)),
+            Self::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+            Self::MethodNotAllowed => (Code::Unimplemented, StatusCode::METHOD_NOT_ALLOWED),
+            Self::PayloadTooLarge => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE),
+        }
+    }
+
+    /// The upper-case name REST bodies carry in `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::NotFound => "NOT_FOUND",
+            Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::FailedPrecondition => "FAILED_PRECONDITION",
+            Self::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Self::Unimplemented => "UNIMPLEMENTED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::Cancelled => "CANCELLED",
+            Self::Internal => "INTERNAL",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+        }
+    }
+
+    /// The error code of a gRPC status (codes without a row are INTERNAL).
+    pub fn from_grpc(code: Code) -> Self {
+        match code {
+            Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
+            Code::Unauthenticated => Self::Unauthenticated,
+            Code::PermissionDenied => Self::PermissionDenied,
+            Code::NotFound => Self::NotFound,
+            Code::AlreadyExists | Code::Aborted => Self::AlreadyExists,
+            Code::FailedPrecondition => Self::FailedPrecondition,
+            Code::ResourceExhausted => Self::ResourceExhausted,
+            Code::Unimplemented => Self::Unimplemented,
+            Code::Unavailable => Self::Unavailable,
+            Code::DeadlineExceeded => Self::DeadlineExceeded,
+            Code::Cancelled => Self::Cancelled,
+            _ => Self::Internal,
+        }
+    }
+
+    pub fn grpc_code(self) -> Code {
+        self.mapping().0
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        self.mapping().1
+    }
+}
+
+/// A status with an `ErrorInfo` reason (e.g. `USER_NOT_FOUND`) and metadata.
+pub fn status_with_reason(code: Code, message: impl Into<String>, reason: &str, metadata: &[(&str, String)]) -> Status {
+    let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
+}
+
+/// INVALID_ARGUMENT naming the offending field, with a `BadRequest` field violation.
+pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
+    let description = description.into();
+    let message = format!("{field}: {description}");
+    let mut details = ErrorDetails::with_bad_request_violation(field, description);
+    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::from([("field".to_owned(), field.to_owned())]));
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// RESOURCE_EXHAUSTED telling the caller when to retry (metadata `retry-after`, in seconds,
+/// and a `RetryInfo` detail); REST turns it into 429 with `Retry-After`.
+pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    let secs = retry_after.as_secs().max(1);
+    let mut status = Status::with_error_details(
+        Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs))),
+    );
+    if let Ok(value) = secs.to_string().parse() {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
+}
+
+/// An internal failure: logged in full, answered without internals.
+pub fn internal(context: &str, error: impl std::fmt::Display) -> Status {
+    tracing::error!(%error, context, "internal error");
+    Status::internal(format!("internal error ({context})"))
+}
+
+/// The REST error body for a gRPC status, per the error-code table.
+pub fn http_error_body(status: &Status) -> (StatusCode, serde_json::Value) {
+    let code = ErrorCode::from_grpc(status.code());
+    let mut details = Vec::new();
+    let parsed = status.get_error_details();
+    if let Some(info) = parsed.error_info() {
+        details.push(serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": info.reason, "domain": info.domain, "metadata": info.metadata,
+        }));
+    }
+    if let Some(bad) = parsed.bad_request() {
+        let violations: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|v| serde_json::json!({"field": v.field, "description": v.description}))
+            .collect();
+        details.push(serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations,
+        }));
+    }
+    error_body(code, status.message(), details)
+}
+
+/// The REST error body for one of the gateway's own errors.
+pub fn error_body(code: ErrorCode, message: &str, details: Vec<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+    let http = code.http_status();
+    (http, serde_json::json!({ "code": http.as_u16(), "status": code.name(), "message": message, "details": details }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_back_to_itself_through_grpc() {
+        for code in ErrorCode::ALL {
+            if matches!(code, ErrorCode::MethodNotAllowed | ErrorCode::PayloadTooLarge) {
+                continue; // the gateway's own, never carried by a gRPC status
+            }
+            assert_eq!(ErrorCode::from_grpc(code.grpc_code()), code);
+        }
+    }
+
+    #[test]
+    fn the_design_table_holds() {
+        let expect = [
+            (Code::InvalidArgument, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::FailedPrecondition, 412),
+            (Code::ResourceExhausted, 429),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+        ];
+        for (grpc, http) in expect {
+            assert_eq!(ErrorCode::from_grpc(grpc).http_status().as_u16(), http, "{grpc:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_field_names_the_field_in_message_and_details() {
+        let status = invalid_field("email", "is not a valid address");
+        let (http, body) = http_error_body(&status);
+        assert_eq!(http, StatusCode::BAD_REQUEST);
+        assert_eq!(body["status"], "INVALID_ARGUMENT");
+        assert_eq!(body["message"], "email: is not a valid address");
+        let violations = &body["details"][1]["fieldViolations"];
+        assert_eq!(violations[0]["field"], "email");
+    }
+}
+
+/// An axum response carrying the one REST error body (with `Retry-After` for 429s).
+pub fn http_response(code: ErrorCode, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, body) = error_body(code, message, Vec::new());
+    (status, axum::Json(body)).into_response()
+}

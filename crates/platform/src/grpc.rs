@@ -1,0 +1,230 @@
+//! The one layer stack every gRPC server runs, in-process or on a socket: authentication,
+//! per-user rate limits, a default deadline, and decode errors answered as INVALID_ARGUMENT.
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    num::NonZeroU32,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use http::{Request, Response};
+use tonic::{Code, Status, body::Body};
+use tower::{Layer, Service, ServiceExt, util::BoxCloneSyncService};
+
+use crate::{
+    auth::{AuthError, Authenticator, Caller},
+    config::Config,
+    error::rate_limited,
+};
+
+/// RPCs anyone may call without a token.
+pub const OPEN_METHODS: &[&str] = &[
+    "/chatmesh.user.v1.UserService/CreateUser",
+    "/chatmesh.user.v1.UserService/Login",
+    "/chatmesh.user.v1.UserService/RefreshToken",
+];
+
+/// Services anyone may call without a token (health and reflection).
+pub const OPEN_SERVICES: &[&str] =
+    &["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A gRPC transport usable by every generated client: either a tonic `Channel` to another
+/// process, or the server's own routes wrapped in this layer stack (no socket).
+pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// Wraps a tonic `Channel` (a remote part) as a [`GrpcChannel`].
+pub fn remote_channel(channel: tonic::transport::Channel) -> GrpcChannel {
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(channel, |e| Box::new(e) as BoxError))
+}
+
+/// Wraps in-process routes in the same layer stack a network call goes through.
+pub fn in_process_channel(routes: tonic::service::Routes, layer: PlatformLayer) -> GrpcChannel {
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(layer.layer(routes), |never| match never {}))
+}
+
+/// What the layer enforces, shared by every server of a process.
+pub struct Policy {
+    auth: Arc<Authenticator>,
+    limiter: DefaultKeyedRateLimiter<u64>,
+    default_deadline: Duration,
+    open_methods: HashSet<&'static str>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("default_deadline", &self.default_deadline).finish()
+    }
+}
+
+impl Policy {
+    pub fn new(auth: Arc<Authenticator>, config: &Config) -> Self {
+        let rate = NonZeroU32::new(config.limits.user_calls_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.limits.user_calls_burst).unwrap_or(rate);
+        Self {
+            auth,
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            default_deadline: config.default_deadline(),
+            open_methods: OPEN_METHODS.iter().copied().collect(),
+        }
+    }
+
+    /// Decides who may make this call; the caller, or the status to answer with.
+    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Caller>, Status> {
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if self.open_methods.contains(path) || OPEN_SERVICES.contains(&service) {
+            return Ok(None);
+        }
+        let token = bearer(headers)?;
+        let caller = self.auth.verify(token).map_err(|e| match e {
+            AuthError::Missing => Status::unauthenticated("missing bearer token"),
+            other => Status::unauthenticated(other.to_string()),
+        })?;
+        let internal = service.ends_with("InternalService");
+        match (&caller, internal) {
+            (Caller::User { .. }, true) => {
+                return Err(Status::permission_denied("internal rpcs accept only service principals"));
+            }
+            (Caller::Service { .. }, false) => {
+                return Err(Status::unauthenticated("service tokens are not accepted on public rpcs"));
+            }
+            (Caller::User { user_id, .. }, false) => {
+                if let Err(not_until) = self.limiter.check_key(user_id) {
+                    let wait = not_until.wait_time_from(self.limiter_clock_now());
+                    return Err(rate_limited("too many requests", wait));
+                }
+            }
+            (Caller::Service { .. }, true) => {}
+        }
+        Ok(Some(caller))
+    }
+
+    fn limiter_clock_now(&self) -> governor::clock::QuantaInstant {
+        governor::clock::DefaultClock::default().now()
+    }
+
+    /// The caller's deadline (`grpc-timeout`), capped by the server's default.
+    fn deadline(&self, headers: &http::HeaderMap) -> Duration {
+        headers
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.default_deadline, |d| d.min(self.default_deadline))
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
+    crate::auth::bearer_token(headers).map_err(|e| Status::unauthenticated(e.to_string()))
+}
+
+/// Parses a `grpc-timeout` value such as `250m` or `10S`.
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The tower layer applying a [`Policy`].
+#[derive(Debug, Clone)]
+pub struct PlatformLayer {
+    policy: Arc<Policy>,
+}
+
+impl PlatformLayer {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self { policy }
+    }
+}
+
+impl<S> Layer<S> for PlatformLayer {
+    type Service = PlatformService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PlatformService { inner, policy: self.policy.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlatformService<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S, B> Service<Request<B>> for PlatformService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // why: take the service that was driven ready, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            match policy.admit(&path, request.headers()) {
+                Ok(Some(caller)) => {
+                    request.extensions_mut().insert(caller);
+                }
+                Ok(None) => {}
+                Err(status) => return Ok(status.into_http()),
+            }
+            let deadline = policy.deadline(request.headers());
+            let response = match tokio::time::timeout(deadline, inner.call(request)).await {
+                Ok(response) => response?,
+                Err(_) => return Ok(Status::deadline_exceeded("deadline exceeded").into_http()),
+            };
+            Ok(remap_decode_error(response))
+        })
+    }
+}
+
+/// Tonic answers an undecodable request (bad protobuf, invalid UTF-8) with INTERNAL; it is the
+/// caller's fault, so it becomes INVALID_ARGUMENT with the decoder's message (which names the field).
+fn remap_decode_error(response: Response<Body>) -> Response<Body> {
+    match Status::from_header_map(response.headers()) {
+        Some(status) if status.code() == Code::Internal && status.message().starts_with("failed to decode") => {
+            Status::invalid_argument(status.message().to_owned()).into_http()
+        }
+        _ => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! What every chatmesh binary shares: typed config, authentication (JWT, service principals,
+//! passwords), the gRPC layer stack, the error-code table, ids, telemetry and shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod ids;
+pub mod password;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;
+
+pub use auth::Caller;
+pub use error::ErrorCode;

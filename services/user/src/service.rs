@@ -1,0 +1,465 @@
+//! The tonic handlers of UserService and UserInternalService: validation, rules, mapping.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use aws_lc_rs::{digest, rand::SecureRandom};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chatmesh_api::user::v1::{
+    self as pb, user_internal_service_server::UserInternalService, user_service_server::UserService,
+};
+use chatmesh_platform::{
+    auth::{Authenticator, user_of},
+    config::Config,
+    error::invalid_field,
+    ids::{IdGenerator, now_ms},
+    password::{PasswordHasher, Verified},
+    validate,
+};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::UserError,
+    model::{SessionRecord, UserRecord},
+    store::{Rotation, StoreError, UserStore},
+};
+
+const MAX_EMAIL: usize = 254;
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 128;
+const MAX_NAME: usize = 64;
+const MAX_URL: usize = 2048;
+const MAX_BIO: usize = 500;
+const MAX_BATCH: usize = 100;
+
+/// Shared state of the user service's handlers.
+struct Core {
+    store: Arc<dyn UserStore>,
+    hasher: PasswordHasher,
+    auth: Arc<Authenticator>,
+    ids: Arc<IdGenerator>,
+    login_limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// UserService: the public surface.
+#[derive(Clone)]
+pub struct UserApi {
+    core: Arc<Core>,
+}
+
+/// UserInternalService: what other services ask (service principals only).
+#[derive(Clone)]
+pub struct UserInternalApi {
+    core: Arc<Core>,
+}
+
+impl UserApi {
+    /// Builds both surfaces over one store, and re-arms revocations of sessions that ended
+    /// recently enough for their access tokens to still be unexpired.
+    pub async fn new(
+        config: &Config,
+        store: Arc<dyn UserStore>,
+        auth: Arc<Authenticator>,
+        ids: Arc<IdGenerator>,
+    ) -> Result<(Self, UserInternalApi), Box<dyn std::error::Error + Send + Sync>> {
+        let hasher = PasswordHasher::new(&config.password)?;
+        let per_minute = NonZeroU32::new(config.limits.login_per_minute_per_account).unwrap_or(NonZeroU32::MIN);
+        let token_window_ms = (config.auth.access_ttl_secs + config.auth.leeway_secs) * 1000;
+        for sid in store.sessions_ended_since(now_ms().saturating_sub(token_window_ms)).await? {
+            auth.revocations().revoke(&sid, now_ms() + token_window_ms);
+        }
+        let core = Arc::new(Core {
+            store,
+            hasher,
+            auth,
+            ids,
+            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        });
+        Ok((Self { core: core.clone() }, UserInternalApi { core }))
+    }
+}
+
+fn store_error(e: StoreError) -> Status {
+    match e {
+        StoreError::EmailTaken => UserError::EmailTaken.into(),
+        StoreError::UsernameTaken(name) => UserError::UsernameTaken(name).into(),
+        StoreError::Backend(e) => UserError::Store(e).into(),
+    }
+}
+
+fn timestamp(ms: u64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
+}
+
+/// The wire form of an account; the email only when `own` (the caller's own account).
+fn to_pb(user: &UserRecord, own: bool) -> pb::User {
+    pb::User {
+        user_id: user.user_id.to_string(),
+        name: user.name.clone(),
+        username: user.username.clone().unwrap_or_default(),
+        email: if own { user.email.clone() } else { String::new() },
+        avatar_url: user.avatar_url.clone(),
+        bio: user.bio.clone(),
+        created_at: timestamp(user.created_at_ms),
+        updated_at: timestamp(user.updated_at_ms),
+    }
+}
+
+fn validate_email(email: &str) -> Result<(), Status> {
+    if email.is_empty() {
+        return Err(invalid_field("email", "is required"));
+    }
+    if email.len() > MAX_EMAIL {
+        return Err(invalid_field("email", format!("must have at most {MAX_EMAIL} characters")));
+    }
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    };
+    if valid { Ok(()) } else { Err(invalid_field("email", "is not a valid email address")) }
+}
+
+fn validate_password(password: &str) -> Result<(), Status> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(invalid_field("password", format!("must have at least {MIN_PASSWORD} characters")));
+    }
+    if n > MAX_PASSWORD {
+        return Err(invalid_field("password", format!("must have at most {MAX_PASSWORD} characters")));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), Status> {
+    if name.trim().is_empty() {
+        return Err(invalid_field("name", "is required"));
+    }
+    validate::text("name", name, 1, MAX_NAME)
+}
+
+/// 3 to 32 of a-z, 0-9 and _, starting with a letter (any letter case).
+fn validate_username(username: &str) -> Result<(), Status> {
+    let ok = (3..=32).contains(&username.len())
+        && username.starts_with(|c: char| c.is_ascii_alphabetic())
+        && username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid_field("username", "must be 3 to 32 letters, digits or _, starting with a letter"))
+    }
+}
+
+fn validate_url(field: &str, url: &str) -> Result<(), Status> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    validate::text(field, url, 1, MAX_URL)?;
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(invalid_field(field, "must be an http(s) URL"))
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    digest::digest(&digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A refresh token is `<sid>.<secret>`; only the secret's hash is stored.
+fn new_refresh_secret() -> Result<String, Status> {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| chatmesh_platform::error::internal("refresh token", "no randomness"))?;
+    Ok(URL_SAFE_NO_PAD.encode(secret))
+}
+
+impl Core {
+    fn token_pair(&self, user_id: u64, sid: &str, secret: &str) -> pb::TokenPair {
+        let access = self.auth.issue_access(user_id, sid);
+        pb::TokenPair {
+            access_token: access.token,
+            refresh_token: format!("{sid}.{secret}"),
+            expires_in: access.expires_in_secs as i64,
+            token_type: "Bearer".into(),
+            session_id: sid.to_owned(),
+        }
+    }
+
+    fn revoke(&self, sid: &str) {
+        let config = self.auth.config();
+        self.auth.revocations().revoke(sid, now_ms() + (config.access_ttl_secs + config.leeway_secs) * 1000);
+    }
+
+    async fn load_user(&self, user_id: u64) -> Result<UserRecord, Status> {
+        self.store.get_user(user_id).await.map_err(store_error)?.ok_or_else(|| UserError::UserNotFound(user_id).into())
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserApi {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let req = request.into_inner();
+        let email = req.email.trim().to_owned();
+        validate_email(&email)?;
+        validate_password(&req.password)?;
+        validate_name(&req.name)?;
+        let username = (!req.username.is_empty()).then_some(req.username);
+        if let Some(username) = &username {
+            validate_username(username)?;
+        }
+        let core = &self.core;
+        // why: fail fast before paying for a hash; the store re-checks atomically on insert.
+        if core.store.get_user_by_email(&email.to_lowercase()).await.map_err(store_error)?.is_some() {
+            return Err(UserError::EmailTaken.into());
+        }
+        let password_hash = core.hasher.hash(req.password).await.map_err(|e| UserError::Store(e.to_string()))?;
+        let now = now_ms();
+        let user = UserRecord {
+            user_id: core.ids.next_id(),
+            email,
+            name: req.name.trim().to_owned(),
+            username,
+            avatar_url: String::new(),
+            bio: String::new(),
+            password_hash,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        core.store.insert_user(&user).await.map_err(store_error)?;
+        tracing::info!(user_id = user.user_id, "user created");
+        Ok(Response::new(pb::CreateUserResponse { user: Some(to_pb(&user, true)) }))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = request.into_inner();
+        if req.email.trim().is_empty() {
+            return Err(invalid_field("email", "is required"));
+        }
+        if req.password.is_empty() {
+            return Err(invalid_field("password", "is required"));
+        }
+        if req.password.chars().count() > MAX_PASSWORD {
+            return Err(UserError::BadCredentials.into());
+        }
+        let core = &self.core;
+        let email_key = req.email.trim().to_lowercase();
+        // why: checked before hashing, so guessing costs the attacker, not our CPU.
+        if let Err(not_until) = core.login_limiter.check_key(&email_key) {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(UserError::LoginThrottled(wait.max(Duration::from_secs(1))).into());
+        }
+        let user = core.store.get_user_by_email(&email_key).await.map_err(store_error)?;
+        let verified = core
+            .hasher
+            .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await
+            .map_err(|e| UserError::Store(e.to_string()))?;
+        let mut user = match (user, verified) {
+            (Some(user), Verified::Yes) => user,
+            (Some(mut user), Verified::YesRehashed(hash)) => {
+                user.password_hash = hash;
+                core.store.update_user(&user).await.map_err(store_error)?;
+                user
+            }
+            _ => return Err(UserError::BadCredentials.into()),
+        };
+        user.password_hash.clear();
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let secret = new_refresh_secret()?;
+        let now = now_ms();
+        let session = SessionRecord {
+            session_id: sid.clone(),
+            user_id: user.user_id,
+            refresh_hash: sha256_hex(secret.as_bytes()),
+            used_hashes: Vec::new(),
+            created_at_ms: now,
+            expires_at_ms: now + core.auth.config().refresh_ttl_secs * 1000,
+            ended_at_ms: None,
+        };
+        core.store.insert_session(&session).await.map_err(store_error)?;
+        tracing::info!(user_id = user.user_id, session_id = %sid, "login");
+        Ok(Response::new(pb::LoginResponse {
+            tokens: Some(core.token_pair(user.user_id, &sid, &secret)),
+            user: Some(to_pb(&user, true)),
+        }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        let token = request.into_inner().refresh_token;
+        if token.is_empty() {
+            return Err(invalid_field("refresh_token", "is required"));
+        }
+        let (sid, secret) = token.split_once('.').ok_or(UserError::BadRefreshToken)?;
+        let core = &self.core;
+        let new_secret = new_refresh_secret()?;
+        let rotation = core
+            .store
+            .rotate_session(sid, &sha256_hex(secret.as_bytes()), &sha256_hex(new_secret.as_bytes()), now_ms())
+            .await
+            .map_err(store_error)?;
+        match rotation {
+            Rotation::Rotated(session) => Ok(Response::new(pb::RefreshTokenResponse {
+                tokens: Some(core.token_pair(session.user_id, sid, &new_secret)),
+            })),
+            Rotation::Reused(session) => {
+                core.revoke(sid);
+                tracing::warn!(user_id = session.user_id, session_id = %sid, "refresh token reused, session ended");
+                Err(UserError::RefreshReuse.into())
+            }
+            Rotation::Ended => Err(UserError::SessionEnded.into()),
+            Rotation::Unknown => Err(UserError::BadRefreshToken.into()),
+        }
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let (user_id, sid) = user_of(&request)?;
+        self.core.store.end_session(&sid, now_ms()).await.map_err(store_error)?;
+        self.core.revoke(&sid);
+        tracing::info!(user_id, session_id = %sid, "logout");
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn logout_all(
+        &self,
+        request: Request<pb::LogoutAllRequest>,
+    ) -> Result<Response<pb::LogoutAllResponse>, Status> {
+        let (user_id, _) = user_of(&request)?;
+        let ended = self.core.store.end_user_sessions(user_id, now_ms()).await.map_err(store_error)?;
+        for session in &ended {
+            self.core.revoke(&session.session_id);
+        }
+        tracing::info!(user_id, sessions = ended.len(), "logout everywhere");
+        Ok(Response::new(pb::LogoutAllResponse { ended_sessions: ended.len() as i32 }))
+    }
+
+    async fn get_me(&self, request: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
+        let (user_id, _) = user_of(&request)?;
+        let user = self.core.load_user(user_id).await?;
+        Ok(Response::new(pb::GetMeResponse { user: Some(to_pb(&user, true)) }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let user_id = validate::id("user_id", &request.get_ref().user_id)?;
+        let user = self.core.load_user(user_id).await?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(to_pb(&user, user_id == caller)) }))
+    }
+
+    async fn update_me(&self, request: Request<pb::UpdateMeRequest>) -> Result<Response<pb::UpdateMeResponse>, Status> {
+        let (user_id, _) = user_of(&request)?;
+        let req = request.into_inner();
+        const FIELDS: [&str; 4] = ["name", "username", "avatar_url", "bio"];
+        for field in &req.update_mask {
+            if !FIELDS.contains(&field.as_str()) {
+                return Err(invalid_field("update_mask", format!("unknown field {field:?}")));
+            }
+        }
+        let masked = |field: &str, value: &str| {
+            if req.update_mask.is_empty() { !value.is_empty() } else { req.update_mask.iter().any(|f| f == field) }
+        };
+        let mut user = self.core.load_user(user_id).await?;
+        if masked("name", &req.name) {
+            validate_name(&req.name)?;
+            user.name = req.name.trim().to_owned();
+        }
+        if masked("username", &req.username) {
+            if req.username.is_empty() {
+                user.username = None;
+            } else {
+                validate_username(&req.username)?;
+                user.username = Some(req.username.clone());
+            }
+        }
+        if masked("avatar_url", &req.avatar_url) {
+            validate_url("avatar_url", &req.avatar_url)?;
+            user.avatar_url = req.avatar_url.clone();
+        }
+        if masked("bio", &req.bio) {
+            if !req.bio.is_empty() {
+                validate::text("bio", &req.bio.replace(['\n', '\t'], " "), 1, MAX_BIO)?;
+            }
+            user.bio = req.bio.clone();
+        }
+        user.updated_at_ms = now_ms();
+        self.core.store.update_user(&user).await.map_err(store_error)?;
+        Ok(Response::new(pb::UpdateMeResponse { user: Some(to_pb(&user, true)) }))
+    }
+}
+
+#[tonic::async_trait]
+impl UserInternalService for UserInternalApi {
+    async fn batch_get_users(
+        &self,
+        request: Request<pb::BatchGetUsersRequest>,
+    ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
+        let ids = request.into_inner().user_ids;
+        if ids.len() > MAX_BATCH {
+            return Err(invalid_field("user_ids", format!("at most {MAX_BATCH} ids")));
+        }
+        let mut response = pb::BatchGetUsersResponse::default();
+        for raw in ids {
+            let id = validate::id("user_ids", &raw)?;
+            match self.core.store.get_user(id).await.map_err(store_error)? {
+                Some(user) => response.users.push(to_pb(&user, false)),
+                None => response.missing_user_ids.push(raw),
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn resolve_usernames(
+        &self,
+        request: Request<pb::ResolveUsernamesRequest>,
+    ) -> Result<Response<pb::ResolveUsernamesResponse>, Status> {
+        let names = request.into_inner().usernames;
+        if names.len() > MAX_BATCH {
+            return Err(invalid_field("usernames", format!("at most {MAX_BATCH} names")));
+        }
+        let mut users = Vec::new();
+        for name in names {
+            let key = name.trim_start_matches('@').to_lowercase();
+            if let Some(user) = self.core.store.get_user_by_username(&key).await.map_err(store_error)? {
+                users.push(to_pb(&user, false));
+            }
+        }
+        Ok(Response::new(pb::ResolveUsernamesResponse { users }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        for ok in ["a@b.co", "first.last+tag@example.org"] {
+            assert!(validate_email(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.de", "a@@b.co", "a@.b", "a@b."] {
+            assert!(validate_email(bad).unwrap_err().message().starts_with("email"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usernames_are_checked_for_shape() {
+        assert!(validate_username("ada_99").is_ok());
+        for bad in ["ab", "9lives", "with space", "émile", &"a".repeat(33)] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+}
