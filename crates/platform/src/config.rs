@@ -178,7 +178,7 @@ impl Default for LogConfig {
 impl Config {
     /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`
     /// (the command line's flags, as a partial document).
-    pub fn load(file: Option<&std::path::Path>, overrides: impl Serialize) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&std::path::Path>, overrides: impl Serialize) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
@@ -188,6 +188,7 @@ impl Config {
             .merge(Env::prefixed("CHATMESH_").filter(|key| !key.as_str().starts_with("test_")).split("__"))
             .merge(Serialized::defaults(overrides))
             .extract()
+            .map_err(Box::new)
     }
 
     pub fn default_deadline(&self) -> Duration {
@@ -196,6 +197,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// why: figment's Jail closures return its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

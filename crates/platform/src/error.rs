@@ -183,6 +183,13 @@ pub fn error_body(code: ErrorCode, message: &str, details: Vec<serde_json::Value
     (http, serde_json::json!({ "code": http.as_u16(), "status": code.name(), "message": message, "details": details }))
 }
 
+/// An axum response carrying the one REST error body (with `Retry-After` for 429s).
+pub fn http_response(code: ErrorCode, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, body) = error_body(code, message, Vec::new());
+    (status, axum::Json(body)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,11 +233,4 @@ mod tests {
         let violations = &body["details"][1]["fieldViolations"];
         assert_eq!(violations[0]["field"], "email");
     }
-}
-
-/// An axum response carrying the one REST error body (with `Retry-After` for 429s).
-pub fn http_response(code: ErrorCode, message: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (status, body) = error_body(code, message, Vec::new());
-    (status, axum::Json(body)).into_response()
 }

@@ -33,10 +33,8 @@ pub fn router(auth: Arc<Authenticator>) -> Router {
 
 async fn api(State(auth): State<Arc<Authenticator>>, request: Request) -> Response {
     let open = OPEN_ROUTES.iter().any(|(m, p)| m == request.method() && p == &request.uri().path());
-    if !open {
-        if let Err(e) = bearer_token(request.headers()).and_then(|token| auth.verify(token)) {
-            return http_response(ErrorCode::Unauthenticated, &e.to_string());
-        }
+    if !open && let Err(e) = bearer_token(request.headers()).and_then(|token| auth.verify(token)) {
+        return http_response(ErrorCode::Unauthenticated, &e.to_string());
     }
     http_response(ErrorCode::Unimplemented, "the REST gateway is not built yet; use the gRPC API")
 }

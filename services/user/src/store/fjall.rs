@@ -176,10 +176,10 @@ impl UserStore for FjallUserStore {
             };
             if old.username_key() != user.username_key() {
                 if let Some(key) = user.username_key() {
-                    if let Some(owner) = tx.get(&s.usernames, &key).map_err(backend)? {
-                        if id_from(&owner)? != user.user_id {
-                            return Err(StoreError::UsernameTaken(user.username.clone().unwrap_or_default()));
-                        }
+                    if let Some(owner) = tx.get(&s.usernames, &key).map_err(backend)?
+                        && id_from(&owner)? != user.user_id
+                    {
+                        return Err(StoreError::UsernameTaken(user.username.clone().unwrap_or_default()));
                     }
                     tx.insert(&s.usernames, key, user.user_id.to_be_bytes());
                 }

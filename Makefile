@@ -1,0 +1,50 @@
+# One command index: CI (.ci/run) calls these same targets.
+# Tools (buf, the Python test client) install into $(CHATMESH_CACHE), never by hand.
+
+CHATMESH_CACHE ?= $(HOME)/.cache/chatmesh
+export CARGO_TARGET_DIR ?= $(CHATMESH_CACHE)/target
+VENV := $(CHATMESH_CACHE)/venv
+BUF := $(CHATMESH_CACHE)/tools/node_modules/.bin/buf
+PYTHON := $(VENV)/bin/python
+
+.PHONY: up test test-rust test-python lint tools clean-data
+
+## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
+up:
+	cargo run --release -- up
+
+## Every test: Rust unit and black-box suites, then the Python gRPC client suite.
+test: tools test-rust test-python
+
+test-rust:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+test-python: tools
+	cargo build -p chatmesh-cli
+	$(PYTHON) -m pytest -q tests/python
+
+## Formatting, clippy with warnings denied, and the Buf lint and format checks.
+lint: tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+tools: $(BUF) $(PYTHON)
+
+$(BUF):
+	mkdir -p $(CHATMESH_CACHE)/tools
+	cd $(CHATMESH_CACHE)/tools && npm install --no-audit --no-fund --silent @bufbuild/buf@1.75
+
+$(PYTHON): tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r tests/python/requirements.txt
+	touch $(PYTHON)
+
+clean-data:
+	rm -rf ./chatmesh-data

@@ -1,0 +1,74 @@
+"""Starts the real chatmesh binary and generates Python gRPC stubs from proto/ at test time."""
+
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _binary() -> pathlib.Path:
+    if os.environ.get("CHATMESH_BIN"):
+        return pathlib.Path(os.environ["CHATMESH_BIN"])
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / "debug" / "chatmesh"
+
+
+@pytest.fixture(scope="session")
+def stubs():
+    """Generates chatmesh's Python stubs from proto/ into a temporary package root."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    out = pathlib.Path(tempfile.mkdtemp(prefix="chatmesh-py-"))
+    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    code = protoc.main(
+        ["protoc", f"-I{ROOT / 'proto'}", f"-I{well_known}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]
+    )
+    assert code == 0, "protoc failed"
+    sys.path.insert(0, str(out))
+    yield out
+    sys.path.remove(str(out))
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """A `chatmesh up` on free ports and a temporary data dir; yields its gRPC address."""
+    binary = _binary()
+    assert binary.exists(), f"build the binary first (cargo build): {binary}"
+    data = tempfile.mkdtemp(prefix="chatmesh-data-")
+    grpc_addr = f"127.0.0.1:{_free_port()}"
+    args = [
+        str(binary), "--data-dir", data, "up",
+        "--grpc-listen", grpc_addr,
+        "--rest-listen", f"127.0.0.1:{_free_port()}",
+        "--ws-listen", f"127.0.0.1:{_free_port()}",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    channel = grpc.insecure_channel(grpc_addr)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=30)
+    except grpc.FutureTimeoutError:
+        proc.kill()
+        raise RuntimeError(proc.stdout.read().decode())
+    yield grpc_addr
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0, "chatmesh drains and exits cleanly on SIGTERM"
+    channel.close()
+    shutil.rmtree(data, ignore_errors=True)
