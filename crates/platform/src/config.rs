@@ -175,6 +175,9 @@ impl Default for LogConfig {
     }
 }
 
+/// The top-level keys of [`Config`], as the environment names them.
+const SECTIONS: &[&str] = &["data_dir", "node_id", "grpc", "rest", "ws", "auth", "password", "limits", "log"];
+
 impl Config {
     /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`
     /// (the command line's flags, as a partial document).
@@ -184,8 +187,16 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            // why: CHATMESH_TEST_* variables configure the test suites, not the process.
-            .merge(Env::prefixed("CHATMESH_").filter(|key| !key.as_str().starts_with("test_")).split("__"))
+            // why: other CHATMESH_* variables (CHATMESH_CONFIG, CHATMESH_TEST_*, tooling) are not
+            // settings; only those naming a section are read, and unknown keys inside one fail.
+            .merge(
+                Env::prefixed("CHATMESH_")
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        SECTIONS.contains(&key.split("__").next().unwrap_or_default())
+                    })
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)
@@ -218,6 +229,8 @@ mod tests {
             jail.create_file("chatmesh.toml", "node_id = 3\n[grpc]\nlisten = \"127.0.0.1:6000\"\n")?;
             jail.set_env("CHATMESH_GRPC__LISTEN", "127.0.0.1:7000");
             jail.set_env("CHATMESH_NODE_ID", "5");
+            jail.set_env("CHATMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379");
+            jail.set_env("CHATMESH_CONFIG", "chatmesh.toml");
             let flags = serde_json::json!({ "node_id": 9 });
             let config = Config::load(Some(std::path::Path::new("chatmesh.toml")), flags).expect("loads");
             assert_eq!(config.grpc.listen, "127.0.0.1:7000".parse().unwrap());
@@ -231,6 +244,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("chatmesh.toml", "[grpc]\nlisen = \"127.0.0.1:6000\"\n")?;
             let err = Config::load(Some(std::path::Path::new("chatmesh.toml")), serde_json::json!({})).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            jail.set_env("CHATMESH_GRPC__LISEN", "127.0.0.1:6000");
+            let err = Config::load(None, serde_json::json!({})).unwrap_err();
             assert!(err.to_string().contains("lisen"), "{err}");
             Ok(())
         });
