@@ -159,7 +159,7 @@ impl Default for AuthConfig {
 impl Default for PasswordConfig {
     fn default() -> Self {
         // OWASP: argon2id m=19 MiB, t=2, p=1.
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent_hashes: 2 }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent_hashes: 1 }
     }
 }
 

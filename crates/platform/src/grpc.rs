@@ -219,6 +219,108 @@ fn remap_decode_error(response: Response<Body>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AuthConfig;
+
+    fn policy(dir: &std::path::Path, deadline_ms: u64) -> (Arc<Authenticator>, Arc<Policy>) {
+        let auth = Arc::new(Authenticator::from_data_dir(AuthConfig::default(), dir).unwrap());
+        let mut config = Config::default();
+        config.grpc.default_deadline_ms = deadline_ms;
+        config.limits.user_calls_per_sec = 1;
+        config.limits.user_calls_burst = 3;
+        (auth.clone(), Arc::new(Policy::new(auth, &config)))
+    }
+
+    fn request(path: &str, token: Option<&str>) -> Request<Body> {
+        let mut builder = Request::builder().uri(format!("http://localhost{path}"));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    /// A service that answers OK after `delay`, reporting the caller it saw.
+    fn echo(
+        delay: Duration,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send {
+        tower::service_fn(move |request: Request<Body>| async move {
+            tokio::time::sleep(delay).await;
+            let mut response = Response::new(Body::empty());
+            let caller = request.extensions().get::<Caller>().map(|c| format!("{c:?}")).unwrap_or_default();
+            response.headers_mut().insert("x-caller", caller.parse().unwrap());
+            response.headers_mut().insert("grpc-status", "0".parse().unwrap());
+            Ok::<_, Infallible>(response)
+        })
+    }
+
+    fn code(response: &Response<Body>) -> Code {
+        Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code())
+    }
+
+    #[tokio::test]
+    async fn open_methods_pass_without_a_token_and_others_need_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, policy) = policy(dir.path(), 1000);
+        let mut service = PlatformLayer::new(policy).layer(echo(Duration::ZERO));
+        let open = service.call(request("/chatmesh.user.v1.UserService/Login", None)).await.unwrap();
+        assert_eq!(code(&open), Code::Ok);
+        let health = service.call(request("/grpc.health.v1.Health/Check", None)).await.unwrap();
+        assert_eq!(code(&health), Code::Ok);
+        let closed = service.call(request("/chatmesh.user.v1.UserService/GetMe", None)).await.unwrap();
+        assert_eq!(code(&closed), Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn principals_are_kept_to_their_surface() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, policy) = policy(dir.path(), 1000);
+        let mut service = PlatformLayer::new(policy).layer(echo(Duration::ZERO));
+        let user = auth.issue_access(7, "s").token;
+        let svc = auth.issue_service("chat");
+        let internal = "/chatmesh.channel.v1.ChannelInternalService/CheckMembership";
+        let public = "/chatmesh.user.v1.UserService/GetMe";
+        assert_eq!(code(&service.call(request(internal, Some(&user))).await.unwrap()), Code::PermissionDenied);
+        assert_eq!(code(&service.call(request(public, Some(&svc))).await.unwrap()), Code::Unauthenticated);
+        let ok = service.call(request(internal, Some(&svc))).await.unwrap();
+        assert_eq!(code(&ok), Code::Ok);
+        assert!(ok.headers()["x-caller"].to_str().unwrap().contains("chat"), "the caller reaches the handler");
+    }
+
+    #[tokio::test]
+    async fn a_user_over_the_rate_is_told_when_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, policy) = policy(dir.path(), 1000);
+        let mut service = PlatformLayer::new(policy).layer(echo(Duration::ZERO));
+        let token = auth.issue_access(7, "s").token;
+        let other = auth.issue_access(8, "t").token;
+        let path = "/chatmesh.user.v1.UserService/GetMe";
+        for _ in 0..3 {
+            assert_eq!(code(&service.call(request(path, Some(&token))).await.unwrap()), Code::Ok);
+        }
+        let limited = service.call(request(path, Some(&token))).await.unwrap();
+        assert_eq!(code(&limited), Code::ResourceExhausted);
+        assert!(limited.headers().get("retry-after").is_some());
+        assert_eq!(code(&service.call(request(path, Some(&other))).await.unwrap()), Code::Ok, "limits are per user");
+    }
+
+    // why: paused (virtual) time makes the deadlines exact without timing the machine.
+    #[tokio::test(start_paused = true)]
+    async fn calls_past_the_deadline_are_deadline_exceeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, policy) = policy(dir.path(), 10_000);
+        let mut service = PlatformLayer::new(policy).layer(echo(Duration::from_secs(60)));
+        let token = auth.issue_access(7, "s").token;
+        let started = tokio::time::Instant::now();
+        let response = service.call(request("/chatmesh.user.v1.UserService/GetMe", Some(&token))).await.unwrap();
+        assert_eq!(code(&response), Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(10), "the server's default applies");
+
+        let mut shorter = request("/chatmesh.user.v1.UserService/GetMe", Some(&token));
+        shorter.headers_mut().insert("grpc-timeout", "10m".parse().unwrap());
+        let started = tokio::time::Instant::now();
+        let response = service.call(shorter).await.unwrap();
+        assert_eq!(code(&response), Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_millis(10), "the caller's shorter deadline wins");
+    }
 
     #[test]
     fn grpc_timeouts_parse() {
