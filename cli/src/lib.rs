@@ -19,7 +19,10 @@ use chatmesh_api::{
 use chatmesh_platform::{
     auth::Authenticator,
     config::Config,
-    grpc::{GrpcChannel, PlatformLayer, Policy, in_process_channel},
+    grpc::{
+        GrpcChannel, LateChannel, PlatformLayer, Policy, ServiceAuth, in_process_channel, internal_channel,
+        remote_channel,
+    },
     ids::IdGenerator,
     shutdown::CancellationToken,
 };
@@ -82,6 +85,8 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
     health: Option<Health>,
+    /// The in-process transport between parts; dropping it frees the parts and their stores.
+    _local: Option<LateChannel>,
 }
 
 /// The health reporter and every service name it reports on.
@@ -150,16 +155,22 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         shutdown: shutdown.clone(),
         tasks: JoinSet::new(),
         health: None,
+        _local: None,
     };
 
     if parts.iter().any(|p| p.is_grpc()) {
         let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
-        let (routes, health) = grpc_routes(&config, parts, &auth, &ids).await?;
+        let local = LateChannel::new();
+        let peers = Peers::new(&config, parts, &local)?;
+        let (routes, health) = grpc_routes(&config, parts, &auth, &ids, &peers).await?;
         let listener = TcpListener::bind(config.grpc.listen)
             .await
             .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
         running.grpc_addr = Some(listener.local_addr()?);
-        running.in_process = Some(in_process_channel(routes.clone(), layer.clone()));
+        let in_process = in_process_channel(routes.clone(), layer.clone());
+        local.set(in_process.clone());
+        running.in_process = Some(in_process);
+        running._local = Some(local);
         running.health = Some(health);
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(config.grpc.max_concurrent_streams)
@@ -196,6 +207,7 @@ async fn grpc_routes(
     parts: &BTreeSet<Part>,
     auth: &Arc<Authenticator>,
     ids: &Arc<IdGenerator>,
+    peers: &Peers,
 ) -> anyhow::Result<(Routes, Health)> {
     let max = config.grpc.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -234,8 +246,18 @@ async fn grpc_routes(
         add!(UserInternalServiceServer, internal);
     }
     if parts.contains(&Part::Channel) {
-        add!(ChannelServiceServer, chatmesh_channel::ChannelApi);
-        add!(ChannelInternalServiceServer, chatmesh_channel::ChannelInternalApi);
+        let store = chatmesh_channel::store::FjallChannelStore::open(&config.data_dir.join("channel"))
+            .context("opening the channel store")?;
+        let users = chatmesh_channel::GrpcUserDirectory::new(internal_channel(
+            peers
+                .user
+                .clone()
+                .context("the channel part needs the user part: run it in this process or set peers.user")?,
+            ServiceAuth::new(auth.clone(), "channel"),
+        ));
+        let (public, internal) = chatmesh_channel::ChannelApi::new(Arc::new(store), Arc::new(users), ids.clone());
+        add!(ChannelServiceServer, public);
+        add!(ChannelInternalServiceServer, internal);
     }
     if parts.contains(&Part::Chat) {
         add!(ChatServiceServer, chatmesh_chat::ChatApi);
@@ -247,6 +269,29 @@ async fn grpc_routes(
     }
     health.set_service_status("", ServingStatus::Serving).await;
     Ok((routes, Health { reporter: health, served }))
+}
+
+/// How this process reaches each gRPC part: in-process when it runs here, else at its
+/// configured peer address.
+struct Peers {
+    user: Option<GrpcChannel>,
+}
+
+impl Peers {
+    fn new(config: &Config, parts: &BTreeSet<Part>, local: &LateChannel) -> anyhow::Result<Self> {
+        let reach = |part: Part, address: &str| -> anyhow::Result<Option<GrpcChannel>> {
+            if parts.contains(&part) {
+                return Ok(Some(local.channel()));
+            }
+            if address.is_empty() {
+                return Ok(None);
+            }
+            let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
+                .with_context(|| format!("peer address {address:?}"))?;
+            Ok(Some(remote_channel(endpoint.connect_lazy())))
+        };
+        Ok(Self { user: reach(Part::User, &config.peers.user)? })
+    }
 }
 
 fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {

@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf};
 
-use chatmesh_api::user::v1::{self as user, user_service_client::UserServiceClient};
+use chatmesh_api::{
+    channel::v1::channel_service_client::ChannelServiceClient,
+    user::v1::{self as user, user_service_client::UserServiceClient},
+};
 use chatmesh_cli::{Part, Running};
 use chatmesh_platform::{config::Config, grpc::GrpcChannel};
 use tonic::{Request, transport::Channel};
@@ -107,6 +110,15 @@ impl TestApp {
             .await?
             .into_inner();
         Ok(response.tokens.expect("tokens"))
+    }
+
+    /// A service-principal token minted by this server (for internal RPCs).
+    pub fn service_token(&self, part: &str) -> String {
+        self.running.as_ref().expect("running").auth.issue_service(part)
+    }
+
+    pub async fn channels(&self) -> ChannelServiceClient<Channel> {
+        ChannelServiceClient::new(self.channel().await)
     }
 
     /// Reads a key this server generated in its data dir (to forge or age tokens in tests).

@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chatmesh_api::{
-    channel::v1::{GetChannelRequest, channel_service_client::ChannelServiceClient},
+    chat::v1::{GetChatRequest, chat_service_client::ChatServiceClient},
     user::v1::{
         BatchGetUsersRequest, GetMeRequest, user_internal_service_client::UserInternalServiceClient,
         user_service_client::UserServiceClient,
@@ -132,13 +132,10 @@ async fn internal_rpcs_take_service_principals_only() {
 async fn services_not_built_yet_answer_unimplemented_after_authentication() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.register("ada@example.com").await;
-    let mut channels = ChannelServiceClient::new(app.channel().await);
-    let request = || GetChannelRequest { channel_id: "1".into() };
-    assert_eq!(channels.get_channel(request()).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(
-        channels.get_channel(authed(&tokens.access_token, request())).await.unwrap_err().code(),
-        Code::Unimplemented
-    );
+    let mut chats = ChatServiceClient::new(app.channel().await);
+    let request = || GetChatRequest { chat_id: "1".into() };
+    assert_eq!(chats.get_chat(request()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(chats.get_chat(authed(&tokens.access_token, request())).await.unwrap_err().code(), Code::Unimplemented);
 }
 
 #[tokio::test]

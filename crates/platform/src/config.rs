@@ -26,6 +26,18 @@ pub struct Config {
     pub password: PasswordConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub peers: PeersConfig,
+}
+
+/// Where the parts that do not run in this process listen (gRPC URLs such as
+/// `http://chatmesh-user:50051`). Empty: the part must run in this process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeersConfig {
+    pub user: String,
+    pub channel: String,
+    pub chat: String,
+    pub dispatcher: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,6 +138,7 @@ impl Default for Config {
             password: PasswordConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -176,7 +189,7 @@ impl Default for LogConfig {
 }
 
 /// The top-level keys of [`Config`], as the environment names them.
-const SECTIONS: &[&str] = &["data_dir", "node_id", "grpc", "rest", "ws", "auth", "password", "limits", "log"];
+const SECTIONS: &[&str] = &["data_dir", "node_id", "grpc", "rest", "ws", "auth", "password", "limits", "log", "peers"];
 
 impl Config {
     /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`

@@ -35,18 +35,120 @@ pub const OPEN_SERVICES: &[&str] =
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A transport failure of a [`GrpcChannel`] (connection refused, reset, ...).
+// why: a concrete error type, not a boxed one, keeps generated clients usable in
+// `async_trait` methods (a boxed error there trips a higher-ranked lifetime inference bug).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TransportError(#[from] BoxError);
+
 /// A gRPC transport usable by every generated client: either a tonic `Channel` to another
 /// process, or the server's own routes wrapped in this layer stack (no socket).
-pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, TransportError>;
 
 /// Wraps a tonic `Channel` (a remote part) as a [`GrpcChannel`].
 pub fn remote_channel(channel: tonic::transport::Channel) -> GrpcChannel {
-    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(channel, |e| Box::new(e) as BoxError))
+    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(channel, |e| TransportError(Box::new(e))))
 }
 
 /// Wraps in-process routes in the same layer stack a network call goes through.
 pub fn in_process_channel(routes: tonic::service::Routes, layer: PlatformLayer) -> GrpcChannel {
     BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(layer.layer(routes), |never| match never {}))
+}
+
+/// A transport whose target is set after it is handed out: parts of one process call each
+/// other in-process, but the routes exist only once every part is built.
+///
+/// The transports it hands out hold it weakly (the routes they reach hold those transports,
+/// so a strong reference would be a cycle keeping every store open): whoever runs the parts
+/// keeps the `LateChannel` alive as long as they serve.
+#[derive(Clone, Default)]
+pub struct LateChannel {
+    target: Arc<std::sync::OnceLock<GrpcChannel>>,
+}
+
+impl std::fmt::Debug for LateChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateChannel").field("set", &self.target.get().is_some()).finish()
+    }
+}
+
+impl LateChannel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Points the transport at its target; later calls are ignored.
+    pub fn set(&self, target: GrpcChannel) {
+        let _ = self.target.set(target);
+    }
+
+    /// This transport as a [`GrpcChannel`].
+    pub fn channel(&self) -> GrpcChannel {
+        let target = Arc::downgrade(&self.target);
+        BoxCloneSyncService::new(tower::service_fn(move |request: Request<Body>| {
+            let target = target.upgrade().and_then(|t| t.get().cloned());
+            async move {
+                match target {
+                    Some(mut channel) => channel.ready().await?.call(request).await,
+                    None => Ok(Status::unavailable("peer not serving").into_http()),
+                }
+            }
+        }))
+    }
+}
+
+/// Attaches this part's service-principal token to outgoing internal calls, minting a new
+/// one shortly before the cached one expires.
+#[derive(Clone)]
+pub struct ServiceAuth {
+    auth: Arc<Authenticator>,
+    part: &'static str,
+    cached: Arc<std::sync::RwLock<(String, u64)>>, // (token, unix ms after which to mint anew)
+}
+
+impl std::fmt::Debug for ServiceAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAuth").field("part", &self.part).finish()
+    }
+}
+
+impl ServiceAuth {
+    pub fn new(auth: Arc<Authenticator>, part: &'static str) -> Self {
+        Self { auth, part, cached: Arc::new(std::sync::RwLock::new((String::new(), 0))) }
+    }
+
+    fn token(&self) -> String {
+        let now = crate::ids::now_ms();
+        {
+            let cached = self.cached.read().unwrap_or_else(|e| e.into_inner());
+            if cached.1 > now {
+                return cached.0.clone();
+            }
+        }
+        let token = self.auth.issue_service(self.part);
+        // why: renew at half the lifetime so a token never expires mid-call or mid-retry.
+        let renew_at = now + self.auth.config().service_token_ttl_secs * 500;
+        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = (token.clone(), renew_at);
+        token
+    }
+}
+
+impl tonic::service::Interceptor for ServiceAuth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let value = format!("Bearer {}", self.token())
+            .parse()
+            .map_err(|_| Status::internal("service token is not valid metadata"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+/// A client transport for internal calls: `channel` with this part's service token attached.
+pub type InternalChannel = tonic::service::interceptor::InterceptedService<GrpcChannel, ServiceAuth>;
+
+pub fn internal_channel(channel: GrpcChannel, auth: ServiceAuth) -> InternalChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, auth)
 }
 
 /// What the layer enforces, shared by every server of a process.

@@ -1,20 +1,14 @@
-//! Channel service: channels, direct conversations, members, roles and invitations.
-//!
-//! Not built yet: every RPC answers UNIMPLEMENTED (the generated default bodies) until the
-//! channels issue lands; the servers are registered so health, reflection and clients see them.
+//! Channel service: channels (groups, direct pairs, broadcasts), members and roles, with
+//! every change recorded atomically in the service's outbox for the channel event log.
 
-use chatmesh_api::channel::v1::{
-    channel_internal_service_server::ChannelInternalService, channel_service_server::ChannelService,
-};
+mod error;
+mod events;
+mod model;
+mod service;
+pub mod store;
+mod users;
 
-/// ChannelService: the public surface.
-#[derive(Debug, Clone, Default)]
-pub struct ChannelApi;
-
-/// ChannelInternalService: membership checks for other services.
-#[derive(Debug, Clone, Default)]
-pub struct ChannelInternalApi;
-
-impl ChannelService for ChannelApi {}
-
-impl ChannelInternalService for ChannelInternalApi {}
+pub use error::ChannelError;
+pub use model::{ChannelRecord, Kind, MemberRecord, Role, Visibility};
+pub use service::{ChannelApi, ChannelInternalApi};
+pub use users::{GrpcUserDirectory, UserDirectory};

@@ -1,0 +1,774 @@
+//! The tonic handlers of ChannelService and ChannelInternalService: validation, the
+//! membership and role rules, and mapping. Each mutation reads, decides, and applies one
+//! [`Change`] that the store accepts only if the channel did not change in between.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use chatmesh_api::channel::v1::{
+    self as pb, channel_internal_service_server::ChannelInternalService, channel_service_server::ChannelService,
+};
+use chatmesh_platform::{
+    auth::user_of,
+    error::invalid_field,
+    ids::{IdGenerator, now_ms},
+    page, validate,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::ChannelError,
+    events,
+    model::{ChannelRecord, Kind, MemberRecord, Role, Visibility},
+    store::{Change, ChannelStore, Op, OutboxEntry, StoreError},
+    users::UserDirectory,
+};
+
+const MAX_NAME: usize = 100;
+const MAX_TOPIC: usize = 500;
+const MAX_URL: usize = 2048;
+const MAX_INITIAL_MEMBERS: usize = 100;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 100;
+const MAX_INTERNAL_PAGE: usize = 1000;
+/// Attempts of one read-decide-apply cycle before answering UNAVAILABLE.
+const MAX_ATTEMPTS: usize = 16;
+
+struct Core {
+    store: Arc<dyn ChannelStore>,
+    users: Arc<dyn UserDirectory>,
+    ids: Arc<IdGenerator>,
+}
+
+/// ChannelService: the public surface.
+#[derive(Clone)]
+pub struct ChannelApi {
+    core: Arc<Core>,
+}
+
+/// ChannelInternalService: membership answers for other services (service principals only).
+#[derive(Clone)]
+pub struct ChannelInternalApi {
+    core: Arc<Core>,
+}
+
+impl ChannelApi {
+    pub fn new(
+        store: Arc<dyn ChannelStore>,
+        users: Arc<dyn UserDirectory>,
+        ids: Arc<IdGenerator>,
+    ) -> (Self, ChannelInternalApi) {
+        let core = Arc::new(Core { store, users, ids });
+        (Self { core: core.clone() }, ChannelInternalApi { core })
+    }
+}
+
+/// What a decision produced: the change to apply, and what to answer once it is applied.
+type Decision<T> = Result<(Change, T), ChannelError>;
+
+/// What the caller may see of a channel.
+struct View {
+    channel: ChannelRecord,
+    membership: Option<MemberRecord>,
+}
+
+impl View {
+    fn member(&self) -> Result<&MemberRecord, ChannelError> {
+        self.membership.as_ref().ok_or(ChannelError::NotAMember(self.channel.channel_id))
+    }
+
+    fn change(&self, ops: Vec<Op>, outbox: Vec<OutboxEntry>) -> Change {
+        Change { channel_id: self.channel.channel_id, expected_version: Some(self.channel.version), ops, outbox }
+    }
+}
+
+impl Core {
+    /// The channel as `user` may see it: NOT_FOUND when it does not exist, and also when the
+    /// user is not a member of a private or direct one.
+    async fn view(&self, channel_id: u64, user: u64) -> Result<View, ChannelError> {
+        let channel = self.store.get_channel(channel_id).await?.ok_or(ChannelError::ChannelNotFound(channel_id))?;
+        let membership = self.store.get_member(channel_id, user).await?;
+        let public = channel.visibility == Visibility::Public && channel.kind != Kind::Direct;
+        if membership.is_none() && !public {
+            return Err(ChannelError::ChannelNotFound(channel_id));
+        }
+        Ok(View { channel, membership })
+    }
+
+    /// Runs read → decide → apply until the store accepts the change unraced.
+    async fn mutate<T, F, Fut>(&self, channel_id: u64, mut decide: F) -> Result<T, ChannelError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Decision<T>>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let (change, answer) = decide().await?;
+            match self.store.apply(change).await {
+                Ok(()) => return Ok(answer),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ChannelError::Busy(channel_id))
+    }
+
+    async fn require_users(&self, field: &'static str, user_ids: &[u64]) -> Result<(), ChannelError> {
+        if let Some(user_id) = self.users.missing_users(user_ids).await?.first() {
+            return Err(ChannelError::UserNotFound { field, user_id: *user_id });
+        }
+        Ok(())
+    }
+
+    async fn channel_pb(&self, channel_id: u64) -> Result<pb::Channel, ChannelError> {
+        let channel = self.store.get_channel(channel_id).await?.ok_or(ChannelError::ChannelNotFound(channel_id))?;
+        Ok(channel.to_pb())
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), Status> {
+    if name.trim().is_empty() {
+        return Err(invalid_field("name", "is required"));
+    }
+    validate::text("name", name, 1, MAX_NAME)
+}
+
+fn validate_topic(topic: &str) -> Result<(), Status> {
+    if topic.is_empty() { Ok(()) } else { validate::text("topic", &topic.replace('\n', " "), 1, MAX_TOPIC) }
+}
+
+fn validate_image_url(url: &str) -> Result<(), Status> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    validate::text("image_url", url, 1, MAX_URL)?;
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(invalid_field("image_url", "must be an http(s) URL"))
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Member => "member",
+        Role::Admin => "admin",
+        Role::Owner => "owner",
+    }
+}
+
+fn member(channel_id: u64, user_id: u64, role: Role, invited_by: u64, now: u64) -> MemberRecord {
+    MemberRecord { channel_id, user_id, role, joined_at_ms: now, invited_by, closed: false }
+}
+
+impl ChannelApi {
+    async fn create_direct(
+        &self,
+        caller: u64,
+        req: pb::CreateChannelRequest,
+    ) -> Result<pb::CreateChannelResponse, Status> {
+        if !req.name.is_empty() {
+            return Err(invalid_field("name", "direct channels have no name"));
+        }
+        let mut ids = BTreeSet::new();
+        for raw in &req.member_ids {
+            ids.insert(validate::id("member_ids", raw)?);
+        }
+        ids.insert(caller);
+        if ids.len() != 2 || req.member_ids.len() > 2 {
+            return Err(invalid_field(
+                "member_ids",
+                "a direct channel has exactly two users: the caller and one other",
+            ));
+        }
+        let (low, high) = (*ids.first().unwrap_or(&caller), *ids.last().unwrap_or(&caller));
+        let other = if low == caller { high } else { low };
+        let core = &self.core;
+        if let Some(existing) = core.store.find_direct(low, high).await.map_err(ChannelError::from)? {
+            return Ok(pb::CreateChannelResponse { channel: Some(core.channel_pb(existing).await?), created: false });
+        }
+        core.require_users("member_ids", &[other]).await?;
+        let channel_id = core.ids.next_id();
+        let now = now_ms();
+        let channel = ChannelRecord {
+            channel_id,
+            kind: Kind::Direct,
+            visibility: Visibility::Private,
+            name: String::new(),
+            topic: String::new(),
+            image_url: String::new(),
+            owner_id: 0,
+            member_count: 2,
+            created_at_ms: now,
+            updated_at_ms: now,
+            version: 0,
+        };
+        let members =
+            [member(channel_id, caller, Role::Member, 0, now), member(channel_id, other, Role::Member, caller, now)];
+        let change = Change {
+            channel_id,
+            expected_version: None,
+            ops: vec![
+                Op::ClaimDirectPair { low, high },
+                Op::PutChannel(channel),
+                Op::PutMember(members[0].clone()),
+                Op::PutMember(members[1].clone()),
+            ],
+            outbox: members.iter().map(|m| events::member_joined(&core.ids, caller, m)).collect(),
+        };
+        let existing = match core.store.apply(change).await {
+            Ok(()) => channel_id,
+            // why: a concurrent request created the pair's channel first; answer with that one.
+            Err(StoreError::DirectPairTaken(existing)) => existing,
+            Err(e) => return Err(ChannelError::from(e).into()),
+        };
+        Ok(pb::CreateChannelResponse {
+            channel: Some(core.channel_pb(existing).await?),
+            created: existing == channel_id,
+        })
+    }
+
+    async fn create_group(
+        &self,
+        caller: u64,
+        kind: Kind,
+        req: pb::CreateChannelRequest,
+    ) -> Result<pb::CreateChannelResponse, Status> {
+        validate_name(&req.name)?;
+        validate_topic(&req.topic)?;
+        validate_image_url(&req.image_url)?;
+        let visibility = Visibility::from_pb(req.visibility)
+            .ok_or_else(|| invalid_field("visibility", "is not a known visibility"))?
+            .unwrap_or(Visibility::Private);
+        if req.member_ids.len() > MAX_INITIAL_MEMBERS {
+            return Err(invalid_field("member_ids", format!("at most {MAX_INITIAL_MEMBERS} initial members")));
+        }
+        let mut invited = BTreeSet::new();
+        for raw in &req.member_ids {
+            let id = validate::id("member_ids", raw)?;
+            if id != caller {
+                invited.insert(id);
+            }
+        }
+        let invited: Vec<u64> = invited.into_iter().collect();
+        let core = &self.core;
+        core.require_users("member_ids", &invited).await?;
+        let channel_id = core.ids.next_id();
+        let now = now_ms();
+        let channel = ChannelRecord {
+            channel_id,
+            kind,
+            visibility,
+            name: req.name.trim().to_owned(),
+            topic: req.topic,
+            image_url: req.image_url,
+            owner_id: caller,
+            member_count: 1 + invited.len() as u32,
+            created_at_ms: now,
+            updated_at_ms: now,
+            version: 0,
+        };
+        let mut members = vec![member(channel_id, caller, Role::Owner, 0, now)];
+        members.extend(invited.iter().map(|id| member(channel_id, *id, Role::Member, caller, now)));
+        let mut ops = vec![Op::PutChannel(channel.clone())];
+        ops.extend(members.iter().cloned().map(Op::PutMember));
+        let outbox = members.iter().map(|m| events::member_joined(&core.ids, caller, m)).collect();
+        core.store
+            .apply(Change { channel_id, expected_version: None, ops, outbox })
+            .await
+            .map_err(ChannelError::from)?;
+        tracing::info!(channel_id, owner = caller, "channel created");
+        Ok(pb::CreateChannelResponse { channel: Some(core.channel_pb(channel_id).await?), created: true })
+    }
+}
+
+#[tonic::async_trait]
+impl ChannelService for ChannelApi {
+    async fn create_channel(
+        &self,
+        request: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::CreateChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let kind =
+            Kind::from_pb(req.kind).ok_or_else(|| invalid_field("kind", "must be GROUP, DIRECT or BROADCAST"))?;
+        let response = match kind {
+            Kind::Direct => self.create_direct(caller, req).await?,
+            Kind::Group | Kind::Broadcast => self.create_group(caller, kind, req).await?,
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_channel(
+        &self,
+        request: Request<pb::GetChannelRequest>,
+    ) -> Result<Response<pb::GetChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let view = self.core.view(channel_id, caller).await?;
+        let response = match &view.membership {
+            Some(membership) => {
+                pb::GetChannelResponse { channel: Some(view.channel.to_pb()), membership: Some(membership.to_pb()) }
+            }
+            None => pb::GetChannelResponse { channel: Some(view.channel.to_preview_pb()), membership: None },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn list_my_channels(
+        &self,
+        request: Request<pb::ListMyChannelsRequest>,
+    ) -> Result<Response<pb::ListMyChannelsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let mut cursor = page::decode_token(&req.page_token)?;
+        let mut channels = Vec::new();
+        let mut exhausted = false;
+        while channels.len() < size && !exhausted {
+            let batch = self.core.store.list_memberships(caller, cursor, size).await.map_err(ChannelError::from)?;
+            exhausted = batch.len() < size;
+            for membership in batch {
+                cursor = Some(membership.channel_id);
+                if membership.closed && !req.include_closed {
+                    continue;
+                }
+                if let Some(channel) =
+                    self.core.store.get_channel(membership.channel_id).await.map_err(ChannelError::from)?
+                {
+                    channels.push(channel.to_pb());
+                }
+                if channels.len() == size {
+                    break;
+                }
+            }
+        }
+        let next_page_token = match cursor {
+            Some(cursor) if channels.len() == size => page::encode_token(cursor),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMyChannelsResponse { channels, next_page_token }))
+    }
+
+    async fn update_channel(
+        &self,
+        request: Request<pb::UpdateChannelRequest>,
+    ) -> Result<Response<pb::UpdateChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        const FIELDS: [&str; 4] = ["name", "topic", "image_url", "visibility"];
+        if let Some(field) = req.update_mask.iter().find(|f| !FIELDS.contains(&f.as_str())) {
+            return Err(invalid_field("update_mask", format!("unknown field {field:?}")));
+        }
+        let masked = |field: &str, set: bool| {
+            if req.update_mask.is_empty() { set } else { req.update_mask.iter().any(|f| f == field) }
+        };
+        let set_name = masked("name", !req.name.is_empty());
+        let set_topic = masked("topic", !req.topic.is_empty());
+        let set_image = masked("image_url", !req.image_url.is_empty());
+        let set_visibility = masked("visibility", req.visibility != 0);
+        if set_name {
+            validate_name(&req.name)?;
+        }
+        if set_topic {
+            validate_topic(&req.topic)?;
+        }
+        if set_image {
+            validate_image_url(&req.image_url)?;
+        }
+        let visibility = if set_visibility {
+            Some(
+                Visibility::from_pb(req.visibility)
+                    .flatten()
+                    .ok_or_else(|| invalid_field("visibility", "must be PUBLIC or PRIVATE"))?,
+            )
+        } else {
+            None
+        };
+        let core = &self.core;
+        let channel = core
+            .mutate(channel_id, || async {
+                let view = core.view(channel_id, caller).await?;
+                let me = view.member()?;
+                if view.channel.kind == Kind::Direct {
+                    return Err(ChannelError::Precondition("DIRECT_CHANNEL", "direct channels cannot be changed"));
+                }
+                if me.role < Role::Admin {
+                    return Err(ChannelError::Forbidden("only the owner or an admin may change the channel"));
+                }
+                let mut channel = view.channel.clone();
+                if set_name {
+                    channel.name = req.name.trim().to_owned();
+                }
+                if set_topic {
+                    channel.topic = req.topic.clone();
+                }
+                if set_image {
+                    channel.image_url = req.image_url.clone();
+                }
+                if let Some(visibility) = visibility {
+                    channel.visibility = visibility;
+                }
+                channel.updated_at_ms = now_ms();
+                let mut announced = channel.clone();
+                announced.version = view.channel.version + 1;
+                let outbox = vec![events::channel_updated(&core.ids, caller, &announced)];
+                Ok((view.change(vec![Op::PutChannel(channel)], outbox), announced))
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateChannelResponse { channel: Some(channel.to_pb()) }))
+    }
+
+    async fn delete_channel(
+        &self,
+        request: Request<pb::DeleteChannelRequest>,
+    ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let core = &self.core;
+        core.mutate(channel_id, || async {
+            let view = core.view(channel_id, caller).await?;
+            let me = view.member()?;
+            if view.channel.kind == Kind::Direct {
+                return Err(ChannelError::Precondition(
+                    "DIRECT_CHANNEL",
+                    "direct channels cannot be deleted; close them",
+                ));
+            }
+            if me.role != Role::Owner {
+                return Err(ChannelError::Forbidden("only the owner may delete the channel"));
+            }
+            let outbox = vec![events::channel_deleted(&core.ids, caller, &view.channel)];
+            Ok((view.change(vec![Op::DeleteChannel], outbox), ()))
+        })
+        .await?;
+        tracing::info!(channel_id, by = caller, "channel deleted");
+        Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    async fn create_member(
+        &self,
+        request: Request<pb::CreateMemberRequest>,
+    ) -> Result<Response<pb::CreateMemberResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let target = if req.user_id.is_empty() { caller } else { validate::id("user_id", &req.user_id)? };
+        let core = &self.core;
+        if target != caller {
+            // why: checked before any rule, so "no such user" never depends on the channel.
+            core.require_users("user_id", &[target]).await?;
+        }
+        let joined = core
+            .mutate(channel_id, || async {
+                let view = core.view(channel_id, caller).await?;
+                if view.channel.kind == Kind::Direct {
+                    return Err(ChannelError::Precondition(
+                        "DIRECT_CHANNEL",
+                        "direct channels have exactly two members",
+                    ));
+                }
+                if target == caller {
+                    if view.membership.is_some() {
+                        return Err(ChannelError::AlreadyMember { channel_id, user_id: caller });
+                    }
+                } else {
+                    let me = view.member()?;
+                    let open_group = view.channel.kind == Kind::Group && view.channel.visibility == Visibility::Public;
+                    if !open_group && me.role < Role::Admin {
+                        return Err(ChannelError::Forbidden("only the owner or an admin may invite into this channel"));
+                    }
+                    if core.store.get_member(channel_id, target).await?.is_some() {
+                        return Err(ChannelError::AlreadyMember { channel_id, user_id: target });
+                    }
+                }
+                let invited_by = if target == caller { 0 } else { caller };
+                let joined = member(channel_id, target, Role::Member, invited_by, now_ms());
+                let mut channel = view.channel.clone();
+                channel.member_count += 1;
+                let outbox = vec![events::member_joined(&core.ids, caller, &joined)];
+                Ok((view.change(vec![Op::PutChannel(channel), Op::PutMember(joined.clone())], outbox), joined))
+            })
+            .await?;
+        tracing::info!(channel_id, user_id = target, by = caller, "member joined");
+        Ok(Response::new(pb::CreateMemberResponse { member: Some(joined.to_pb()) }))
+    }
+
+    async fn delete_member(
+        &self,
+        request: Request<pb::DeleteMemberRequest>,
+    ) -> Result<Response<pb::DeleteMemberResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let target = validate::id("user_id", &req.user_id)?;
+        let core = &self.core;
+        core.mutate(channel_id, || async {
+            let view = core.view(channel_id, caller).await?;
+            let me = view.member()?;
+            if view.channel.kind == Kind::Direct {
+                return Err(ChannelError::Precondition("DIRECT_CHANNEL", "direct channels cannot be left; close them"));
+            }
+            let leaving = if target == caller {
+                if me.role == Role::Owner {
+                    return Err(ChannelError::Precondition(
+                        "OWNER_MUST_TRANSFER",
+                        "the owner must hand ownership over before leaving",
+                    ));
+                }
+                me.clone()
+            } else {
+                if me.role < Role::Admin {
+                    return Err(ChannelError::Forbidden("only the owner or an admin may remove members"));
+                }
+                let them = core
+                    .store
+                    .get_member(channel_id, target)
+                    .await?
+                    .ok_or(ChannelError::MemberNotFound { channel_id, user_id: target })?;
+                if them.role >= me.role {
+                    return Err(ChannelError::Forbidden("you may only remove members below your own role"));
+                }
+                them
+            };
+            let mut channel = view.channel.clone();
+            channel.member_count = channel.member_count.saturating_sub(1);
+            let outbox = vec![events::member_left(&core.ids, caller, &leaving)];
+            Ok((view.change(vec![Op::PutChannel(channel), Op::DeleteMember { user_id: target }], outbox), ()))
+        })
+        .await?;
+        tracing::info!(channel_id, user_id = target, by = caller, "member left");
+        Ok(Response::new(pb::DeleteMemberResponse {}))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let cursor = page::decode_token(&req.page_token)?;
+        let view = self.core.view(channel_id, caller).await?;
+        view.member()?;
+        let members = self.core.store.list_members(channel_id, cursor, size).await.map_err(ChannelError::from)?;
+        let next_page_token = match members.last() {
+            Some(last) if members.len() == size => page::encode_token(last.user_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.iter().map(MemberRecord::to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let target = validate::id("user_id", &req.user_id)?;
+        let role = Role::from_pb(req.role).ok_or_else(|| invalid_field("role", "must be MEMBER, ADMIN or OWNER"))?;
+        let core = &self.core;
+        let updated = core
+            .mutate(channel_id, || async {
+                let view = core.view(channel_id, caller).await?;
+                let me = view.member()?.clone();
+                if view.channel.kind == Kind::Direct {
+                    return Err(ChannelError::Precondition("DIRECT_CHANNEL", "direct channels have no roles"));
+                }
+                if me.role < Role::Admin {
+                    return Err(ChannelError::Forbidden("only the owner or an admin may change roles"));
+                }
+                if target == caller {
+                    return Err(ChannelError::Forbidden("you cannot change your own role"));
+                }
+                let mut them = core
+                    .store
+                    .get_member(channel_id, target)
+                    .await?
+                    .ok_or(ChannelError::MemberNotFound { channel_id, user_id: target })?;
+                if them.role >= me.role {
+                    return Err(ChannelError::Forbidden("you may only change the roles of members below your own"));
+                }
+                let now = now_ms();
+                let mut ops = Vec::new();
+                let mut outbox = Vec::new();
+                if role == Role::Owner {
+                    if me.role != Role::Owner {
+                        return Err(ChannelError::Forbidden("only the owner may hand ownership over"));
+                    }
+                    let mut channel = view.channel.clone();
+                    channel.owner_id = target;
+                    channel.updated_at_ms = now;
+                    let mut demoted = me.clone();
+                    demoted.role = Role::Admin;
+                    outbox.push(events::member_updated(&core.ids, caller, &demoted));
+                    ops.push(Op::PutChannel(channel));
+                    ops.push(Op::PutMember(demoted));
+                } else if role >= me.role {
+                    return Err(ChannelError::Forbidden("nobody raises anyone to or above their own role"));
+                }
+                them.role = role;
+                outbox.push(events::member_updated(&core.ids, caller, &them));
+                ops.push(Op::PutMember(them.clone()));
+                Ok((view.change(ops, outbox), them))
+            })
+            .await?;
+        tracing::info!(channel_id, user_id = target, role = role_name(role), by = caller, "role changed");
+        Ok(Response::new(pb::UpdateMemberResponse { member: Some(updated.to_pb()) }))
+    }
+
+    async fn close_channel(
+        &self,
+        request: Request<pb::CloseChannelRequest>,
+    ) -> Result<Response<pb::CloseChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        self.set_closed(channel_id, caller, true).await?;
+        Ok(Response::new(pb::CloseChannelResponse {}))
+    }
+
+    async fn reopen_channel(
+        &self,
+        request: Request<pb::ReopenChannelRequest>,
+    ) -> Result<Response<pb::ReopenChannelResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        self.set_closed(channel_id, caller, false).await?;
+        Ok(Response::new(pb::ReopenChannelResponse {}))
+    }
+}
+
+impl ChannelApi {
+    async fn set_closed(&self, channel_id: u64, caller: u64, closed: bool) -> Result<(), ChannelError> {
+        let core = &self.core;
+        core.mutate(channel_id, || async {
+            let view = core.view(channel_id, caller).await?;
+            let mut me = view.member()?.clone();
+            me.closed = closed;
+            Ok((view.change(vec![Op::PutMember(me)], Vec::new()), ()))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl ChannelInternalService for ChannelInternalApi {
+    async fn check_membership(
+        &self,
+        request: Request<pb::CheckMembershipRequest>,
+    ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let user_id = validate::id("user_id", &req.user_id)?;
+        let Some(channel) = self.core.store.get_channel(channel_id).await.map_err(ChannelError::from)? else {
+            return Ok(Response::new(pb::CheckMembershipResponse::default()));
+        };
+        let membership = self.core.store.get_member(channel_id, user_id).await.map_err(ChannelError::from)?;
+        Ok(Response::new(pb::CheckMembershipResponse {
+            channel_exists: true,
+            is_member: membership.is_some(),
+            role: membership.map_or(pb::MemberRole::Unspecified, |m| m.role.to_pb()) as i32,
+            kind: channel.kind.to_pb() as i32,
+            visibility: channel.visibility.to_pb() as i32,
+            membership_epoch: channel.version as i64,
+        }))
+    }
+
+    async fn list_user_channel_ids(
+        &self,
+        request: Request<pb::ListUserChannelIdsRequest>,
+    ) -> Result<Response<pb::ListUserChannelIdsResponse>, Status> {
+        let req = request.into_inner();
+        let user_id = validate::id("user_id", &req.user_id)?;
+        let size = page::page_size(req.page_size, MAX_INTERNAL_PAGE, MAX_INTERNAL_PAGE);
+        let cursor = page::decode_token(&req.page_token)?;
+        let memberships = self.core.store.list_memberships(user_id, cursor, size).await.map_err(ChannelError::from)?;
+        let next_page_token = match memberships.last() {
+            Some(last) if memberships.len() == size => page::encode_token(last.channel_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListUserChannelIdsResponse {
+            channel_ids: memberships.iter().map(|m| m.channel_id.to_string()).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatmesh_api::chat::v1::{ChannelEvent, EventType};
+    use chatmesh_platform::Caller;
+    use prost::Message;
+
+    use super::*;
+    use crate::store::FjallChannelStore;
+
+    /// Users 1 to 9 exist.
+    struct KnownUsers;
+
+    #[async_trait::async_trait]
+    impl UserDirectory for KnownUsers {
+        async fn missing_users(&self, user_ids: &[u64]) -> Result<Vec<u64>, Status> {
+            Ok(user_ids.iter().copied().filter(|id| !(1..10).contains(id)).collect())
+        }
+    }
+
+    fn as_user<T>(user_id: u64, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(Caller::User { user_id, session_id: "s".into() });
+        request
+    }
+
+    #[tokio::test]
+    async fn every_change_records_its_events_in_the_outbox() {
+        let (_dir, store) = FjallChannelStore::temp();
+        let store = Arc::new(store);
+        let (api, _) = ChannelApi::new(store.clone(), Arc::new(KnownUsers), Arc::new(IdGenerator::new(1).unwrap()));
+        let create = pb::CreateChannelRequest {
+            kind: pb::ChannelKind::Group as i32,
+            name: "team".into(),
+            member_ids: vec!["2".into()],
+            ..Default::default()
+        };
+        let channel = api.create_channel(as_user(1, create)).await.unwrap().into_inner().channel.unwrap();
+        let id = channel.channel_id.clone();
+        api.create_member(as_user(1, pb::CreateMemberRequest { channel_id: id.clone(), user_id: "3".into() }))
+            .await
+            .unwrap();
+        let promote =
+            pb::UpdateMemberRequest { channel_id: id.clone(), user_id: "3".into(), role: pb::MemberRole::Admin as i32 };
+        api.update_member(as_user(1, promote)).await.unwrap();
+        let rename = pb::UpdateChannelRequest { channel_id: id.clone(), name: "renamed".into(), ..Default::default() };
+        api.update_channel(as_user(3, rename)).await.unwrap();
+        api.delete_member(as_user(3, pb::DeleteMemberRequest { channel_id: id.clone(), user_id: "2".into() }))
+            .await
+            .unwrap();
+        api.close_channel(as_user(3, pb::CloseChannelRequest { channel_id: id.clone() })).await.unwrap();
+        api.delete_channel(as_user(1, pb::DeleteChannelRequest { channel_id: id.clone() })).await.unwrap();
+
+        let entries = store.list_outbox(None, 100).await.unwrap();
+        let events: Vec<ChannelEvent> =
+            entries.iter().map(|e| ChannelEvent::decode(e.event.as_slice()).unwrap()).collect();
+        let kinds: Vec<(EventType, String)> = events.iter().map(|e| (e.r#type(), e.actor_id.clone())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (EventType::MemberJoined, "1".into()),
+                (EventType::MemberJoined, "1".into()),
+                (EventType::MemberJoined, "1".into()),
+                (EventType::MemberUpdated, "1".into()),
+                (EventType::ChannelUpdated, "3".into()),
+                (EventType::MemberLeft, "3".into()),
+                (EventType::ChannelDeleted, "1".into()),
+            ],
+            "closing is personal and records nothing"
+        );
+        assert!(events.iter().all(|e| e.channel_id == id && e.event_id.is_empty()));
+        let keys: std::collections::BTreeSet<_> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        assert_eq!(keys.len(), events.len(), "each entry has its own idempotency key");
+    }
+}

@@ -1,0 +1,36 @@
+//! Which users exist, asked of the user service through its internal API.
+
+use async_trait::async_trait;
+use chatmesh_api::user::v1::{BatchGetUsersRequest, user_internal_service_client::UserInternalServiceClient};
+use chatmesh_platform::grpc::InternalChannel;
+use tonic::Status;
+
+#[async_trait]
+pub trait UserDirectory: Send + Sync + 'static {
+    /// The ids among `user_ids` that name no account.
+    async fn missing_users(&self, user_ids: &[u64]) -> Result<Vec<u64>, Status>;
+}
+
+/// The user service over gRPC, with this part's service token.
+#[derive(Debug, Clone)]
+pub struct GrpcUserDirectory {
+    client: UserInternalServiceClient<InternalChannel>,
+}
+
+impl GrpcUserDirectory {
+    pub fn new(channel: InternalChannel) -> Self {
+        Self { client: UserInternalServiceClient::new(channel) }
+    }
+}
+
+#[async_trait]
+impl UserDirectory for GrpcUserDirectory {
+    async fn missing_users(&self, user_ids: &[u64]) -> Result<Vec<u64>, Status> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = BatchGetUsersRequest { user_ids: user_ids.iter().map(u64::to_string).collect() };
+        let response = self.client.clone().batch_get_users(request).await?.into_inner();
+        Ok(response.missing_user_ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+}
