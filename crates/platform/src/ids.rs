@@ -51,6 +51,12 @@ pub fn unix_ms_of(id: u64) -> u64 {
     (id >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS
 }
 
+/// The largest id that could have been minted at or before Unix millisecond `unix_ms`.
+pub fn max_id_at(unix_ms: u64) -> u64 {
+    let ms = unix_ms.saturating_sub(EPOCH_MS);
+    (ms << (NODE_BITS + SEQ_BITS)) | ((1 << (NODE_BITS + SEQ_BITS)) - 1)
+}
+
 /// Parses a decimal id from the wire.
 pub fn parse_id(value: &str) -> Option<u64> {
     if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -78,6 +84,8 @@ mod tests {
             last = id;
         }
         assert!(unix_ms_of(last) <= now_ms() + 100);
+        assert!(max_id_at(unix_ms_of(last)) >= last);
+        assert!(max_id_at(unix_ms_of(last) - 1) < last);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod ids;
+pub mod membership;
 pub mod page;
 pub mod password;
 pub mod shutdown;

@@ -1,7 +1,10 @@
-//! Chat service: chats, history, read pointers, search and media, and the channel event log.
-//!
-//! Not built yet: every RPC answers UNIMPLEMENTED (the generated default bodies) until the
-//! chats issue lands; the servers are registered so health, reflection and clients see them.
+//! Chat service: chats, history, read pointers and unread counts, and each channel's ordered
+//! event log (with the global change feed that publishing and search consume).
+
+mod model;
+pub mod store;
+
+pub use model::{Announcement, ChatKind, ChatRecord, NewChat, ReadPointer};
 
 use chatmesh_api::chat::v1::{chat_internal_service_server::ChatInternalService, chat_service_server::ChatService};
 

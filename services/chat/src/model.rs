@@ -1,0 +1,100 @@
+//! The chat service's domain records, as stored.
+
+use chatmesh_api::chat::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChatKind {
+    Text,
+    System,
+}
+
+/// What a SYSTEM chat announces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Announcement {
+    /// e.g. "member.joined", "member.invited", "member.left", "member.kicked", "channel.renamed".
+    pub kind: String,
+    pub actor_id: u64,
+    /// 0 when the announcement concerns the actor only.
+    pub subject_user_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatRecord {
+    pub chat_id: u64,
+    pub channel_id: u64,
+    pub sender_id: u64,
+    pub kind: ChatKind,
+    /// Empty once retracted: the text leaves storage.
+    pub text: String,
+    pub client_msg_id: String,
+    /// 0: not a reply.
+    pub reply_to: u64,
+    pub mentions: Vec<u64>,
+    pub announcement: Option<Announcement>,
+    /// SHA-256 (hex) of what the sender sent, to tell a retry from a different chat.
+    pub body_hash: String,
+    pub created_at_ms: u64,
+    pub edited_at_ms: Option<u64>,
+    pub retracted_at_ms: Option<u64>,
+}
+
+/// A chat to create; the store assigns its id and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChat {
+    pub channel_id: u64,
+    pub sender_id: u64,
+    pub kind: ChatKind,
+    pub text: String,
+    /// Empty: not idempotent.
+    pub client_msg_id: String,
+    pub reply_to: u64,
+    pub mentions: Vec<u64>,
+    pub announcement: Option<Announcement>,
+    pub body_hash: String,
+}
+
+/// A member's read pointer in one channel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ReadPointer {
+    pub last_read_chat_id: u64,
+    pub acked_at_ms: u64,
+}
+
+pub fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+impl ChatRecord {
+    pub fn is_retracted(&self) -> bool {
+        self.retracted_at_ms.is_some()
+    }
+
+    /// The wire form; `viewer` sees the idempotency key only on their own chats.
+    pub fn to_pb(&self, viewer: Option<u64>) -> pb::Chat {
+        pb::Chat {
+            chat_id: self.chat_id.to_string(),
+            channel_id: self.channel_id.to_string(),
+            sender_id: self.sender_id.to_string(),
+            kind: match self.kind {
+                ChatKind::Text => pb::ChatKind::Text,
+                ChatKind::System => pb::ChatKind::System,
+            } as i32,
+            text: self.text.clone(),
+            client_msg_id: if viewer == Some(self.sender_id) { self.client_msg_id.clone() } else { String::new() },
+            reply_to_chat_id: if self.reply_to == 0 { String::new() } else { self.reply_to.to_string() },
+            thread_root_id: String::new(),
+            mention_user_ids: self.mentions.iter().map(u64::to_string).collect(),
+            attachments: Vec::new(),
+            system: self.announcement.as_ref().map(|a| pb::SystemAnnouncement {
+                r#type: a.kind.clone(),
+                actor_id: a.actor_id.to_string(),
+                subject_user_id: if a.subject_user_id == 0 { String::new() } else { a.subject_user_id.to_string() },
+            }),
+            created_at: Some(timestamp(self.created_at_ms)),
+            edited_at: self.edited_at_ms.map(timestamp),
+            retracted: self.is_retracted(),
+            retracted_at: self.retracted_at_ms.map(timestamp),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The one conformance suite of [`ChatStore`]: every backend runs it unchanged through
+//! `chat_store_suite!(constructor)`, where the constructor returns `(guard, store)`.
+
+use chatmesh_api::chat::v1::{ChannelEvent, EventType, channel_event::Payload};
+
+use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range};
+use crate::model::{Announcement, ChatKind, NewChat};
+
+pub fn text(channel_id: u64, sender_id: u64, text: &str, key: &str) -> NewChat {
+    NewChat {
+        channel_id,
+        sender_id,
+        kind: ChatKind::Text,
+        text: text.to_owned(),
+        client_msg_id: key.to_owned(),
+        reply_to: 0,
+        mentions: Vec::new(),
+        announcement: None,
+        body_hash: format!("hash of {text}"),
+    }
+}
+
+async fn send(store: &dyn ChatStore, channel: u64, sender: u64, body: &str) -> u64 {
+    match store.create_chat(text(channel, sender, body, "")).await.unwrap() {
+        CreateOutcome::Created(chat) => chat.chat_id,
+        other => panic!("expected a new chat, got {other:?}"),
+    }
+}
+
+fn types(events: &[ChannelEvent]) -> Vec<EventType> {
+    events.iter().map(|e| e.r#type()).collect()
+}
+
+pub async fn chats_are_idempotent_per_sender_channel_and_key(store: &dyn ChatStore) {
+    let first = store.create_chat(text(1, 7, "hello", "k1")).await.unwrap();
+    let CreateOutcome::Created(chat) = first else { panic!("created") };
+    assert_eq!(store.create_chat(text(1, 7, "hello", "k1")).await.unwrap(), CreateOutcome::Duplicate(chat.clone()));
+    assert_eq!(store.create_chat(text(1, 7, "other", "k1")).await.unwrap(), CreateOutcome::KeyConflict(chat.chat_id));
+    assert!(
+        matches!(store.create_chat(text(2, 7, "hello", "k1")).await.unwrap(), CreateOutcome::Created(_)),
+        "other channel"
+    );
+    assert!(
+        matches!(store.create_chat(text(1, 8, "hello", "k1")).await.unwrap(), CreateOutcome::Created(_)),
+        "other sender"
+    );
+    assert_eq!(store.list_chats(1, Range::Before(None), 10, 0).await.unwrap().len(), 2);
+    assert_eq!(store.get_chat(chat.chat_id).await.unwrap().unwrap().text, "hello");
+}
+
+pub async fn history_pages_run_both_ways(store: &dyn ChatStore) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send(store, 1, 7, &format!("m{i}")).await);
+    }
+    send(store, 2, 7, "elsewhere").await;
+    let newest: Vec<u64> =
+        store.list_chats(1, Range::Before(None), 2, 0).await.unwrap().iter().map(|c| c.chat_id).collect();
+    assert_eq!(newest, vec![ids[4], ids[3]]);
+    let older: Vec<u64> =
+        store.list_chats(1, Range::Before(Some(ids[3])), 10, 0).await.unwrap().iter().map(|c| c.chat_id).collect();
+    assert_eq!(older, vec![ids[2], ids[1], ids[0]]);
+    let after: Vec<u64> =
+        store.list_chats(1, Range::After(ids[1]), 10, 0).await.unwrap().iter().map(|c| c.chat_id).collect();
+    assert_eq!(after, vec![ids[2], ids[3], ids[4]]);
+    assert_eq!(store.newest_chat_at_or_before(1, ids[2]).await.unwrap(), Some(ids[2]));
+    assert_eq!(store.newest_chat_at_or_before(1, ids[0] - 1).await.unwrap(), None);
+}
+
+pub async fn edits_and_retractions_belong_to_the_sender_and_leave_tombstones(store: &dyn ChatStore) {
+    let id = send(store, 1, 7, "secret words").await;
+    assert_eq!(store.edit_chat(id, 8, "hijacked".into()).await.unwrap(), ItemOutcome::NotSender);
+    assert!(matches!(store.edit_chat(id, 7, "edited words".into()).await.unwrap(), ItemOutcome::Done(_)));
+    let outcomes = store.retract_chats(8, vec![id]).await.unwrap();
+    assert_eq!(outcomes, vec![ItemOutcome::NotSender]);
+    assert_eq!(store.get_chat(id).await.unwrap().unwrap().text, "edited words", "a refused retract changes nothing");
+    let outcomes = store.retract_chats(7, vec![id, 999]).await.unwrap();
+    assert!(matches!(outcomes[0], ItemOutcome::Done(_)));
+    assert_eq!(outcomes[1], ItemOutcome::NotFound);
+    assert_eq!(store.retract_chats(7, vec![id]).await.unwrap(), vec![ItemOutcome::Retracted]);
+    let chat = store.get_chat(id).await.unwrap().unwrap();
+    assert!(chat.is_retracted() && chat.text.is_empty());
+    let events = store.list_events(1, 0, 10).await.unwrap();
+    assert_eq!(types(&events), vec![EventType::ChatCreated, EventType::ChatEdited, EventType::ChatRetracted]);
+    for event in &events {
+        let Some(Payload::Chat(chat)) = &event.payload else { panic!("chat payload") };
+        assert!(chat.text.is_empty() && chat.retracted, "no logged event keeps retracted text");
+    }
+}
+
+pub async fn removed_chats_are_hidden_from_their_remover_only(store: &dyn ChatStore) {
+    let a = send(store, 1, 7, "a").await;
+    let b = send(store, 1, 7, "b").await;
+    store.remove_chats(8, vec![a]).await.unwrap();
+    let seen_by = |user| async move {
+        store.list_chats(1, Range::After(0), 10, user).await.unwrap().iter().map(|c| c.chat_id).collect::<Vec<_>>()
+    };
+    assert_eq!(seen_by(8).await, vec![b]);
+    assert_eq!(seen_by(7).await, vec![a, b]);
+}
+
+pub async fn read_pointers_only_move_forward_and_unread_counts_follow(store: &dyn ChatStore) {
+    let mine = send(store, 1, 8, "mine").await;
+    let a = send(store, 1, 7, "a").await;
+    let b = send(store, 1, 7, "b").await;
+    let c = send(store, 1, 7, "c").await;
+    let unread = store.unread(1, 8).await.unwrap();
+    assert_eq!((unread.count, unread.last_chat_id), (3, c), "own chats are never unread");
+    assert_eq!(store.ack(1, 8, a).await.unwrap().last_read_chat_id, a);
+    assert_eq!(store.ack(1, 8, mine).await.unwrap().last_read_chat_id, a, "an older ack is ignored");
+    assert_eq!(store.unread(1, 8).await.unwrap().count, 2);
+    store.remove_chats(8, vec![b]).await.unwrap();
+    store.retract_chats(7, vec![c]).await.unwrap();
+    let unread = store.unread(1, 8).await.unwrap();
+    assert_eq!((unread.count, unread.pointer.last_read_chat_id), (0, a));
+    assert_eq!(store.unread(1, 9).await.unwrap().count, 3, "for another member: mine, a and b");
+}
+
+pub async fn appended_events_are_recorded_once_with_their_announcement(store: &dyn ChatStore) {
+    let event = |key: &str| ExternalEvent {
+        event: ChannelEvent {
+            channel_id: "1".into(),
+            r#type: EventType::MemberJoined as i32,
+            actor_id: "7".into(),
+            idempotency_key: key.into(),
+            ..Default::default()
+        },
+        announcement: Some(NewChat {
+            kind: ChatKind::System,
+            announcement: Some(Announcement { kind: "member.joined".into(), actor_id: 7, subject_user_id: 0 }),
+            ..text(1, 7, "<@7> joined", "")
+        }),
+    };
+    let first = store.append_events(vec![event("k1"), event("k2")]).await.unwrap();
+    let again = store.append_events(vec![event("k1")]).await.unwrap();
+    assert_eq!(again, vec![first[0]], "a redelivered event is recorded once");
+    let events = store.list_events(1, 0, 10).await.unwrap();
+    assert_eq!(
+        types(&events),
+        vec![EventType::MemberJoined, EventType::ChatCreated, EventType::MemberJoined, EventType::ChatCreated]
+    );
+    let history = store.list_chats(1, Range::After(0), 10, 0).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|c| c.kind == ChatKind::System && c.text == "<@7> joined"));
+    assert_eq!(store.list_events(1, first[0], 10).await.unwrap().len(), 3, "after an event id");
+}
+
+pub async fn the_feed_orders_every_channel_and_cursors_persist(store: &dyn ChatStore) {
+    send(store, 1, 7, "a").await;
+    send(store, 2, 7, "b").await;
+    send(store, 1, 7, "c").await;
+    let feed = store.feed(0, 10).await.unwrap();
+    let channels: Vec<&str> = feed.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(channels, vec!["1", "2", "1"]);
+    let ids: Vec<u64> = feed.iter().map(|e| e.event_id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids grow in commit order");
+    assert_eq!(store.cursor("publisher").await.unwrap(), 0);
+    store.set_cursor("publisher", ids[1]).await.unwrap();
+    assert_eq!(store.cursor("publisher").await.unwrap(), ids[1]);
+    assert_eq!(store.feed(ids[1], 10).await.unwrap().len(), 1);
+}
+
+/// Instantiates the suite for a backend constructor returning `(guard, store)`.
+#[macro_export]
+macro_rules! chat_store_suite {
+    ($make:expr) => {
+        mod chat_store_conformance {
+            use super::*;
+            use $crate::store::conformance as suite;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (_guard, store) = ($make)();
+                        suite::$name(&store).await;
+                    }
+                };
+            }
+            case!(chats_are_idempotent_per_sender_channel_and_key);
+            case!(history_pages_run_both_ways);
+            case!(edits_and_retractions_belong_to_the_sender_and_leave_tombstones);
+            case!(removed_chats_are_hidden_from_their_remover_only);
+            case!(read_pointers_only_move_forward_and_unread_counts_follow);
+            case!(appended_events_are_recorded_once_with_their_announcement);
+            case!(the_feed_orders_every_channel_and_cursors_persist);
+        }
+    };
+}

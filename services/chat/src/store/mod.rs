@@ -1,0 +1,125 @@
+//! The chat store: chats, the per-channel event log with its global change feed, idempotency
+//! keys, removed-for-me marks, read pointers and consumer cursors, in domain types.
+//!
+//! Writes are durable before they return, and readers only ever see durable state. Ids are
+//! assigned by the store in commit order, so a reader tailing a channel "after the last id I
+//! saw" never misses a chat committed later. Partitions stay bounded by channel (chats and
+//! events keyed channel first) or by user.
+
+#[doc(hidden)]
+pub mod conformance;
+mod fjall;
+
+use async_trait::async_trait;
+use chatmesh_api::chat::v1::ChannelEvent;
+
+pub use self::fjall::{FjallChatStore, SyncHook};
+use crate::model::{ChatRecord, NewChat, ReadPointer};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The write could not be made durable; it was not acknowledged and is not visible.
+    #[error("the write could not be made durable: {0}")]
+    NotDurable(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// What creating a chat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(ChatRecord),
+    /// The same key with the same body was sent before: that chat.
+    Duplicate(ChatRecord),
+    /// The same key was used for a different body (by the chat with this id).
+    KeyConflict(u64),
+}
+
+/// What changing one chat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Done(ChatRecord),
+    NotFound,
+    NotSender,
+    /// Already retracted: nothing left to change.
+    Retracted,
+}
+
+/// An event from another service's outbox, to append to its channel's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalEvent {
+    /// `event_id` empty; `idempotency_key` set.
+    pub event: ChannelEvent,
+    /// The SYSTEM chat announcing it in history, if it is announced.
+    pub announcement: Option<NewChat>,
+}
+
+/// Where a history page starts and which way it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Newest first, older than the id (or from the newest).
+    Before(Option<u64>),
+    /// Oldest first, newer than the id.
+    After(u64),
+}
+
+/// Unread state of one member in one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unread {
+    pub count: u64,
+    pub last_chat_id: u64,
+    pub pointer: ReadPointer,
+}
+
+/// Counters of the write path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteStats {
+    /// Writes acknowledged.
+    pub writes: u64,
+    /// Completed syncs (each covering one batch of writes).
+    pub syncs: u64,
+    /// The highest id made durable so far.
+    pub durable_id: u64,
+}
+
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
+    /// Creates a chat and its `chat.created` event, idempotently on (sender, channel, client_msg_id).
+    async fn create_chat(&self, chat: NewChat) -> Result<CreateOutcome, StoreError>;
+    /// Replaces the text of `editor`'s own chat; records `chat.edited`.
+    async fn edit_chat(&self, chat_id: u64, editor: u64, text: String) -> Result<ItemOutcome, StoreError>;
+    /// Withdraws `sender`'s own chats (text removed, tombstone kept); records `chat.retracted` each.
+    async fn retract_chats(&self, sender: u64, chat_ids: Vec<u64>) -> Result<Vec<ItemOutcome>, StoreError>;
+    /// Hides chats for `user` only.
+    async fn remove_chats(&self, user: u64, chat_ids: Vec<u64>) -> Result<(), StoreError>;
+    /// Appends events to their channels' logs, once per idempotency key; returns their event ids.
+    async fn append_events(&self, events: Vec<ExternalEvent>) -> Result<Vec<u64>, StoreError>;
+    /// Moves `user`'s read pointer in `channel_id` forward to `chat_id` (never back).
+    async fn ack(&self, channel_id: u64, user: u64, chat_id: u64) -> Result<ReadPointer, StoreError>;
+    /// Records a consumer's position in the change feed.
+    async fn set_cursor(&self, name: &str, event_id: u64) -> Result<(), StoreError>;
+
+    async fn get_chat(&self, chat_id: u64) -> Result<Option<ChatRecord>, StoreError>;
+    /// A page of a channel's history, leaving out what `viewer` removed for themselves.
+    async fn list_chats(
+        &self,
+        channel_id: u64,
+        range: Range,
+        limit: usize,
+        viewer: u64,
+    ) -> Result<Vec<ChatRecord>, StoreError>;
+    /// A channel's events after `after_event`, oldest first, chats as they are now.
+    async fn list_events(
+        &self,
+        channel_id: u64,
+        after_event: u64,
+        limit: usize,
+    ) -> Result<Vec<ChannelEvent>, StoreError>;
+    /// Every channel's events after `after_event` in commit order (the change feed).
+    async fn feed(&self, after_event: u64, limit: usize) -> Result<Vec<ChannelEvent>, StoreError>;
+    async fn cursor(&self, name: &str) -> Result<u64, StoreError>;
+    async fn unread(&self, channel_id: u64, user: u64) -> Result<Unread, StoreError>;
+    /// The newest chat of a channel with an id at or below `max_id`.
+    async fn newest_chat_at_or_before(&self, channel_id: u64, max_id: u64) -> Result<Option<u64>, StoreError>;
+    fn stats(&self) -> WriteStats;
+}
