@@ -24,9 +24,10 @@ use chatmesh_platform::{
         remote_channel,
     },
     ids::IdGenerator,
+    membership::EpochBoard,
     shutdown::CancellationToken,
 };
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tonic::{codec::CompressionEncoding, service::Routes};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -162,7 +163,7 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
         let local = LateChannel::new();
         let peers = Peers::new(&config, parts, &local)?;
-        let (routes, health) = grpc_routes(&config, parts, &auth, &ids, &peers).await?;
+        let (routes, health) = grpc_routes(&config, parts, &auth, &ids, &peers, &shutdown, &mut tasks).await?;
         let listener = TcpListener::bind(config.grpc.listen)
             .await
             .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
@@ -208,6 +209,8 @@ async fn grpc_routes(
     auth: &Arc<Authenticator>,
     ids: &Arc<IdGenerator>,
     peers: &Peers,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<(Routes, Health)> {
     let max = config.grpc.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -246,22 +249,56 @@ async fn grpc_routes(
         add!(UserInternalServiceServer, internal);
     }
     if parts.contains(&Part::Channel) {
-        let store = chatmesh_channel::store::FjallChannelStore::open(&config.data_dir.join("channel"))
-            .context("opening the channel store")?;
+        let store: Arc<dyn chatmesh_channel::store::ChannelStore> = Arc::new(
+            chatmesh_channel::store::FjallChannelStore::open(&config.data_dir.join("channel"))
+                .context("opening the channel store")?,
+        );
+        let credentials = ServiceAuth::new(auth.clone(), "channel");
         let users = chatmesh_channel::GrpcUserDirectory::new(internal_channel(
-            peers
-                .user
-                .clone()
-                .context("the channel part needs the user part: run it in this process or set peers.user")?,
-            ServiceAuth::new(auth.clone(), "channel"),
+            peers.need(&peers.user, "channel", "user")?,
+            credentials.clone(),
         ));
-        let (public, internal) = chatmesh_channel::ChannelApi::new(Arc::new(store), Arc::new(users), ids.clone());
+        let outbox = Arc::new(Notify::new());
+        let (public, internal) = chatmesh_channel::ChannelApi::new(
+            store.clone(),
+            Arc::new(users),
+            ids.clone(),
+            peers.epochs.clone(),
+            outbox.clone(),
+        );
+        let log = internal_channel(peers.need(&peers.chat, "channel", "chat")?, credentials);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            chatmesh_channel::run_outbox_relay(store, log, outbox, stop).await;
+            Ok(())
+        });
         add!(ChannelServiceServer, public);
         add!(ChannelInternalServiceServer, internal);
     }
     if parts.contains(&Part::Chat) {
-        add!(ChatServiceServer, chatmesh_chat::ChatApi);
-        add!(ChatInternalServiceServer, chatmesh_chat::ChatInternalApi);
+        let store: Arc<dyn chatmesh_chat::store::ChatStore> = Arc::new(
+            chatmesh_chat::store::FjallChatStore::open(&config.data_dir.join("chat"), ids.clone())
+                .context("opening the chat store")?,
+        );
+        let credentials = ServiceAuth::new(auth.clone(), "chat");
+        let chat_peers = chatmesh_chat::Peers::new(
+            internal_channel(peers.need(&peers.channel, "chat", "channel")?, credentials.clone()),
+            internal_channel(peers.need(&peers.user, "chat", "user")?, credentials.clone()),
+            peers.epochs.clone(),
+        );
+        let publisher: Arc<dyn chatmesh_chat::Publisher> = Arc::new(chatmesh_chat::GrpcPublisher::new(
+            internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials),
+        ));
+        let committed = Arc::new(Notify::new());
+        let (public, internal) =
+            chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            chatmesh_chat::run_publish_relay(store, publisher, committed, stop).await;
+            Ok(())
+        });
+        add!(ChatServiceServer, public);
+        add!(ChatInternalServiceServer, internal);
     }
     if parts.contains(&Part::Dispatcher) {
         add!(DispatcherServiceServer, chatmesh_dispatcher::DispatcherApi);
@@ -275,6 +312,11 @@ async fn grpc_routes(
 /// configured peer address.
 struct Peers {
     user: Option<GrpcChannel>,
+    channel: Option<GrpcChannel>,
+    chat: Option<GrpcChannel>,
+    dispatcher: Option<GrpcChannel>,
+    /// Membership epochs shared by the parts of this process.
+    epochs: Arc<EpochBoard>,
 }
 
 impl Peers {
@@ -290,7 +332,20 @@ impl Peers {
                 .with_context(|| format!("peer address {address:?}"))?;
             Ok(Some(remote_channel(endpoint.connect_lazy())))
         };
-        Ok(Self { user: reach(Part::User, &config.peers.user)? })
+        Ok(Self {
+            user: reach(Part::User, &config.peers.user)?,
+            channel: reach(Part::Channel, &config.peers.channel)?,
+            chat: reach(Part::Chat, &config.peers.chat)?,
+            dispatcher: reach(Part::Dispatcher, &config.peers.dispatcher)?,
+            epochs: Arc::new(EpochBoard::new()),
+        })
+    }
+
+    /// The transport to `peer`, which `part` cannot run without.
+    fn need(&self, channel: &Option<GrpcChannel>, part: &str, peer: &str) -> anyhow::Result<GrpcChannel> {
+        channel.clone().with_context(|| {
+            format!("the {part} part needs the {peer} part: run it in this process or set peers.{peer}")
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf};
 
 use chatmesh_api::{
-    channel::v1::channel_service_client::ChannelServiceClient,
+    channel::v1::{self as pb_channel, ChannelKind, ChannelVisibility, channel_service_client::ChannelServiceClient},
+    chat::v1::chat_service_client::ChatServiceClient,
     user::v1::{self as user, user_service_client::UserServiceClient},
 };
 use chatmesh_cli::{Part, Running};
@@ -32,6 +33,9 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.ws.listen = ([127, 0, 0, 1], 0).into();
     config.password.memory_kib = 4096;
     config.password.iterations = 1;
+    // why: load tests send thousands of calls per user; the limiter has its own tests.
+    config.limits.user_calls_per_sec = 100_000;
+    config.limits.user_calls_burst = 100_000;
     config
 }
 
@@ -121,6 +125,10 @@ impl TestApp {
         ChannelServiceClient::new(self.channel().await)
     }
 
+    pub async fn chats(&self) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(self.channel().await)
+    }
+
     /// Reads a key this server generated in its data dir (to forge or age tokens in tests).
     pub fn signing_key(&self, purpose: &str) -> (String, Vec<u8>) {
         let dir = self.data_dir.join("keys").join(purpose);
@@ -135,6 +143,35 @@ impl Drop for TestApp {
         if let Some(running) = &self.running {
             running.shutdown_token().cancel();
         }
+    }
+}
+
+/// A signed-in user of a test app.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Registers `<name>@example.com` and logs in.
+    pub async fn user(&self, name: &str) -> User {
+        let (id, tokens) = self.register(&format!("{name}@example.com")).await;
+        User { id, token: tokens.access_token }
+    }
+
+    /// A group owned by `owner` with `members`.
+    pub async fn group(&self, owner: &User, visibility: ChannelVisibility, members: &[&User]) -> pb_channel::Channel {
+        let request = pb_channel::CreateChannelRequest {
+            kind: ChannelKind::Group as i32,
+            visibility: visibility as i32,
+            name: "team".into(),
+            topic: "plans".into(),
+            member_ids: members.iter().map(|m| m.id.clone()).collect(),
+            ..Default::default()
+        };
+        let response = self.channels().await.create_channel(authed(&owner.token, request)).await.expect("create group");
+        response.into_inner().channel.expect("channel")
     }
 }
 

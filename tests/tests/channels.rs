@@ -5,36 +5,8 @@ use chatmesh_api::channel::v1::{
     self as pb, ChannelKind, ChannelVisibility, MemberRole,
     channel_internal_service_client::ChannelInternalServiceClient, channel_service_client::ChannelServiceClient,
 };
-use chatmesh_tests::{TestApp, authed};
+use chatmesh_tests::{TestApp, User, authed};
 use tonic::{Code, transport::Channel};
-
-/// A signed-in user of the test app.
-struct User {
-    id: String,
-    token: String,
-}
-
-async fn user(app: &TestApp, name: &str) -> User {
-    let (id, tokens) = app.register(&format!("{name}@example.com")).await;
-    User { id, token: tokens.access_token }
-}
-
-async fn group(
-    client: &mut ChannelServiceClient<Channel>,
-    owner: &User,
-    visibility: ChannelVisibility,
-    members: &[&User],
-) -> pb::Channel {
-    let request = pb::CreateChannelRequest {
-        kind: ChannelKind::Group as i32,
-        visibility: visibility as i32,
-        name: "team".into(),
-        topic: "plans".into(),
-        member_ids: members.iter().map(|m| m.id.clone()).collect(),
-        ..Default::default()
-    };
-    client.create_channel(authed(&owner.token, request)).await.expect("create group").into_inner().channel.unwrap()
-}
 
 /// What an RPC on a channel answered: Ok or the code.
 fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
@@ -134,16 +106,16 @@ async fn every_rpc(
 async fn every_id_taking_rpc_works_for_the_owner_and_is_refused_to_outsiders() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
-    let member = user(&app, "member").await;
-    let kicked = user(&app, "kicked").await;
-    let stranger = user(&app, "stranger").await;
-    let elsewhere = user(&app, "elsewhere").await;
-    let invitee = user(&app, "invitee").await;
+    let owner = app.user("owner").await;
+    let member = app.user("member").await;
+    let kicked = app.user("kicked").await;
+    let stranger = app.user("stranger").await;
+    let elsewhere = app.user("elsewhere").await;
+    let invitee = app.user("invitee").await;
 
-    let private = group(&mut client, &owner, ChannelVisibility::Private, &[&member, &kicked]).await;
-    let public = group(&mut client, &owner, ChannelVisibility::Public, &[&member, &kicked]).await;
-    group(&mut client, &elsewhere, ChannelVisibility::Private, &[]).await;
+    let private = app.group(&owner, ChannelVisibility::Private, &[&member, &kicked]).await;
+    let public = app.group(&owner, ChannelVisibility::Public, &[&member, &kicked]).await;
+    app.group(&elsewhere, ChannelVisibility::Private, &[]).await;
     for channel in [&private, &public] {
         let kick = pb::DeleteMemberRequest { channel_id: channel.channel_id.clone(), user_id: kicked.id.clone() };
         client.delete_member(authed(&owner.token, kick)).await.expect("kick");
@@ -188,12 +160,12 @@ async fn every_id_taking_rpc_works_for_the_owner_and_is_refused_to_outsiders() {
 async fn role_rules_hold_and_refusals_change_nothing() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
-    let admin = user(&app, "admin").await;
-    let member = user(&app, "member").await;
-    let other = user(&app, "other").await;
-    let outsider = user(&app, "outsider").await;
-    let channel = group(&mut client, &owner, ChannelVisibility::Private, &[&admin, &member, &other]).await;
+    let owner = app.user("owner").await;
+    let admin = app.user("admin").await;
+    let member = app.user("member").await;
+    let other = app.user("other").await;
+    let outsider = app.user("outsider").await;
+    let channel = app.group(&owner, ChannelVisibility::Private, &[&admin, &member, &other]).await;
     let id = channel.channel_id.clone();
     let promote =
         pb::UpdateMemberRequest { channel_id: id.clone(), user_id: admin.id.clone(), role: MemberRole::Admin as i32 };
@@ -293,8 +265,8 @@ async fn role_rules_hold_and_refusals_change_nothing() {
 #[tokio::test]
 async fn twenty_concurrent_direct_channel_requests_make_one_channel() {
     let app = TestApp::spawn().await;
-    let a = user(&app, "a").await;
-    let b = user(&app, "b").await;
+    let a = app.user("a").await;
+    let b = app.user("b").await;
     let transport = app.channel().await;
     let requests = (0..20).map(|i| {
         let mut client = ChannelServiceClient::new(transport.clone());
@@ -321,10 +293,10 @@ async fn twenty_concurrent_direct_channel_requests_make_one_channel() {
 async fn leave_rejoin_kick_reinvite_close_reopen_delete() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
-    let bob = user(&app, "bob").await;
-    let public = group(&mut client, &owner, ChannelVisibility::Public, &[]).await;
-    let private = group(&mut client, &owner, ChannelVisibility::Private, &[&bob]).await;
+    let owner = app.user("owner").await;
+    let bob = app.user("bob").await;
+    let public = app.group(&owner, ChannelVisibility::Public, &[]).await;
+    let private = app.group(&owner, ChannelVisibility::Private, &[&bob]).await;
     let (pub_id, priv_id) = (public.channel_id.clone(), private.channel_id.clone());
 
     // join a public group, leave, rejoin
@@ -418,10 +390,10 @@ async fn leave_rejoin_kick_reinvite_close_reopen_delete() {
 async fn list_pages_are_clamped_and_follow_their_tokens() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
+    let owner = app.user("owner").await;
     let mut created = Vec::new();
     for _ in 0..5 {
-        created.push(group(&mut client, &owner, ChannelVisibility::Private, &[]).await.channel_id);
+        created.push(app.group(&owner, ChannelVisibility::Private, &[]).await.channel_id);
     }
     created.reverse();
     let mut seen = Vec::new();
@@ -452,9 +424,9 @@ async fn list_pages_are_clamped_and_follow_their_tokens() {
 async fn internal_rpcs_refuse_user_tokens_and_epochs_grow_with_membership_changes() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
-    let bob = user(&app, "bob").await;
-    let channel = group(&mut client, &owner, ChannelVisibility::Private, &[&bob]).await;
+    let owner = app.user("owner").await;
+    let bob = app.user("bob").await;
+    let channel = app.group(&owner, ChannelVisibility::Private, &[&bob]).await;
     let mut internal = ChannelInternalServiceClient::new(app.channel().await);
     let check = || pb::CheckMembershipRequest { channel_id: channel.channel_id.clone(), user_id: bob.id.clone() };
 
@@ -498,9 +470,9 @@ async fn internal_rpcs_refuse_user_tokens_and_epochs_grow_with_membership_change
 async fn bad_input_is_refused_naming_the_field_and_stores_nothing() {
     let app = TestApp::spawn().await;
     let mut client = app.channels().await;
-    let owner = user(&app, "owner").await;
-    let bob = user(&app, "bob").await;
-    let carol = user(&app, "carol").await;
+    let owner = app.user("owner").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
     let create = |kind: i32, name: &str, members: Vec<String>| pb::CreateChannelRequest {
         kind,
         name: name.into(),
@@ -544,7 +516,7 @@ async fn bad_input_is_refused_naming_the_field_and_stores_nothing() {
     assert!(my_channel_ids(&mut client, &owner, true).await.is_empty(), "nothing was stored");
     assert!(my_channel_ids(&mut client, &bob, true).await.is_empty());
 
-    let channel = group(&mut client, &owner, ChannelVisibility::Private, &[]).await;
+    let channel = app.group(&owner, ChannelVisibility::Private, &[]).await;
     let invite_nobody = pb::CreateMemberRequest { channel_id: channel.channel_id.clone(), user_id: "123456789".into() };
     let status = client.create_member(authed(&owner.token, invite_nobody)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

@@ -12,6 +12,17 @@ use crate::{
 };
 
 fn entry(ids: &IdGenerator, channel_id: u64, kind: EventType, actor: u64, payload: Payload) -> OutboxEntry {
+    entry_with_changes(ids, channel_id, kind, actor, payload, Vec::new())
+}
+
+fn entry_with_changes(
+    ids: &IdGenerator,
+    channel_id: u64,
+    kind: EventType,
+    actor: u64,
+    payload: Payload,
+    changed_fields: Vec<String>,
+) -> OutboxEntry {
     let seq = ids.next_id();
     let now = now_ms();
     let event = ChannelEvent {
@@ -25,6 +36,7 @@ fn entry(ids: &IdGenerator, channel_id: u64, kind: EventType, actor: u64, payloa
         actor_id: actor.to_string(),
         idempotency_key: format!("channel-outbox:{seq}"),
         payload: Some(payload),
+        changed_fields,
     };
     OutboxEntry { seq, event: event.encode_to_vec() }
 }
@@ -39,11 +51,14 @@ pub fn member_left(ids: &IdGenerator, actor: u64, member: &MemberRecord) -> Outb
 }
 
 pub fn member_updated(ids: &IdGenerator, actor: u64, member: &MemberRecord) -> OutboxEntry {
-    entry(ids, member.channel_id, EventType::MemberUpdated, actor, Payload::Member(member.to_pb()))
+    let payload = Payload::Member(member.to_pb());
+    entry_with_changes(ids, member.channel_id, EventType::MemberUpdated, actor, payload, vec!["role".into()])
 }
 
-pub fn channel_updated(ids: &IdGenerator, actor: u64, channel: &ChannelRecord) -> OutboxEntry {
-    entry(ids, channel.channel_id, EventType::ChannelUpdated, actor, Payload::Channel(channel.to_pb()))
+/// `changed` names the fields that changed ("name", "topic", "image_url", "visibility").
+pub fn channel_updated(ids: &IdGenerator, actor: u64, channel: &ChannelRecord, changed: Vec<String>) -> OutboxEntry {
+    let payload = Payload::Channel(channel.to_pb());
+    entry_with_changes(ids, channel.channel_id, EventType::ChannelUpdated, actor, payload, changed)
 }
 
 pub fn channel_deleted(ids: &IdGenerator, actor: u64, channel: &ChannelRecord) -> OutboxEntry {

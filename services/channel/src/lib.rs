@@ -4,11 +4,13 @@
 mod error;
 mod events;
 mod model;
+mod relay;
 mod service;
 pub mod store;
 mod users;
 
 pub use error::ChannelError;
 pub use model::{ChannelRecord, Kind, MemberRecord, Role, Visibility};
+pub use relay::run_outbox_relay;
 pub use service::{ChannelApi, ChannelInternalApi};
 pub use users::{GrpcUserDirectory, UserDirectory};

@@ -11,8 +11,10 @@ use chatmesh_platform::{
     auth::user_of,
     error::invalid_field,
     ids::{IdGenerator, now_ms},
+    membership::EpochBoard,
     page, validate,
 };
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -37,6 +39,9 @@ struct Core {
     store: Arc<dyn ChannelStore>,
     users: Arc<dyn UserDirectory>,
     ids: Arc<IdGenerator>,
+    epochs: Arc<EpochBoard>,
+    /// Wakes the outbox relay after a change.
+    outbox: Arc<Notify>,
 }
 
 /// ChannelService: the public surface.
@@ -52,12 +57,16 @@ pub struct ChannelInternalApi {
 }
 
 impl ChannelApi {
+    /// `epochs` learns each channel's new membership epoch before a change returns; `outbox`
+    /// is notified after every change that recorded events.
     pub fn new(
         store: Arc<dyn ChannelStore>,
         users: Arc<dyn UserDirectory>,
         ids: Arc<IdGenerator>,
+        epochs: Arc<EpochBoard>,
+        outbox: Arc<Notify>,
     ) -> (Self, ChannelInternalApi) {
-        let core = Arc::new(Core { store, users, ids });
+        let core = Arc::new(Core { store, users, ids, epochs, outbox });
         (Self { core: core.clone() }, ChannelInternalApi { core })
     }
 }
@@ -102,13 +111,26 @@ impl Core {
     {
         for _ in 0..MAX_ATTEMPTS {
             let (change, answer) = decide().await?;
-            match self.store.apply(change).await {
+            match self.apply(change).await {
                 Ok(()) => return Ok(answer),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(ChannelError::Busy(channel_id))
+    }
+
+    /// Applies a change; once it is durable, raises the channel's epoch (so cached membership
+    /// answers go stale before the caller hears back) and wakes the outbox relay.
+    async fn apply(&self, change: Change) -> Result<(), StoreError> {
+        let (channel_id, epoch, has_events) =
+            (change.channel_id, change.expected_version.unwrap_or(0) + 1, !change.outbox.is_empty());
+        self.store.apply(change).await?;
+        self.epochs.raise(channel_id, epoch);
+        if has_events {
+            self.outbox.notify_one();
+        }
+        Ok(())
     }
 
     async fn require_users(&self, field: &'static str, user_ids: &[u64]) -> Result<(), ChannelError> {
@@ -214,7 +236,7 @@ impl ChannelApi {
             ],
             outbox: members.iter().map(|m| events::member_joined(&core.ids, caller, m)).collect(),
         };
-        let existing = match core.store.apply(change).await {
+        let existing = match core.apply(change).await {
             Ok(()) => channel_id,
             // why: a concurrent request created the pair's channel first; answer with that one.
             Err(StoreError::DirectPairTaken(existing)) => existing,
@@ -271,10 +293,7 @@ impl ChannelApi {
         let mut ops = vec![Op::PutChannel(channel.clone())];
         ops.extend(members.iter().cloned().map(Op::PutMember));
         let outbox = members.iter().map(|m| events::member_joined(&core.ids, caller, m)).collect();
-        core.store
-            .apply(Change { channel_id, expected_version: None, ops, outbox })
-            .await
-            .map_err(ChannelError::from)?;
+        core.apply(Change { channel_id, expected_version: None, ops, outbox }).await.map_err(ChannelError::from)?;
         tracing::info!(channel_id, owner = caller, "channel created");
         Ok(pb::CreateChannelResponse { channel: Some(core.channel_pb(channel_id).await?), created: true })
     }
@@ -396,22 +415,31 @@ impl ChannelService for ChannelApi {
                     return Err(ChannelError::Forbidden("only the owner or an admin may change the channel"));
                 }
                 let mut channel = view.channel.clone();
-                if set_name {
+                let mut changed = Vec::new();
+                if set_name && channel.name != req.name.trim() {
                     channel.name = req.name.trim().to_owned();
+                    changed.push("name".to_owned());
                 }
-                if set_topic {
+                if set_topic && channel.topic != req.topic {
                     channel.topic = req.topic.clone();
+                    changed.push("topic".to_owned());
                 }
-                if set_image {
+                if set_image && channel.image_url != req.image_url {
                     channel.image_url = req.image_url.clone();
+                    changed.push("image_url".to_owned());
                 }
-                if let Some(visibility) = visibility {
+                if let Some(visibility) = visibility.filter(|v| *v != channel.visibility) {
                     channel.visibility = visibility;
+                    changed.push("visibility".to_owned());
                 }
                 channel.updated_at_ms = now_ms();
                 let mut announced = channel.clone();
                 announced.version = view.channel.version + 1;
-                let outbox = vec![events::channel_updated(&core.ids, caller, &announced)];
+                let outbox = if changed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![events::channel_updated(&core.ids, caller, &announced, changed)]
+                };
                 Ok((view.change(vec![Op::PutChannel(channel)], outbox), announced))
             })
             .await?;
@@ -727,7 +755,13 @@ mod tests {
     async fn every_change_records_its_events_in_the_outbox() {
         let (_dir, store) = FjallChannelStore::temp();
         let store = Arc::new(store);
-        let (api, _) = ChannelApi::new(store.clone(), Arc::new(KnownUsers), Arc::new(IdGenerator::new(1).unwrap()));
+        let (api, _) = ChannelApi::new(
+            store.clone(),
+            Arc::new(KnownUsers),
+            Arc::new(IdGenerator::new(1).unwrap()),
+            Arc::new(EpochBoard::new()),
+            Arc::new(Notify::new()),
+        );
         let create = pb::CreateChannelRequest {
             kind: pb::ChannelKind::Group as i32,
             name: "team".into(),

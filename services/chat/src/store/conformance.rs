@@ -96,6 +96,8 @@ pub async fn removed_chats_are_hidden_from_their_remover_only(store: &dyn ChatSt
         store.list_chats(1, Range::After(0), 10, user).await.unwrap().iter().map(|c| c.chat_id).collect::<Vec<_>>()
     };
     assert_eq!(seen_by(8).await, vec![b]);
+    assert!(store.is_removed(8, a).await.unwrap());
+    assert!(!store.is_removed(7, a).await.unwrap());
     assert_eq!(seen_by(7).await, vec![a, b]);
 }
 

@@ -67,8 +67,25 @@ const NAMES: [&str; 9] = [
 
 #[derive(Clone)]
 pub struct FjallChatStore {
-    jobs: mpsc::Sender<Job>,
+    // why: declared first so it drops first; the writer (dropped next) holds the database.
     shared: Arc<Shared>,
+    writer: Arc<WriterHandle>,
+}
+
+/// The writer thread's queue; dropping the last handle closes the queue and waits for the
+/// thread to finish its batch and close the database, so a store can be reopened at once.
+struct WriterHandle {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What readers and the writer share.
@@ -130,6 +147,7 @@ fn chat_event(event_id: u64, kind: EventType, actor: u64, chat: &ChatRecord, key
             channel_id: chat.channel_id.to_string(),
             ..Default::default()
         })),
+        changed_fields: Vec::new(),
     }
 }
 
@@ -169,8 +187,9 @@ impl FjallChatStore {
         });
         let (jobs, rx) = mpsc::channel(QUEUE);
         let writer = Writer { db, shared: shared.clone(), ids, hook, poisoned: AtomicBool::new(false) };
-        std::thread::Builder::new().name("chat-writer".into()).spawn(move || writer.run(rx)).map_err(backend)?;
-        Ok(Self { jobs, shared })
+        let thread =
+            std::thread::Builder::new().name("chat-writer".into()).spawn(move || writer.run(rx)).map_err(backend)?;
+        Ok(Self { shared, writer: Arc::new(WriterHandle { jobs: Some(jobs), thread: Some(thread) }) })
     }
 
     /// A store in a fresh temporary folder (tests).
@@ -186,7 +205,8 @@ impl FjallChatStore {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(make(tx)).await.map_err(|_| backend("the chat writer has stopped"))?;
+        let jobs = self.writer.jobs.as_ref().ok_or_else(|| backend("the chat writer has stopped"))?;
+        jobs.send(make(tx)).await.map_err(|_| backend("the chat writer has stopped"))?;
         rx.await.map_err(|_| backend("the chat writer has stopped"))?
     }
 
@@ -267,6 +287,10 @@ impl ChatStore for FjallChatStore {
             None => Ok(None),
         })
         .await
+    }
+
+    async fn is_removed(&self, user: u64, chat_id: u64) -> Result<bool, StoreError> {
+        self.read(move |s, snap| s.removed(snap, user, chat_id)).await
     }
 
     async fn list_chats(
@@ -699,7 +723,7 @@ impl Writer {
             &chat,
             format!("chat:{chat_id}:edited:{event_id}"),
         ))?;
-        Ok(ItemOutcome::Done(chat))
+        Ok(ItemOutcome::Done(Box::new(chat)))
     }
 
     fn retract(&self, b: &mut Batch<'_>, sender: u64, chat_id: u64) -> Result<ItemOutcome, StoreError> {
@@ -716,7 +740,7 @@ impl Writer {
         chat.retracted_at_ms = Some(unix_ms_of(event_id));
         b.put_chat(&chat)?;
         b.log(&chat_event(event_id, EventType::ChatRetracted, sender, &chat, format!("chat:{chat_id}:retracted")))?;
-        Ok(ItemOutcome::Done(chat))
+        Ok(ItemOutcome::Done(Box::new(chat)))
     }
 
     fn append(&self, b: &mut Batch<'_>, external: ExternalEvent) -> Result<u64, StoreError> {
@@ -776,7 +800,6 @@ mod tests {
         ));
         let CreateOutcome::Created(kept) = kept else { panic!("created") };
         drop(store);
-        std::thread::sleep(std::time::Duration::from_millis(50)); // the writer thread lets go
         let reopened = FjallChatStore::open(dir.path(), Arc::new(IdGenerator::new(1).unwrap())).unwrap();
         let after = reopened.list_chats(1, Range::After(0), 10, 0).await.unwrap();
         assert_eq!(after.len(), 2);

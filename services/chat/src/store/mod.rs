@@ -38,7 +38,7 @@ pub enum CreateOutcome {
 /// What changing one chat did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
-    Done(ChatRecord),
+    Done(Box<ChatRecord>),
     NotFound,
     NotSender,
     /// Already retracted: nothing left to change.
@@ -100,6 +100,8 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn set_cursor(&self, name: &str, event_id: u64) -> Result<(), StoreError>;
 
     async fn get_chat(&self, chat_id: u64) -> Result<Option<ChatRecord>, StoreError>;
+    /// Whether `user` removed the chat for themselves.
+    async fn is_removed(&self, user: u64, chat_id: u64) -> Result<bool, StoreError>;
     /// A page of a channel's history, leaving out what `viewer` removed for themselves.
     async fn list_chats(
         &self,

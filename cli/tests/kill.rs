@@ -1,0 +1,123 @@
+//! The real binary, killed with SIGKILL right after a burst of acknowledged sends, loses none
+//! of them: every acknowledgement came after the sync that made it durable.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::{
+    channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
+    chat::v1::{ChatKind, CreateChatRequest, ListChatsRequest, chat_service_client::ChatServiceClient},
+    user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
+};
+use tonic::{Request, transport::Channel};
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// The server process, killed if a failing test leaves it running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path, grpc: SocketAddr) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
+        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &free_addr().to_string()])
+        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
+        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
+        .env("CHATMESH_LIMITS__USER_CALLS_BURST", "100000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Server(child)
+}
+
+async fn connect(grpc: SocketAddr) -> Channel {
+    let started = Instant::now();
+    loop {
+        match Channel::from_shared(format!("http://{grpc}")).unwrap().connect().await {
+            Ok(channel) => return channel,
+            Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no server on {grpc}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn sigkill_after_a_burst_of_acknowledged_sends_loses_none() {
+    let data = tempfile::tempdir().unwrap();
+    let grpc = free_addr();
+    let mut server = start(data.path(), grpc);
+    let channel = connect(grpc).await;
+    let mut users = UserServiceClient::new(channel.clone());
+    let create = CreateUserRequest {
+        email: "ada@example.com".into(),
+        password: "correct horse".into(),
+        name: "Ada".into(),
+        username: String::new(),
+    };
+    users.create_user(create).await.unwrap();
+    let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into() };
+    let token = users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
+    let group = CreateChannelRequest { kind: ChannelKind::Group as i32, name: "burst".into(), ..Default::default() };
+    let channel_id = ChannelServiceClient::new(channel.clone())
+        .create_channel(authed(&token, group))
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .channel_id;
+
+    let sends =
+        (0..400).map(|i| {
+            let mut chats = ChatServiceClient::new(channel.clone());
+            let request =
+                CreateChatRequest { channel_id: channel_id.clone(), text: format!("burst {i}"), ..Default::default() };
+            let token = token.clone();
+            async move {
+                chats.create_chat(authed(&token, request)).await.ok().map(|r| r.into_inner().chat.unwrap().chat_id)
+            }
+        });
+    let acknowledged: Vec<String> = futures::future::join_all(sends).await.into_iter().flatten().collect();
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().unwrap();
+    assert_eq!(acknowledged.len(), 400, "every send was acknowledged before the kill");
+
+    let _server = start(data.path(), grpc);
+    let mut chats = ChatServiceClient::new(connect(grpc).await);
+    let mut stored = std::collections::BTreeSet::new();
+    let mut after = "1".to_owned();
+    loop {
+        let request = ListChatsRequest {
+            channel_id: channel_id.clone(),
+            after: after.clone(),
+            page_size: 100,
+            ..Default::default()
+        };
+        let page = chats.list_chats(authed(&token, request)).await.unwrap().into_inner();
+        let Some(last) = page.chats.last() else { break };
+        after = last.chat_id.clone();
+        stored.extend(page.chats.into_iter().filter(|c| c.kind() == ChatKind::Text).map(|c| c.chat_id));
+    }
+    let lost = acknowledged.iter().filter(|id| !stored.contains(*id)).count();
+    println!("acknowledged {}, stored after SIGKILL {}, lost {lost}", acknowledged.len(), stored.len());
+    assert_eq!(lost, 0);
+}

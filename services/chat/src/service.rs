@@ -1,0 +1,507 @@
+//! The tonic handlers of ChatService and ChatInternalService: validation, membership rules
+//! (asked of the channel service), and mapping. Durability and ordering live in the store.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use aws_lc_rs::digest;
+use chatmesh_api::{
+    channel::v1::{ChannelKind, MemberRole},
+    chat::v1::{
+        self as pb, ChannelEvent, EventType, chat_internal_service_server::ChatInternalService,
+        chat_service_server::ChatService,
+    },
+};
+use chatmesh_platform::{
+    auth::user_of,
+    error::invalid_field,
+    ids::{max_id_at, unix_ms_of},
+    page, validate,
+};
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    announce,
+    error::ChatError,
+    model::{ChatKind, ChatRecord, NewChat, ReadPointer, timestamp},
+    peers::Peers,
+    publish::Publisher,
+    store::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range},
+};
+
+const MAX_TEXT: usize = 4000;
+const MAX_CLIENT_MSG_ID: usize = 64;
+const MAX_MENTIONS: usize = 20;
+const MAX_BATCH_IDS: usize = 100;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 100;
+const DEFAULT_EVENTS: usize = 100;
+const MAX_EVENTS: usize = 500;
+const MAX_APPEND: usize = 500;
+
+struct Core {
+    store: Arc<dyn ChatStore>,
+    peers: Peers,
+    publisher: Arc<dyn Publisher>,
+    /// Wakes the publishing relay after a committed write.
+    committed: Arc<Notify>,
+}
+
+/// ChatService: the public surface.
+#[derive(Clone)]
+pub struct ChatApi {
+    core: Arc<Core>,
+}
+
+/// ChatInternalService: the channel event log's intake (service principals only).
+#[derive(Clone)]
+pub struct ChatInternalApi {
+    core: Arc<Core>,
+}
+
+impl ChatApi {
+    pub fn new(
+        store: Arc<dyn ChatStore>,
+        peers: Peers,
+        publisher: Arc<dyn Publisher>,
+        committed: Arc<Notify>,
+    ) -> (Self, ChatInternalApi) {
+        let core = Arc::new(Core { store, peers, publisher, committed });
+        (Self { core: core.clone() }, ChatInternalApi { core })
+    }
+}
+
+/// Text of a chat: non-empty after trimming, at most 4,000 characters, no control characters
+/// but newline and tab. Returns it trimmed.
+fn validate_text(field: &str, text: &str) -> Result<String, Status> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(invalid_field(field, "is required"));
+    }
+    if trimmed.chars().count() > MAX_TEXT {
+        return Err(invalid_field(field, format!("must have at most {MAX_TEXT} characters")));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid_field(field, "must not contain control characters other than newline and tab"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn optional_id(field: &str, value: &str) -> Result<u64, Status> {
+    if value.is_empty() { Ok(0) } else { validate::id(field, value) }
+}
+
+fn ids(field: &str, values: &[String]) -> Result<Vec<u64>, Status> {
+    if values.is_empty() {
+        return Err(invalid_field(field, "is required"));
+    }
+    if values.len() > MAX_BATCH_IDS {
+        return Err(invalid_field(field, format!("at most {MAX_BATCH_IDS} ids")));
+    }
+    let mut seen = BTreeSet::new();
+    values.iter().map(|v| validate::id(field, v)).filter(|r| r.as_ref().map_or(true, |id| seen.insert(*id))).collect()
+}
+
+/// `@username`s in a text: a letter then 2 to 31 letters, digits or `_`, after a non-word character.
+fn mentioned_usernames(text: &str) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let boundary = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if *c != '@' || !boundary {
+            continue;
+        }
+        let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+        if (3..=32).contains(&name.len()) && name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            names.insert(name.to_lowercase());
+        }
+        if names.len() == MAX_MENTIONS {
+            break;
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn body_hash(text: &str, reply_to: u64) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(&reply_to.to_be_bytes());
+    context.update(text.as_bytes());
+    context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn outcome(chat_id: u64, result: Result<(), ChatError>) -> pb::ChatOutcome {
+    match result {
+        Ok(()) => pb::ChatOutcome { chat_id: chat_id.to_string(), ok: true, reason: String::new() },
+        Err(e) => pb::ChatOutcome { chat_id: chat_id.to_string(), ok: false, reason: e.reason().to_owned() },
+    }
+}
+
+impl Core {
+    /// A chat the caller may read: it exists, they belong to its channel, they did not remove it.
+    async fn readable_chat(&self, chat_id: u64, caller: u64) -> Result<ChatRecord, ChatError> {
+        let chat = self.store.get_chat(chat_id).await?.ok_or(ChatError::ChatNotFound(chat_id))?;
+        match self.peers.member(chat.channel_id, caller).await {
+            Ok(_) => {}
+            // why: a chat of a channel the caller cannot see does not exist for them.
+            Err(ChatError::ChannelNotFound(_)) => return Err(ChatError::ChatNotFound(chat_id)),
+            Err(e) => return Err(e),
+        }
+        if self.store.is_removed(caller, chat_id).await? {
+            return Err(ChatError::ChatNotFound(chat_id));
+        }
+        Ok(chat)
+    }
+
+    /// Mentions of members of the channel.
+    async fn mentions(&self, channel_id: u64, text: &str) -> Result<Vec<u64>, ChatError> {
+        let names = mentioned_usernames(text);
+        let mut members = Vec::new();
+        for user in self.peers.resolve_usernames(names).await? {
+            if self.peers.is_member(channel_id, user).await? {
+                members.push(user);
+            }
+        }
+        members.sort_unstable();
+        members.dedup();
+        Ok(members)
+    }
+
+    fn read_pointer_pb(channel_id: u64, user: u64, pointer: ReadPointer) -> pb::ReadPointer {
+        pb::ReadPointer {
+            channel_id: channel_id.to_string(),
+            user_id: user.to_string(),
+            last_read_chat_id: if pointer.last_read_chat_id == 0 {
+                String::new()
+            } else {
+                pointer.last_read_chat_id.to_string()
+            },
+            acked_at: (pointer.acked_at_ms > 0).then(|| timestamp(pointer.acked_at_ms)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ChatService for ChatApi {
+    async fn create_chat(
+        &self,
+        request: Request<pb::CreateChatRequest>,
+    ) -> Result<Response<pb::CreateChatResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let text = validate_text("text", &req.text)?;
+        if req.client_msg_id.chars().count() > MAX_CLIENT_MSG_ID || req.client_msg_id.chars().any(char::is_control) {
+            return Err(invalid_field(
+                "client_msg_id",
+                format!("must be at most {MAX_CLIENT_MSG_ID} printable characters"),
+            ));
+        }
+        let reply_to = optional_id("reply_to_chat_id", &req.reply_to_chat_id)?;
+        if !req.attachment_upload_ids.is_empty() {
+            return Err(Status::unimplemented("attachment_upload_ids: attachments are not available yet"));
+        }
+        let core = &self.core;
+        let access = core.peers.member(channel_id, caller).await?;
+        if access.kind == ChannelKind::Broadcast && access.role != MemberRole::Owner {
+            return Err(ChatError::BroadcastOwnerOnly.into());
+        }
+        if reply_to != 0 {
+            let target = core.store.get_chat(reply_to).await.map_err(ChatError::from)?;
+            if target.is_none_or(|t| t.channel_id != channel_id) {
+                return Err(invalid_field("reply_to_chat_id", "is not a chat of this channel"));
+            }
+        }
+        let mentions = core.mentions(channel_id, &text).await?;
+        let chat = NewChat {
+            channel_id,
+            sender_id: caller,
+            kind: ChatKind::Text,
+            body_hash: body_hash(&text, reply_to),
+            text,
+            client_msg_id: req.client_msg_id,
+            reply_to,
+            mentions,
+            announcement: None,
+        };
+        let chat = match core.store.create_chat(chat).await.map_err(ChatError::from)? {
+            CreateOutcome::Created(chat) => {
+                core.committed.notify_one();
+                chat
+            }
+            CreateOutcome::Duplicate(chat) => chat,
+            CreateOutcome::KeyConflict(existing) => return Err(ChatError::KeyReused(existing).into()),
+        };
+        Ok(Response::new(pb::CreateChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
+    }
+
+    async fn get_chat(&self, request: Request<pb::GetChatRequest>) -> Result<Response<pb::GetChatResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let chat_id = validate::id("chat_id", &request.get_ref().chat_id)?;
+        let chat = self.core.readable_chat(chat_id, caller).await?;
+        Ok(Response::new(pb::GetChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
+    }
+
+    async fn list_chats(
+        &self,
+        request: Request<pb::ListChatsRequest>,
+    ) -> Result<Response<pb::ListChatsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let before = optional_id("before", &req.before)?;
+        let after = optional_id("after", &req.after)?;
+        if before != 0 && after != 0 {
+            return Err(invalid_field("after", "give either before or after, not both"));
+        }
+        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let cursor = page::decode_token(&req.page_token)?;
+        self.core.peers.member(channel_id, caller).await?;
+        // why: the direction is the request's (after: oldest first); the token only moves the start.
+        let range = if after != 0 {
+            Range::After(cursor.unwrap_or(after))
+        } else {
+            Range::Before(cursor.or((before != 0).then_some(before)))
+        };
+        let chats = self.core.store.list_chats(channel_id, range, size, caller).await.map_err(ChatError::from)?;
+        let next_page_token = match chats.last() {
+            Some(last) if chats.len() == size => page::encode_token(last.chat_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListChatsResponse {
+            chats: chats.iter().map(|c| c.to_pb(Some(caller))).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn edit_chat(&self, request: Request<pb::EditChatRequest>) -> Result<Response<pb::EditChatResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let chat_id = validate::id("chat_id", &req.chat_id)?;
+        let text = validate_text("text", &req.text)?;
+        let core = &self.core;
+        core.readable_chat(chat_id, caller).await?;
+        let chat = match core.store.edit_chat(chat_id, caller, text).await.map_err(ChatError::from)? {
+            ItemOutcome::Done(chat) => *chat,
+            ItemOutcome::NotFound => return Err(ChatError::ChatNotFound(chat_id).into()),
+            ItemOutcome::NotSender => return Err(ChatError::NotSender(chat_id).into()),
+            ItemOutcome::Retracted => return Err(ChatError::Retracted(chat_id).into()),
+        };
+        core.committed.notify_one();
+        Ok(Response::new(pb::EditChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
+    }
+
+    async fn remove_chats(
+        &self,
+        request: Request<pb::RemoveChatsRequest>,
+    ) -> Result<Response<pb::RemoveChatsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let chat_ids = ids("chat_ids", &request.get_ref().chat_ids)?;
+        let core = &self.core;
+        let mut outcomes = Vec::with_capacity(chat_ids.len());
+        let mut removable = Vec::new();
+        for chat_id in chat_ids {
+            let readable = core.readable_chat(chat_id, caller).await.map(|_| ());
+            if readable.is_ok() {
+                removable.push(chat_id);
+            }
+            outcomes.push(outcome(chat_id, readable));
+        }
+        if !removable.is_empty() {
+            core.store.remove_chats(caller, removable).await.map_err(ChatError::from)?;
+        }
+        Ok(Response::new(pb::RemoveChatsResponse { outcomes }))
+    }
+
+    async fn retract_chats(
+        &self,
+        request: Request<pb::RetractChatsRequest>,
+    ) -> Result<Response<pb::RetractChatsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let chat_ids = ids("chat_ids", &request.get_ref().chat_ids)?;
+        let core = &self.core;
+        let mut results: Vec<(u64, Result<(), ChatError>)> = Vec::with_capacity(chat_ids.len());
+        let mut retractable = Vec::new();
+        for chat_id in chat_ids {
+            let readable = core.readable_chat(chat_id, caller).await.map(|_| ());
+            if readable.is_ok() {
+                retractable.push(chat_id);
+            }
+            results.push((chat_id, readable));
+        }
+        if !retractable.is_empty() {
+            let done = core.store.retract_chats(caller, retractable.clone()).await.map_err(ChatError::from)?;
+            for (chat_id, item) in retractable.into_iter().zip(done) {
+                let result = match item {
+                    ItemOutcome::Done(_) => Ok(()),
+                    ItemOutcome::NotFound => Err(ChatError::ChatNotFound(chat_id)),
+                    ItemOutcome::NotSender => Err(ChatError::NotSender(chat_id)),
+                    ItemOutcome::Retracted => Err(ChatError::Retracted(chat_id)),
+                };
+                if let Some(slot) = results.iter_mut().find(|(id, _)| *id == chat_id) {
+                    slot.1 = result;
+                }
+            }
+            core.committed.notify_one();
+        }
+        Ok(Response::new(pb::RetractChatsResponse {
+            outcomes: results.into_iter().map(|(id, r)| outcome(id, r)).collect(),
+        }))
+    }
+
+    async fn ack_chats(&self, request: Request<pb::AckChatsRequest>) -> Result<Response<pb::AckChatsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let chat_id = optional_id("chat_id", &req.chat_id)?;
+        let core = &self.core;
+        core.peers.member(channel_id, caller).await?;
+        let target = if chat_id != 0 {
+            let chat = core.store.get_chat(chat_id).await.map_err(ChatError::from)?;
+            if chat.is_none_or(|c| c.channel_id != channel_id) {
+                return Err(invalid_field("chat_id", "is not a chat of this channel"));
+            }
+            Some(chat_id)
+        } else if let Some(at) = req.created_at {
+            if at.seconds < 0 || !(0..1_000_000_000).contains(&at.nanos) {
+                return Err(invalid_field("created_at", "is not a valid time"));
+            }
+            let ms = at.seconds as u64 * 1000 + at.nanos as u64 / 1_000_000;
+            // why: ids carry their creation millisecond, so "the newest chat at or before t" is a key range.
+            core.store.newest_chat_at_or_before(channel_id, max_id_at(ms)).await.map_err(ChatError::from)?
+        } else {
+            return Err(invalid_field("chat_id", "give chat_id or created_at"));
+        };
+        let pointer = match target {
+            Some(id) => core.store.ack(channel_id, caller, id).await.map_err(ChatError::from)?,
+            None => core.store.unread(channel_id, caller).await.map_err(ChatError::from)?.pointer,
+        };
+        let read_pointer = Core::read_pointer_pb(channel_id, caller, pointer);
+        // why: receipts are ephemeral (not logged); a lost one is harmless, so publish best-effort.
+        let event = ChannelEvent {
+            channel_id: channel_id.to_string(),
+            r#type: EventType::ChatAcked as i32,
+            occurred_at: Some(timestamp(pointer.acked_at_ms)),
+            actor_id: caller.to_string(),
+            payload: Some(pb::channel_event::Payload::ReadPointer(read_pointer.clone())),
+            ..Default::default()
+        };
+        let publisher = core.publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish(vec![event]).await {
+                tracing::debug!(error = %e, "receipt not published");
+            }
+        });
+        Ok(Response::new(pb::AckChatsResponse { read_pointer: Some(read_pointer) }))
+    }
+
+    async fn get_unread_counts(
+        &self,
+        request: Request<pb::GetUnreadCountsRequest>,
+    ) -> Result<Response<pb::GetUnreadCountsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let core = &self.core;
+        let channels = if req.channel_ids.is_empty() {
+            core.peers.channels_of(caller).await?
+        } else {
+            let channels = ids("channel_ids", &req.channel_ids)?;
+            for channel_id in &channels {
+                core.peers.member(*channel_id, caller).await?;
+            }
+            channels
+        };
+        let mut counts = Vec::with_capacity(channels.len());
+        for channel_id in channels {
+            let unread = core.store.unread(channel_id, caller).await.map_err(ChatError::from)?;
+            let id = |v: u64| if v == 0 { String::new() } else { v.to_string() };
+            counts.push(pb::UnreadCount {
+                channel_id: channel_id.to_string(),
+                unread_count: unread.count as i64,
+                last_chat_id: id(unread.last_chat_id),
+                last_read_chat_id: id(unread.pointer.last_read_chat_id),
+            });
+        }
+        Ok(Response::new(pb::GetUnreadCountsResponse { counts }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let after = optional_id("after_event_id", &req.after_event_id)?;
+        let size = page::page_size(req.page_size, DEFAULT_EVENTS, MAX_EVENTS);
+        self.core.peers.member(channel_id, caller).await?;
+        let mut events = self.core.store.list_events(channel_id, after, size + 1).await.map_err(ChatError::from)?;
+        let has_more = events.len() > size;
+        events.truncate(size);
+        Ok(Response::new(pb::ListEventsResponse { events, has_more }))
+    }
+}
+
+#[tonic::async_trait]
+impl ChatInternalService for ChatInternalApi {
+    async fn append_channel_events(
+        &self,
+        request: Request<pb::AppendChannelEventsRequest>,
+    ) -> Result<Response<pb::AppendChannelEventsResponse>, Status> {
+        let events = request.into_inner().events;
+        if events.len() > MAX_APPEND {
+            return Err(invalid_field("events", format!("at most {MAX_APPEND} events")));
+        }
+        let mut external = Vec::with_capacity(events.len());
+        for event in events {
+            validate::id("events.channel_id", &event.channel_id)?;
+            validate::id("events.actor_id", &event.actor_id)?;
+            if event.idempotency_key.is_empty() {
+                return Err(invalid_field("events.idempotency_key", "is required"));
+            }
+            if matches!(event.r#type(), EventType::Unspecified) {
+                return Err(invalid_field("events.type", "is required"));
+            }
+            if matches!(
+                event.r#type(),
+                EventType::ChatCreated | EventType::ChatEdited | EventType::ChatRetracted | EventType::ChatAcked
+            ) {
+                return Err(invalid_field("events.type", "chat events are recorded by the chat service itself"));
+            }
+            external.push(ExternalEvent { announcement: announce::announcement(&event), event });
+        }
+        let recorded = external.iter().map(|e| e.event.clone()).collect::<Vec<_>>();
+        let event_ids = self.core.store.append_events(external).await.map_err(ChatError::from)?;
+        self.core.committed.notify_one();
+        let events = recorded
+            .into_iter()
+            .zip(event_ids)
+            .map(|(mut event, id)| {
+                event.event_id = id.to_string();
+                event.occurred_at = event.occurred_at.or(Some(timestamp(unix_ms_of(id))));
+                event
+            })
+            .collect();
+        Ok(Response::new(pb::AppendChannelEventsResponse { events }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_found_at_word_boundaries() {
+        assert_eq!(mentioned_usernames("hi @Ada and @bob_1, not me@mail.com or @x"), vec!["ada", "bob_1"]);
+        assert_eq!(mentioned_usernames("@@ada"), vec!["ada"]);
+        assert!(mentioned_usernames("no mentions").is_empty());
+    }
+
+    #[test]
+    fn text_rules_name_the_field() {
+        assert_eq!(validate_text("text", "  hello \n").unwrap(), "hello");
+        assert!(validate_text("text", "line\nnext\ttab").is_ok());
+        for bad in ["", "   ", "bell\u{7}", &"x".repeat(4001)] {
+            assert!(validate_text("text", bad).unwrap_err().message().starts_with("text"), "{bad:?}");
+        }
+    }
+}
