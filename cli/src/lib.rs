@@ -289,14 +289,21 @@ async fn grpc_routes(
         let publisher: Arc<dyn chatmesh_chat::Publisher> = Arc::new(chatmesh_chat::GrpcPublisher::new(
             internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials),
         ));
-        let committed = Arc::new(Notify::new());
-        let (public, internal) =
-            chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed.clone());
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            chatmesh_chat::run_publish_relay(store, publisher, committed, stop).await;
-            Ok(())
-        });
+        let (committed, woken) = tokio::sync::watch::channel(0u64);
+        let (public, internal) = chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed);
+        let activity = chatmesh_chat::ActivitySink::new(internal_channel(
+            peers.need(&peers.channel, "chat", "channel")?,
+            ServiceAuth::new(auth.clone(), "chat"),
+        ));
+        let sinks: [Arc<dyn chatmesh_chat::FeedSink>; 2] =
+            [Arc::new(chatmesh_chat::PublishSink(publisher)), Arc::new(activity)];
+        for sink in sinks {
+            let (store, woken, stop) = (store.clone(), woken.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                chatmesh_chat::run_feed_relay(store, sink, woken, stop).await;
+                Ok(())
+            });
+        }
         add!(ChatServiceServer, public);
         add!(ChatInternalServiceServer, internal);
     }

@@ -488,3 +488,46 @@ async fn bad_input_is_refused_naming_the_field_and_stores_nothing() {
     let answer = client.create_chat(authed(&ada.token, answer)).await.unwrap().into_inner().chat.unwrap();
     assert_eq!(answer.reply_to_chat_id, reply.chat_id);
 }
+
+#[tokio::test]
+async fn a_closed_channel_comes_back_when_a_new_chat_arrives() {
+    let app = TestApp::spawn().await;
+    let mut client = app.chats().await;
+    let mut channels = app.channels().await;
+    let ada = app.user("ada").await;
+    let bob = app.user("bob").await;
+    let direct = channel_pb::CreateChannelRequest {
+        kind: channel_pb::ChannelKind::Direct as i32,
+        member_ids: vec![bob.id.clone()],
+        ..Default::default()
+    };
+    let id =
+        channels.create_channel(authed(&ada.token, direct)).await.unwrap().into_inner().channel.unwrap().channel_id;
+    let lister = channels.clone();
+    let listed = |who: User| {
+        let mut channels = lister.clone();
+        async move {
+            let request = channel_pb::ListMyChannelsRequest::default();
+            let page = channels.list_my_channels(authed(&who.token, request)).await.unwrap().into_inner();
+            page.channels.into_iter().map(|c| c.channel_id).collect::<Vec<_>>()
+        }
+    };
+    channels
+        .close_channel(authed(&bob.token, channel_pb::CloseChannelRequest { channel_id: id.clone() }))
+        .await
+        .unwrap();
+    assert!(listed(bob.clone()).await.is_empty(), "closed");
+    send(&mut client, &ada, &id, "are you there?").await;
+    let mut back = false;
+    for _ in 0..100 {
+        if listed(bob.clone()).await == vec![id.clone()] {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the new chat reopened the channel for bob");
+    let membership =
+        channels.get_channel(authed(&bob.token, channel_pb::GetChannelRequest { channel_id: id })).await.unwrap();
+    assert!(!membership.into_inner().membership.unwrap().closed);
+}

@@ -706,6 +706,47 @@ impl ChannelInternalService for ChannelInternalApi {
         }))
     }
 
+    async fn record_activity(
+        &self,
+        request: Request<pb::RecordActivityRequest>,
+    ) -> Result<Response<pb::RecordActivityResponse>, Status> {
+        let raw = request.into_inner().channel_ids;
+        if raw.len() > MAX_INTERNAL_PAGE {
+            return Err(invalid_field("channel_ids", format!("at most {MAX_INTERNAL_PAGE} ids")));
+        }
+        let channel_ids: BTreeSet<u64> =
+            raw.iter().map(|id| validate::id("channel_ids", id)).collect::<Result<_, _>>()?;
+        let core = &self.core;
+        for channel_id in channel_ids {
+            // why: the common case (nobody closed it) costs one read and no write.
+            if core.store.list_closed_members(channel_id).await.map_err(ChannelError::from)?.is_empty() {
+                continue;
+            }
+            let reopened = core
+                .mutate(channel_id, || async {
+                    let channel =
+                        core.store.get_channel(channel_id).await?.ok_or(ChannelError::ChannelNotFound(channel_id))?;
+                    let ops = core
+                        .store
+                        .list_closed_members(channel_id)
+                        .await?
+                        .into_iter()
+                        .map(|mut member| {
+                            member.closed = false;
+                            Op::PutMember(member)
+                        })
+                        .collect();
+                    Ok((Change { channel_id, expected_version: Some(channel.version), ops, outbox: Vec::new() }, ()))
+                })
+                .await;
+            match reopened {
+                Ok(()) | Err(ChannelError::ChannelNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(pb::RecordActivityResponse {}))
+    }
+
     async fn list_user_channel_ids(
         &self,
         request: Request<pb::ListUserChannelIdsRequest>,

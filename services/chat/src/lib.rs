@@ -3,14 +3,14 @@
 
 mod announce;
 mod error;
+mod feed;
 mod model;
 mod peers;
-mod publish;
 mod service;
 pub mod store;
 
 pub use error::ChatError;
+pub use feed::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_relay};
 pub use model::{Announcement, ChatKind, ChatRecord, NewChat, ReadPointer};
 pub use peers::{MEMBERSHIP_TTL, Peers};
-pub use publish::{GrpcPublisher, Publisher, run_publish_relay};
 pub use service::{ChatApi, ChatInternalApi};

@@ -17,15 +17,15 @@ use chatmesh_platform::{
     ids::{max_id_at, unix_ms_of},
     page, validate,
 };
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::{
     announce,
     error::ChatError,
+    feed::Publisher,
     model::{ChatKind, ChatRecord, NewChat, ReadPointer, timestamp},
     peers::Peers,
-    publish::Publisher,
     store::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range},
 };
 
@@ -43,8 +43,8 @@ struct Core {
     store: Arc<dyn ChatStore>,
     peers: Peers,
     publisher: Arc<dyn Publisher>,
-    /// Wakes the publishing relay after a committed write.
-    committed: Arc<Notify>,
+    /// Ticks after each committed write, waking the feed relays.
+    committed: watch::Sender<u64>,
 }
 
 /// ChatService: the public surface.
@@ -64,7 +64,7 @@ impl ChatApi {
         store: Arc<dyn ChatStore>,
         peers: Peers,
         publisher: Arc<dyn Publisher>,
-        committed: Arc<Notify>,
+        committed: watch::Sender<u64>,
     ) -> (Self, ChatInternalApi) {
         let core = Arc::new(Core { store, peers, publisher, committed });
         (Self { core: core.clone() }, ChatInternalApi { core })
@@ -137,6 +137,10 @@ fn outcome(chat_id: u64, result: Result<(), ChatError>) -> pb::ChatOutcome {
 }
 
 impl Core {
+    fn tick(&self) {
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// A chat the caller may read: it exists, they belong to its channel, they did not remove it.
     async fn readable_chat(&self, chat_id: u64, caller: u64) -> Result<ChatRecord, ChatError> {
         let chat = self.store.get_chat(chat_id).await?.ok_or(ChatError::ChatNotFound(chat_id))?;
@@ -225,7 +229,7 @@ impl ChatService for ChatApi {
         };
         let chat = match core.store.create_chat(chat).await.map_err(ChatError::from)? {
             CreateOutcome::Created(chat) => {
-                core.committed.notify_one();
+                core.tick();
                 chat
             }
             CreateOutcome::Duplicate(chat) => chat,
@@ -286,7 +290,7 @@ impl ChatService for ChatApi {
             ItemOutcome::NotSender => return Err(ChatError::NotSender(chat_id).into()),
             ItemOutcome::Retracted => return Err(ChatError::Retracted(chat_id).into()),
         };
-        core.committed.notify_one();
+        core.tick();
         Ok(Response::new(pb::EditChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
     }
 
@@ -341,7 +345,7 @@ impl ChatService for ChatApi {
                     slot.1 = result;
                 }
             }
-            core.committed.notify_one();
+            core.tick();
         }
         Ok(Response::new(pb::RetractChatsResponse {
             outcomes: results.into_iter().map(|(id, r)| outcome(id, r)).collect(),
@@ -471,7 +475,7 @@ impl ChatInternalService for ChatInternalApi {
         }
         let recorded = external.iter().map(|e| e.event.clone()).collect::<Vec<_>>();
         let event_ids = self.core.store.append_events(external).await.map_err(ChatError::from)?;
-        self.core.committed.notify_one();
+        self.core.tick();
         let events = recorded
             .into_iter()
             .zip(event_ids)

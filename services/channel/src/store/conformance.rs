@@ -65,6 +65,29 @@ pub async fn members_are_listed_by_channel_and_by_user(store: &dyn ChannelStore)
     assert!(store.get_member(40, 2).await.unwrap().is_none());
 }
 
+pub async fn closed_members_are_listed_until_reopened_or_gone(store: &dyn ChannelStore) {
+    store.apply(create(10, &[(1, Role::Owner), (2, Role::Member), (3, Role::Member)], 1)).await.unwrap();
+    let close = |user, version, closed| Change {
+        channel_id: 10,
+        expected_version: Some(version),
+        ops: vec![Op::PutMember(MemberRecord { closed, ..member(10, user, Role::Member) })],
+        outbox: vec![],
+    };
+    store.apply(close(2, 1, true)).await.unwrap();
+    store.apply(close(3, 2, true)).await.unwrap();
+    let closed = |list: Vec<MemberRecord>| list.into_iter().map(|m| m.user_id).collect::<Vec<_>>();
+    assert_eq!(closed(store.list_closed_members(10).await.unwrap()), vec![2, 3]);
+    store.apply(close(2, 3, false)).await.unwrap();
+    let leave = Change {
+        channel_id: 10,
+        expected_version: Some(4),
+        ops: vec![Op::DeleteMember { user_id: 3 }],
+        outbox: vec![],
+    };
+    store.apply(leave).await.unwrap();
+    assert!(store.list_closed_members(10).await.unwrap().is_empty());
+}
+
 pub async fn removing_members_and_channels_clears_both_indexes(store: &dyn ChannelStore) {
     store.apply(create(10, &[(1, Role::Owner), (2, Role::Member), (3, Role::Member)], 1)).await.unwrap();
     let leave = Change {
@@ -139,6 +162,7 @@ macro_rules! channel_store_suite {
             case!(changes_apply_only_on_the_version_read);
             case!(members_are_listed_by_channel_and_by_user);
             case!(removing_members_and_channels_clears_both_indexes);
+            case!(closed_members_are_listed_until_reopened_or_gone);
             case!(a_pair_has_one_direct_channel);
             case!(the_outbox_keeps_order_until_deleted);
         }

@@ -5,6 +5,7 @@
 //! - `channelid__channel`: channel id (u64 BE) → ChannelRecord (JSON)
 //! - `channelid_userid__member`: channel id ++ user id → MemberRecord (JSON)
 //! - `userid_channelid__member`: user id ++ channel id → MemberRecord (JSON), the same record
+//! - `channelid_userid__closed`: members who closed the channel for themselves → ()
 //! - `low_high__channelid`: the two user ids of a direct channel → its channel id
 //! - `seq__outbox`: outbox sequence (u64 BE) → encoded ChannelEvent
 //! - `meta`: `format_version` → "1"
@@ -30,6 +31,7 @@ struct Inner {
     channels: SingleWriterTxKeyspace,
     members: SingleWriterTxKeyspace,
     memberships: SingleWriterTxKeyspace,
+    closed: SingleWriterTxKeyspace,
     direct_pairs: SingleWriterTxKeyspace,
     outbox: SingleWriterTxKeyspace,
 }
@@ -87,6 +89,7 @@ impl FjallChannelStore {
             channels: ks("channelid__channel")?,
             members: ks("channelid_userid__member")?,
             memberships: ks("userid_channelid__member")?,
+            closed: ks("channelid_userid__closed")?,
             direct_pairs: ks("low_high__channelid")?,
             outbox: ks("seq__outbox")?,
             db,
@@ -132,6 +135,7 @@ impl Inner {
                     }
                     for key in keys {
                         let user = tail_id(&key)?;
+                        tx.remove(&self.closed, key.clone());
                         tx.remove(&self.members, key);
                         tx.remove(&self.memberships, pair_key(user, change.channel_id));
                     }
@@ -140,10 +144,17 @@ impl Inner {
                 }
                 Op::PutMember(member) => {
                     let bytes = encode(&member)?;
+                    let key = pair_key(member.channel_id, member.user_id);
+                    if member.closed {
+                        tx.insert(&self.closed, key, b"");
+                    } else {
+                        tx.remove(&self.closed, key);
+                    }
                     tx.insert(&self.members, pair_key(member.channel_id, member.user_id), bytes.clone());
                     tx.insert(&self.memberships, pair_key(member.user_id, member.channel_id), bytes);
                 }
                 Op::DeleteMember { user_id } => {
+                    tx.remove(&self.closed, pair_key(change.channel_id, user_id));
                     tx.remove(&self.members, pair_key(change.channel_id, user_id));
                     tx.remove(&self.memberships, pair_key(user_id, change.channel_id));
                 }
@@ -218,6 +229,20 @@ impl ChannelStore for FjallChannelStore {
             let mut out = Vec::new();
             for guard in s.memberships.inner().range(start..end).rev().take(limit) {
                 out.push(decode(&guard.value().map_err(backend)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_closed_members(&self, channel_id: u64) -> Result<Vec<MemberRecord>, StoreError> {
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            for guard in s.closed.inner().prefix(channel_id.to_be_bytes()) {
+                let key = guard.key().map_err(backend)?;
+                if let Some(bytes) = s.members.get(&key).map_err(backend)? {
+                    out.push(decode(&bytes)?);
+                }
             }
             Ok(out)
         })

@@ -83,6 +83,8 @@ pub trait ChannelStore: Send + Sync + 'static {
         before_channel: Option<u64>,
         limit: usize,
     ) -> Result<Vec<MemberRecord>, StoreError>;
+    /// Members who closed the channel for themselves.
+    async fn list_closed_members(&self, channel_id: u64) -> Result<Vec<MemberRecord>, StoreError>;
     /// The direct channel of a pair (`low < high`), if any.
     async fn find_direct(&self, low: u64, high: u64) -> Result<Option<u64>, StoreError>;
     /// Outbox entries after `after_seq`, oldest first.

@@ -1,22 +1,22 @@
-//! Hands committed events to the dispatcher for live delivery. The change feed is the outbox:
-//! a relay reads it after its durable cursor, publishes, and only then moves the cursor, so a
-//! failed publish never fails a send and is retried until delivered.
+//! Consumers of the change feed. The feed is the outbox: a relay per consumer reads it after
+//! its durable cursor, delivers, and only then moves the cursor, so a failed delivery never
+//! fails a send and is retried until it succeeds. Consumers: the dispatcher (live delivery)
+//! and the channel service (reopening closed channels when a chat arrives).
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chatmesh_api::{
-    chat::v1::ChannelEvent,
+    channel::v1::{RecordActivityRequest, channel_internal_service_client::ChannelInternalServiceClient},
+    chat::v1::{ChannelEvent, ChatKind, EventType, channel_event::Payload},
     dispatcher::v1::{PublishRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient},
 };
 use chatmesh_platform::{grpc::InternalChannel, shutdown::CancellationToken};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tonic::Status;
 
 use crate::store::ChatStore;
 
-/// The feed cursor of the publishing relay.
-pub const CURSOR: &str = "publisher";
 const BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -25,6 +25,63 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[async_trait]
 pub trait Publisher: Send + Sync + 'static {
     async fn publish(&self, events: Vec<ChannelEvent>) -> Result<(), Status>;
+}
+
+/// A consumer of the change feed, with its own durable cursor.
+#[async_trait]
+pub trait FeedSink: Send + Sync + 'static {
+    /// The name its cursor is kept under.
+    fn cursor(&self) -> &'static str;
+    async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status>;
+}
+
+/// Live delivery: every event goes to the publisher.
+pub struct PublishSink(pub Arc<dyn Publisher>);
+
+#[async_trait]
+impl FeedSink for PublishSink {
+    fn cursor(&self) -> &'static str {
+        "publisher"
+    }
+
+    async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status> {
+        self.0.publish(events).await
+    }
+}
+
+/// Activity: channels that got a new text chat, told to the channel service (which reopens
+/// them for members who had closed them).
+#[derive(Debug, Clone)]
+pub struct ActivitySink {
+    client: ChannelInternalServiceClient<InternalChannel>,
+}
+
+impl ActivitySink {
+    pub fn new(channel: InternalChannel) -> Self {
+        Self { client: ChannelInternalServiceClient::new(channel) }
+    }
+}
+
+#[async_trait]
+impl FeedSink for ActivitySink {
+    fn cursor(&self) -> &'static str {
+        "activity"
+    }
+
+    async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status> {
+        let mut channel_ids: Vec<String> = events
+            .into_iter()
+            .filter(|e| e.r#type() == EventType::ChatCreated)
+            .filter(|e| matches!(&e.payload, Some(Payload::Chat(chat)) if chat.kind() == ChatKind::Text))
+            .map(|e| e.channel_id)
+            .collect();
+        channel_ids.sort_unstable();
+        channel_ids.dedup();
+        if channel_ids.is_empty() {
+            return Ok(());
+        }
+        self.client.clone().record_activity(RecordActivityRequest { channel_ids }).await.map(|_| ())
+    }
 }
 
 /// The dispatcher over gRPC, with this part's service token.
@@ -46,21 +103,21 @@ impl Publisher for GrpcPublisher {
     }
 }
 
-/// Runs until `shutdown`; `wake` is notified after each committed write.
-pub async fn run_publish_relay(
+/// Feeds `sink` until `shutdown`; `wake` changes after each committed write.
+pub async fn run_feed_relay(
     store: Arc<dyn ChatStore>,
-    publisher: Arc<dyn Publisher>,
-    wake: Arc<Notify>,
+    sink: Arc<dyn FeedSink>,
+    mut wake: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
     loop {
-        let pause = match publish_once(store.as_ref(), publisher.as_ref()).await {
+        let pause = match deliver_once(store.as_ref(), sink.as_ref()).await {
             Ok(0) => IDLE_POLL,
             Ok(_) => {
                 if failing {
-                    tracing::info!("publishing recovered");
+                    tracing::info!(consumer = sink.cursor(), "feed delivery recovered");
                 }
                 failing = false;
                 backoff = Duration::from_millis(100);
@@ -69,7 +126,7 @@ pub async fn run_publish_relay(
             Err(e) => {
                 // why: log a failure streak once; the relay keeps retrying quietly.
                 if !failing {
-                    tracing::warn!(error = %e, "publishing events failed; retrying with backoff");
+                    tracing::warn!(consumer = sink.cursor(), error = %e, "feed delivery failed; retrying with backoff");
                 }
                 failing = true;
                 let pause = backoff;
@@ -79,19 +136,19 @@ pub async fn run_publish_relay(
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = wake.notified(), if !failing => {}
+            Ok(()) = wake.changed(), if !failing => {}
             () = tokio::time::sleep(pause) => {}
         }
     }
 }
 
-async fn publish_once(store: &dyn ChatStore, publisher: &dyn Publisher) -> Result<usize, String> {
-    let cursor = store.cursor(CURSOR).await.map_err(|e| e.to_string())?;
+async fn deliver_once(store: &dyn ChatStore, sink: &dyn FeedSink) -> Result<usize, String> {
+    let cursor = store.cursor(sink.cursor()).await.map_err(|e| e.to_string())?;
     let events = store.feed(cursor, BATCH).await.map_err(|e| e.to_string())?;
     let Some(last) = events.last().and_then(|e| e.event_id.parse::<u64>().ok()) else { return Ok(0) };
     let count = events.len();
-    publisher.publish(events).await.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
-    store.set_cursor(CURSOR, last).await.map_err(|e| e.to_string())?;
+    sink.deliver(events).await.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+    store.set_cursor(sink.cursor(), last).await.map_err(|e| e.to_string())?;
     Ok(count)
 }
 
@@ -129,8 +186,10 @@ mod tests {
             store.create_chat(text(1 + i % 2, 7, &format!("m{i}"), "")).await.expect("sends never wait on publishing");
         }
         let publisher = Arc::new(Flaky { failures: Mutex::new(3), published: Mutex::new(Vec::new()) });
-        let (wake, shutdown) = (Arc::new(Notify::new()), CancellationToken::new());
-        let relay = tokio::spawn(run_publish_relay(store.clone(), publisher.clone(), wake, shutdown.clone()));
+        let (_wake, woken) = watch::channel(0);
+        let shutdown = CancellationToken::new();
+        let sink = Arc::new(PublishSink(publisher.clone()));
+        let relay = tokio::spawn(run_feed_relay(store.clone(), sink, woken, shutdown.clone()));
         for _ in 0..100 {
             if publisher.published.lock().unwrap().len() == 5 {
                 break;
@@ -141,6 +200,6 @@ mod tests {
         relay.await.unwrap();
         let expected: Vec<String> = store.feed(0, 10).await.unwrap().into_iter().map(|e| e.event_id).collect();
         assert_eq!(*publisher.published.lock().unwrap(), expected, "every event once, in commit order");
-        assert_eq!(store.cursor(CURSOR).await.unwrap().to_string(), expected[4]);
+        assert_eq!(store.cursor("publisher").await.unwrap().to_string(), expected[4]);
     }
 }
