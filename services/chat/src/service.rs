@@ -441,6 +441,8 @@ impl ChatService for ChatApi {
         let mut events = self.core.store.list_events(channel_id, after, size + 1).await.map_err(ChatError::from)?;
         let has_more = events.len() > size;
         events.truncate(size);
+        // why: idempotency keys are between services; clients dedupe by event id.
+        events.iter_mut().for_each(|e| e.idempotency_key.clear());
         Ok(Response::new(pb::ListEventsResponse { events, has_more }))
     }
 }
