@@ -65,6 +65,11 @@ pub fn parse_id(value: &str) -> Option<u64> {
     value.parse().ok().filter(|id| *id > 0)
 }
 
+/// A protobuf timestamp of Unix milliseconds.
+pub fn timestamp(unix_ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: (unix_ms / 1000) as i64, nanos: ((unix_ms % 1000) * 1_000_000) as i32 }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

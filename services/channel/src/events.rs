@@ -29,10 +29,7 @@ fn entry_with_changes(
         event_id: String::new(),
         channel_id: channel_id.to_string(),
         r#type: kind as i32,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: (now / 1000) as i64,
-            nanos: ((now % 1000) * 1_000_000) as i32,
-        }),
+        occurred_at: Some(chatmesh_platform::ids::timestamp(now)),
         actor_id: actor.to_string(),
         idempotency_key: format!("channel-outbox:{seq}"),
         payload: Some(payload),

@@ -110,7 +110,7 @@ impl Role {
 }
 
 fn timestamp(ms: u64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
+    Some(chatmesh_platform::ids::timestamp(ms))
 }
 
 impl ChannelRecord {

@@ -61,9 +61,7 @@ pub struct ReadPointer {
     pub acked_at_ms: u64,
 }
 
-pub fn timestamp(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
-}
+pub use chatmesh_platform::ids::timestamp;
 
 impl ChatRecord {
     pub fn is_retracted(&self) -> bool {

@@ -88,7 +88,7 @@ fn store_error(e: StoreError) -> Status {
 }
 
 fn timestamp(ms: u64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
+    Some(chatmesh_platform::ids::timestamp(ms))
 }
 
 /// The wire form of an account; the email only when `own` (the caller's own account).

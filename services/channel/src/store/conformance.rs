@@ -146,25 +146,18 @@ pub async fn the_outbox_keeps_order_until_deleted(store: &dyn ChannelStore) {
 #[macro_export]
 macro_rules! channel_store_suite {
     ($make:expr) => {
-        mod channel_store_conformance {
-            use super::*;
-            use $crate::store::conformance as suite;
-
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test]
-                    async fn $name() {
-                        let (_guard, store) = ($make)();
-                        suite::$name(&store).await;
-                    }
-                };
-            }
-            case!(changes_apply_only_on_the_version_read);
-            case!(members_are_listed_by_channel_and_by_user);
-            case!(removing_members_and_channels_clears_both_indexes);
-            case!(closed_members_are_listed_until_reopened_or_gone);
-            case!(a_pair_has_one_direct_channel);
-            case!(the_outbox_keeps_order_until_deleted);
-        }
+        chatmesh_platform::conformance_suite!(
+            channel_store_conformance,
+            $crate::store::conformance,
+            $make,
+            [
+                changes_apply_only_on_the_version_read,
+                members_are_listed_by_channel_and_by_user,
+                removing_members_and_channels_clears_both_indexes,
+                closed_members_are_listed_until_reopened_or_gone,
+                a_pair_has_one_direct_channel,
+                the_outbox_keeps_order_until_deleted
+            ]
+        );
     };
 }

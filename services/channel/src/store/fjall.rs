@@ -68,23 +68,9 @@ fn tail_id(key: &[u8]) -> Result<u64, StoreError> {
 impl FjallChannelStore {
     /// Opens (or creates) the store in `dir`, refusing a store of another format version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = SingleWriterTxDatabase::builder(dir).open().map_err(backend)?;
+        let db =
+            chatmesh_platform::embedded::open_versioned(dir, "channel", FORMAT_VERSION).map_err(StoreError::Backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let meta = ks("meta")?;
-        match meta.get("format_version").map_err(backend)? {
-            Some(v) if v.as_ref() != FORMAT_VERSION.as_bytes() => {
-                return Err(backend(format!(
-                    "channel store in {} has format version {}, this build reads {FORMAT_VERSION}",
-                    dir.display(),
-                    String::from_utf8_lossy(&v)
-                )));
-            }
-            Some(_) => {}
-            None => {
-                meta.insert("format_version", FORMAT_VERSION).map_err(backend)?;
-                db.persist(PersistMode::SyncAll).map_err(backend)?;
-            }
-        }
         let inner = Inner {
             channels: ks("channelid__channel")?,
             members: ks("channelid_userid__member")?,

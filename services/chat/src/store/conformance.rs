@@ -166,26 +166,19 @@ pub async fn the_feed_orders_every_channel_and_cursors_persist(store: &dyn ChatS
 #[macro_export]
 macro_rules! chat_store_suite {
     ($make:expr) => {
-        mod chat_store_conformance {
-            use super::*;
-            use $crate::store::conformance as suite;
-
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test]
-                    async fn $name() {
-                        let (_guard, store) = ($make)();
-                        suite::$name(&store).await;
-                    }
-                };
-            }
-            case!(chats_are_idempotent_per_sender_channel_and_key);
-            case!(history_pages_run_both_ways);
-            case!(edits_and_retractions_belong_to_the_sender_and_leave_tombstones);
-            case!(removed_chats_are_hidden_from_their_remover_only);
-            case!(read_pointers_only_move_forward_and_unread_counts_follow);
-            case!(appended_events_are_recorded_once_with_their_announcement);
-            case!(the_feed_orders_every_channel_and_cursors_persist);
-        }
+        chatmesh_platform::conformance_suite!(
+            chat_store_conformance,
+            $crate::store::conformance,
+            $make,
+            [
+                chats_are_idempotent_per_sender_channel_and_key,
+                history_pages_run_both_ways,
+                edits_and_retractions_belong_to_the_sender_and_leave_tombstones,
+                removed_chats_are_hidden_from_their_remover_only,
+                read_pointers_only_move_forward_and_unread_counts_follow,
+                appended_events_are_recorded_once_with_their_announcement,
+                the_feed_orders_every_channel_and_cursors_persist
+            ]
+        );
     };
 }

@@ -159,25 +159,12 @@ impl FjallChatStore {
 
     /// As [`open`](Self::open), calling `hook` before every sync.
     pub fn open_with_hook(dir: &Path, ids: Arc<IdGenerator>, hook: SyncHook) -> Result<Self, StoreError> {
-        let db = SingleWriterTxDatabase::builder(dir).open().map_err(backend)?;
+        let db =
+            chatmesh_platform::embedded::open_versioned(dir, "chat", FORMAT_VERSION).map_err(StoreError::Backend)?;
         let ks = NAMES
             .iter()
             .map(|name| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;
-        match ks[META].get("format_version").map_err(backend)? {
-            Some(v) if v.as_ref() != FORMAT_VERSION.as_bytes() => {
-                return Err(backend(format!(
-                    "chat store in {} has format version {}, this build reads {FORMAT_VERSION}",
-                    dir.display(),
-                    String::from_utf8_lossy(&v)
-                )));
-            }
-            Some(_) => {}
-            None => {
-                ks[META].insert("format_version", FORMAT_VERSION).map_err(backend)?;
-                db.persist(PersistMode::SyncAll).map_err(backend)?;
-            }
-        }
         let shared = Arc::new(Shared {
             ks,
             snapshot: RwLock::new(db.read_tx()),

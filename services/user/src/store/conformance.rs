@@ -88,23 +88,16 @@ pub async fn sessions_end_one_or_all(store: &dyn UserStore) {
 #[macro_export]
 macro_rules! user_store_suite {
     ($make:expr) => {
-        mod user_store_conformance {
-            use super::*;
-            use $crate::store::conformance as suite;
-
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test]
-                    async fn $name() {
-                        let (_guard, store) = ($make)();
-                        suite::$name(&store).await;
-                    }
-                };
-            }
-            case!(emails_and_usernames_are_unique_case_insensitively);
-            case!(username_changes_move_the_index);
-            case!(refresh_rotation_detects_reuse);
-            case!(sessions_end_one_or_all);
-        }
+        chatmesh_platform::conformance_suite!(
+            user_store_conformance,
+            $crate::store::conformance,
+            $make,
+            [
+                emails_and_usernames_are_unique_case_insensitively,
+                username_changes_move_the_index,
+                refresh_rotation_detects_reuse,
+                sessions_end_one_or_all
+            ]
+        );
     };
 }

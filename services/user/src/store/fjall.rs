@@ -72,23 +72,9 @@ fn ended_key(ended_ms: u64, session_id: &str) -> Vec<u8> {
 impl FjallUserStore {
     /// Opens (or creates) the store in `dir`, refusing a store of another format version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = SingleWriterTxDatabase::builder(dir).open().map_err(backend)?;
+        let db =
+            chatmesh_platform::embedded::open_versioned(dir, "user", FORMAT_VERSION).map_err(StoreError::Backend)?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
-        let meta = ks("meta")?;
-        match meta.get("format_version").map_err(backend)? {
-            Some(v) if v.as_ref() != FORMAT_VERSION.as_bytes() => {
-                return Err(backend(format!(
-                    "user store in {} has format version {}, this build reads {FORMAT_VERSION}",
-                    dir.display(),
-                    String::from_utf8_lossy(&v)
-                )));
-            }
-            Some(_) => {}
-            None => {
-                meta.insert("format_version", FORMAT_VERSION).map_err(backend)?;
-                db.persist(PersistMode::SyncAll).map_err(backend)?;
-            }
-        }
         let inner = Inner {
             users: ks("userid__user")?,
             emails: ks("email__userid")?,
@@ -310,17 +296,4 @@ mod tests {
     use super::FjallUserStore;
 
     crate::user_store_suite!(FjallUserStore::temp);
-
-    #[test]
-    fn a_store_of_another_format_version_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = FjallUserStore::open(dir.path()).unwrap();
-            let meta = store.inner.db.keyspace("meta", fjall::KeyspaceCreateOptions::default).unwrap();
-            meta.insert("format_version", "999").unwrap();
-            store.inner.db.persist(fjall::PersistMode::SyncAll).unwrap();
-        }
-        let err = FjallUserStore::open(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("format version 999"), "{err}");
-    }
 }
