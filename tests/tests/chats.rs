@@ -531,3 +531,80 @@ async fn a_closed_channel_comes_back_when_a_new_chat_arrives() {
         channels.get_channel(authed(&bob.token, channel_pb::GetChannelRequest { channel_id: id })).await.unwrap();
     assert!(!membership.into_inner().membership.unwrap().closed);
 }
+
+#[tokio::test]
+async fn broadcasts_take_chats_from_their_owner_only_and_edits_are_logged() {
+    let app = TestApp::spawn().await;
+    let mut client = app.chats().await;
+    let mut channels = app.channels().await;
+    let owner = app.user("owner").await;
+    let reader = app.user("reader").await;
+    let broadcast = channel_pb::CreateChannelRequest {
+        kind: channel_pb::ChannelKind::Broadcast as i32,
+        visibility: ChannelVisibility::Public as i32,
+        name: "news".into(),
+        ..Default::default()
+    };
+    let id = channels
+        .create_channel(authed(&owner.token, broadcast))
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .channel_id;
+    channels
+        .create_member(authed(
+            &reader.token,
+            channel_pb::CreateMemberRequest { channel_id: id.clone(), user_id: String::new() },
+        ))
+        .await
+        .unwrap();
+    let refused = client
+        .create_chat(authed(
+            &reader.token,
+            pb::CreateChatRequest { channel_id: id.clone(), text: "me too".into(), ..Default::default() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let posted = send(&mut client, &owner, &id, "first edition").await;
+    let edited = client
+        .edit_chat(authed(
+            &owner.token,
+            pb::EditChatRequest { chat_id: posted.chat_id.clone(), text: "second edition".into() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .chat
+        .unwrap();
+    assert_eq!(edited.text, "second edition");
+    assert!(edited.edited_at.is_some());
+    let seen =
+        client.get_chat(authed(&reader.token, pb::GetChatRequest { chat_id: posted.chat_id.clone() })).await.unwrap();
+    assert_eq!(seen.into_inner().chat.unwrap().text, "second edition");
+    assert!(events(&mut client, &reader, &id).await.iter().any(|e| e.r#type() == EventType::ChatEdited));
+
+    // history pages by token, newest first, until the token runs out
+    for i in 0..5 {
+        send(&mut client, &owner, &id, &format!("n{i}")).await;
+    }
+    let (mut token, mut texts) = (String::new(), Vec::new());
+    loop {
+        let request = pb::ListChatsRequest {
+            channel_id: id.clone(),
+            page_size: 2,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        let page = client.list_chats(authed(&reader.token, request)).await.unwrap().into_inner();
+        texts.extend(page.chats.into_iter().filter(|c| c.kind() == ChatKind::Text).map(|c| c.text));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(texts, vec!["n4", "n3", "n2", "n1", "n0", "second edition"]);
+}
