@@ -24,7 +24,7 @@ use chatmesh_platform::{
         remote_channel,
     },
     ids::IdGenerator,
-    membership::EpochBoard,
+    membership::{EpochBoard, MembershipClient},
     shutdown::CancellationToken,
 };
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
@@ -159,10 +159,10 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         _local: None,
     };
 
+    let local = LateChannel::new();
+    let peers = Peers::new(&config, parts, &local)?;
     if parts.iter().any(|p| p.is_grpc()) {
         let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
-        let local = LateChannel::new();
-        let peers = Peers::new(&config, parts, &local)?;
         let (routes, health) = grpc_routes(&config, parts, &auth, &ids, &peers, &shutdown, &mut tasks).await?;
         let listener = TcpListener::bind(config.grpc.listen)
             .await
@@ -171,7 +171,6 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         let in_process = in_process_channel(routes.clone(), layer.clone());
         local.set(in_process.clone());
         running.in_process = Some(in_process);
-        running._local = Some(local);
         running.health = Some(health);
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(config.grpc.max_concurrent_streams)
@@ -192,11 +191,23 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         tasks.spawn(task);
     }
     if parts.contains(&Part::Ws) {
-        let (addr, task) =
-            serve_http("WebSocket", config.ws.listen, chatmesh_gateway_ws::router(auth.clone()), &shutdown).await?;
-        running.ws_addr = Some(addr);
-        tasks.spawn(task);
+        let listener = TcpListener::bind(config.ws.listen)
+            .await
+            .with_context(|| format!("binding WebSocket on {}", config.ws.listen))?;
+        running.ws_addr = Some(listener.local_addr()?);
+        let gateway = chatmesh_gateway_ws::Gateway::new(
+            auth.clone(),
+            peers.need(&peers.chat, "ws", "chat")?,
+            peers.need(&peers.dispatcher, "ws", "dispatcher")?,
+            config.ws.clone(),
+        );
+        let attach =
+            internal_channel(peers.need(&peers.dispatcher, "ws", "dispatcher")?, ServiceAuth::new(auth.clone(), "ws"));
+        let stop = shutdown.clone();
+        tasks.spawn(async move { gateway.serve(listener, attach, stop).await.context("WebSocket gateway") });
+        tracing::info!(addr = %running.ws_addr.unwrap_or(config.ws.listen), "WebSocket listening");
     }
+    running._local = Some(local);
     running.tasks = tasks;
     Ok(running)
 }
@@ -242,7 +253,8 @@ async fn grpc_routes(
     if parts.contains(&Part::User) {
         let store = chatmesh_user::store::FjallUserStore::open(&config.data_dir.join("user"))
             .context("opening the user store")?;
-        let (public, internal) = chatmesh_user::UserApi::new(config, Arc::new(store), auth.clone(), ids.clone())
+        let live = peers.dispatcher.clone().map(|d| internal_channel(d, ServiceAuth::new(auth.clone(), "user")));
+        let (public, internal) = chatmesh_user::UserApi::new(config, Arc::new(store), auth.clone(), ids.clone(), live)
             .await
             .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
         add!(UserServiceServer, public);
@@ -281,10 +293,13 @@ async fn grpc_routes(
                 .context("opening the chat store")?,
         );
         let credentials = ServiceAuth::new(auth.clone(), "chat");
-        let chat_peers = chatmesh_chat::Peers::new(
+        let membership = MembershipClient::new(
             internal_channel(peers.need(&peers.channel, "chat", "channel")?, credentials.clone()),
-            internal_channel(peers.need(&peers.user, "chat", "user")?, credentials.clone()),
             peers.epochs.clone(),
+        );
+        let chat_peers = chatmesh_chat::Peers::new(
+            membership,
+            internal_channel(peers.need(&peers.user, "chat", "user")?, credentials.clone()),
         );
         let publisher: Arc<dyn chatmesh_chat::Publisher> = Arc::new(chatmesh_chat::GrpcPublisher::new(
             internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials),
@@ -308,8 +323,17 @@ async fn grpc_routes(
         add!(ChatInternalServiceServer, internal);
     }
     if parts.contains(&Part::Dispatcher) {
-        add!(DispatcherServiceServer, chatmesh_dispatcher::DispatcherApi);
-        add!(DispatcherInternalServiceServer, chatmesh_dispatcher::DispatcherInternalApi);
+        let membership = MembershipClient::new(
+            internal_channel(
+                peers.need(&peers.channel, "dispatcher", "channel")?,
+                ServiceAuth::new(auth.clone(), "dispatcher"),
+            ),
+            peers.epochs.clone(),
+        );
+        let (public, internal) =
+            chatmesh_dispatcher::DispatcherApi::new(membership, config.dispatcher.small_channel_max);
+        add!(DispatcherServiceServer, public);
+        add!(DispatcherInternalServiceServer, internal);
     }
     health.set_service_status("", ServingStatus::Serving).await;
     Ok((routes, Health { reporter: health, served }))

@@ -181,3 +181,72 @@ pub fn authed<T>(token: &str, message: T) -> Request<T> {
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
     request
 }
+
+/// A WebSocket client of the gateway, reading JSON frames.
+pub mod ws {
+    use std::time::Duration;
+
+    use futures::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+    pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// What the server sent: a JSON frame, or a close with its code.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Received {
+        Frame(Value),
+        Closed(Option<u16>),
+    }
+
+    /// Connects with `?token=` (and more query), and waits for `ready`.
+    pub async fn connect(addr: std::net::SocketAddr, token: &str, query: &str) -> (Socket, Value) {
+        let url = format!("ws://{addr}/?token={token}{query}");
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let ready = next_frame(&mut socket, Duration::from_secs(10)).await.expect("a ready frame");
+        assert_eq!(ready["event"], "ready", "{ready}");
+        (socket, ready)
+    }
+
+    /// The next frame or close, or `None` after `wait`.
+    pub async fn next(socket: &mut Socket, wait: Duration) -> Option<Received> {
+        loop {
+            let message = tokio::time::timeout(wait, socket.next()).await.ok()?;
+            return Some(match message {
+                Some(Ok(Message::Text(text))) => Received::Frame(serde_json::from_str(&text).expect("JSON frames")),
+                Some(Ok(Message::Close(frame))) => Received::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Received::Closed(None),
+            });
+        }
+    }
+
+    /// The next JSON frame (pings and other control frames skipped), or `None`.
+    pub async fn next_frame(socket: &mut Socket, wait: Duration) -> Option<Value> {
+        match next(socket, wait).await? {
+            Received::Frame(frame) => Some(frame),
+            Received::Closed(_) => None,
+        }
+    }
+
+    /// Frames until one named `event` arrives (returned last), or `None` after `wait`.
+    pub async fn until(socket: &mut Socket, event: &str, wait: Duration) -> Option<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = Vec::new();
+        while let Some(frame) =
+            next_frame(socket, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+        {
+            let done = frame["event"] == event;
+            seen.push(frame);
+            if done {
+                return Some(seen);
+            }
+        }
+        None
+    }
+
+    pub async fn send(socket: &mut Socket, frame: Value) {
+        socket.send(Message::Text(frame.to_string().into())).await.expect("sends");
+    }
+}

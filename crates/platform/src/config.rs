@@ -22,6 +22,7 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub rest: RestConfig,
     pub ws: WsConfig,
+    pub dispatcher: DispatcherConfig,
     pub auth: AuthConfig,
     pub password: PasswordConfig,
     pub limits: LimitsConfig,
@@ -64,6 +65,33 @@ pub struct RestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WsConfig {
     pub listen: SocketAddr,
+    /// Largest client message (and frame) accepted.
+    pub max_message_bytes: usize,
+    pub read_buffer_bytes: usize,
+    /// Bytes a socket may have waiting to be written before it counts as a slow consumer.
+    pub max_write_buffer_bytes: usize,
+    /// Frames a session may have waiting before it is closed as a slow consumer.
+    pub send_queue: usize,
+    pub ping_interval_secs: u64,
+    pub pong_timeout_secs: u64,
+    pub handshake_timeout_secs: u64,
+    /// Events replayed per channel on resume; past it the client gets `resync`.
+    pub replay_cap: usize,
+    /// How long SIGTERM waits for sockets to take their close frames.
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherConfig {
+    /// Receipts, typing and presence fan out only in direct channels and groups up to this size.
+    pub small_channel_max: u32,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self { small_channel_max: 100 }
+    }
 }
 
 impl Default for RestConfig {
@@ -74,7 +102,18 @@ impl Default for RestConfig {
 
 impl Default for WsConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8081).into() }
+        Self {
+            listen: ([127, 0, 0, 1], 8081).into(),
+            max_message_bytes: 64 * 1024,
+            read_buffer_bytes: 4 * 1024,
+            max_write_buffer_bytes: 1024 * 1024,
+            send_queue: 1024,
+            ping_interval_secs: 25,
+            pong_timeout_secs: 10,
+            handshake_timeout_secs: 10,
+            replay_cap: 1000,
+            drain_secs: 5,
+        }
     }
 }
 
@@ -134,6 +173,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             rest: RestConfig::default(),
             ws: WsConfig::default(),
+            dispatcher: DispatcherConfig::default(),
             auth: AuthConfig::default(),
             password: PasswordConfig::default(),
             limits: LimitsConfig::default(),
@@ -189,7 +229,8 @@ impl Default for LogConfig {
 }
 
 /// The top-level keys of [`Config`], as the environment names them.
-const SECTIONS: &[&str] = &["data_dir", "node_id", "grpc", "rest", "ws", "auth", "password", "limits", "log", "peers"];
+const SECTIONS: &[&str] =
+    &["data_dir", "node_id", "grpc", "rest", "ws", "dispatcher", "auth", "password", "limits", "log", "peers"];
 
 impl Config {
     /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`

@@ -1,8 +1,26 @@
-//! The newest membership epoch known per channel, shared by the parts of one process: the
-//! channel service raises it before a membership change returns, and callers' cached
-//! membership answers older than it are stale. (Across processes it is fed by the backplane.)
+//! Membership as other services see it: the channel service's `CheckMembership`, cached per
+//! (channel, user) for at most [`MEMBERSHIP_TTL`] and never past a newer epoch on the
+//! [`EpochBoard`] — which the channel service raises before a membership change returns, so
+//! within one process a kicked user's very next call is refused. (Across processes the board
+//! is fed by the backplane, and the TTL bounds staleness.)
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::channel::v1::{
+    ChannelKind, ChannelVisibility, CheckMembershipRequest, CheckMembershipResponse, ListUserChannelIdsRequest,
+    channel_internal_service_client::ChannelInternalServiceClient,
+};
+use tonic::Status;
+
+use crate::grpc::InternalChannel;
+
+/// How long a membership answer is trusted without news of a newer epoch.
+pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
+const CACHE_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub struct EpochBoard {
@@ -25,6 +43,99 @@ impl EpochBoard {
     pub fn is_current(&self, channel_id: u64, epoch: u64) -> bool {
         let epochs = self.epochs.read().unwrap_or_else(|e| e.into_inner());
         epochs.get(&channel_id).is_none_or(|known| *known <= epoch)
+    }
+}
+
+/// Why a user may not act in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel does not exist, or is private or direct and the user is not a member.
+    NotFound,
+    /// The channel is public and the user is not a member.
+    NotAMember,
+}
+
+/// (channel, user) → the answer and when it was fetched.
+type Cache = HashMap<(u64, u64), (CheckMembershipResponse, Instant)>;
+
+/// `CheckMembership` with a cache keyed by the membership epoch.
+#[derive(Clone)]
+pub struct MembershipClient {
+    channels: ChannelInternalServiceClient<InternalChannel>,
+    epochs: Arc<EpochBoard>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl std::fmt::Debug for MembershipClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipClient").finish_non_exhaustive()
+    }
+}
+
+impl MembershipClient {
+    pub fn new(channels: InternalChannel, epochs: Arc<EpochBoard>) -> Self {
+        Self {
+            channels: ChannelInternalServiceClient::new(channels),
+            epochs,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn epochs(&self) -> &Arc<EpochBoard> {
+        &self.epochs
+    }
+
+    /// The channel service's answer for (channel, user), from the cache while it is current.
+    pub async fn check(&self, channel_id: u64, user_id: u64) -> Result<CheckMembershipResponse, Status> {
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&(channel_id, user_id)).cloned()
+        };
+        if let Some((answer, at)) = cached
+            && at.elapsed() < MEMBERSHIP_TTL
+            && self.epochs.is_current(channel_id, answer.membership_epoch as u64)
+        {
+            return Ok(answer);
+        }
+        let request = CheckMembershipRequest { channel_id: channel_id.to_string(), user_id: user_id.to_string() };
+        let answer = self.channels.clone().check_membership(request).await?.into_inner();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert((channel_id, user_id), (answer, Instant::now()));
+        Ok(answer)
+    }
+
+    /// The answer for a user who must be a member, or why not.
+    pub async fn require_member(
+        &self,
+        channel_id: u64,
+        user_id: u64,
+    ) -> Result<Result<CheckMembershipResponse, Refusal>, Status> {
+        let answer = self.check(channel_id, user_id).await?;
+        if answer.channel_exists && answer.is_member {
+            return Ok(Ok(answer));
+        }
+        let public = answer.channel_exists
+            && answer.visibility() == ChannelVisibility::Public
+            && answer.kind() != ChannelKind::Direct;
+        Ok(Err(if public { Refusal::NotAMember } else { Refusal::NotFound }))
+    }
+
+    /// Every channel the user belongs to.
+    pub async fn channels_of(&self, user_id: u64) -> Result<Vec<u64>, Status> {
+        let mut ids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListUserChannelIdsRequest { user_id: user_id.to_string(), page_size: 1000, page_token };
+            let page = self.channels.clone().list_user_channel_ids(request).await?.into_inner();
+            ids.extend(page.channel_ids.iter().filter_map(|id| id.parse::<u64>().ok()));
+            if page.next_page_token.is_empty() {
+                return Ok(ids);
+            }
+            page_token = page.next_page_token;
+        }
     }
 }
 

@@ -1,47 +1,196 @@
-//! WebSocket edge gateway: JSON frames bridged to the dispatcher and chat service.
+//! WebSocket edge gateway: JSON frames bridged to the dispatcher and the chat service.
 //!
-//! Not built yet beyond its edge: a connection without a valid token is refused with 401
-//! before any upgrade; a valid one gets 501 until the live-delivery issue lands.
+//! Thin by design: it verifies the access token at the handshake (401 before any upgrade),
+//! translates frames to gRPC calls made with the user's own token, and writes live events
+//! from its one stream to the dispatcher. It holds no business rules. The protocol is
+//! documented in docs/websocket.md; its names and close codes live in [`frames`].
 
-use std::sync::Arc;
+pub mod frames;
+mod link;
+mod session;
 
-use axum::{
-    Router,
-    extract::{Request, State},
-    response::Response,
-    routing::get,
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
 };
+
 use chatmesh_platform::{
-    ErrorCode,
-    auth::{AuthError, Authenticator, bearer_token},
-    error::http_response,
+    auth::{AuthError, Authenticator, Caller},
+    config::WsConfig,
+    grpc::{GrpcChannel, InternalChannel},
+    shutdown::CancellationToken,
+};
+use http::StatusCode;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_tungstenite::tungstenite::{
+    handshake::server::{ErrorResponse, Request, Response},
+    protocol::WebSocketConfig,
 };
 
-/// The gateway's router.
-pub fn router(auth: Arc<Authenticator>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/", get(connect))
-        .fallback(|| async { http_response(ErrorCode::NotFound, "no such route") })
-        .with_state(auth)
+pub use link::Link;
+use session::Identity;
+
+/// What the gateway needs: token verification, and the services it translates to.
+pub struct Gateway {
+    pub auth: Arc<Authenticator>,
+    /// ChatService, called with each user's token.
+    pub chat: GrpcChannel,
+    /// DispatcherService, called with each user's token.
+    pub dispatcher: GrpcChannel,
+    pub settings: WsConfig,
+    link: Link,
 }
 
-/// The access token of a connection: `?token=`, or an `authorization: Bearer` header.
-fn connection_token(request: &Request) -> Result<&str, AuthError> {
-    let from_query = request
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")))
-        .filter(|t| !t.is_empty());
-    match from_query {
-        Some(token) => Ok(token),
-        None => bearer_token(request.headers()),
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
-async fn connect(State(auth): State<Arc<Authenticator>>, request: Request) -> Response {
-    if let Err(e) = connection_token(&request).and_then(|token| auth.verify(token)) {
-        return http_response(ErrorCode::Unauthenticated, &e.to_string());
+impl Gateway {
+    pub fn new(auth: Arc<Authenticator>, chat: GrpcChannel, dispatcher: GrpcChannel, settings: WsConfig) -> Arc<Self> {
+        Arc::new(Self { auth, chat, dispatcher, settings, link: Link::default() })
     }
-    http_response(ErrorCode::Unimplemented, "live delivery over WebSocket is not built yet")
+
+    fn socket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.settings.read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_write_buffer_size(self.settings.max_write_buffer_bytes)
+            .max_message_size(Some(self.settings.max_message_bytes))
+            .max_frame_size(Some(self.settings.max_message_bytes))
+    }
+
+    /// Serves WebSocket sessions on `listener` until `shutdown`; then every socket gets a close
+    /// frame with the reconnect code, and this returns once they are closed (or the drain
+    /// time has passed).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        dispatcher_internal: InternalChannel,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let link = tokio::spawn(self.link.clone().run(dispatcher_internal, shutdown.clone()));
+        let mut sessions = JoinSet::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            };
+            let gateway = self.clone();
+            let stop = shutdown.clone();
+            sessions.spawn(async move {
+                let _ = stream.set_nodelay(true);
+                if let Some((socket, identity)) = gateway.handshake(stream).await {
+                    tracing::debug!(%peer, user_id = identity.user_id, "websocket session opened");
+                    session::run(gateway, socket, identity, stop).await;
+                }
+            });
+        }
+        drop(listener);
+        let drain = Duration::from_secs(self.settings.drain_secs + 1);
+        if tokio::time::timeout(drain, async { while sessions.join_next().await.is_some() {} }).await.is_err() {
+            sessions.abort_all();
+        }
+        link.abort();
+        Ok(())
+    }
+
+    /// Upgrades a connection whose token verifies; answers 401 (JSON error body) otherwise.
+    /// The handshake has a deadline.
+    async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> Option<(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Identity)> {
+        let verified: Arc<Mutex<Option<Identity>>> = Arc::default();
+        let out = verified.clone();
+        let auth = self.auth.clone();
+        // why: the callback's error type is tungstenite's, large by its design.
+        #[allow(clippy::result_large_err)]
+        let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+            let (identity, protocol) = identify(&auth, request).map_err(|e| {
+                let (status, body) = chatmesh_platform::error::error_body(
+                    chatmesh_platform::ErrorCode::Unauthenticated,
+                    &e.to_string(),
+                    Vec::new(),
+                );
+                plain(status, body.to_string())
+            })?;
+            if let Some(protocol) = protocol
+                && let Ok(value) = protocol.parse()
+            {
+                response.headers_mut().insert("sec-websocket-protocol", value);
+            }
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(identity);
+            Ok(response)
+        };
+        let timeout = Duration::from_secs(self.settings.handshake_timeout_secs);
+        let accepted = tokio::time::timeout(
+            timeout,
+            tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(self.socket_config())),
+        )
+        .await;
+        match accepted {
+            Ok(Ok(socket)) => {
+                let identity = verified.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+                Some((socket, identity))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "websocket handshake refused");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("websocket handshake timed out");
+                None
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: String) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(body));
+    *response.status_mut() = status;
+    if let Ok(value) = "application/json".parse() {
+        response.headers_mut().insert("content-type", value);
+    }
+    response
+}
+
+/// The user of a connection: the token from `?token=`, an `authorization: Bearer` header,
+/// or the browser form `Sec-WebSocket-Protocol: bearer, <token>` (echoed back as `bearer`).
+fn identify(auth: &Authenticator, request: &Request) -> Result<(Identity, Option<&'static str>), AuthError> {
+    let query = request.uri().query().unwrap_or_default();
+    let param =
+        |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')));
+    let protocols = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let from_protocol = protocols
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|pair| pair[0].eq_ignore_ascii_case("bearer"))
+        .map(|pair| pair[1].to_owned());
+    let (token, protocol) = match (param("token").filter(|t| !t.is_empty()), from_protocol) {
+        (Some(token), _) => (token.to_owned(), None),
+        (None, Some(token)) => (token, Some("bearer")),
+        (None, None) => (chatmesh_platform::auth::bearer_token(request.headers())?.to_owned(), None),
+    };
+    let (caller, expires_at_secs) = auth.verify_until(&token)?;
+    let Caller::User { user_id, session_id } = caller else {
+        return Err(AuthError::Invalid("a user token is required".into()));
+    };
+    let channel_id = match param("channel_id") {
+        Some(raw) => {
+            Some(chatmesh_platform::ids::parse_id(raw).ok_or(AuthError::Invalid("channel_id is not an id".into()))?)
+        }
+        None => None,
+    };
+    Ok((Identity { user_id, login_session: session_id, token, expires_at_secs, channel_id }, protocol))
 }

@@ -703,6 +703,7 @@ impl ChannelInternalService for ChannelInternalApi {
             kind: channel.kind.to_pb() as i32,
             visibility: channel.visibility.to_pb() as i32,
             membership_epoch: channel.version as i64,
+            member_count: channel.member_count as i32,
         }))
     }
 

@@ -12,5 +12,5 @@ pub mod store;
 pub use error::ChatError;
 pub use feed::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_relay};
 pub use model::{Announcement, ChatKind, ChatRecord, NewChat, ReadPointer};
-pub use peers::{MEMBERSHIP_TTL, Peers};
+pub use peers::Peers;
 pub use service::{ChatApi, ChatInternalApi};

@@ -1,20 +1,8 @@
-//! Dispatcher service: live delivery to gateways, presence and typing.
-//!
-//! Not built yet: every RPC answers UNIMPLEMENTED (the generated default bodies) until the
-//! live-delivery issue lands; the servers are registered so health, reflection and clients see them.
+//! Dispatcher service: live delivery. Gateways attach with one multiplexed stream each and
+//! register their sessions; committed events are published here and fanned out by channel
+//! subscription. Presence and typing are ephemeral and live here too.
 
-use chatmesh_api::dispatcher::v1::{
-    dispatcher_internal_service_server::DispatcherInternalService, dispatcher_service_server::DispatcherService,
-};
+mod hub;
+mod service;
 
-/// DispatcherService: the public surface.
-#[derive(Debug, Clone, Default)]
-pub struct DispatcherApi;
-
-/// DispatcherInternalService: publish and attach, for services and gateways.
-#[derive(Debug, Clone, Default)]
-pub struct DispatcherInternalApi;
-
-impl DispatcherService for DispatcherApi {}
-
-impl DispatcherInternalService for DispatcherInternalApi {}
+pub use service::{DispatcherApi, DispatcherInternalApi};

@@ -4,6 +4,9 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use aws_lc_rs::{digest, rand::SecureRandom};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chatmesh_api::dispatcher::v1::{
+    DisconnectUserRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient,
+};
 use chatmesh_api::user::v1::{
     self as pb, user_internal_service_server::UserInternalService, user_service_server::UserService,
 };
@@ -11,6 +14,7 @@ use chatmesh_platform::{
     auth::{Authenticator, user_of},
     config::Config,
     error::invalid_field,
+    grpc::InternalChannel,
     ids::{IdGenerator, now_ms},
     password::{PasswordHasher, Verified},
     validate,
@@ -34,6 +38,8 @@ const MAX_BATCH: usize = 100;
 
 /// Shared state of the user service's handlers.
 struct Core {
+    /// Live sessions to close when a login session ends (the dispatcher), if one runs.
+    live: Option<DispatcherInternalServiceClient<InternalChannel>>,
     store: Arc<dyn UserStore>,
     hasher: PasswordHasher,
     auth: Arc<Authenticator>,
@@ -61,6 +67,7 @@ impl UserApi {
         store: Arc<dyn UserStore>,
         auth: Arc<Authenticator>,
         ids: Arc<IdGenerator>,
+        live: Option<InternalChannel>,
     ) -> Result<(Self, UserInternalApi), Box<dyn std::error::Error + Send + Sync>> {
         let hasher = PasswordHasher::new(&config.password)?;
         let per_minute = NonZeroU32::new(config.limits.login_per_minute_per_account).unwrap_or(NonZeroU32::MIN);
@@ -69,6 +76,7 @@ impl UserApi {
             auth.revocations().revoke(&sid, now_ms() + token_window_ms);
         }
         let core = Arc::new(Core {
+            live: live.map(DispatcherInternalServiceClient::new),
             store,
             hasher,
             auth,
@@ -194,9 +202,20 @@ impl Core {
         }
     }
 
-    fn revoke(&self, sid: &str) {
+    /// Ends a login session's tokens at once and closes its live sockets.
+    fn revoke(&self, user_id: u64, sid: &str) {
         let config = self.auth.config();
         self.auth.revocations().revoke(sid, now_ms() + (config.access_ttl_secs + config.leeway_secs) * 1000);
+        if let Some(live) = &self.live {
+            let mut live = live.clone();
+            let request = DisconnectUserRequest { user_id: user_id.to_string(), login_session_id: sid.to_owned() };
+            // why: the tokens are already refused; closing sockets is best-effort and must not fail a logout.
+            tokio::spawn(async move {
+                if let Err(e) = live.disconnect_user(request).await {
+                    tracing::warn!(error = %e, "closing live sessions after logout failed");
+                }
+            });
+        }
     }
 
     async fn load_user(&self, user_id: u64) -> Result<UserRecord, Status> {
@@ -317,7 +336,7 @@ impl UserService for UserApi {
                 tokens: Some(core.token_pair(session.user_id, sid, &new_secret)),
             })),
             Rotation::Reused(session) => {
-                core.revoke(sid);
+                core.revoke(session.user_id, sid);
                 tracing::warn!(user_id = session.user_id, session_id = %sid, "refresh token reused, session ended");
                 Err(UserError::RefreshReuse.into())
             }
@@ -329,7 +348,7 @@ impl UserService for UserApi {
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let (user_id, sid) = user_of(&request)?;
         self.core.store.end_session(&sid, now_ms()).await.map_err(store_error)?;
-        self.core.revoke(&sid);
+        self.core.revoke(user_id, &sid);
         tracing::info!(user_id, session_id = %sid, "logout");
         Ok(Response::new(pb::LogoutResponse {}))
     }
@@ -341,7 +360,7 @@ impl UserService for UserApi {
         let (user_id, _) = user_of(&request)?;
         let ended = self.core.store.end_user_sessions(user_id, now_ms()).await.map_err(store_error)?;
         for session in &ended {
-            self.core.revoke(&session.session_id);
+            self.core.revoke(user_id, &session.session_id);
         }
         tracing::info!(user_id, sessions = ended.len(), "logout everywhere");
         Ok(Response::new(pb::LogoutAllResponse { ended_sessions: ended.len() as i32 }))

@@ -109,6 +109,11 @@ impl Authenticator {
 
     /// Verifies a bearer token and names its caller.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// Verifies a bearer token; also returns when it expires (Unix seconds).
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -135,14 +140,14 @@ impl Authenticator {
         if is_service {
             let part =
                 claims.sub.strip_prefix("svc:").ok_or_else(|| AuthError::Invalid("bad service subject".into()))?;
-            return Ok(Caller::Service { part: part.to_owned() });
+            return Ok((Caller::Service { part: part.to_owned() }, claims.exp));
         }
         let user_id = crate::ids::parse_id(&claims.sub).ok_or_else(|| AuthError::Invalid("bad subject".into()))?;
         let session_id = claims.sid.ok_or_else(|| AuthError::Invalid("missing sid".into()))?;
         if self.revocations.is_revoked(&session_id) {
             return Err(AuthError::SessionEnded);
         }
-        Ok(Caller::User { user_id, session_id })
+        Ok((Caller::User { user_id, session_id }, claims.exp))
     }
 }
 

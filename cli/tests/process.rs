@@ -1,5 +1,6 @@
-//! The real binary, killed with SIGKILL right after a burst of acknowledged sends, loses none
-//! of them: every acknowledgement came after the sync that made it durable.
+//! The real binary as a process: killed with SIGKILL right after a burst of acknowledged
+//! sends it loses none of them; asked to stop with SIGTERM it closes every WebSocket with the
+//! reconnect code and exits within its grace period.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -30,9 +31,13 @@ impl Drop for Server {
 }
 
 fn start(data: &Path, grpc: SocketAddr) -> Server {
+    start_with_ws(data, grpc, free_addr())
+}
+
+fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
         .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
-        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &free_addr().to_string()])
+        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &ws.to_string()])
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
         .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "100000")
@@ -60,22 +65,71 @@ fn authed<T>(token: &str, message: T) -> Request<T> {
     request
 }
 
+/// Registers and logs in a user; returns the access token.
+async fn sign_up(channel: &Channel, email: &str) -> String {
+    let mut users = UserServiceClient::new(channel.clone());
+    let create = CreateUserRequest {
+        email: email.into(),
+        password: "correct horse".into(),
+        name: "Ada".into(),
+        username: String::new(),
+    };
+    users.create_user(create).await.unwrap();
+    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
+    users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_websocket_with_the_reconnect_code_and_exits() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let data = tempfile::tempdir().unwrap();
+    let (grpc, ws) = (free_addr(), free_addr());
+    let mut server = start_with_ws(data.path(), grpc, ws);
+    let token = sign_up(&connect(grpc).await, "ada@example.com").await;
+    let mut sockets = Vec::new();
+    for _ in 0..200 {
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{ws}/?token={token}")).await.expect("connects");
+        // the first frame is `ready`: the session is registered
+        let ready = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap().unwrap().unwrap();
+        assert!(ready.to_text().unwrap().contains("\"ready\""));
+        sockets.push(socket);
+    }
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let closes = sockets.into_iter().map(|mut socket| async move {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), socket.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+    });
+    let codes = futures::future::join_all(closes).await;
+    let reconnect = codes.iter().filter(|c| **c == Some(1012)).count();
+    println!("sockets 200, closed with 1012: {reconnect}");
+    assert_eq!(reconnect, 200, "{codes:?}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the process exits within its grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "a clean exit: {status:?}");
+}
+
 #[tokio::test]
 async fn sigkill_after_a_burst_of_acknowledged_sends_loses_none() {
     let data = tempfile::tempdir().unwrap();
     let grpc = free_addr();
     let mut server = start(data.path(), grpc);
     let channel = connect(grpc).await;
-    let mut users = UserServiceClient::new(channel.clone());
-    let create = CreateUserRequest {
-        email: "ada@example.com".into(),
-        password: "correct horse".into(),
-        name: "Ada".into(),
-        username: String::new(),
-    };
-    users.create_user(create).await.unwrap();
-    let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into() };
-    let token = users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
+    let token = sign_up(&channel, "ada@example.com").await;
     let group = CreateChannelRequest { kind: ChannelKind::Group as i32, name: "burst".into(), ..Default::default() };
     let channel_id = ChannelServiceClient::new(channel.clone())
         .create_channel(authed(&token, group))

@@ -1,0 +1,468 @@
+//! One WebSocket session: the client's frames translated to gRPC calls made with the user's
+//! own token, and live events from the link written back — deduplicated per channel by event
+//! id, with resume replaying the event log before the live events that arrived meanwhile.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::{
+    chat::v1::{
+        AckChatsRequest, ChannelEvent, GetUnreadCountsRequest, ListEventsRequest,
+        chat_service_client::ChatServiceClient,
+    },
+    dispatcher::v1::{SendTypingRequest, SessionOpened, dispatcher_service_client::DispatcherServiceClient},
+};
+use chatmesh_platform::{auth::Caller, grpc::GrpcChannel, ids::now_ms, shutdown::CancellationToken};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{net::TcpStream, sync::mpsc, task::JoinHandle};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        Error as WsError, Message,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
+};
+use tonic::Request;
+
+use crate::{
+    Gateway,
+    frames::{self, client, close, server},
+    link::{Control, Frame, Registration},
+};
+
+/// Who connected, from the verified handshake.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: u64,
+    pub login_session: String,
+    pub token: String,
+    pub expires_at_secs: u64,
+    /// Follow only this channel.
+    pub channel_id: Option<u64>,
+}
+
+/// What the writer task is asked to do.
+enum Out {
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    Ping,
+}
+
+type Replay = Vec<(u64, Result<Vec<ChannelEvent>, &'static str>)>;
+
+struct Session {
+    gateway: Arc<Gateway>,
+    id: String,
+    identity: Identity,
+    out: mpsc::Sender<Out>,
+    /// The last event id sent per channel: later duplicates and replays are dropped.
+    last_sent: HashMap<u64, u64>,
+    channels: HashSet<u64>,
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn id_value(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => chatmesh_platform::ids::parse_id(s),
+        _ => None,
+    }
+}
+
+/// Runs a session until it closes; returns once the socket is done.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    socket: WebSocketStream<TcpStream>,
+    identity: Identity,
+    shutdown: CancellationToken,
+) {
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    let opened = SessionOpened {
+        session_id: session_id.clone(),
+        user_id: identity.user_id.to_string(),
+        login_session_id: identity.login_session.clone(),
+        channel_ids: identity.channel_id.iter().map(u64::to_string).collect(),
+        all_channels: identity.channel_id.is_none(),
+    };
+    let (mut sink, stream) = socket.split();
+    let registration = match gateway.link.open(opened, gateway.settings.send_queue) {
+        Ok(registration) => registration,
+        Err(e) => {
+            tracing::warn!(error = %e, "session refused");
+            let frame = CloseFrame { code: CloseCode::from(close::RECONNECT), reason: "dispatcher unavailable".into() };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            return;
+        }
+    };
+    let (out_tx, out_rx) = mpsc::channel(gateway.settings.send_queue.max(64));
+    let (close_tx, close_rx) = mpsc::channel::<(u16, String)>(1);
+    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx));
+    let mut session = Session {
+        gateway: gateway.clone(),
+        id: session_id.clone(),
+        identity,
+        out: out_tx,
+        last_sent: HashMap::new(),
+        channels: HashSet::new(),
+    };
+    let (code, reason) = session.serve(stream, registration, shutdown).await;
+    gateway.link.close(&session_id);
+    let _ = close_tx.try_send((code, reason));
+    // why: a client that stopped reading may never take its close frame; do not wait forever.
+    drain(writer, Duration::from_secs(gateway.settings.drain_secs.max(1))).await;
+}
+
+async fn drain(writer: JoinHandle<()>, grace: Duration) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Writes frames in order; a close request wins over queued frames.
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    mut out: mpsc::Receiver<Out>,
+    mut close: mpsc::Receiver<(u16, String)>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            Some((code, reason)) = close.recv() => {
+                let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = sink.close().await;
+                return;
+            }
+            next = out.recv() => {
+                let message = match next {
+                    Some(Out::Text(text)) => Message::Text(text),
+                    Some(Out::Ping) => Message::Ping(Vec::new().into()),
+                    None => return,
+                };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Queues a frame; false when the client is too far behind (the caller closes it).
+    fn push(&self, text: impl Into<tokio_tungstenite::tungstenite::Utf8Bytes>) -> bool {
+        self.out.try_send(Out::Text(text.into())).is_ok()
+    }
+
+    /// Queues a live frame unless this connection already sent that event.
+    fn push_live(&mut self, frame: &Frame) -> bool {
+        if let (Some(channel), Some(event_id)) = (frame.channel, frame.event_id) {
+            let last = self.last_sent.entry(channel).or_insert(0);
+            if event_id <= *last {
+                return true;
+            }
+            *last = event_id;
+        }
+        self.push(frame.text.clone())
+    }
+
+    fn chat(&self) -> ChatServiceClient<GrpcChannel> {
+        ChatServiceClient::new(self.gateway.chat.clone())
+    }
+
+    async fn serve(
+        &mut self,
+        mut stream: futures::stream::SplitStream<WebSocketStream<TcpStream>>,
+        registration: Registration,
+        shutdown: CancellationToken,
+    ) -> (u16, String) {
+        let Registration { mut live, mut control, ready } = registration;
+        let channels = match tokio::time::timeout(Duration::from_secs(10), ready).await {
+            Ok(Ok(channels)) => channels,
+            _ => return (close::RECONNECT, "the dispatcher did not answer".into()),
+        };
+        if let Some(wanted) = self.identity.channel_id
+            && !channels.contains(&wanted)
+        {
+            return (close::CHANNEL_NOT_FOUND, format!("channel {wanted} not found"));
+        }
+        self.channels = channels.into_iter().collect();
+        if !self.send_ready().await {
+            return (close::SLOW_CONSUMER, "slow consumer".into());
+        }
+
+        let settings = self.gateway.settings.clone();
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(settings.ping_interval_secs.max(1)));
+        heartbeat.tick().await;
+        let mut awaiting_pong: Option<Instant> = None;
+        // while resuming: the replay task, and the live frames buffered meanwhile
+        let mut replaying: Option<JoinHandle<Replay>> = None;
+        let mut buffered: Vec<Arc<Frame>> = Vec::new();
+        loop {
+            let expiry = self.expiry();
+            tokio::select! {
+                () = shutdown.cancelled() => return (close::RECONNECT, "server restarting".into()),
+                () = tokio::time::sleep(expiry) => return (close::TOKEN_EXPIRED, "token expired".into()),
+                Some(Control::Close(code, reason)) = control.recv() => return (code, reason),
+                Some(frame) = live.recv() => {
+                    if replaying.is_some() {
+                        // why: bounded even while a replay runs; a client this far behind resumes anew.
+                        if buffered.len() >= settings.send_queue * 8 {
+                            return (close::SLOW_CONSUMER, "slow consumer".into());
+                        }
+                        buffered.push(frame);
+                    } else if !self.push_live(&frame) {
+                        return (close::SLOW_CONSUMER, "slow consumer".into());
+                    }
+                }
+                replay = async {
+                    match replaying.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                }, if replaying.is_some() => {
+                    replaying = None;
+                    if !self.finish_resume(replay.unwrap_or_default(), std::mem::take(&mut buffered)).await {
+                        return (close::SLOW_CONSUMER, "slow consumer".into());
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if awaiting_pong.is_some_and(|sent| sent.elapsed() > Duration::from_secs(settings.pong_timeout_secs)) {
+                        return (close::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
+                    }
+                    if awaiting_pong.is_none() {
+                        awaiting_pong = Some(Instant::now());
+                        let _ = self.out.try_send(Out::Ping);
+                    }
+                }
+                message = stream.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(replay) = self.on_frame(text.as_str()).await
+                            && let Some(previous) = replaying.replace(replay)
+                        {
+                            previous.abort();
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        self.push(frames::error("BINARY_NOT_ACCEPTED", "frames are JSON text"));
+                    }
+                    Some(Ok(Message::Pong(_))) => awaiting_pong = None,
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return (1000, "bye".into()),
+                    Some(Err(WsError::Capacity(_))) => return (1009, "message too big".into()),
+                    Some(Err(WsError::Utf8(_))) => return (1007, "invalid UTF-8".into()),
+                    Some(Err(_)) => return (1002, "protocol error".into()),
+                },
+            }
+        }
+    }
+
+    /// How long until the access token expires (it may be renewed in band).
+    fn expiry(&self) -> Duration {
+        let now = now_ms() / 1000;
+        Duration::from_secs(self.identity.expires_at_secs.saturating_sub(now).max(1))
+    }
+
+    async fn send_ready(&mut self) -> bool {
+        let request = GetUnreadCountsRequest { channel_ids: self.channels.iter().map(u64::to_string).collect() };
+        let counts = if self.channels.is_empty() {
+            Vec::new()
+        } else {
+            match self.chat().get_unread_counts(authed(&self.identity.token, request)).await {
+                Ok(response) => response.into_inner().counts,
+                Err(status) => {
+                    tracing::debug!(error = %status, "unread counts unavailable for ready");
+                    Vec::new()
+                }
+            }
+        };
+        let channels: Vec<Value> = counts.iter().map(|c| frames::to_json(c, "chatmesh.chat.v1.UnreadCount")).collect();
+        let data = json!({ "sessionId": self.id, "userId": self.identity.user_id.to_string(), "channels": channels });
+        self.push(frames::frame(server::READY, data))
+    }
+
+    /// Handles one client frame; returns a replay task when it is a `resume`.
+    async fn on_frame(&mut self, text: &str) -> Option<JoinHandle<Replay>> {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else {
+            self.push(frames::error("MALFORMED_FRAME", "frames are JSON objects: {\"event\": ..., \"data\": {...}}"));
+            return None;
+        };
+        let event = frame.get("event").and_then(Value::as_str).unwrap_or_default();
+        let data = frame.get("data").cloned().unwrap_or(Value::Null);
+        match event {
+            client::PING => {
+                self.push(frames::frame(server::PONG, json!({})));
+            }
+            client::ACK | client::ON_ACK => self.on_ack(&data).await,
+            client::TYPING => self.on_typing(&data).await,
+            client::AUTH => self.on_auth(&data),
+            client::RESUME => return self.on_resume(&data),
+            other => {
+                self.push(frames::error("UNKNOWN_EVENT", &format!("unknown event {other:?}")));
+            }
+        }
+        None
+    }
+
+    fn reply_status(&self, status: &tonic::Status) {
+        let code = chatmesh_platform::ErrorCode::from_grpc(status.code()).name();
+        self.push(frames::error(code, status.message()));
+    }
+
+    async fn on_ack(&mut self, data: &Value) {
+        let Some(channel_id) = data.get("channelId").and_then(id_value) else {
+            self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
+            return;
+        };
+        let chat_id = data.get("chatId").and_then(id_value).map(|id| id.to_string()).unwrap_or_default();
+        let created_at = match data.get("createdAt").and_then(Value::as_str) {
+            Some(text) => match text.parse::<prost_types::Timestamp>() {
+                Ok(at) => Some(at),
+                Err(_) => {
+                    self.push(frames::error("INVALID_ARGUMENT", "createdAt: is not an RFC 3339 time"));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let request = AckChatsRequest { channel_id: channel_id.to_string(), chat_id, created_at };
+        if let Err(status) = self.chat().ack_chats(authed(&self.identity.token, request)).await {
+            self.reply_status(&status);
+        }
+    }
+
+    async fn on_typing(&mut self, data: &Value) {
+        let Some(channel_id) = data.get("channelId").and_then(id_value) else {
+            self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
+            return;
+        };
+        let mut dispatcher = DispatcherServiceClient::new(self.gateway.dispatcher.clone());
+        let request = SendTypingRequest { channel_id: channel_id.to_string() };
+        if let Err(status) = dispatcher.send_typing(authed(&self.identity.token, request)).await {
+            self.reply_status(&status);
+        }
+    }
+
+    /// Renews the session's token in band, so sockets need not reconnect at expiry.
+    fn on_auth(&mut self, data: &Value) {
+        let token = data.get("token").and_then(Value::as_str).unwrap_or_default();
+        match self.gateway.auth.verify_until(token) {
+            Ok((Caller::User { user_id, session_id }, expires)) if user_id == self.identity.user_id => {
+                self.identity.token = token.to_owned();
+                self.identity.login_session = session_id;
+                self.identity.expires_at_secs = expires;
+                self.push(frames::frame(server::AUTHENTICATED, json!({ "expiresAt": expires })));
+            }
+            Ok(_) => {
+                self.push(frames::error("PERMISSION_DENIED", "the token is for another user"));
+            }
+            Err(e) => {
+                self.push(frames::error("UNAUTHENTICATED", &e.to_string()));
+            }
+        }
+    }
+
+    /// Starts a replay of the event log after the given event ids; live events are buffered
+    /// meanwhile and sent after it, deduplicated.
+    fn on_resume(&mut self, data: &Value) -> Option<JoinHandle<Replay>> {
+        let Some(wanted) = data.get("channels").and_then(Value::as_object) else {
+            self.push(frames::error("INVALID_ARGUMENT", "channels: is required ({channelId: lastEventId})"));
+            return None;
+        };
+        let mut plan = Vec::new();
+        for (channel, last) in wanted {
+            let Some(channel) = chatmesh_platform::ids::parse_id(channel) else {
+                self.push(frames::error("INVALID_ARGUMENT", &format!("channels: {channel:?} is not a channel id")));
+                continue;
+            };
+            let last = id_value(last).unwrap_or(0);
+            plan.push((channel, last));
+            // why: nothing at or before the resume point may be sent again on this connection.
+            let sent = self.last_sent.entry(channel).or_insert(0);
+            *sent = (*sent).max(last);
+        }
+        let (chat, token, cap) = (self.chat(), self.identity.token.clone(), self.gateway.settings.replay_cap);
+        Some(tokio::spawn(replay(chat, token, plan, cap)))
+    }
+
+    async fn finish_resume(&mut self, replay: Replay, buffered: Vec<Arc<Frame>>) -> bool {
+        let deadline = Duration::from_secs(10);
+        for (channel, result) in replay {
+            match result {
+                Ok(events) => {
+                    for event in events {
+                        let Some(text) = frames::channel_event(&event) else { continue };
+                        let frame =
+                            Frame { channel: Some(channel), event_id: event.event_id.parse().ok(), text: text.into() };
+                        if !self.send_waiting(&frame, deadline).await {
+                            return false;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    if !self.push(frames::resync(channel, reason)) {
+                        return false;
+                    }
+                }
+            }
+        }
+        for frame in buffered {
+            if !self.send_waiting(&frame, deadline).await {
+                return false;
+            }
+        }
+        self.push(frames::frame(server::RESUMED, json!({})))
+    }
+
+    /// Like `push_live`, but waits (up to `deadline`) for room: a replay is bounded by the cap.
+    async fn send_waiting(&mut self, frame: &Frame, deadline: Duration) -> bool {
+        if let (Some(channel), Some(event_id)) = (frame.channel, frame.event_id) {
+            let last = self.last_sent.entry(channel).or_insert(0);
+            if event_id <= *last {
+                return true;
+            }
+            *last = event_id;
+        }
+        matches!(tokio::time::timeout(deadline, self.out.send(Out::Text(frame.text.clone()))).await, Ok(Ok(())))
+    }
+}
+
+/// Reads each channel's log after its resume point, up to `cap` events per channel.
+async fn replay(mut chat: ChatServiceClient<GrpcChannel>, token: String, plan: Vec<(u64, u64)>, cap: usize) -> Replay {
+    let mut out = Vec::new();
+    for (channel, after) in plan {
+        let mut events = Vec::new();
+        let mut cursor = after;
+        let result = loop {
+            let after_event_id = if cursor == 0 { String::new() } else { cursor.to_string() };
+            let request = ListEventsRequest { channel_id: channel.to_string(), after_event_id, page_size: 500 };
+            let page = match chat.list_events(authed(&token, request)).await {
+                Ok(page) => page.into_inner(),
+                Err(status) if status.code() == tonic::Code::NotFound => break Err("not_found"),
+                Err(_) => break Err("unavailable"),
+            };
+            if let Some(last) = page.events.last() {
+                cursor = last.event_id.parse().unwrap_or(cursor);
+            }
+            events.extend(page.events);
+            if events.len() > cap {
+                break Err("replay_cap");
+            }
+            if !page.has_more {
+                break Ok(events);
+            }
+        };
+        out.push((channel, result));
+    }
+    out
+}

@@ -1,0 +1,335 @@
+//! The tonic handlers of DispatcherService (presence, typing) and DispatcherInternalService
+//! (publish, attach, disconnect).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::{
+    channel::v1::ChannelKind,
+    chat::v1::{ChannelEvent, EventType, channel_event::Payload},
+    dispatcher::v1::{
+        self as pb, AttachRequest, AttachResponse, LiveEvent, Presence, PresenceStatus, SessionReady, Typing,
+        attach_request::Command as Up, attach_response::Command as Down,
+        dispatcher_internal_service_server::DispatcherInternalService, dispatcher_service_server::DispatcherService,
+        live_event::Event,
+    },
+};
+use chatmesh_platform::{
+    auth::user_of,
+    error::{invalid_field, status_with_reason},
+    ids::{now_ms, timestamp},
+    membership::{MembershipClient, Refusal},
+    validate,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::hub::{self, GatewayTx, Hub};
+
+/// The stream type the generated trait expects for Attach.
+type AttachStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<AttachResponse, Status>> + Send + 'static>>;
+
+/// How long a typing notice lasts on clients.
+const TYPING_TTL: Duration = Duration::from_secs(8);
+/// At most one typing notice per user and channel this often.
+const TYPING_EVERY: Duration = Duration::from_secs(3);
+const GATEWAY_QUEUE: usize = 4096;
+const MAX_PRESENCE_IDS: usize = 100;
+
+struct Core {
+    hub: Hub,
+    membership: MembershipClient,
+    /// Receipts, typing and presence fan out only in direct channels and groups up to this size.
+    small_channel_max: u32,
+    gateways: AtomicU64,
+    /// Per channel, the membership epoch its followers were last checked at.
+    verified: Mutex<HashMap<u64, u64>>,
+    typing: Mutex<HashMap<(u64, u64), Instant>>,
+}
+
+/// DispatcherService: the public surface.
+#[derive(Clone)]
+pub struct DispatcherApi {
+    core: Arc<Core>,
+}
+
+/// DispatcherInternalService: publish and attach (service principals only).
+#[derive(Clone)]
+pub struct DispatcherInternalApi {
+    core: Arc<Core>,
+}
+
+impl DispatcherApi {
+    pub fn new(membership: MembershipClient, small_channel_max: u32) -> (Self, DispatcherInternalApi) {
+        let core = Arc::new(Core {
+            hub: Hub::default(),
+            membership,
+            small_channel_max,
+            gateways: AtomicU64::new(1),
+            verified: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
+        });
+        (Self { core: core.clone() }, DispatcherInternalApi { core })
+    }
+}
+
+fn refusal(channel_id: u64, refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::NotFound => status_with_reason(
+            Code::NotFound,
+            format!("channel {channel_id} not found"),
+            "CHANNEL_NOT_FOUND",
+            &[("channel_id", channel_id.to_string())],
+        ),
+        Refusal::NotAMember => status_with_reason(
+            Code::PermissionDenied,
+            format!("only members of channel {channel_id} may do this"),
+            "NOT_A_MEMBER",
+            &[("channel_id", channel_id.to_string())],
+        ),
+    }
+}
+
+impl Core {
+    /// Before delivering in `channel`: if its membership changed since its followers were last
+    /// checked, drop the followers who are no longer members (so a kicked user gets nothing
+    /// sent after the kick returned).
+    async fn verify_followers(&self, channel: u64) -> Result<(), Status> {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&channel).copied().unwrap_or(0);
+        if self.membership.epochs().is_current(channel, verified) && verified != 0 {
+            return Ok(());
+        }
+        let mut epoch = verified;
+        for user in self.hub.following_users(channel) {
+            let answer = self.membership.check(channel, user).await?;
+            epoch = epoch.max(answer.membership_epoch as u64);
+            if !(answer.channel_exists && answer.is_member) {
+                self.hub.unfollow(user, channel);
+            }
+        }
+        if epoch > 0 {
+            self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(channel, epoch);
+        }
+        Ok(())
+    }
+
+    /// Whether receipts, typing and presence fan out in `channel` (asked as `user`, a member).
+    async fn is_small(&self, channel: u64, user: u64) -> bool {
+        match self.membership.check(channel, user).await {
+            Ok(answer) => {
+                answer.channel_exists
+                    && (answer.kind() == ChannelKind::Direct || answer.member_count as u32 <= self.small_channel_max)
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn publish(&self, event: ChannelEvent) -> Result<(), Status> {
+        let channel = validate::id("events.channel_id", &event.channel_id)?;
+        self.verify_followers(channel).await?;
+        let subject = match &event.payload {
+            Some(Payload::Member(member)) => member.user_id.parse::<u64>().ok(),
+            _ => None,
+        };
+        let kind = event.r#type();
+        let actor = event.actor_id.parse::<u64>().unwrap_or(0);
+        let live = LiveEvent { event: Some(Event::ChannelEvent(event)) };
+        match (kind, subject) {
+            (EventType::MemberJoined, Some(user)) => {
+                self.hub.follow(user, channel);
+                hub::deliver(self.hub.targets(channel, None), &live).await;
+            }
+            (EventType::MemberLeft, Some(user)) => {
+                // why: the leaver hears of it on every device, members once each.
+                hub::deliver(self.hub.targets(channel, Some(user)), &live).await;
+                hub::deliver(self.hub.user_targets(user, None), &live).await;
+                self.hub.unfollow(user, channel);
+            }
+            (EventType::ChannelDeleted, _) => {
+                hub::deliver(self.hub.targets(channel, None), &live).await;
+                self.hub.drop_channel(channel);
+            }
+            (EventType::ChatAcked, _) => {
+                if self.is_small(channel, actor).await {
+                    hub::deliver(self.hub.targets(channel, None), &live).await;
+                }
+            }
+            _ => hub::deliver(self.hub.targets(channel, None), &live).await,
+        }
+        Ok(())
+    }
+
+    /// Tells the user's small channels that they came online or went offline.
+    async fn presence_changed(&self, user: u64, online: bool) {
+        let presence = Presence {
+            user_id: user.to_string(),
+            status: if online { PresenceStatus::Online } else { PresenceStatus::Offline } as i32,
+            last_seen_at: if online { None } else { Some(timestamp(now_ms())) },
+        };
+        let live = LiveEvent { event: Some(Event::Presence(presence)) };
+        let Ok(channels) = self.membership.channels_of(user).await else { return };
+        for channel in channels {
+            if self.is_small(channel, user).await {
+                hub::deliver(self.hub.targets(channel, Some(user)), &live).await;
+            }
+        }
+    }
+
+    async fn open_session(&self, gateway: u64, tx: &GatewayTx, opened: pb::SessionOpened) -> Result<(), Status> {
+        let user = validate::id("session_opened.user_id", &opened.user_id)?;
+        let channels: HashSet<u64> = if opened.all_channels {
+            self.membership.channels_of(user).await?.into_iter().collect()
+        } else {
+            let mut channels = HashSet::new();
+            for raw in &opened.channel_ids {
+                let channel = validate::id("session_opened.channel_ids", raw)?;
+                if self.membership.require_member(channel, user).await?.is_ok() {
+                    channels.insert(channel);
+                }
+            }
+            channels
+        };
+        let ready = SessionReady {
+            session_id: opened.session_id.clone(),
+            channel_ids: channels.iter().map(u64::to_string).collect(),
+        };
+        let came_online = self.hub.open_session(
+            gateway,
+            opened.session_id,
+            user,
+            opened.login_session_id,
+            opened.all_channels,
+            channels,
+        );
+        let _ = tx.send(Ok(AttachResponse { command: Some(Down::SessionReady(ready)) })).await;
+        if came_online {
+            self.presence_changed(user, true).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, gateway: u64, tx: &GatewayTx, request: AttachRequest) {
+        let result = match request.command {
+            Some(Up::SessionOpened(opened)) => self.open_session(gateway, tx, opened).await,
+            Some(Up::SessionClosed(closed)) => {
+                if let Some(user) = self.hub.close_session(&closed.session_id, now_ms()) {
+                    self.presence_changed(user, false).await;
+                }
+                Ok(())
+            }
+            Some(Up::FollowChanged(_)) => Err(Status::unimplemented("follow_changed: sessions follow their channels")),
+            None => Ok(()),
+        };
+        if let Err(status) = result {
+            tracing::warn!(gateway, error = %status, "attach command refused");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DispatcherInternalService for DispatcherInternalApi {
+    async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+        for event in request.into_inner().events {
+            self.core.publish(event).await?;
+        }
+        Ok(Response::new(pb::PublishResponse {}))
+    }
+
+    async fn attach(&self, request: Request<Streaming<AttachRequest>>) -> Result<Response<AttachStream>, Status> {
+        let gateway = self.core.gateways.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(GATEWAY_QUEUE);
+        self.core.hub.attach(gateway, tx.clone());
+        let mut inbound = request.into_inner();
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(command)) = inbound.next().await {
+                core.handle(gateway, &tx, command).await;
+            }
+            for user in core.hub.detach(gateway, now_ms()) {
+                core.presence_changed(user, false).await;
+            }
+            tracing::info!(gateway, "gateway detached");
+        });
+        tracing::info!(gateway, "gateway attached");
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn disconnect_user(
+        &self,
+        request: Request<pb::DisconnectUserRequest>,
+    ) -> Result<Response<pb::DisconnectUserResponse>, Status> {
+        let req = request.into_inner();
+        let user = validate::id("user_id", &req.user_id)?;
+        let login_session = (!req.login_session_id.is_empty()).then_some(req.login_session_id.as_str());
+        hub::close(self.core.hub.user_targets(user, login_session), "logged out").await;
+        Ok(Response::new(pb::DisconnectUserResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl DispatcherService for DispatcherApi {
+    async fn get_presence(
+        &self,
+        request: Request<pb::GetPresenceRequest>,
+    ) -> Result<Response<pb::GetPresenceResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let ids = request.into_inner().user_ids;
+        if ids.len() > MAX_PRESENCE_IDS {
+            return Err(invalid_field("user_ids", format!("at most {MAX_PRESENCE_IDS} ids")));
+        }
+        let core = &self.core;
+        let mine: HashSet<u64> = core.membership.channels_of(caller).await?.into_iter().collect();
+        let mut presences = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let user = validate::id("user_ids", &raw)?;
+            let shares = user == caller || core.membership.channels_of(user).await?.iter().any(|c| mine.contains(c));
+            // why: presence is shown only to people who share a channel; others see OFFLINE.
+            let online = shares && core.hub.is_online(user);
+            presences.push(Presence {
+                user_id: raw,
+                status: if online { PresenceStatus::Online } else { PresenceStatus::Offline } as i32,
+                last_seen_at: if shares && !online { core.hub.last_seen_ms(user).map(timestamp) } else { None },
+            });
+        }
+        Ok(Response::new(pb::GetPresenceResponse { presences }))
+    }
+
+    async fn send_typing(
+        &self,
+        request: Request<pb::SendTypingRequest>,
+    ) -> Result<Response<pb::SendTypingResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let channel = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let core = &self.core;
+        if let Err(refused) = core.membership.require_member(channel, caller).await? {
+            return Err(refusal(channel, refused));
+        }
+        {
+            let mut typing = core.typing.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if typing.get(&(caller, channel)).is_some_and(|last| now.duration_since(*last) < TYPING_EVERY) {
+                return Ok(Response::new(pb::SendTypingResponse {}));
+            }
+            typing.retain(|_, last| now.duration_since(*last) < TYPING_EVERY);
+            typing.insert((caller, channel), now);
+        }
+        if core.is_small(channel, caller).await {
+            let typing = Typing {
+                channel_id: channel.to_string(),
+                user_id: caller.to_string(),
+                expires_at: Some(timestamp(now_ms() + TYPING_TTL.as_millis() as u64)),
+            };
+            hub::deliver(core.hub.targets(channel, Some(caller)), &LiveEvent { event: Some(Event::Typing(typing)) })
+                .await;
+        }
+        Ok(Response::new(pb::SendTypingResponse {}))
+    }
+}

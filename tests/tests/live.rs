@@ -1,0 +1,429 @@
+//! Live delivery through the real WebSocket gateway and dispatcher, with real sockets.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use chatmesh_api::{
+    channel::v1::{self as channel_pb, ChannelVisibility},
+    chat::v1::{self as pb, ChatKind},
+    dispatcher::v1::{
+        GetPresenceRequest, PresenceStatus, PublishRequest,
+        dispatcher_internal_service_client::DispatcherInternalServiceClient,
+        dispatcher_service_client::DispatcherServiceClient,
+    },
+    user::v1::LogoutRequest,
+};
+use chatmesh_tests::{
+    TestApp, User, authed,
+    ws::{self, Received},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{
+    Message,
+    protocol::frame::{Frame, coding::OpCode},
+};
+
+const QUIET: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn send(app: &TestApp, who: &User, channel_id: &str, text: &str) -> pb::Chat {
+    let request = pb::CreateChatRequest { channel_id: channel_id.into(), text: text.into(), ..Default::default() };
+    app.chats().await.create_chat(authed(&who.token, request)).await.expect("send").into_inner().chat.unwrap()
+}
+
+/// Frames until the chat.created of `chat_id`, which is returned.
+async fn until_chat(socket: &mut ws::Socket, chat_id: &str) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some(frame) =
+        ws::next_frame(socket, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    {
+        if frame["event"] == "chat.created" && frame["data"]["chat"]["chatId"] == chat_id {
+            return Some(frame);
+        }
+    }
+    None
+}
+
+/// Whether a chat.created for `chat_id` arrives within `wait`.
+async fn gets_chat(socket: &mut ws::Socket, chat_id: &str, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(frame) =
+        ws::next_frame(socket, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    {
+        if frame["event"] == "chat.created" && frame["data"]["chat"]["chatId"] == chat_id {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_chat_reaches_every_member_socket_and_no_outsider() {
+    let app = TestApp::spawn().await;
+    let (ada, bob, eve) = (app.user("ada").await, app.user("bob").await, app.user("eve").await);
+    let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    app.group(&eve, ChannelVisibility::Private, &[]).await;
+    let (mut ada_ws, ready) = ws::connect(app.ws_addr, &ada.token, "").await;
+    assert_eq!(ready["data"]["userId"], ada.id);
+    assert!(ready["data"]["channels"].as_array().unwrap().iter().any(|c| c["channelId"] == id));
+    let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let (mut eve_ws, _) = ws::connect(app.ws_addr, &eve.token, "").await;
+    let (mut scoped, _) = ws::connect(app.ws_addr, &bob.token, &format!("&channel_id={id}")).await;
+
+    let chat = send(&app, &ada, &id, "hello everyone").await;
+    for socket in [&mut ada_ws, &mut bob_ws, &mut scoped] {
+        let frame = until_chat(socket, &chat.chat_id).await.expect("members get the chat");
+        assert_eq!(frame["data"]["chat"]["text"], "hello everyone");
+        assert!(frame["data"]["eventId"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+    assert!(!gets_chat(&mut eve_ws, &chat.chat_id, QUIET).await, "a non-member gets nothing");
+
+    // a channel joined while connected is followed at once
+    let carol = app.user("carol").await;
+    let (mut carol_ws, _) = ws::connect(app.ws_addr, &carol.token, "").await;
+    let invite = channel_pb::CreateMemberRequest { channel_id: id.clone(), user_id: carol.id.clone() };
+    app.channels().await.create_member(authed(&ada.token, invite)).await.unwrap();
+    ws::until(&mut carol_ws, "member.joined", WAIT).await.expect("carol hears she joined");
+    let later = send(&app, &bob, &id, "welcome carol").await;
+    assert!(gets_chat(&mut carol_ws, &later.chat_id, WAIT).await);
+
+    // a socket scoped to another user's private channel is refused
+    let url = format!("ws://{}/?token={}&channel_id={id}", app.ws_addr, eve.token);
+    let (mut refused, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(ws::next(&mut refused, WAIT).await, Some(Received::Closed(Some(4004))));
+}
+
+#[tokio::test]
+async fn a_kicked_user_gets_nothing_sent_after_the_kick_not_even_on_resume() {
+    let app = TestApp::spawn().await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let before = send(&app, &ada, &id, "before").await;
+    let seen = until_chat(&mut bob_ws, &before.chat_id).await.unwrap();
+    let last_event = seen["data"]["eventId"].as_str().unwrap().to_owned();
+
+    let kick = channel_pb::DeleteMemberRequest { channel_id: id.clone(), user_id: bob.id.clone() };
+    app.channels().await.delete_member(authed(&ada.token, kick)).await.unwrap();
+    let after = send(&app, &ada, &id, "after the kick").await;
+    assert!(!gets_chat(&mut bob_ws, &after.chat_id, QUIET).await, "nothing sent after the kick reaches him");
+
+    let (mut again, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    ws::send(&mut again, json!({"event": "resume", "data": {"channels": {id.clone(): last_event}}})).await;
+    let frames = ws::until(&mut again, "resumed", WAIT).await.expect("the resume completes");
+    assert!(frames.iter().all(|f| f["data"]["chat"]["chatId"] != after.chat_id), "not replayed either");
+    assert!(frames.iter().any(|f| f["event"] == "resync" && f["data"]["channelId"] == id));
+}
+
+/// The client's view of a channel: chat id → (text, retracted), from chat events.
+fn apply(state: &mut BTreeMap<String, (String, bool)>, frame: &Value) {
+    if let Some(chat) = frame["data"].get("chat")
+        && matches!(frame["event"].as_str(), Some("chat.created" | "chat.edited" | "chat.retracted"))
+        && chat["kind"] == "CHAT_KIND_TEXT"
+    {
+        let text = chat["text"].as_str().unwrap_or_default().to_owned();
+        state.insert(chat["chatId"].as_str().unwrap().to_owned(), (text, chat["retracted"] == true));
+    }
+}
+
+#[tokio::test]
+async fn resume_after_three_hundred_chats_edits_and_retractions_ends_in_the_server_state() {
+    let app = TestApp::spawn().await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let mut early = Vec::new();
+    for i in 0..5 {
+        early.push(send(&app, &ada, &id, &format!("early {i}")).await);
+    }
+    let (mut socket, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let mut state = BTreeMap::new();
+    let marker = send(&app, &ada, &id, "marker").await;
+    let mut last_event = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some(frame) =
+        ws::next_frame(&mut socket, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    {
+        last_event = frame["data"]["eventId"].as_str().unwrap_or(&last_event).to_owned();
+        if frame["data"]["chat"]["chatId"] == marker.chat_id {
+            break;
+        }
+    }
+    // the client starts from history it fetched, then goes away
+    for chat in app
+        .chats()
+        .await
+        .list_chats(authed(
+            &bob.token,
+            pb::ListChatsRequest { channel_id: id.clone(), page_size: 100, ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .chats
+    {
+        if chat.kind() == ChatKind::Text {
+            state.insert(chat.chat_id, (chat.text, chat.retracted));
+        }
+    }
+    drop(socket);
+
+    let mut chats = app.chats().await;
+    for i in 0..300 {
+        send(&app, &ada, &id, &format!("while away {i}")).await;
+    }
+    chats
+        .edit_chat(authed(
+            &ada.token,
+            pb::EditChatRequest { chat_id: early[1].chat_id.clone(), text: "early 1, edited".into() },
+        ))
+        .await
+        .unwrap();
+    chats
+        .retract_chats(authed(
+            &ada.token,
+            pb::RetractChatsRequest { chat_ids: vec![early[2].chat_id.clone(), marker.chat_id.clone()] },
+        ))
+        .await
+        .unwrap();
+
+    let (mut socket, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    ws::send(&mut socket, json!({"event": "resume", "data": {"channels": {id.clone(): last_event}}})).await;
+    let tail = send(&app, &ada, &id, "live during the resume").await;
+    let frames = ws::until(&mut socket, "resumed", WAIT).await.expect("the resume completes");
+    let mut ids = Vec::new();
+    for frame in &frames {
+        apply(&mut state, frame);
+        if let Some(event_id) = frame["data"]["eventId"].as_str() {
+            ids.push(event_id.parse::<u64>().unwrap());
+        }
+    }
+    if !state.contains_key(&tail.chat_id) {
+        let frame = until_chat(&mut socket, &tail.chat_id).await.expect("the live chat arrives after the replay");
+        ids.push(frame["data"]["eventId"].as_str().unwrap().parse().unwrap());
+        apply(&mut state, &frame);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "no event twice, none out of order");
+
+    let mut server = BTreeMap::new();
+    let mut after = "1".to_owned();
+    loop {
+        let request =
+            pb::ListChatsRequest { channel_id: id.clone(), after: after.clone(), page_size: 100, ..Default::default() };
+        let page = chats.list_chats(authed(&bob.token, request)).await.unwrap().into_inner();
+        let Some(last) = page.chats.last() else { break };
+        after = last.chat_id.clone();
+        for chat in page.chats.into_iter().filter(|c| c.kind() == ChatKind::Text) {
+            server.insert(chat.chat_id, (chat.text, chat.retracted));
+        }
+    }
+    assert_eq!(server.len(), 307);
+    assert_eq!(state, server, "the client ends with exactly the server's state");
+}
+
+#[tokio::test]
+async fn past_the_replay_cap_the_client_gets_resync() {
+    let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
+    config.ws.replay_cap = 10;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let id = app.group(&ada, ChannelVisibility::Private, &[]).await.channel_id;
+    for i in 0..30 {
+        send(&app, &ada, &id, &format!("{i}")).await;
+    }
+    let (mut socket, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    ws::send(&mut socket, json!({"event": "resume", "data": {"channels": {id.clone(): "1"}}})).await;
+    let frames = ws::until(&mut socket, "resumed", WAIT).await.unwrap();
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["event"] == "resync" && f["data"]["channelId"] == id && f["data"]["reason"] == "replay_cap")
+    );
+    assert!(!frames.iter().any(|f| f["event"] == "chat.created"), "no partial replay");
+}
+
+#[tokio::test]
+async fn the_seed_shaped_on_ack_moves_the_pointer_and_the_other_member_sees_it() {
+    let app = TestApp::spawn().await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let direct = channel_pb::CreateChannelRequest {
+        kind: channel_pb::ChannelKind::Direct as i32,
+        member_ids: vec![bob.id.clone()],
+        ..Default::default()
+    };
+    let id = app
+        .channels()
+        .await
+        .create_channel(authed(&ada.token, direct))
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .channel_id;
+    let (mut ada_ws, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let chat = send(&app, &ada, &id, "read me").await;
+    let created = until_chat(&mut bob_ws, &chat.chat_id).await.unwrap();
+    let created_at = created["data"]["chat"]["createdAt"].as_str().unwrap().to_owned();
+    let channel_number: u64 = id.parse().unwrap();
+    ws::send(&mut bob_ws, json!({"event": "onAck", "data": {"channelId": channel_number, "createdAt": created_at}}))
+        .await;
+
+    let acked = ws::until(&mut ada_ws, "chat.acked", WAIT).await.expect("the other member sees the receipt");
+    let pointer = &acked.last().unwrap()["data"]["readPointer"];
+    assert_eq!(pointer["userId"], bob.id);
+    assert_eq!(pointer["lastReadChatId"], chat.chat_id);
+    let counts = app
+        .chats()
+        .await
+        .get_unread_counts(authed(&bob.token, pb::GetUnreadCountsRequest { channel_ids: vec![id.clone()] }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (counts.counts[0].unread_count, counts.counts[0].last_read_chat_id.as_str()),
+        (0, chat.chat_id.as_str())
+    );
+
+    // typing and presence, in a direct channel
+    ws::send(&mut ada_ws, json!({"event": "typing", "data": {"channelId": id}})).await;
+    let typing = ws::until(&mut bob_ws, "typing", WAIT).await.unwrap();
+    assert_eq!(typing.last().unwrap()["data"]["userId"], ada.id);
+    let presence = DispatcherServiceClient::new(app.channel().await)
+        .get_presence(authed(&bob.token, GetPresenceRequest { user_ids: vec![ada.id.clone()] }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(presence.presences[0].status(), PresenceStatus::Online);
+    drop(ada_ws);
+    let offline = ws::until(&mut bob_ws, "presence", WAIT).await.unwrap();
+    assert_eq!(offline.last().unwrap()["data"]["status"], "PRESENCE_STATUS_OFFLINE");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_as_slow_while_another_gets_everything() {
+    let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
+    config.ws.drain_secs = 30;
+    let app = TestApp::spawn_with(config).await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let (mut slow, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let (mut reader, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let big = "x".repeat(3900);
+    // why: enough bytes to fill the socket buffers and both session queues (frames are shared, not copied)
+    let count = 4000;
+    let drain = tokio::spawn(async move {
+        let mut got = 0;
+        while let Some(frame) = ws::next_frame(&mut reader, WAIT).await {
+            if frame["event"] == "chat.created" {
+                got += 1;
+                if got == count {
+                    break;
+                }
+            }
+        }
+        got
+    });
+    let chats = app.chats().await;
+    let sends = (0..count).map(|i| {
+        let mut chats = chats.clone();
+        let request =
+            pb::CreateChatRequest { channel_id: id.clone(), text: format!("{i} {big}"), ..Default::default() };
+        let token = ada.token.clone();
+        async move { chats.create_chat(authed(&token, request)).await.map(|_| ()) }
+    });
+    let sent: Vec<_> = futures::stream::iter(sends).buffer_unordered(64).collect().await;
+    assert!(sent.iter().all(Result::is_ok));
+    assert_eq!(drain.await.unwrap(), count, "the reading client got every chat");
+    let mut close = None;
+    while let Some(received) = ws::next(&mut slow, WAIT).await {
+        if let Received::Closed(code) = received {
+            close = Some(code);
+            break;
+        }
+    }
+    assert_eq!(close, Some(Some(4008)), "closed with the slow-consumer code");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_errors_or_close_codes_and_others_keep_receiving() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada").await;
+    let id = app.group(&ada, ChannelVisibility::Private, &[]).await.channel_id;
+    let (mut good, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let (mut bad, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let error_code = |frame: Option<Value>| frame.map(|f| (f["event"].clone(), f["data"]["code"].clone()));
+
+    bad.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(error_code(ws::next_frame(&mut bad, WAIT).await), Some((json!("error"), json!("MALFORMED_FRAME"))));
+    ws::send(&mut bad, json!({"event": "nope", "data": {}})).await;
+    assert_eq!(error_code(ws::next_frame(&mut bad, WAIT).await), Some((json!("error"), json!("UNKNOWN_EVENT"))));
+    bad.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(error_code(ws::next_frame(&mut bad, WAIT).await), Some((json!("error"), json!("BINARY_NOT_ACCEPTED"))));
+    ws::send(&mut bad, json!({"event": "ping", "data": {}})).await;
+    assert_eq!(ws::next_frame(&mut bad, WAIT).await.unwrap()["event"], "pong");
+    ws::send(&mut bad, json!({"event": "ack", "data": {"channelId": "nope"}})).await;
+    assert_eq!(error_code(ws::next_frame(&mut bad, WAIT).await).unwrap().1, json!("INVALID_ARGUMENT"));
+
+    let chat = send(&app, &ada, &id, "still here").await;
+    assert!(gets_chat(&mut good, &chat.chat_id, WAIT).await);
+
+    bad.send(Message::Text("y".repeat(70 * 1024).into())).await.unwrap();
+    let mut code = None;
+    while let Some(received) = ws::next(&mut bad, WAIT).await {
+        if let Received::Closed(c) = received {
+            code = c;
+            break;
+        }
+    }
+    assert_eq!(code, Some(1009), "oversized messages close with 1009");
+
+    let (mut invalid, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    invalid
+        .send(Message::Frame(Frame::message(
+            vec![0xff, 0xfe, 0xfd],
+            OpCode::Data(tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text),
+            true,
+        )))
+        .await
+        .unwrap();
+    let mut code = None;
+    while let Some(received) = ws::next(&mut invalid, WAIT).await {
+        if let Received::Closed(c) = received {
+            code = c;
+            break;
+        }
+    }
+    assert_eq!(code, Some(1007), "invalid UTF-8 closes with 1007");
+
+    let chat = send(&app, &ada, &id, "and still here").await;
+    assert!(gets_chat(&mut good, &chat.chat_id, WAIT).await, "the well-behaved connection kept receiving");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_before_the_upgrade_and_logout_closes_sockets() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada").await;
+    for query in ["", "?token=forged", "?token="] {
+        let url = format!("ws://{}/{query}", app.ws_addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401, "{query}"),
+            other => panic!("{query}: expected 401, got {other:?}"),
+        }
+    }
+    let (mut socket, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    app.users().await.logout(authed(&ada.token, LogoutRequest {})).await.unwrap();
+    let mut code = None;
+    while let Some(received) = ws::next(&mut socket, WAIT).await {
+        if let Received::Closed(c) = received {
+            code = c;
+            break;
+        }
+    }
+    assert_eq!(code, Some(4003), "logging out closes the device's sockets");
+
+    let mut internal = DispatcherInternalServiceClient::new(app.channel().await);
+    let (_, tokens) = app.register("bob@example.com").await;
+    let status = internal.publish(authed(&tokens.access_token, PublishRequest::default())).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+}
