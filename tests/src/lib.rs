@@ -211,8 +211,9 @@ pub mod ws {
 
     /// The next frame or close, or `None` after `wait`.
     pub async fn next(socket: &mut Socket, wait: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let message = tokio::time::timeout(wait, socket.next()).await.ok()?;
+            let message = tokio::time::timeout_at(deadline, socket.next()).await.ok()?;
             return Some(match message {
                 Some(Ok(Message::Text(text))) => Received::Frame(serde_json::from_str(&text).expect("JSON frames")),
                 Some(Ok(Message::Close(frame))) => Received::Closed(frame.map(|f| u16::from(f.code))),

@@ -427,3 +427,50 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_logout_closes_sockets() {
     let status = internal.publish(authed(&tokens.access_token, PublishRequest::default())).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
 }
+
+/// Reads until the socket closes; returns the close code.
+async fn close_code(socket: &mut ws::Socket, wait: Duration) -> Option<u16> {
+    while let Some(received) = ws::next(socket, wait).await {
+        if let Received::Closed(code) = received {
+            return code;
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_peer_that_misses_pongs_is_closed() {
+    let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
+    config.ws.ping_interval_secs = 1;
+    config.ws.pong_timeout_secs = 1;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let (mut answering, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let (mut silent, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    // the answering client reads (its library answers pings); the silent one reads nothing
+    assert_eq!(ws::next(&mut answering, Duration::from_secs(4)).await, None, "no close while pongs come back");
+    assert_eq!(close_code(&mut silent, WAIT).await, Some(4009));
+}
+
+#[tokio::test]
+async fn an_expiring_token_closes_the_socket_unless_renewed_in_band() {
+    let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
+    config.auth.access_ttl_secs = 3;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let (mut expiring, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let (mut renewed, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fresh = app.login("ada@example.com", "correct horse battery").await.unwrap().access_token;
+    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": fresh}})).await;
+    assert_eq!(ws::next_frame(&mut renewed, WAIT).await.unwrap()["event"], "authenticated");
+    assert_eq!(close_code(&mut expiring, WAIT).await, Some(4001));
+    // the renewed socket outlives the first token (its own expires a little later)
+    let bob = app.user("bob").await;
+    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": bob.token}})).await;
+    assert_eq!(
+        ws::next_frame(&mut renewed, WAIT).await.unwrap()["data"]["code"],
+        "PERMISSION_DENIED",
+        "another user's token"
+    );
+}
