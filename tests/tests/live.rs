@@ -457,20 +457,46 @@ async fn an_expiring_token_closes_the_socket_unless_renewed_in_band() {
     let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
     config.auth.access_ttl_secs = 3;
     let app = TestApp::spawn_with(config).await;
-    let ada = app.user("ada").await;
-    let (mut expiring, _) = ws::connect(app.ws_addr, &ada.token, "").await;
-    let (mut renewed, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let (_, tokens) = app.register("ada@example.com").await;
+    let (mut expiring, _) = ws::connect(app.ws_addr, &tokens.access_token, "").await;
+    let (mut renewed, _) = ws::connect(app.ws_addr, &tokens.access_token, "").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let fresh = app.login("ada@example.com", "correct horse battery").await.unwrap().access_token;
-    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": fresh}})).await;
+    // a refreshed token of the same login session renews the socket in band
+    let refresh = chatmesh_api::user::v1::RefreshTokenRequest { refresh_token: tokens.refresh_token.clone() };
+    let fresh = app.users().await.refresh_token(refresh).await.unwrap().into_inner().tokens.unwrap();
+    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": fresh.access_token}})).await;
     assert_eq!(ws::next_frame(&mut renewed, WAIT).await.unwrap()["event"], "authenticated");
     assert_eq!(close_code(&mut expiring, WAIT).await, Some(4001));
-    // the renewed socket outlives the first token (its own expires a little later)
-    let bob = app.user("bob").await;
-    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": bob.token}})).await;
+    // the renewed socket outlives the first token; another login session's token is refused
+    let other = app.login("ada@example.com", "correct horse battery").await.unwrap().access_token;
+    ws::send(&mut renewed, json!({"event": "auth", "data": {"token": other}})).await;
+    let refused = ws::next_frame(&mut renewed, WAIT).await.unwrap();
+    assert_eq!(refused["data"]["code"], "PERMISSION_DENIED", "{refused}");
+}
+
+#[tokio::test]
+async fn members_hear_a_deletion_and_a_socket_scoped_to_a_left_channel_is_closed() {
+    let app = TestApp::spawn().await;
+    let (ada, bob) = (app.user("ada").await, app.user("bob").await);
+    let mut channels = app.channels().await;
+    let doomed = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let left = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
+    let (mut scoped, _) = ws::connect(app.ws_addr, &bob.token, &format!("&channel_id={left}")).await;
+
+    channels
+        .delete_channel(authed(&ada.token, channel_pb::DeleteChannelRequest { channel_id: doomed.clone() }))
+        .await
+        .unwrap();
+    let heard = ws::until(&mut bob_ws, "channel.deleted", WAIT).await.expect("members hear the deletion");
+    assert_eq!(heard.last().unwrap()["data"]["channelId"], doomed);
+
+    let leave = channel_pb::DeleteMemberRequest { channel_id: left.clone(), user_id: bob.id.clone() };
+    channels.delete_member(authed(&bob.token, leave)).await.unwrap();
+    send(&app, &ada, &left, "after bob left").await;
     assert_eq!(
-        ws::next_frame(&mut renewed, WAIT).await.unwrap()["data"]["code"],
-        "PERMISSION_DENIED",
-        "another user's token"
+        close_code(&mut scoped, WAIT).await,
+        Some(4004),
+        "a socket for that channel alone has nothing left to follow"
     );
 }

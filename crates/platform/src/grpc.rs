@@ -157,6 +157,8 @@ pub struct Policy {
     limiter: DefaultKeyedRateLimiter<u64>,
     default_deadline: Duration,
     open_methods: HashSet<&'static str>,
+    /// Calls since the limiter last forgot idle users.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Policy {
@@ -174,6 +176,7 @@ impl Policy {
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             default_deadline: config.default_deadline(),
             open_methods: OPEN_METHODS.iter().copied().collect(),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -197,6 +200,10 @@ impl Policy {
                 return Err(Status::unauthenticated("service tokens are not accepted on public rpcs"));
             }
             (Caller::User { user_id, .. }, false) => {
+                // why: the keyed limiter keeps a cell per user; forget idle ones now and then.
+                if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000 == 9_999 {
+                    self.limiter.retain_recent();
+                }
                 if let Err(not_until) = self.limiter.check_key(user_id) {
                     let wait = not_until.wait_time_from(self.limiter_clock_now());
                     return Err(rate_limited("too many requests", wait));

@@ -80,17 +80,26 @@ impl Link {
             SessionHandle { live: live_tx, control: control_tx, ready: Some(ready_tx) },
         );
         drop(inner);
-        up.try_send(AttachRequest { command: Some(Up::SessionOpened(opened)) }).map_err(|e| e.to_string())?;
+        let session_id = opened.session_id.clone();
+        if let Err(e) = up.try_send(AttachRequest { command: Some(Up::SessionOpened(opened)) }) {
+            self.inner().sessions.remove(&session_id);
+            return Err(e.to_string());
+        }
         Ok(Registration { live, control, ready })
     }
 
-    /// Forgets a session and tells the dispatcher.
-    pub fn close(&self, session_id: &str) {
-        let mut inner = self.inner();
-        inner.sessions.remove(session_id);
-        if let Some(up) = &inner.up {
+    /// Forgets a session and tells the dispatcher (waiting for room: a lost close would leave
+    /// the user online there for good; a broken stream forgets every session anyway).
+    pub async fn close(&self, session_id: &str) {
+        let up = {
+            let mut inner = self.inner();
+            inner.sessions.remove(session_id);
+            inner.up.clone()
+        };
+        if let Some(up) = up {
             let closed = SessionClosed { session_id: session_id.to_owned() };
-            let _ = up.try_send(AttachRequest { command: Some(Up::SessionClosed(closed)) });
+            let request = AttachRequest { command: Some(Up::SessionClosed(closed)) };
+            let _ = tokio::time::timeout(Duration::from_secs(5), up.send(request)).await;
         }
     }
 
@@ -161,8 +170,12 @@ impl Link {
                                 let frame = Arc::new(Frame { channel, event_id, text: text.into() });
                                 self.route(&delivery.session_ids, frame);
                             }
-                            Some(Down::CloseSession(close)) => {
-                                self.control(&close.session_id, Control::Close(close::LOGGED_OUT, close.reason));
+                            Some(Down::CloseSession(closing)) => {
+                                let code = u16::try_from(closing.close_code)
+                                    .ok()
+                                    .filter(|c| *c >= 1000)
+                                    .unwrap_or(close::LOGGED_OUT);
+                                self.control(&closing.session_id, Control::Close(code, closing.reason));
                             }
                             Some(Down::SessionReady(ready)) => {
                                 let channels = ready.channel_ids.iter().filter_map(|id| id.parse().ok()).collect();

@@ -53,8 +53,14 @@ enum Out {
 
 type Replay = Vec<(u64, Result<Vec<ChannelEvent>, &'static str>)>;
 
+/// How long live frames are held after `ready` for a `resume` to come first.
+const RESUME_WINDOW: Duration = Duration::from_millis(500);
+/// Client-initiated calls in flight per connection.
+const CALLS_IN_FLIGHT: usize = 8;
+
 struct Session {
     gateway: Arc<Gateway>,
+    calls: Arc<tokio::sync::Semaphore>,
     id: String,
     identity: Identity,
     out: mpsc::Sender<Out>,
@@ -109,6 +115,7 @@ pub async fn run(
     let writer = tokio::spawn(write_loop(sink, out_rx, close_rx));
     let mut session = Session {
         gateway: gateway.clone(),
+        calls: Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT)),
         id: session_id.clone(),
         identity,
         out: out_tx,
@@ -116,7 +123,7 @@ pub async fn run(
         channels: HashSet::new(),
     };
     let (code, reason) = session.serve(stream, registration, shutdown).await;
-    gateway.link.close(&session_id);
+    gateway.link.close(&session_id).await;
     let _ = close_tx.try_send((code, reason));
     // why: a client that stopped reading may never take its close frame; do not wait forever.
     drain(writer, Duration::from_secs(gateway.settings.drain_secs.max(1))).await;
@@ -204,7 +211,11 @@ impl Session {
         let settings = self.gateway.settings.clone();
         let mut heartbeat = tokio::time::interval(Duration::from_secs(settings.ping_interval_secs.max(1)));
         heartbeat.tick().await;
+        let pong_timeout = Duration::from_secs(settings.pong_timeout_secs);
         let mut awaiting_pong: Option<Instant> = None;
+        // why: a client usually resumes right after `ready`; holding live frames briefly keeps
+        // them from overtaking the replay (which would leave an unfillable gap).
+        let mut holding_until = Some(tokio::time::Instant::now() + RESUME_WINDOW);
         // while resuming: the replay task, and the live frames buffered meanwhile
         let mut replaying: Option<JoinHandle<Replay>> = None;
         let mut buffered: Vec<Arc<Frame>> = Vec::new();
@@ -214,8 +225,27 @@ impl Session {
                 () = shutdown.cancelled() => return (close::RECONNECT, "server restarting".into()),
                 () = tokio::time::sleep(expiry) => return (close::TOKEN_EXPIRED, "token expired".into()),
                 Some(Control::Close(code, reason)) = control.recv() => return (code, reason),
+                () = async {
+                    match holding_until {
+                        Some(until) => tokio::time::sleep_until(until).await,
+                        None => std::future::pending().await,
+                    }
+                }, if holding_until.is_some() && replaying.is_none() => {
+                    holding_until = None;
+                    if !self.flush(std::mem::take(&mut buffered)).await {
+                        return (close::SLOW_CONSUMER, "slow consumer".into());
+                    }
+                }
+                () = async {
+                    match awaiting_pong {
+                        Some(sent) => tokio::time::sleep_until((sent + pong_timeout).into()).await,
+                        None => std::future::pending().await,
+                    }
+                }, if awaiting_pong.is_some() => {
+                    return (close::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
+                }
                 Some(frame) = live.recv() => {
-                    if replaying.is_some() {
+                    if replaying.is_some() || holding_until.is_some() {
                         // why: bounded even while a replay runs; a client this far behind resumes anew.
                         if buffered.len() >= settings.send_queue * 8 {
                             return (close::SLOW_CONSUMER, "slow consumer".into());
@@ -237,9 +267,6 @@ impl Session {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if awaiting_pong.is_some_and(|sent| sent.elapsed() > Duration::from_secs(settings.pong_timeout_secs)) {
-                        return (close::HEARTBEAT_TIMEOUT, "heartbeat timeout".into());
-                    }
                     if awaiting_pong.is_none() {
                         awaiting_pong = Some(Instant::now());
                         let _ = self.out.try_send(Out::Ping);
@@ -247,10 +274,17 @@ impl Session {
                 }
                 message = stream.next() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(replay) = self.on_frame(text.as_str()).await
-                            && let Some(previous) = replaying.replace(replay)
-                        {
-                            previous.abort();
+                        let replay = self.on_frame(text.as_str(), replaying.is_some()).await;
+                        if let Some(replay) = replay {
+                            replaying = Some(replay);
+                        } else if holding_until.take().is_some() && replaying.is_none() {
+                            // the first frame was not a resume: release what was held
+                            if !self.flush(std::mem::take(&mut buffered)).await {
+                                return (close::SLOW_CONSUMER, "slow consumer".into());
+                            }
+                        }
+                        if replaying.is_some() {
+                            holding_until = None;
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -274,7 +308,10 @@ impl Session {
     }
 
     async fn send_ready(&mut self) -> bool {
-        let request = GetUnreadCountsRequest { channel_ids: self.channels.iter().map(u64::to_string).collect() };
+        // why: for an all-channel session the chat service resolves the channels itself (no
+        // 100-id batch limit); a scoped session asks for its one channel.
+        let request =
+            GetUnreadCountsRequest { channel_ids: self.identity.channel_id.iter().map(u64::to_string).collect() };
         let counts = if self.channels.is_empty() {
             Vec::new()
         } else {
@@ -292,7 +329,7 @@ impl Session {
     }
 
     /// Handles one client frame; returns a replay task when it is a `resume`.
-    async fn on_frame(&mut self, text: &str) -> Option<JoinHandle<Replay>> {
+    async fn on_frame(&mut self, text: &str, resuming: bool) -> Option<JoinHandle<Replay>> {
         let Ok(frame) = serde_json::from_str::<Value>(text) else {
             self.push(frames::error("MALFORMED_FRAME", "frames are JSON objects: {\"event\": ..., \"data\": {...}}"));
             return None;
@@ -303,9 +340,12 @@ impl Session {
             client::PING => {
                 self.push(frames::frame(server::PONG, json!({})));
             }
-            client::ACK | client::ON_ACK => self.on_ack(&data).await,
-            client::TYPING => self.on_typing(&data).await,
+            client::ACK | client::ON_ACK => self.on_ack(&data),
+            client::TYPING => self.on_typing(&data),
             client::AUTH => self.on_auth(&data),
+            client::RESUME if resuming => {
+                self.push(frames::error("RESUME_IN_PROGRESS", "wait for `resumed` before resuming again"));
+            }
             client::RESUME => return self.on_resume(&data),
             other => {
                 self.push(frames::error("UNKNOWN_EVENT", &format!("unknown event {other:?}")));
@@ -314,12 +354,27 @@ impl Session {
         None
     }
 
-    fn reply_status(&self, status: &tonic::Status) {
-        let code = chatmesh_platform::ErrorCode::from_grpc(status.code()).name();
-        self.push(frames::error(code, status.message()));
+    /// Runs a client-initiated call off the session loop (so live frames keep flowing while
+    /// it waits), at most a few at a time; a failure comes back as an `error` frame.
+    fn call<F>(&self, call: F)
+    where
+        F: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
+    {
+        let Ok(permit) = self.calls.clone().try_acquire_owned() else {
+            self.push(frames::error("TOO_MANY_REQUESTS", "too many requests in flight on this connection"));
+            return;
+        };
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            if let Err(status) = call.await {
+                let code = chatmesh_platform::ErrorCode::from_grpc(status.code()).name();
+                let _ = out.try_send(Out::Text(frames::error(code, status.message()).into()));
+            }
+            drop(permit);
+        });
     }
 
-    async fn on_ack(&mut self, data: &Value) {
+    fn on_ack(&mut self, data: &Value) {
         let Some(channel_id) = data.get("channelId").and_then(id_value) else {
             self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
             return;
@@ -336,35 +391,34 @@ impl Session {
             None => None,
         };
         let request = AckChatsRequest { channel_id: channel_id.to_string(), chat_id, created_at };
-        if let Err(status) = self.chat().ack_chats(authed(&self.identity.token, request)).await {
-            self.reply_status(&status);
-        }
+        let (mut chat, token) = (self.chat(), self.identity.token.clone());
+        self.call(async move { chat.ack_chats(authed(&token, request)).await.map(|_| ()) });
     }
 
-    async fn on_typing(&mut self, data: &Value) {
+    fn on_typing(&mut self, data: &Value) {
         let Some(channel_id) = data.get("channelId").and_then(id_value) else {
             self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
             return;
         };
         let mut dispatcher = DispatcherServiceClient::new(self.gateway.dispatcher.clone());
         let request = SendTypingRequest { channel_id: channel_id.to_string() };
-        if let Err(status) = dispatcher.send_typing(authed(&self.identity.token, request)).await {
-            self.reply_status(&status);
-        }
+        let token = self.identity.token.clone();
+        self.call(async move { dispatcher.send_typing(authed(&token, request)).await.map(|_| ()) });
     }
 
     /// Renews the session's token in band, so sockets need not reconnect at expiry.
     fn on_auth(&mut self, data: &Value) {
         let token = data.get("token").and_then(Value::as_str).unwrap_or_default();
         match self.gateway.auth.verify_until(token) {
-            Ok((Caller::User { user_id, session_id }, expires)) if user_id == self.identity.user_id => {
+            Ok((Caller::User { user_id, session_id }, expires))
+                if user_id == self.identity.user_id && session_id == self.identity.login_session =>
+            {
                 self.identity.token = token.to_owned();
-                self.identity.login_session = session_id;
                 self.identity.expires_at_secs = expires;
                 self.push(frames::frame(server::AUTHENTICATED, json!({ "expiresAt": expires })));
             }
             Ok(_) => {
-                self.push(frames::error("PERMISSION_DENIED", "the token is for another user"));
+                self.push(frames::error("PERMISSION_DENIED", "the token is for another user or login session"));
             }
             Err(e) => {
                 self.push(frames::error("UNAUTHENTICATED", &e.to_string()));
@@ -386,10 +440,16 @@ impl Session {
                 continue;
             };
             let last = id_value(last).unwrap_or(0);
-            plan.push((channel, last));
-            // why: nothing at or before the resume point may be sent again on this connection.
             let sent = self.last_sent.entry(channel).or_insert(0);
-            *sent = (*sent).max(last);
+            if *sent > last {
+                // why: live events past the resume point already went out; replaying the gap now
+                // would be out of order, so the client refetches instead.
+                self.push(frames::resync(channel, "live_ahead"));
+                continue;
+            }
+            // why: nothing at or before the resume point may be sent again on this connection.
+            *sent = last;
+            plan.push((channel, last));
         }
         let (chat, token, cap) = (self.chat(), self.identity.token.clone(), self.gateway.settings.replay_cap);
         Some(tokio::spawn(replay(chat, token, plan, cap)))
@@ -416,12 +476,17 @@ impl Session {
                 }
             }
         }
+        self.flush(buffered).await && self.push(frames::frame(server::RESUMED, json!({})))
+    }
+
+    /// Sends held live frames in order, deduplicated.
+    async fn flush(&mut self, buffered: Vec<Arc<Frame>>) -> bool {
         for frame in buffered {
-            if !self.send_waiting(&frame, deadline).await {
+            if !self.send_waiting(&frame, Duration::from_secs(10)).await {
                 return false;
             }
         }
-        self.push(frames::frame(server::RESUMED, json!({})))
+        true
     }
 
     /// Like `push_live`, but waits (up to `deadline`) for room: a replay is bounded by the cap.

@@ -14,7 +14,7 @@ use chatmesh_api::{
 use chatmesh_platform::{
     auth::user_of,
     error::invalid_field,
-    ids::{max_id_at, unix_ms_of},
+    ids::{max_id_at, now_ms, unix_ms_of},
     page, validate,
 };
 use tokio::sync::watch;
@@ -369,7 +369,8 @@ impl ChatService for ChatApi {
             if at.seconds < 0 || !(0..1_000_000_000).contains(&at.nanos) {
                 return Err(invalid_field("created_at", "is not a valid time"));
             }
-            let ms = at.seconds as u64 * 1000 + at.nanos as u64 / 1_000_000;
+            // why: a time past now names no chat yet; clamping also keeps the arithmetic in range.
+            let ms = (at.seconds as u64).saturating_mul(1000).saturating_add(at.nanos as u64 / 1_000_000).min(now_ms());
             // why: ids carry their creation millisecond, so "the newest chat at or before t" is a key range.
             core.store.newest_chat_at_or_before(channel_id, max_id_at(ms)).await.map_err(ChatError::from)?
         } else {

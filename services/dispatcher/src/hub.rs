@@ -120,11 +120,25 @@ impl Hub {
 
     /// The sessions of `user` (optionally only one login session), grouped by gateway.
     pub fn user_targets(&self, user: u64, login_session: Option<&str>) -> Targets {
+        self.user_sessions_where(user, |session| login_session.is_none_or(|sid| sid == session.login_session))
+    }
+
+    /// The sessions of `user` that follow `channel` or every channel of theirs.
+    pub fn user_targets_in(&self, user: u64, channel: u64) -> Targets {
+        self.user_sessions_where(user, |session| session.all_channels || session.channels.contains(&channel))
+    }
+
+    /// The sessions of `user` scoped to `channel` alone.
+    pub fn scoped_targets(&self, user: u64, channel: u64) -> Targets {
+        self.user_sessions_where(user, |session| !session.all_channels && session.channels.contains(&channel))
+    }
+
+    fn user_sessions_where(&self, user: u64, keep: impl Fn(&Session) -> bool) -> Targets {
         let state = self.state();
         let mut by_gateway: HashMap<u64, Vec<String>> = HashMap::new();
         for session_id in state.by_user.get(&user).into_iter().flatten() {
             if let Some(session) = state.sessions.get(session_id)
-                && login_session.is_none_or(|sid| sid == session.login_session)
+                && keep(session)
             {
                 by_gateway.entry(session.gateway).or_default().push(session_id.clone());
             }
@@ -176,6 +190,9 @@ impl Hub {
             }
             if let Some(followers) = state.followers.get_mut(&channel) {
                 followers.remove(&id);
+                if followers.is_empty() {
+                    state.followers.remove(&channel);
+                }
             }
         }
     }
@@ -211,11 +228,15 @@ pub async fn deliver(targets: Targets, event: &LiveEvent) {
     }
 }
 
+/// WebSocket close codes the dispatcher asks for (see docs/websocket.md).
+pub const CLOSE_LOGGED_OUT: u32 = 4003;
+pub const CLOSE_CHANNEL_LEFT: u32 = 4004;
+
 /// Asks gateways to close sessions.
-pub async fn close(targets: Targets, reason: &str) {
+pub async fn close(targets: Targets, close_code: u32, reason: &str) {
     for (tx, session_ids) in targets {
         for session_id in session_ids {
-            let close = CloseSession { session_id, reason: reason.to_owned() };
+            let close = CloseSession { session_id, reason: reason.to_owned(), close_code };
             let _ = tx.send(Ok(AttachResponse { command: Some(Command::CloseSession(close)) })).await;
         }
     }

@@ -103,22 +103,37 @@ impl Core {
     /// checked, drop the followers who are no longer members (so a kicked user gets nothing
     /// sent after the kick returned).
     async fn verify_followers(&self, channel: u64) -> Result<(), Status> {
-        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&channel).copied().unwrap_or(0);
-        if self.membership.epochs().is_current(channel, verified) && verified != 0 {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&channel).copied();
+        if verified.is_some_and(|epoch| self.membership.epochs().is_current(channel, epoch)) {
             return Ok(());
         }
-        let mut epoch = verified;
+        // why: the oldest epoch among the answers is what every follower was checked at; a
+        // change landing mid-loop leaves it stale, so the next event checks again.
+        let mut oldest: Option<u64> = None;
         for user in self.hub.following_users(channel) {
             let answer = self.membership.check(channel, user).await?;
-            epoch = epoch.max(answer.membership_epoch as u64);
+            let epoch = answer.membership_epoch as u64;
+            oldest = Some(oldest.map_or(epoch, |o| o.min(epoch)));
             if !(answer.channel_exists && answer.is_member) {
-                self.hub.unfollow(user, channel);
+                self.unfollow(user, channel).await;
             }
         }
-        if epoch > 0 {
+        if let Some(epoch) = oldest {
             self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(channel, epoch);
         }
         Ok(())
+    }
+
+    /// New followers were added to `channel` outside a verification: check it again next time.
+    fn unverify(&self, channel: u64) {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
+    }
+
+    /// `user` no longer follows `channel`; sessions scoped to it alone are closed.
+    async fn unfollow(&self, user: u64, channel: u64) {
+        let scoped = self.hub.scoped_targets(user, channel);
+        self.hub.unfollow(user, channel);
+        hub::close(scoped, hub::CLOSE_CHANNEL_LEFT, "no longer a member of the channel").await;
     }
 
     /// Whether receipts, typing and presence fan out in `channel` (asked as `user`, a member).
@@ -126,7 +141,9 @@ impl Core {
         match self.membership.check(channel, user).await {
             Ok(answer) => {
                 answer.channel_exists
-                    && (answer.kind() == ChannelKind::Direct || answer.member_count as u32 <= self.small_channel_max)
+                    && (answer.kind() == ChannelKind::Direct
+                        || (answer.kind() == ChannelKind::Group
+                            && answer.member_count as u32 <= self.small_channel_max))
             }
             Err(_) => false,
         }
@@ -134,6 +151,14 @@ impl Core {
 
     async fn publish(&self, event: ChannelEvent) -> Result<(), Status> {
         let channel = validate::id("events.channel_id", &event.channel_id)?;
+        if event.r#type() == EventType::ChannelDeleted {
+            // why: the channel is gone, so verification would unfollow everyone before they hear it.
+            let live = LiveEvent { event: Some(Event::ChannelEvent(event)) };
+            hub::deliver(self.hub.targets(channel, None), &live).await;
+            self.hub.drop_channel(channel);
+            self.unverify(channel);
+            return Ok(());
+        }
         self.verify_followers(channel).await?;
         let subject = match &event.payload {
             Some(Payload::Member(member)) => member.user_id.parse::<u64>().ok(),
@@ -144,18 +169,18 @@ impl Core {
         let live = LiveEvent { event: Some(Event::ChannelEvent(event)) };
         match (kind, subject) {
             (EventType::MemberJoined, Some(user)) => {
-                self.hub.follow(user, channel);
+                // why: the event may trail a later kick; follow only a current member.
+                if self.membership.check(channel, user).await.is_ok_and(|a| a.channel_exists && a.is_member) {
+                    self.hub.follow(user, channel);
+                    self.unverify(channel);
+                }
                 hub::deliver(self.hub.targets(channel, None), &live).await;
             }
             (EventType::MemberLeft, Some(user)) => {
-                // why: the leaver hears of it on every device, members once each.
+                // why: the leaver hears of it on each device that followed the channel, members once each.
                 hub::deliver(self.hub.targets(channel, Some(user)), &live).await;
-                hub::deliver(self.hub.user_targets(user, None), &live).await;
-                self.hub.unfollow(user, channel);
-            }
-            (EventType::ChannelDeleted, _) => {
-                hub::deliver(self.hub.targets(channel, None), &live).await;
-                self.hub.drop_channel(channel);
+                hub::deliver(self.hub.user_targets_in(user, channel), &live).await;
+                self.unfollow(user, channel).await;
             }
             (EventType::ChatAcked, _) => {
                 if self.is_small(channel, actor).await {
@@ -269,7 +294,7 @@ impl DispatcherInternalService for DispatcherInternalApi {
         let req = request.into_inner();
         let user = validate::id("user_id", &req.user_id)?;
         let login_session = (!req.login_session_id.is_empty()).then_some(req.login_session_id.as_str());
-        hub::close(self.core.hub.user_targets(user, login_session), "logged out").await;
+        hub::close(self.core.hub.user_targets(user, login_session), hub::CLOSE_LOGGED_OUT, "logged out").await;
         Ok(Response::new(pb::DisconnectUserResponse {}))
     }
 }
