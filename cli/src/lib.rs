@@ -185,8 +185,10 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         tracing::info!(addr = %running.grpc_addr.unwrap_or(config.grpc.listen), "gRPC listening");
     }
     if parts.contains(&Part::Rest) {
+        let services = peers.by_service();
         let (addr, task) =
-            serve_http("REST", config.rest.listen, chatmesh_gateway_rest::router(auth.clone()), &shutdown).await?;
+            serve_http("REST", config.rest.listen, chatmesh_gateway_rest::router(auth.clone(), services), &shutdown)
+                .await?;
         running.rest_addr = Some(addr);
         tasks.spawn(task);
     }
@@ -370,6 +372,31 @@ impl Peers {
             dispatcher: reach(Part::Dispatcher, &config.peers.dispatcher)?,
             epochs: Arc::new(EpochBoard::new()),
         })
+    }
+
+    /// One transport to every gRPC part, routing each call by its service's package
+    /// (`/chatmesh.chat.v1.ChatService/...` → the chat part); a part with no transport answers
+    /// UNAVAILABLE.
+    fn by_service(&self) -> GrpcChannel {
+        let parts = [
+            ("/chatmesh.user.", self.user.clone()),
+            ("/chatmesh.channel.", self.channel.clone()),
+            ("/chatmesh.chat.", self.chat.clone()),
+            ("/chatmesh.dispatcher.", self.dispatcher.clone()),
+        ];
+        tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<tonic::body::Body>| {
+            let target = parts
+                .iter()
+                .find(|(prefix, _)| request.uri().path().starts_with(prefix))
+                .and_then(|(_, channel)| channel.clone());
+            async move {
+                use tower::ServiceExt;
+                match target {
+                    Some(channel) => channel.oneshot(request).await,
+                    None => Ok(tonic::Status::unavailable("no peer serves this service").into_http()),
+                }
+            }
+        }))
     }
 
     /// The transport to `peer`, which `part` cannot run without.

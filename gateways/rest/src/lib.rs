@@ -1,40 +1,195 @@
-//! REST edge gateway: HTTP/JSON translated to the services' gRPC contracts.
+//! REST edge gateway: HTTP/JSON transcoded to the services' gRPC contracts.
 //!
-//! Not built yet beyond its edge: it verifies bearer tokens (401 in the one error shape) and
-//! answers every API route with 501 until the REST issue lands. It holds no business state.
+//! Routes come from the `google.api.http` options in proto/ (read from the descriptor set),
+//! requests and responses follow the proto3 JSON mapping, and errors use the one error shape
+//! of the platform's error-code table. The gateway is thin: it verifies the bearer token at
+//! the edge (401), forwards it, and maps statuses; every rule lives in a service.
 
-use std::sync::Arc;
+mod codec;
+pub mod routes;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{Request, State},
-    http::Method,
-    response::Response,
-    routing::get,
+    extract::{Query, RawPathParams, Request},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, MethodRouter},
 };
 use chatmesh_platform::{
     ErrorCode,
     auth::{Authenticator, bearer_token},
-    error::http_response,
+    error::{http_error_body, http_response},
+    grpc::GrpcChannel,
 };
+use http::{HeaderMap, HeaderValue, header};
+use prost_reflect::{DeserializeOptions, DynamicMessage, Kind, MessageDescriptor};
+use serde_json::{Map, Value};
 
-/// Routes anyone may call without a token (their RPCs are open).
-const OPEN_ROUTES: &[(Method, &str)] =
-    &[(Method::POST, "/api/v1/users"), (Method::POST, "/api/v1/auth/login"), (Method::POST, "/api/v1/auth/refresh")];
+pub use routes::{Route, routes};
 
-/// The gateway's router.
-pub fn router(auth: Arc<Authenticator>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/{*path}", axum::routing::any(api))
-        .fallback(|| async { http_response(ErrorCode::NotFound, "no such route") })
-        .with_state(auth)
+/// Largest request body accepted (media never passes through the API).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a request may take before the gateway answers 504.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Headers carried from HTTP into the gRPC call.
+const FORWARDED: [&str; 4] = ["authorization", "x-request-id", "traceparent", "tracestate"];
+
+struct State {
+    auth: Arc<Authenticator>,
+    services: GrpcChannel,
 }
 
-async fn api(State(auth): State<Arc<Authenticator>>, request: Request) -> Response {
-    let open = OPEN_ROUTES.iter().any(|(m, p)| m == request.method() && p == &request.uri().path());
-    if !open && let Err(e) = bearer_token(request.headers()).and_then(|token| auth.verify(token)) {
+/// The gateway's router: every REST route of the contracts; 404 and 405 in the error shape.
+pub fn router(auth: Arc<Authenticator>, services: GrpcChannel) -> Router {
+    let state = Arc::new(State { auth, services });
+    let mut by_path: HashMap<String, MethodRouter> = HashMap::new();
+    for route in routes::routes() {
+        let Ok(filter) = MethodFilter::try_from(route.method.clone()) else { continue };
+        let path = route.path.clone();
+        let (state, route) = (state.clone(), Arc::new(route));
+        let handler = move |params: RawPathParams, request: Request| {
+            let (state, route) = (state.clone(), route.clone());
+            async move { handle(&state, &route, params, request).await }
+        };
+        let methods = by_path.remove(&path).unwrap_or_default();
+        by_path.insert(path, methods.on(filter, handler));
+    }
+    let mut router = Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    for (path, methods) in by_path {
+        router = router.route(&path, methods);
+    }
+    router
+        .method_not_allowed_fallback(|| async {
+            http_response(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+        })
+        .fallback(|| async { http_response(ErrorCode::NotFound, "no such route") })
+}
+
+fn bad_request(message: &str) -> Response {
+    http_response(ErrorCode::InvalidArgument, message)
+}
+
+/// A gRPC status as an HTTP response in the one error shape (429s carry Retry-After).
+fn status_response(status: &tonic::Status) -> Response {
+    let (code, body) = http_error_body(status);
+    let mut response = (code, axum::Json(body)).into_response();
+    if let Some(retry) = status.metadata().get("retry-after").and_then(|v| v.to_str().ok())
+        && let Ok(value) = HeaderValue::from_str(retry)
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The request message's JSON: the body (for `body: "*"` routes), then query parameters,
+/// then path parameters.
+fn request_json(
+    route: &Route,
+    params: &RawPathParams,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Result<Value, String> {
+    let mut fields = Map::new();
+    if route.body && !body.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(object)) => fields = object,
+            Ok(_) => return Err("the body must be a JSON object".into()),
+            Err(e) => return Err(format!("malformed JSON: {e}")),
+        }
+    }
+    for (name, value) in query {
+        let field = route
+            .input
+            .get_field_by_json_name(name)
+            .or_else(|| route.input.get_field_by_name(name))
+            .ok_or_else(|| format!("unknown query parameter {name:?}"))?;
+        let value = match field.kind() {
+            Kind::Bool => match value.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(format!("{name}: must be true or false")),
+            },
+            _ => Value::String(value.clone()),
+        };
+        if field.is_list() {
+            let entry = fields.entry(field.json_name().to_owned()).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(values) = entry {
+                values.push(value);
+            }
+        } else {
+            fields.insert(field.json_name().to_owned(), value);
+        }
+    }
+    for (name, value) in params.iter() {
+        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Ok(Value::Object(fields))
+}
+
+fn message(input: &MessageDescriptor, json: Value) -> Result<DynamicMessage, String> {
+    DynamicMessage::deserialize_with_options(input.clone(), json, &DeserializeOptions::new().deny_unknown_fields(true))
+        .map_err(|e| format!("invalid request: {e}"))
+}
+
+fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) -> String {
+    for name in FORWARDED {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
+            && let Ok(value) = value.parse()
+        {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            if let Ok(value) = id.parse() {
+                request.metadata_mut().insert("x-request-id", value);
+            }
+            id
+        }
+    }
+}
+
+async fn handle(state: &State, route: &Route, params: RawPathParams, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if !route.open
+        && let Err(e) = bearer_token(&parts.headers).and_then(|token| state.auth.verify(token))
+    {
         return http_response(ErrorCode::Unauthenticated, &e.to_string());
     }
-    http_response(ErrorCode::Unimplemented, "the REST gateway is not built yet; use the gRPC API")
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return http_response(ErrorCode::PayloadTooLarge, "the body is over 1 MiB");
+    };
+    let query = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+        Ok(Query(query)) => query,
+        Err(e) => return bad_request(&format!("malformed query: {e}")),
+    };
+    let input = match request_json(route, &params, &query, &body).and_then(|json| message(&route.input, json)) {
+        Ok(input) => input,
+        Err(e) => return bad_request(&e),
+    };
+    let mut grpc_request = tonic::Request::new(input);
+    grpc_request.set_timeout(REQUEST_TIMEOUT);
+    let request_id = forward(&parts.headers, &mut grpc_request);
+    let Ok(path) = route.grpc_path.parse() else { return http_response(ErrorCode::Internal, "bad route") };
+    let mut grpc = tonic::client::Grpc::new(state.services.clone());
+    let call = async {
+        grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        grpc.unary(grpc_request, path, codec::DynamicCodec { output: route.output.clone() }).await
+    };
+    let mut response = match tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), call).await {
+        Err(_) => http_response(ErrorCode::DeadlineExceeded, "the request timed out"),
+        Ok(Err(status)) => status_response(&status),
+        Ok(Ok(answer)) => match serde_json::to_value(answer.into_inner()) {
+            Ok(json) => axum::Json(json).into_response(),
+            Err(e) => http_response(ErrorCode::Internal, &format!("could not encode the answer: {e}")),
+        },
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(method = %parts.method, path = %parts.uri.path(), status = response.status().as_u16(), %request_id, "rest");
+    response
 }
