@@ -186,9 +186,13 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     }
     if parts.contains(&Part::Rest) {
         let services = peers.by_service();
-        let (addr, task) =
-            serve_http("REST", config.rest.listen, chatmesh_gateway_rest::router(auth.clone(), services), &shutdown)
-                .await?;
+        let (addr, task) = serve_http(
+            "REST",
+            config.rest.listen,
+            chatmesh_gateway_rest::router(auth.clone(), services, &config.rest.cors_origins),
+            &shutdown,
+        )
+        .await?;
         running.rest_addr = Some(addr);
         tasks.spawn(task);
     }

@@ -13,6 +13,8 @@ import grpc
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The running server's addresses, filled by the `server` fixture.
+ADDRS: dict = {}
 
 
 def _free_port() -> int:
@@ -49,18 +51,23 @@ def stubs():
 
 @pytest.fixture(scope="session")
 def server():
-    """A `chatmesh up` on free ports and a temporary data dir; yields its gRPC address."""
+    """A `chatmesh up` on free ports and a temporary data dir; yields its gRPC address (and
+    `server_addrs` gives all three)."""
     binary = _binary()
     assert binary.exists(), f"build the binary first (cargo build): {binary}"
     data = tempfile.mkdtemp(prefix="chatmesh-data-")
     grpc_addr = f"127.0.0.1:{_free_port()}"
+    rest_addr = f"127.0.0.1:{_free_port()}"
+    ADDRS.update(grpc=grpc_addr, rest=rest_addr)
     args = [
         str(binary), "--data-dir", data, "up",
         "--grpc-listen", grpc_addr,
-        "--rest-listen", f"127.0.0.1:{_free_port()}",
+        "--rest-listen", rest_addr,
         "--ws-listen", f"127.0.0.1:{_free_port()}",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # why: fuzzing creates many accounts; the OWASP hashing defaults have their own unit test
+    env = dict(os.environ, CHATMESH_PASSWORD__MEMORY_KIB="4096", CHATMESH_PASSWORD__ITERATIONS="1")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     channel = grpc.insecure_channel(grpc_addr)
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -72,3 +79,9 @@ def server():
     assert proc.wait(timeout=15) == 0, "chatmesh drains and exits cleanly on SIGTERM"
     channel.close()
     shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rest_url(server):
+    """The REST gateway's base URL of the running server."""
+    return f"http://{ADDRS['rest']}"

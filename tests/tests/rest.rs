@@ -288,3 +288,22 @@ async fn routes_taking_an_id_refuse_outsiders_without_data() {
         assert!(!body.to_string().contains("private words") && !body.to_string().contains("team"), "no data: {body}");
     }
 }
+
+#[tokio::test]
+async fn cors_allows_the_configured_origins_only() {
+    let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
+    config.rest.cors_origins = vec!["https://app.example".into()];
+    let app = TestApp::spawn_with(config).await;
+    let preflight = |origin: &'static str| {
+        let addr = app.rest_addr;
+        async move {
+            let headers = [("origin", origin), ("access-control-request-method", "POST")];
+            raw::http_with_body(addr, "OPTIONS", "/api/v1/chats", &headers, "").await.1
+        }
+    };
+    assert!(preflight("https://app.example").await.contains("access-control-allow-origin: https://app.example"));
+    assert!(!preflight("https://evil.example").await.contains("access-control-allow-origin"));
+    let (status, _, body) = raw::http_with_body(app.rest_addr, "GET", "/openapi.json", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"openapi\":\"3.1.0\""));
+}

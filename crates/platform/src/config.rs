@@ -59,6 +59,8 @@ pub struct GrpcConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RestConfig {
     pub listen: SocketAddr,
+    /// Origins allowed to call the API from a browser (CORS); empty allows none, "*" any.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,7 +98,7 @@ impl Default for DispatcherConfig {
 
 impl Default for RestConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into() }
+        Self { listen: ([127, 0, 0, 1], 8080).into(), cors_origins: Vec::new() }
     }
 }
 

@@ -6,6 +6,7 @@
 //! the edge (401), forwards it, and maps statuses; every rule lives in a service.
 
 mod codec;
+pub mod openapi;
 pub mod routes;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -40,11 +41,27 @@ struct State {
     services: GrpcChannel,
 }
 
+/// Cross-origin access for browsers, from the configured origins.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, "x-request-id".parse().unwrap_or(header::ACCEPT)])
+        .expose_headers([header::RETRY_AFTER]);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok())))
+    }
+}
+
 /// The gateway's router: every REST route of the contracts; 404 and 405 in the error shape.
-pub fn router(auth: Arc<Authenticator>, services: GrpcChannel) -> Router {
+pub fn router(auth: Arc<Authenticator>, services: GrpcChannel, cors_origins: &[String]) -> Router {
     let state = Arc::new(State { auth, services });
+    let routes = routes::routes();
+    let document = openapi::document(&routes);
     let mut by_path: HashMap<String, MethodRouter> = HashMap::new();
-    for route in routes::routes() {
+    for route in routes {
         let Ok(filter) = MethodFilter::try_from(route.method.clone()) else { continue };
         let path = route.path.clone();
         let (state, route) = (state.clone(), Arc::new(route));
@@ -55,7 +72,12 @@ pub fn router(auth: Arc<Authenticator>, services: GrpcChannel) -> Router {
         let methods = by_path.remove(&path).unwrap_or_default();
         by_path.insert(path, methods.on(filter, handler));
     }
-    let mut router = Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let served = document.clone();
+    let mut router = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(served) }))
+        // why: the UI is compiled into the binary (vendored); it reads /openapi.json.
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/docs/openapi.json", document));
     for (path, methods) in by_path {
         router = router.route(&path, methods);
     }
@@ -64,6 +86,7 @@ pub fn router(auth: Arc<Authenticator>, services: GrpcChannel) -> Router {
             http_response(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .fallback(|| async { http_response(ErrorCode::NotFound, "no such route") })
+        .layer(cors(cors_origins))
 }
 
 fn bad_request(message: &str) -> Response {
