@@ -160,6 +160,13 @@ impl TestApp {
         User { id, token: tokens.access_token }
     }
 
+    /// A channel created by `owner`; returns its id.
+    pub async fn create_channel(&self, owner: &User, request: pb_channel::CreateChannelRequest) -> String {
+        let response =
+            self.channels().await.create_channel(authed(&owner.token, request)).await.expect("create channel");
+        response.into_inner().channel.expect("channel").channel_id
+    }
+
     /// A group owned by `owner` with `members`.
     pub async fn group(&self, owner: &User, visibility: ChannelVisibility, members: &[&User]) -> pb_channel::Channel {
         let request = pb_channel::CreateChannelRequest {

@@ -503,8 +503,7 @@ async fn a_closed_channel_comes_back_when_a_new_chat_arrives() {
         member_ids: vec![bob.id.clone()],
         ..Default::default()
     };
-    let id =
-        channels.create_channel(authed(&ada.token, direct)).await.unwrap().into_inner().channel.unwrap().channel_id;
+    let id = app.create_channel(&ada, direct).await;
     let lister = channels.clone();
     let listed = |who: User| {
         let mut channels = lister.clone();
@@ -547,14 +546,7 @@ async fn broadcasts_take_chats_from_their_owner_only_and_edits_are_logged() {
         name: "news".into(),
         ..Default::default()
     };
-    let id = channels
-        .create_channel(authed(&owner.token, broadcast))
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap()
-        .channel_id;
+    let id = app.create_channel(&owner, broadcast).await;
     channels
         .create_member(authed(
             &reader.token,

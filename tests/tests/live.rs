@@ -250,16 +250,7 @@ async fn the_seed_shaped_on_ack_moves_the_pointer_and_the_other_member_sees_it()
         member_ids: vec![bob.id.clone()],
         ..Default::default()
     };
-    let id = app
-        .channels()
-        .await
-        .create_channel(authed(&ada.token, direct))
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap()
-        .channel_id;
+    let id = app.create_channel(&ada, direct).await;
     let (mut ada_ws, _) = ws::connect(app.ws_addr, &ada.token, "").await;
     let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
     let chat = send(&app, &ada, &id, "read me").await;
