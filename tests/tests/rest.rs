@@ -143,6 +143,23 @@ async fn errors_come_in_one_shape() {
     assert_error(status, &body, 401, "UNAUTHENTICATED");
     let (status, body) = rest.call("GET", "/api/v1/users/me", Some("forged.token.here"), Value::Null).await;
     assert_error(status, &body, 401, "UNAUTHENTICATED");
+    let (_, head, _) = raw::http_with_body(app.rest_addr, "GET", "/api/v1/users/me", &[], "").await;
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let (status, body) =
+        rest.call("POST", "/api/v1/auth/login?password=secret", None, json!({"email": "a@b.co"})).await;
+    assert_error(status, &body, 400, "INVALID_ARGUMENT");
+    let (status, body) = rest
+        .call(
+            "PATCH",
+            "/api/v1/channels/1/members/2",
+            Some(&ada.token),
+            json!({"userId": "3", "role": "MEMBER_ROLE_ADMIN"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "INVALID_ARGUMENT");
+    assert!(body["message"].as_str().unwrap().starts_with("userId"), "{body}");
+    let (status, body) = rest.call("GET", "/api/v1/users/%FF", Some(&ada.token), Value::Null).await;
+    assert_error(status, &body, 400, "INVALID_ARGUMENT");
     let (status, body) = rest.call("GET", "/api/v1/nothing-here", Some(&ada.token), Value::Null).await;
     assert_error(status, &body, 404, "NOT_FOUND");
     let (status, body) = rest.call("PUT", "/api/v1/users/me", Some(&ada.token), Value::Null).await;

@@ -14,10 +14,12 @@ pub const ERROR_DOMAIN: &str = "chatmesh";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidArgument,
+    OutOfRange,
     Unauthenticated,
     PermissionDenied,
     NotFound,
     AlreadyExists,
+    Aborted,
     FailedPrecondition,
     ResourceExhausted,
     Unimplemented,
@@ -32,8 +34,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::InvalidArgument,
+        Self::OutOfRange,
+        Self::Aborted,
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::NotFound,
@@ -53,6 +57,8 @@ impl ErrorCode {
     pub fn mapping(self) -> (Code, StatusCode) {
         match self {
             Self::InvalidArgument => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            Self::OutOfRange => (Code::OutOfRange, StatusCode::BAD_REQUEST),
+            Self::Aborted => (Code::Aborted, StatusCode::CONFLICT),
             Self::Unauthenticated => (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
             Self::PermissionDenied => (Code::PermissionDenied, StatusCode::FORBIDDEN),
             Self::NotFound => (Code::NotFound, StatusCode::NOT_FOUND),
@@ -74,6 +80,8 @@ impl ErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::OutOfRange => "OUT_OF_RANGE",
+            Self::Aborted => "ABORTED",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::NotFound => "NOT_FOUND",
@@ -93,11 +101,13 @@ impl ErrorCode {
     /// The error code of a gRPC status (codes without a row are INTERNAL).
     pub fn from_grpc(code: Code) -> Self {
         match code {
-            Code::InvalidArgument | Code::OutOfRange => Self::InvalidArgument,
+            Code::InvalidArgument => Self::InvalidArgument,
+            Code::OutOfRange => Self::OutOfRange,
+            Code::Aborted => Self::Aborted,
             Code::Unauthenticated => Self::Unauthenticated,
             Code::PermissionDenied => Self::PermissionDenied,
             Code::NotFound => Self::NotFound,
-            Code::AlreadyExists | Code::Aborted => Self::AlreadyExists,
+            Code::AlreadyExists => Self::AlreadyExists,
             Code::FailedPrecondition => Self::FailedPrecondition,
             Code::ResourceExhausted => Self::ResourceExhausted,
             Code::Unimplemented => Self::Unimplemented,
@@ -135,7 +145,9 @@ pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
 /// RESOURCE_EXHAUSTED telling the caller when to retry (metadata `retry-after`, in seconds,
 /// and a `RetryInfo` detail); REST turns it into 429 with `Retry-After`.
 pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Status {
-    let secs = retry_after.as_secs().max(1);
+    // why: round up, so a client waiting the advertised seconds is never early.
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let secs = secs.max(1);
     let mut status = Status::with_error_details(
         Code::ResourceExhausted,
         message,
@@ -183,11 +195,15 @@ pub fn error_body(code: ErrorCode, message: &str, details: Vec<serde_json::Value
     (http, serde_json::json!({ "code": http.as_u16(), "status": code.name(), "message": message, "details": details }))
 }
 
-/// An axum response carrying the one REST error body (with `Retry-After` for 429s).
+/// An axum response carrying the one REST error body (401s carry `WWW-Authenticate`).
 pub fn http_response(code: ErrorCode, message: &str) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (status, body) = error_body(code, message, Vec::new());
-    (status, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if code == ErrorCode::Unauthenticated {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{Query, RawPathParams, Request},
+    extract::{Query, RawPathParams, Request, rejection::RawPathParamsRejection},
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter},
 };
@@ -23,7 +23,7 @@ use chatmesh_platform::{
     error::{http_error_body, http_response},
     grpc::GrpcChannel,
 };
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use prost_reflect::{DeserializeOptions, DynamicMessage, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
 
@@ -31,7 +31,8 @@ pub use routes::{Route, routes};
 
 /// Largest request body accepted (media never passes through the API).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// How long a request may take before the gateway answers 504.
+/// How long a request may take, body included, before the gateway answers 504 (the
+/// services' own default deadline, 10 s, usually answers first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Headers carried from HTTP into the gRPC call.
 const FORWARDED: [&str; 4] = ["authorization", "x-request-id", "traceparent", "tracestate"];
@@ -46,8 +47,14 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowOrigin, Any, CorsLayer};
     let layer = CorsLayer::new()
         .allow_methods(Any)
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, "x-request-id".parse().unwrap_or(header::ACCEPT)])
-        .expose_headers([header::RETRY_AFTER]);
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")]);
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
@@ -65,9 +72,14 @@ pub fn router(auth: Arc<Authenticator>, services: GrpcChannel, cors_origins: &[S
         let Ok(filter) = MethodFilter::try_from(route.method.clone()) else { continue };
         let path = route.path.clone();
         let (state, route) = (state.clone(), Arc::new(route));
-        let handler = move |params: RawPathParams, request: Request| {
+        let handler = move |params: Result<RawPathParams, RawPathParamsRejection>, request: Request| {
             let (state, route) = (state.clone(), route.clone());
-            async move { handle(&state, &route, params, request).await }
+            async move {
+                match tokio::time::timeout(REQUEST_TIMEOUT, handle(&state, &route, params, request)).await {
+                    Ok(response) => response,
+                    Err(_) => http_response(ErrorCode::DeadlineExceeded, "the request timed out"),
+                }
+            }
         };
         let methods = by_path.remove(&path).unwrap_or_default();
         by_path.insert(path, methods.on(filter, handler));
@@ -97,6 +109,9 @@ fn bad_request(message: &str) -> Response {
 fn status_response(status: &tonic::Status) -> Response {
     let (code, body) = http_error_body(status);
     let mut response = (code, axum::Json(body)).into_response();
+    if code == http::StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if let Some(retry) = status.metadata().get("retry-after").and_then(|v| v.to_str().ok())
         && let Ok(value) = HeaderValue::from_str(retry)
     {
@@ -120,6 +135,10 @@ fn request_json(
             Ok(_) => return Err("the body must be a JSON object".into()),
             Err(e) => return Err(format!("malformed JSON: {e}")),
         }
+    }
+    if route.body && !query.is_empty() {
+        // why: with `body: "*"` everything not in the path is the body; credentials never ride URLs
+        return Err("this route takes its fields in the JSON body, not the query".into());
     }
     for (name, value) in query {
         let field = route
@@ -145,7 +164,13 @@ fn request_json(
         }
     }
     for (name, value) in params.iter() {
-        fields.insert(name.to_owned(), Value::String(value.to_owned()));
+        let json_name = route.input.get_field_by_name(name).map_or(name.to_owned(), |f| f.json_name().to_owned());
+        let in_body = fields.get(&json_name).or_else(|| fields.get(name)).and_then(Value::as_str);
+        if in_body.is_some_and(|v| v != value) {
+            return Err(format!("{json_name}: the body names another resource than the path"));
+        }
+        fields.remove(name);
+        fields.insert(json_name, Value::String(value.to_owned()));
     }
     Ok(Value::Object(fields))
 }
@@ -175,15 +200,33 @@ fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) ->
     }
 }
 
-async fn handle(state: &State, route: &Route, params: RawPathParams, request: Request) -> Response {
+async fn handle(
+    state: &State,
+    route: &Route,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     if !route.open
         && let Err(e) = bearer_token(&parts.headers).and_then(|token| state.auth.verify(token))
     {
         return http_response(ErrorCode::Unauthenticated, &e.to_string());
     }
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return http_response(ErrorCode::PayloadTooLarge, "the body is over 1 MiB");
+    let params = match params {
+        Ok(params) => params,
+        Err(e) => return bad_request(&format!("malformed path: {}", e.body_text())),
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return if too_large {
+                http_response(ErrorCode::PayloadTooLarge, "the body is over 1 MiB")
+            } else {
+                bad_request("the body could not be read")
+            };
+        }
     };
     let query = match Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
         Ok(Query(query)) => query,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::routes::Route;
 
 /// Every error status a route can answer, each with the one error body.
-pub const ERROR_STATUSES: [u16; 13] = [400, 401, 403, 404, 405, 409, 412, 413, 429, 500, 501, 503, 504];
+pub const ERROR_STATUSES: [u16; 14] = [400, 401, 403, 404, 405, 409, 412, 413, 429, 499, 500, 501, 503, 504];
 
 fn schema_name(message: &MessageDescriptor) -> String {
     message.full_name().replace('.', "_")
@@ -54,12 +54,11 @@ fn field_schema(
     }
     let mut item = kind_schema(&field.kind(), messages, pending);
     // why: ids are decimal strings on the wire; saying so lets clients (and fuzzers) send real ones.
-    const NOT_SNOWFLAKES: [&str; 4] = ["client_msg_id", "session_id", "login_session_id", "upload_id"];
-    if field.kind() == Kind::String
-        && (field.name().ends_with("_id") || field.name().ends_with("_ids"))
-        && !NOT_SNOWFLAKES.contains(&field.name())
-    {
-        item["pattern"] = json!("^[0-9]{1,20}$");
+    let name = field.name();
+    let not_snowflake = ["client_msg_id", "session_id", "upload_id"].iter().any(|n| name.contains(n));
+    if field.kind() == Kind::String && (name.ends_with("_id") || name.ends_with("_ids")) && !not_snowflake {
+        // empty where the contract gives it a meaning (e.g. "join myself", "from the start")
+        item["pattern"] = json!("^([0-9]{1,20})?$");
     }
     if field.is_list() { json!({"type": "array", "items": item}) } else { item }
 }
@@ -145,7 +144,15 @@ pub fn document(routes: &[Route]) -> Value {
             "security": if route.open { json!([]) } else { json!([{"bearer": []}]) },
         });
         if route.body {
-            let input = kind_schema(&Kind::Message(route.input.clone()), &mut messages, &mut pending);
+            // why: fields bound by the path are not part of the body
+            let mut input = message_schema(&route.input, &mut messages, &mut pending);
+            if let Some(properties) = input["properties"].as_object_mut() {
+                for name in &path_params {
+                    if let Some(field) = route.input.get_field_by_name(name) {
+                        properties.remove(field.json_name());
+                    }
+                }
+            }
             operation["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": input}}});
         }
         paths.entry(route.path.clone()).or_default().insert(route.method.as_str().to_lowercase(), operation);
