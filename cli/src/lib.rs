@@ -308,13 +308,13 @@ async fn grpc_routes(
             internal_channel(peers.need(&peers.user, "chat", "user")?, credentials.clone()),
         );
         let publisher: Arc<dyn chatmesh_chat::Publisher> = Arc::new(chatmesh_chat::GrpcPublisher::new(
-            internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials),
+            internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials.clone()),
         ));
         let (committed, woken) = tokio::sync::watch::channel(0u64);
         let (public, internal) = chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed);
         let activity = chatmesh_chat::ActivitySink::new(internal_channel(
             peers.need(&peers.channel, "chat", "channel")?,
-            ServiceAuth::new(auth.clone(), "chat"),
+            credentials,
         ));
         let sinks: [Arc<dyn chatmesh_chat::FeedSink>; 2] =
             [Arc::new(chatmesh_chat::PublishSink(publisher)), Arc::new(activity)];

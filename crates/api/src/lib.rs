@@ -9,6 +9,14 @@
 /// (for reflection and the REST gateway).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/chatmesh_descriptor.bin"));
 
+/// The descriptors of every contract, for code that works on messages by name (the REST
+/// gateway's transcoding, the WebSocket gateway's JSON frames).
+pub fn descriptor_pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    // why: the set is compiled into the binary by build.rs and always decodes.
+    POOL.get_or_init(|| prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap_or_default())
+}
+
 pub mod google {
     pub mod api {
         include!(concat!(env!("OUT_DIR"), "/google.api.rs"));

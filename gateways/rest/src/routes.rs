@@ -1,9 +1,8 @@
 //! The REST routes, read from the `google.api.http` options of the public services in the
 //! compiled descriptor set — so REST and gRPC cannot drift.
 
-use chatmesh_api::FILE_DESCRIPTOR_SET;
 use http::Method;
-use prost_reflect::{DescriptorPool, MessageDescriptor, Value};
+use prost_reflect::{MessageDescriptor, Value};
 
 /// One REST binding of an RPC.
 #[derive(Debug, Clone)]
@@ -32,16 +31,9 @@ impl Route {
     }
 }
 
-/// The descriptor pool of every contract (custom options included).
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
-    // why: the set is compiled into the binary by build.rs and always decodes.
-    POOL.get_or_init(|| DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap_or_default())
-}
-
 /// Every REST route of the public services (internal services have none).
 pub fn routes() -> Vec<Route> {
-    let pool = pool();
+    let pool = chatmesh_api::descriptor_pool();
     let Some(http) = pool.get_extension_by_name("google.api.http") else { return Vec::new() };
     let mut routes = Vec::new();
     for service in pool.services() {

@@ -1,15 +1,12 @@
 //! The WebSocket protocol's vocabulary in one place: event names, close codes, and the JSON
 //! encoding of frames (`{"event": "...", "data": {...}}`, proto3 JSON mapping for payloads).
 
-use std::sync::OnceLock;
-
 use chatmesh_api::{
-    FILE_DESCRIPTOR_SET,
     chat::v1::{ChannelEvent, EventType},
     dispatcher::v1::{LiveEvent, live_event::Event},
 };
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::DynamicMessage;
 use serde_json::{Value, json};
 
 /// Server → client event names.
@@ -60,15 +57,9 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4009;
 }
 
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    // why: the descriptor set is compiled into the binary by build.rs; it always decodes.
-    POOL.get_or_init(|| DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap_or_default())
-}
-
 /// A protobuf message as proto3 JSON (lowerCamel names, int64 as strings, RFC 3339 times).
 pub fn to_json<M: Message>(message: &M, full_name: &str) -> Value {
-    let Some(descriptor) = pool().get_message_by_name(full_name) else { return json!({}) };
+    let Some(descriptor) = chatmesh_api::descriptor_pool().get_message_by_name(full_name) else { return json!({}) };
     DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
         .ok()
         .and_then(|dynamic| serde_json::to_value(&dynamic).ok())

@@ -132,16 +132,7 @@ impl ChannelRecord {
 
     /// What a non-member sees of a public channel: name, topic, image, member count.
     pub fn to_preview_pb(&self) -> pb::Channel {
-        pb::Channel {
-            channel_id: self.channel_id.to_string(),
-            kind: self.kind.to_pb() as i32,
-            visibility: self.visibility.to_pb() as i32,
-            name: self.name.clone(),
-            topic: self.topic.clone(),
-            image_url: self.image_url.clone(),
-            member_count: self.member_count as i32,
-            ..Default::default()
-        }
+        pb::Channel { owner_id: String::new(), created_at: None, updated_at: None, ..self.to_pb() }
     }
 }
 
