@@ -85,7 +85,8 @@ fn event_name(kind: EventType) -> Option<&'static str> {
         EventType::MemberUpdated => server::MEMBER_UPDATED,
         EventType::ChannelUpdated => server::CHANNEL_UPDATED,
         EventType::ChannelDeleted => server::CHANNEL_DELETED,
-        EventType::Unspecified => return None,
+        // why: a removal is private to its actor and never live.
+        EventType::Unspecified | EventType::ChatRemoved => return None,
     })
 }
 

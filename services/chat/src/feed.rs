@@ -1,7 +1,8 @@
 //! Consumers of the change feed. The feed is the outbox: a relay per consumer reads it after
 //! its durable cursor, delivers, and only then moves the cursor, so a failed delivery never
-//! fails a send and is retried until it succeeds. Consumers: the dispatcher (live delivery)
-//! and the channel service (reopening closed channels when a chat arrives).
+//! fails a send and is retried until it succeeds. Consumers: the dispatcher (live delivery),
+//! the channel service (reopening closed channels when a chat arrives), and the search indexer
+//! (which keeps its position in the index itself; see `search::indexer`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -44,7 +45,12 @@ impl FeedSink for PublishSink {
         "publisher"
     }
 
-    async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status> {
+    async fn deliver(&self, mut events: Vec<ChannelEvent>) -> Result<(), Status> {
+        // why: a removal is private to its actor and never fans out to the channel.
+        events.retain(|e| e.r#type() != EventType::ChatRemoved);
+        if events.is_empty() {
+            return Ok(());
+        }
         self.0.publish(events).await
     }
 }

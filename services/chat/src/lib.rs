@@ -1,11 +1,13 @@
 //! Chat service: chats, history, read pointers and unread counts, and each channel's ordered
-//! event log (with the global change feed that publishing and search consume).
+//! event log (with the global change feed that publishing and search consume), and full-text
+//! search over it.
 
 mod announce;
 mod error;
 mod feed;
 mod model;
 mod peers;
+pub mod search;
 mod service;
 pub mod store;
 
@@ -13,4 +15,4 @@ pub use error::ChatError;
 pub use feed::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_relay};
 pub use model::{Announcement, ChatKind, ChatRecord, NewChat, ReadPointer};
 pub use peers::Peers;
-pub use service::{ChatApi, ChatInternalApi};
+pub use service::{ChatApi, ChatInternalApi, Search};

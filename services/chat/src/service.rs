@@ -1,7 +1,10 @@
 //! The tonic handlers of ChatService and ChatInternalService: validation, membership rules
 //! (asked of the channel service), and mapping. Durability and ordering live in the store.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use aws_lc_rs::digest;
 use chatmesh_api::{
@@ -26,6 +29,7 @@ use crate::{
     feed::Publisher,
     model::{ChatKind, ChatRecord, NewChat, ReadPointer, timestamp},
     peers::Peers,
+    search::{self, IndexQuery, IndexerStatus, SearchIndex},
     store::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range},
 };
 
@@ -38,6 +42,17 @@ const MAX_PAGE: usize = 100;
 const DEFAULT_EVENTS: usize = 100;
 const MAX_EVENTS: usize = 500;
 const MAX_APPEND: usize = 500;
+const DEFAULT_HITS: usize = 20;
+const MAX_HITS: usize = 100;
+/// Index queries per search page at most, when the store filters many candidates out.
+const MAX_SEARCH_ROUNDS: usize = 4;
+
+/// The search index this process serves queries from, and whether its indexer runs here.
+#[derive(Clone)]
+pub struct Search {
+    pub index: Arc<dyn SearchIndex>,
+    pub indexer: Arc<IndexerStatus>,
+}
 
 struct Core {
     store: Arc<dyn ChatStore>,
@@ -45,6 +60,7 @@ struct Core {
     publisher: Arc<dyn Publisher>,
     /// Ticks after each committed write, waking the feed relays.
     committed: watch::Sender<u64>,
+    search: Option<Search>,
 }
 
 /// ChatService: the public surface.
@@ -65,8 +81,9 @@ impl ChatApi {
         peers: Peers,
         publisher: Arc<dyn Publisher>,
         committed: watch::Sender<u64>,
+        search: Option<Search>,
     ) -> (Self, ChatInternalApi) {
-        let core = Arc::new(Core { store, peers, publisher, committed });
+        let core = Arc::new(Core { store, peers, publisher, committed, search });
         (Self { core: core.clone() }, ChatInternalApi { core })
     }
 }
@@ -85,6 +102,14 @@ fn validate_text(field: &str, text: &str) -> Result<String, Status> {
         return Err(invalid_field(field, "must not contain control characters other than newline and tab"));
     }
     Ok(trimmed.to_owned())
+}
+
+/// A time as milliseconds since the epoch; before 1970 or malformed is refused.
+fn time_ms(field: &str, at: &prost_types::Timestamp) -> Result<u64, Status> {
+    if at.seconds < 0 || !(0..1_000_000_000).contains(&at.nanos) {
+        return Err(invalid_field(field, "is not a valid time"));
+    }
+    Ok((at.seconds as u64).saturating_mul(1000).saturating_add(at.nanos as u64 / 1_000_000))
 }
 
 fn optional_id(field: &str, value: &str) -> Result<u64, Status> {
@@ -168,6 +193,29 @@ impl Core {
         members.sort_unstable();
         members.dedup();
         Ok(members)
+    }
+
+    /// A search candidate as the caller may see it now, or `None`: it must still exist as a
+    /// text chat matching the query, in one of the caller's channels, not retracted and not
+    /// removed by the caller.
+    async fn searchable(
+        &self,
+        chat_id: u64,
+        caller: u64,
+        allowed: &HashSet<u64>,
+        query: &IndexQuery,
+    ) -> Result<Option<pb::SearchHit>, Status> {
+        let Some(chat) = self.store.get_chat(chat_id).await.map_err(ChatError::from)? else { return Ok(None) };
+        let visible = chat.kind == ChatKind::Text
+            && !chat.is_retracted()
+            && allowed.contains(&chat.channel_id)
+            && query.sender_id.is_none_or(|s| s == chat.sender_id)
+            && search::matches(&chat.text, &query.query);
+        if !visible || self.store.is_removed(caller, chat_id).await.map_err(ChatError::from)? {
+            return Ok(None);
+        }
+        let snippet = search::snippet(&chat.text, &query.query);
+        Ok(Some(pb::SearchHit { chat: Some(chat.to_pb(Some(caller))), snippet }))
     }
 
     fn read_pointer_pb(channel_id: u64, user: u64, pointer: ReadPointer) -> pb::ReadPointer {
@@ -352,6 +400,76 @@ impl ChatService for ChatApi {
         }))
     }
 
+    async fn search_chats(
+        &self,
+        request: Request<pb::SearchChatsRequest>,
+    ) -> Result<Response<pb::SearchChatsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let query = search::parse_query(&req.query).map_err(|m| invalid_field("query", m))?;
+        let channel_id = optional_id("channel_id", &req.channel_id)?;
+        let sender_id = optional_id("sender_id", &req.sender_id)?;
+        let from_ms = req.start_time.as_ref().map(|t| time_ms("start_time", t)).transpose()?;
+        let until_ms = req.end_time.as_ref().map(|t| time_ms("end_time", t)).transpose()?;
+        if let (Some(from), Some(until)) = (from_ms, until_ms)
+            && from >= until
+        {
+            return Err(invalid_field("end_time", "must be after start_time"));
+        }
+        let size = page::page_size(req.page_size, DEFAULT_HITS, MAX_HITS);
+        let cursor = page::decode_token(&req.page_token)?;
+        let core = &self.core;
+        let Some(search) = &core.search else {
+            return Err(Status::unavailable("search is not served by this process"));
+        };
+        let channel_ids = if channel_id != 0 {
+            core.peers.member(channel_id, caller).await?;
+            vec![channel_id]
+        } else {
+            core.peers.channels_of(caller).await?
+        };
+        let allowed: HashSet<u64> = channel_ids.iter().copied().collect();
+        let mut index_query = IndexQuery {
+            query,
+            channel_ids,
+            sender_id: (sender_id != 0).then_some(sender_id),
+            from_ms,
+            until_ms,
+            before_chat_id: cursor,
+            viewer: caller,
+            limit: 0,
+        };
+        // why: the index trails the store, so every candidate is checked against the store now;
+        // when many fail, ask again below the last one examined.
+        let mut hits = Vec::with_capacity(size);
+        let mut more = false;
+        for _ in 0..MAX_SEARCH_ROUNDS {
+            index_query.limit = (size - hits.len()) * 2 + 1;
+            let ids = search.index.search(index_query.clone()).await.map_err(|e| Status::internal(e.to_string()))?;
+            more = ids.len() == index_query.limit;
+            let mut examined = 0;
+            for id in &ids {
+                examined += 1;
+                index_query.before_chat_id = Some(*id);
+                if let Some(hit) = core.searchable(*id, caller, &allowed, &index_query).await? {
+                    hits.push(hit);
+                    if hits.len() == size {
+                        break;
+                    }
+                }
+            }
+            more |= examined < ids.len();
+            if hits.len() == size || !more {
+                break;
+            }
+        }
+        let next_page_token = match index_query.before_chat_id {
+            Some(last) if more => page::encode_token(last),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::SearchChatsResponse { hits, next_page_token }))
+    }
+
     async fn ack_chats(&self, request: Request<pb::AckChatsRequest>) -> Result<Response<pb::AckChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let req = request.into_inner();
@@ -366,11 +484,8 @@ impl ChatService for ChatApi {
             }
             Some(chat_id)
         } else if let Some(at) = req.created_at {
-            if at.seconds < 0 || !(0..1_000_000_000).contains(&at.nanos) {
-                return Err(invalid_field("created_at", "is not a valid time"));
-            }
             // why: a time past now names no chat yet; clamping also keeps the arithmetic in range.
-            let ms = (at.seconds as u64).saturating_mul(1000).saturating_add(at.nanos as u64 / 1_000_000).min(now_ms());
+            let ms = time_ms("created_at", &at)?.min(now_ms());
             // why: ids carry their creation millisecond, so "the newest chat at or before t" is a key range.
             core.store.newest_chat_at_or_before(channel_id, max_id_at(ms)).await.map_err(ChatError::from)?
         } else {
@@ -450,6 +565,28 @@ impl ChatService for ChatApi {
 
 #[tonic::async_trait]
 impl ChatInternalService for ChatInternalApi {
+    async fn get_search_status(
+        &self,
+        _request: Request<pb::GetSearchStatusRequest>,
+    ) -> Result<Response<pb::GetSearchStatusResponse>, Status> {
+        let Some(search) = &self.core.search else {
+            return Err(Status::unavailable("search is not served by this process"));
+        };
+        let status = search::status(self.core.store.as_ref(), search.index.as_ref()).await.map_err(Status::internal)?;
+        let id = |v: u64| if v == 0 { String::new() } else { v.to_string() };
+        Ok(Response::new(pb::GetSearchStatusResponse {
+            newest_event_id: id(status.newest_event_id),
+            indexed_event_id: id(status.indexed_event_id),
+            lag_events: status.lag_events as i64,
+            lag: Some(prost_types::Duration {
+                seconds: (status.lag_ms / 1000) as i64,
+                nanos: ((status.lag_ms % 1000) * 1_000_000) as i32,
+            }),
+            documents: status.documents as i64,
+            indexer_running: search.indexer.is_running(),
+        }))
+    }
+
     async fn append_channel_events(
         &self,
         request: Request<pb::AppendChannelEventsRequest>,

@@ -162,6 +162,47 @@ pub async fn the_feed_orders_every_channel_and_cursors_persist(store: &dyn ChatS
     assert_eq!(store.feed(ids[1], 10).await.unwrap().len(), 1);
 }
 
+pub async fn removals_enter_the_feed_privately_once(store: &dyn ChatStore) {
+    let a = send(store, 1, 7, "a").await;
+    let before = store.feed_head().await.unwrap();
+    store.remove_chats(8, vec![a]).await.unwrap();
+    store.remove_chats(8, vec![a]).await.unwrap();
+    store.remove_chats(9, vec![a]).await.unwrap();
+    let feed = store.feed(before, 10).await.unwrap();
+    assert_eq!(types(&feed), vec![EventType::ChatRemoved, EventType::ChatRemoved], "once per remover");
+    assert_eq!(feed.iter().map(|e| e.actor_id.as_str()).collect::<Vec<_>>(), vec!["8", "9"]);
+    assert_eq!(store.feed_head().await.unwrap(), feed[1].event_id.parse::<u64>().unwrap());
+    assert_eq!(store.feed_count(before, 100).await.unwrap(), 2);
+    assert_eq!(store.feed_count(0, 2).await.unwrap(), 2, "counted up to the cap");
+    assert_eq!(store.removed_by(a).await.unwrap(), vec![8, 9]);
+    let log = store.list_events(1, 0, 10).await.unwrap();
+    assert_eq!(types(&log), vec![EventType::ChatCreated], "the channel's log never shows a removal");
+}
+
+pub async fn chats_scan_in_channel_order_and_deleted_channels_are_known(store: &dyn ChatStore) {
+    let a = send(store, 2, 7, "a").await;
+    let b = send(store, 1, 7, "b").await;
+    let c = send(store, 2, 7, "c").await;
+    let first = store.scan_chats((0, 0), 2).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.chat_id).collect::<Vec<_>>(), vec![b, a]);
+    let rest = store.scan_chats((2, a), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.chat_id).collect::<Vec<_>>(), vec![c]);
+    assert!(!store.channel_deleted(2).await.unwrap());
+    let deleted = ExternalEvent {
+        event: ChannelEvent {
+            channel_id: "2".into(),
+            r#type: EventType::ChannelDeleted as i32,
+            actor_id: "7".into(),
+            idempotency_key: "deleted".into(),
+            ..Default::default()
+        },
+        announcement: None,
+    };
+    store.append_events(vec![deleted]).await.unwrap();
+    assert!(store.channel_deleted(2).await.unwrap());
+    assert!(!store.channel_deleted(1).await.unwrap());
+}
+
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! chat_store_suite {
@@ -177,7 +218,9 @@ macro_rules! chat_store_suite {
                 removed_chats_are_hidden_from_their_remover_only,
                 read_pointers_only_move_forward_and_unread_counts_follow,
                 appended_events_are_recorded_once_with_their_announcement,
-                the_feed_orders_every_channel_and_cursors_persist
+                the_feed_orders_every_channel_and_cursors_persist,
+                removals_enter_the_feed_privately_once,
+                chats_scan_in_channel_order_and_deleted_channels_are_known
             ]
         );
     };

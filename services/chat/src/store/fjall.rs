@@ -9,9 +9,12 @@
 //! - `chatid__channelid`: chat id → channel id
 //! - `senderid_channelid_clientmsgid__chatid`: sender ++ channel ++ client_msg_id → chat id
 //! - `channelid_eventid__event`: channel id ++ event id → ChannelEvent (protobuf; chats by id only)
-//! - `eventid__channelid`: event id → channel id (the global change feed, in commit order)
+//! - `eventid__channelid`: event id → channel id, or channel id ++ user id for a change private
+//!   to that user (the global change feed, in commit order)
+//! - `userid_eventid__private`: user id ++ event id → ChannelEvent of a private change (chat.removed)
 //! - `eventkey__eventid`: idempotency key of an appended event → event id
 //! - `userid_chatid__removed`: user id ++ chat id → () (removed for that user)
+//! - `chatid_userid__removed`: chat id ++ user id → () (the same, by chat)
 //! - `channelid_userid__pointer`: channel id ++ user id → ReadPointer (JSON)
 //! - `meta`: `format_version` → "1"; `cursor:<name>` → event id (u64 BE)
 
@@ -53,7 +56,9 @@ const EVENT_KEYS: usize = 5;
 const REMOVED: usize = 6;
 const POINTERS: usize = 7;
 const META: usize = 8;
-const NAMES: [&str; 9] = [
+const PRIVATE: usize = 9;
+const REMOVED_BY: usize = 10;
+const NAMES: [&str; 11] = [
     "channelid_chatid__chat",
     "chatid__channelid",
     "senderid_channelid_clientmsgid__chatid",
@@ -63,6 +68,8 @@ const NAMES: [&str; 9] = [
     "userid_chatid__removed",
     "channelid_userid__pointer",
     "meta",
+    "userid_eventid__private",
+    "chatid_userid__removed",
 ];
 
 #[derive(Clone)]
@@ -340,8 +347,12 @@ impl ChatStore for FjallChatStore {
             let mut out = Vec::new();
             for guard in snap.range(&s.ks[FEED], after_event.saturating_add(1).to_be_bytes()..).take(limit) {
                 let (key, value) = guard.into_inner().map_err(backend)?;
-                let (event_id, channel) = (u64_of(&key)?, u64_of(&value)?);
-                if let Some(bytes) = snap.get(&s.ks[EVENTS], key2(channel, event_id)).map_err(backend)? {
+                let event_id = u64_of(&key)?;
+                let stored = match value.len() {
+                    8 => snap.get(&s.ks[EVENTS], key2(u64_of(&value)?, event_id)),
+                    _ => snap.get(&s.ks[PRIVATE], key2(tail_u64(&value)?, event_id)),
+                };
+                if let Some(bytes) = stored.map_err(backend)? {
                     out.push(s.hydrate(snap, &bytes)?);
                 }
             }
@@ -393,6 +404,63 @@ impl ChatStore for FjallChatStore {
             }
         })
         .await
+    }
+
+    async fn removed_by(&self, chat_id: u64) -> Result<Vec<u64>, StoreError> {
+        self.read(move |s, snap| {
+            snap.range(&s.ks[REMOVED_BY], key2(chat_id, 0)..=key2(chat_id, u64::MAX))
+                .map(|guard| tail_u64(&guard.key().map_err(backend)?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        self.read(|s, snap| match snap.iter(&s.ks[FEED]).next_back() {
+            Some(guard) => u64_of(&guard.key().map_err(backend)?),
+            None => Ok(0),
+        })
+        .await
+    }
+
+    async fn feed_count(&self, after_event: u64, cap: u64) -> Result<u64, StoreError> {
+        self.read(move |s, snap| {
+            Ok(snap.range(&s.ks[FEED], after_event.saturating_add(1).to_be_bytes()..).take(cap as usize).count() as u64)
+        })
+        .await
+    }
+
+    async fn scan_chats(&self, after: (u64, u64), limit: usize) -> Result<Vec<ChatRecord>, StoreError> {
+        self.read(move |s, snap| {
+            let start = match after {
+                (0, 0) => key2(0, 0),
+                (channel, chat) if chat == u64::MAX => key2(channel.saturating_add(1), 0),
+                (channel, chat) => key2(channel, chat + 1),
+            };
+            snap.range(&s.ks[CHATS], start..)
+                .take(limit)
+                .map(|guard| decode_chat(&guard.value().map_err(backend)?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn channel_deleted(&self, channel_id: u64) -> Result<bool, StoreError> {
+        self.read(move |s, snap| {
+            let newest = snap.range(&s.ks[EVENTS], key2(channel_id, 0)..=key2(channel_id, u64::MAX)).next_back();
+            match newest {
+                Some(guard) => {
+                    let event = ChannelEvent::decode(&*guard.value().map_err(backend)?).map_err(backend)?;
+                    Ok(event.r#type() == EventType::ChannelDeleted)
+                }
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    fn chats_estimate(&self) -> u64 {
+        self.shared.ks[CHAT_CHANNEL].approximate_len() as u64
     }
 
     fn stats(&self) -> WriteStats {
@@ -618,7 +686,7 @@ impl Writer {
             }
             Job::Remove { user, chat_ids, reply } => {
                 for chat_id in chat_ids {
-                    b.put(REMOVED, key2(user, chat_id), Vec::new())?;
+                    self.remove(b, user, chat_id)?;
                 }
                 Answer::Unit(reply)
             }
@@ -711,6 +779,22 @@ impl Writer {
             format!("chat:{chat_id}:edited:{event_id}"),
         ))?;
         Ok(ItemOutcome::Done(Box::new(chat)))
+    }
+
+    /// Hides a chat for `user`, once; the change enters the feed privately (for search only).
+    fn remove(&self, b: &mut Batch<'_>, user: u64, chat_id: u64) -> Result<(), StoreError> {
+        let Some(chat) = b.chat(chat_id)? else { return Ok(()) };
+        if b.get(REMOVED, &key2(user, chat_id))?.is_some() {
+            return Ok(());
+        }
+        b.put(REMOVED, key2(user, chat_id), Vec::new())?;
+        b.put(REMOVED_BY, key2(chat_id, user), Vec::new())?;
+        let event_id = self.ids.next_id();
+        let event = chat_event(event_id, EventType::ChatRemoved, user, &chat, format!("chat:{chat_id}:removed:{user}"));
+        b.put(PRIVATE, key2(user, event_id), event.encode_to_vec())?;
+        b.put(FEED, event_id.to_be_bytes().to_vec(), key2(chat.channel_id, user))?;
+        b.max_id = b.max_id.max(event_id);
+        Ok(())
     }
 
     fn retract(&self, b: &mut Batch<'_>, sender: u64, chat_id: u64) -> Result<ItemOutcome, StoreError> {

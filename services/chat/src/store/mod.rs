@@ -117,11 +117,24 @@ pub trait ChatStore: Send + Sync + 'static {
         after_event: u64,
         limit: usize,
     ) -> Result<Vec<ChannelEvent>, StoreError>;
-    /// Every channel's events after `after_event` in commit order (the change feed).
+    /// Every change after `after_event` in commit order (the change feed): channel events, and
+    /// `chat.removed` changes private to their actor.
     async fn feed(&self, after_event: u64, limit: usize) -> Result<Vec<ChannelEvent>, StoreError>;
     async fn cursor(&self, name: &str) -> Result<u64, StoreError>;
     async fn unread(&self, channel_id: u64, user: u64) -> Result<Unread, StoreError>;
     /// The newest chat of a channel with an id at or below `max_id`.
     async fn newest_chat_at_or_before(&self, channel_id: u64, max_id: u64) -> Result<Option<u64>, StoreError>;
+    /// Users who removed the chat for themselves.
+    async fn removed_by(&self, chat_id: u64) -> Result<Vec<u64>, StoreError>;
+    /// The newest event id of the change feed (0 when empty).
+    async fn feed_head(&self) -> Result<u64, StoreError>;
+    /// How many feed entries follow `after_event`, counting up to `cap`.
+    async fn feed_count(&self, after_event: u64, cap: u64) -> Result<u64, StoreError>;
+    /// Every chat in (channel, chat) order after `after` ((0, 0) from the start), for rebuilds.
+    async fn scan_chats(&self, after: (u64, u64), limit: usize) -> Result<Vec<ChatRecord>, StoreError>;
+    /// Whether the channel's log ends with `channel.deleted`.
+    async fn channel_deleted(&self, channel_id: u64) -> Result<bool, StoreError>;
+    /// Roughly how many chats the store holds (for progress displays).
+    fn chats_estimate(&self) -> u64;
     fn stats(&self) -> WriteStats;
 }
