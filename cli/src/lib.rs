@@ -1,6 +1,8 @@
 //! The `chatmesh` binary's wiring: which parts run in this process, on which listeners.
 //! Binaries only wire; every rule lives in a service or the platform crate.
 
+pub mod admin;
+
 use std::{collections::BTreeSet, net::SocketAddr, str::FromStr, sync::Arc};
 
 use anyhow::Context as _;
@@ -80,6 +82,8 @@ pub struct Running {
     pub grpc_addr: Option<SocketAddr>,
     pub rest_addr: Option<SocketAddr>,
     pub ws_addr: Option<SocketAddr>,
+    /// Where Prometheus metrics are served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// The process's own routes behind the platform layer stack (no socket).
     pub in_process: Option<GrpcChannel>,
     pub auth: Arc<Authenticator>,
@@ -135,8 +139,8 @@ impl Running {
 
 /// Starts `parts` in this process on the listeners of `config` (port 0 picks a free port).
 pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Running> {
-    if parts.contains(&Part::Indexer) {
-        anyhow::bail!("the indexer part is not built yet (it arrives with search)");
+    if parts.contains(&Part::Indexer) && !parts.contains(&Part::Chat) {
+        anyhow::bail!("the indexer reads the embedded chat store: run it in the same process as the chat part");
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
@@ -151,6 +155,7 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         grpc_addr: None,
         rest_addr: None,
         ws_addr: None,
+        metrics_addr: None,
         in_process: None,
         auth: auth.clone(),
         shutdown: shutdown.clone(),
@@ -159,6 +164,11 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         _local: None,
     };
 
+    if config.metrics.enabled {
+        let (addr, task) = serve_http("metrics", config.metrics.listen, metrics_router(), &shutdown).await?;
+        running.metrics_addr = Some(addr);
+        tasks.spawn(task);
+    }
     let local = LateChannel::new();
     let peers = Peers::new(&config, parts, &local)?;
     if parts.iter().any(|p| p.is_grpc()) {
@@ -179,7 +189,10 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
             .add_routes(routes);
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            use tokio_stream::StreamExt as _;
+            // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
+                .map(|stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)));
             server.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.context("gRPC server")
         });
         tracing::info!(addr = %running.grpc_addr.unwrap_or(config.grpc.listen), "gRPC listening");
@@ -311,7 +324,9 @@ async fn grpc_routes(
             internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials.clone()),
         ));
         let (committed, woken) = tokio::sync::watch::channel(0u64);
-        let (public, internal) = chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed);
+        let search = open_search(config, parts, &store, &woken, shutdown, tasks)?;
+        let (public, internal) =
+            chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed, Some(search));
         let activity = chatmesh_chat::ActivitySink::new(internal_channel(
             peers.need(&peers.channel, "chat", "channel")?,
             credentials,
@@ -343,6 +358,64 @@ async fn grpc_routes(
     }
     health.set_service_status("", ServingStatus::Serving).await;
     Ok((routes, Health { reporter: health, served }))
+}
+
+/// The chat part's search index under the data dir, and its indexer when the indexer part
+/// runs here.
+fn open_search(
+    config: &Config,
+    parts: &BTreeSet<Part>,
+    store: &Arc<dyn chatmesh_chat::store::ChatStore>,
+    woken: &tokio::sync::watch::Receiver<u64>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<chatmesh_chat::Search> {
+    use chatmesh_chat::search::{IndexerSettings, IndexerStatus, SearchIndex, TantivyIndex};
+    let index: Arc<dyn SearchIndex> =
+        Arc::new(TantivyIndex::open(&search_dir(config), config.search.writer_memory_mib << 20)?);
+    let indexer = Arc::new(IndexerStatus::default());
+    if parts.contains(&Part::Indexer) {
+        let settings = IndexerSettings {
+            commit_interval: std::time::Duration::from_millis(config.search.commit_interval_ms),
+            commit_batch: config.search.commit_batch.max(1),
+        };
+        let (store, index, woken, stop, status) =
+            (store.clone(), index.clone(), woken.clone(), shutdown.clone(), indexer.clone());
+        tasks.spawn(async move {
+            chatmesh_chat::search::run_indexer(store, index, settings, woken, stop, status).await;
+            Ok(())
+        });
+    } else {
+        tracing::warn!("no indexer runs with this chat part: search results will not follow new chats");
+    }
+    Ok(chatmesh_chat::Search { index, indexer })
+}
+
+/// Where the embedded search index lives.
+pub fn search_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("search")
+}
+
+/// `GET /metrics` in the Prometheus text format. One recorder serves the whole process.
+fn metrics_router() -> axum::Router {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        })
+        .clone();
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+            async move { ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+        }),
+    )
 }
 
 /// How this process reaches each gRPC part: in-process when it runs here, else at its
@@ -426,6 +499,10 @@ async fn serve_http(
     tracing::info!(addr = %bound, "{name} listening");
     let stop = shutdown.clone();
     let task = async move {
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await

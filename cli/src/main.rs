@@ -1,9 +1,10 @@
 //! `chatmesh`: one binary for the whole mesh. `up` runs everything on embedded storage;
-//! `serve <part>…` runs some parts (what each Kubernetes Deployment runs); `admin` manages keys.
+//! `serve <part>…` runs some parts (what each Kubernetes Deployment runs); `admin` manages keys,
+//! rebuilds the search index and reports a running server's status.
 
 use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use chatmesh_cli::{Part, start};
+use chatmesh_cli::{Part, admin, start};
 use chatmesh_platform::{auth::KeyRing, config::Config, shutdown, telemetry};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -57,6 +58,9 @@ struct Listeners {
     /// WebSocket gateway listen address [default: 127.0.0.1:8081].
     #[arg(long)]
     ws_listen: Option<SocketAddr>,
+    /// Prometheus metrics listen address [default: 127.0.0.1:9464].
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,18 @@ enum AdminCommand {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Rebuild the search index from the chat store. Offline: stop the server using the data
+    /// dir first; the new index replaces the old one only once it is complete.
+    Reindex,
+    /// Health and search-index lag of a running server.
+    Status {
+        /// The server's gRPC address [default: the configured grpc.listen].
+        #[arg(long)]
+        grpc: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -93,6 +109,8 @@ struct Overrides {
     rest: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ws: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<serde_json::Value>,
 }
 
 fn overrides(cli: &Cli) -> Overrides {
@@ -108,6 +126,7 @@ fn overrides(cli: &Cli) -> Overrides {
         grpc: listeners.and_then(|l| listen(l.grpc_listen)),
         rest: listeners.and_then(|l| listen(l.rest_listen)),
         ws: listeners.and_then(|l| listen(l.ws_listen)),
+        metrics: listeners.and_then(|l| listen(l.metrics_listen)),
     }
 }
 
@@ -134,14 +153,9 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let parts: BTreeSet<Part> = match command {
-        Command::Up(_) => Part::ALL.into_iter().filter(|p| *p != Part::Indexer).collect(),
+        Command::Up(_) => Part::ALL.into_iter().collect(),
         Command::Serve { parts, .. } => parts.into_iter().collect(),
-        Command::Admin { command: AdminCommand::Keys { command: KeysCommand::Rotate { service } } } => {
-            let dir = config.data_dir.join("keys").join(if service { "service" } else { "user" });
-            let kid = KeyRing::rotate(&dir)?;
-            println!("new signing key {kid} in {}; restart the servers to sign with it", dir.display());
-            return Ok(());
-        }
+        Command::Admin { command } => return admin(command, config).await,
     };
     let running = start(config, &parts).await?;
     let stop = running.shutdown_token();
@@ -159,7 +173,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     if let Some(addr) = running.ws_addr {
         println!("chatmesh: WebSocket on ws://{addr}");
     }
+    if let Some(addr) = running.metrics_addr {
+        println!("chatmesh: metrics on http://{addr}/metrics");
+    }
     running.wait().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Keys { command: KeysCommand::Rotate { service } } => {
+            let dir = config.data_dir.join("keys").join(if service { "service" } else { "user" });
+            let kid = KeyRing::rotate(&dir)?;
+            println!("new signing key {kid} in {}; restart the servers to sign with it", dir.display());
+            Ok(())
+        }
+        AdminCommand::Reindex => admin::reindex(&config).await,
+        AdminCommand::Status { grpc, json } => admin::status(&config, grpc, json).await,
+    }
 }

@@ -38,6 +38,7 @@ fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
         .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
         .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &ws.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
         .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "100000")

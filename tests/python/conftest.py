@@ -64,6 +64,7 @@ def server():
         "--grpc-listen", grpc_addr,
         "--rest-listen", rest_addr,
         "--ws-listen", f"127.0.0.1:{_free_port()}",
+        "--metrics-listen", "127.0.0.1:0",
     ]
     # why: fuzzing creates many accounts; the OWASP hashing defaults have their own unit test
     env = dict(os.environ, CHATMESH_PASSWORD__MEMORY_KIB="4096", CHATMESH_PASSWORD__ITERATIONS="1")

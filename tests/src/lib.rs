@@ -5,7 +5,9 @@ use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf};
 
 use chatmesh_api::{
     channel::v1::{self as pb_channel, ChannelKind, ChannelVisibility, channel_service_client::ChannelServiceClient},
-    chat::v1::chat_service_client::ChatServiceClient,
+    chat::v1::{
+        self as chat, chat_internal_service_client::ChatInternalServiceClient, chat_service_client::ChatServiceClient,
+    },
     user::v1::{self as user, user_service_client::UserServiceClient},
 };
 use chatmesh_cli::{Part, Running};
@@ -31,6 +33,9 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     config.grpc.listen = ([127, 0, 0, 1], 0).into();
     config.rest.listen = ([127, 0, 0, 1], 0).into();
     config.ws.listen = ([127, 0, 0, 1], 0).into();
+    config.metrics.listen = ([127, 0, 0, 1], 0).into();
+    // why: tests wait for the index; a short interval keeps them quick.
+    config.search.commit_interval_ms = 50;
     config.password.memory_kib = 4096;
     config.password.iterations = 1;
     // why: load tests send thousands of calls per user; the limiter has its own tests.
@@ -53,7 +58,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> Self {
-        let parts: BTreeSet<Part> = Part::ALL.into_iter().filter(|p| *p != Part::Indexer).collect();
+        let parts: BTreeSet<Part> = Part::ALL.into_iter().collect();
         let data_dir = config.data_dir.clone();
         let running = chatmesh_cli::start(config, &parts).await.expect("chatmesh starts");
         Self {
@@ -127,6 +132,26 @@ impl TestApp {
 
     pub async fn chats(&self) -> ChatServiceClient<Channel> {
         ChatServiceClient::new(self.channel().await)
+    }
+
+    /// How far the search index trails the change feed, asked as a service principal.
+    pub async fn search_status(&self) -> chat::GetSearchStatusResponse {
+        let mut client = ChatInternalServiceClient::new(self.channel().await);
+        let request = authed(&self.service_token("admin"), chat::GetSearchStatusRequest {});
+        client.get_search_status(request).await.expect("search status").into_inner()
+    }
+
+    /// Waits until the search index has committed every change fed so far.
+    pub async fn search_caught_up(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.search_status().await;
+            if status.lag_events == 0 {
+                return;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the index did not catch up: {status:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Reads a key this server generated in its data dir (to forge or age tokens in tests).

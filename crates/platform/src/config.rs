@@ -28,6 +28,40 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub peers: PeersConfig,
+    pub search: SearchConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The search index and its indexer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Indexed changes become searchable at least this often, in milliseconds.
+    pub commit_interval_ms: u64,
+    /// ...or as soon as this many changes wait.
+    pub commit_batch: usize,
+    /// Memory the index writer may buffer, in MiB (at least 15).
+    pub writer_memory_mib: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { commit_interval_ms: 500, commit_batch: 10_000, writer_memory_mib: 64 }
+    }
+}
+
+/// Prometheus metrics, served at `GET /metrics` on their own listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: ([127, 0, 0, 1], 9464).into() }
+    }
 }
 
 /// Where the parts that do not run in this process listen (gRPC URLs such as
@@ -181,6 +215,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             peers: PeersConfig::default(),
+            search: SearchConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -231,8 +267,21 @@ impl Default for LogConfig {
 }
 
 /// The top-level keys of [`Config`], as the environment names them.
-const SECTIONS: &[&str] =
-    &["data_dir", "node_id", "grpc", "rest", "ws", "dispatcher", "auth", "password", "limits", "log", "peers"];
+const SECTIONS: &[&str] = &[
+    "data_dir",
+    "node_id",
+    "grpc",
+    "rest",
+    "ws",
+    "dispatcher",
+    "auth",
+    "password",
+    "limits",
+    "log",
+    "peers",
+    "search",
+    "metrics",
+];
 
 impl Config {
     /// Loads defaults, then `file` (if it exists), then `CHATMESH_*` variables, then `overrides`
