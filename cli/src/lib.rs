@@ -165,7 +165,8 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     };
 
     if config.metrics.enabled {
-        let (addr, task) = serve_http("metrics", config.metrics.listen, metrics_router(), &shutdown).await?;
+        let grace = std::time::Duration::from_secs(1);
+        let (addr, task) = serve_http("metrics", config.metrics.listen, grace, metrics_router(), &shutdown).await?;
         running.metrics_addr = Some(addr);
         tasks.spawn(task);
     }
@@ -188,12 +189,14 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
             .layer(layer)
             .add_routes(routes);
         let stop = shutdown.clone();
+        let grpc_grace = std::time::Duration::from_secs(config.grpc.drain_secs);
         tasks.spawn(async move {
             use tokio_stream::StreamExt as _;
             // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
                 .map(|stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)));
-            server.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.context("gRPC server")
+            let serve = server.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+            drained("gRPC", &stop, grpc_grace, async { serve.await.context("gRPC server") }).await
         });
         tracing::info!(addr = %running.grpc_addr.unwrap_or(config.grpc.listen), "gRPC listening");
     }
@@ -202,6 +205,7 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         let (addr, task) = serve_http(
             "REST",
             config.rest.listen,
+            std::time::Duration::from_secs(config.rest.drain_secs),
             chatmesh_gateway_rest::router(auth.clone(), services, &config.rest.cors_origins),
             &shutdown,
         )
@@ -491,6 +495,7 @@ fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
 async fn serve_http(
     name: &'static str,
     addr: SocketAddr,
+    grace: std::time::Duration,
     router: axum::Router,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>> + Send + 'static)> {
@@ -503,10 +508,30 @@ async fn serve_http(
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .with_context(|| format!("{name} server"))
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        drained(name, &stop, grace, async { serve.await.with_context(|| format!("{name} server")) }).await
     };
     Ok((bound, task))
+}
+
+/// Runs a server until it has drained after `stop`, or until `grace` has passed since `stop`:
+/// a client that keeps an idle connection open must not hold the process past its grace period.
+async fn drained(
+    name: &str,
+    stop: &CancellationToken,
+    grace: std::time::Duration,
+    serve: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::pin!(serve);
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = &mut serve => result,
+        () = deadline => {
+            tracing::warn!("{name}: connections still open after {grace:?}; closing them");
+            Ok(())
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The real binary as a process: killed with SIGKILL right after a burst of acknowledged
 //! sends it loses none of them; asked to stop with SIGTERM it closes every WebSocket with the
-//! reconnect code and exits within its grace period.
+//! reconnect code and exits within its grace period; killed while the search indexer has
+//! changes staged, it catches up to exactly what a fresh `admin reindex` finds.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -11,7 +12,10 @@ use std::{
 
 use chatmesh_api::{
     channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
-    chat::v1::{ChatKind, CreateChatRequest, ListChatsRequest, chat_service_client::ChatServiceClient},
+    chat::v1::{
+        ChatKind, CreateChatRequest, ListChatsRequest, RemoveChatsRequest, RetractChatsRequest, SearchChatsRequest,
+        chat_service_client::ChatServiceClient,
+    },
     user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
 };
 use tonic::{Request, transport::Channel};
@@ -35,7 +39,12 @@ fn start(data: &Path, grpc: SocketAddr) -> Server {
 }
 
 fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Server {
+    start_with_env(data, grpc, ws, &[])
+}
+
+fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &str)]) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .envs(env.iter().copied())
         .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
         .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &ws.to_string()])
         .args(["--metrics-listen", "127.0.0.1:0"])
@@ -175,4 +184,157 @@ async fn sigkill_after_a_burst_of_acknowledged_sends_loses_none() {
     let lost = acknowledged.iter().filter(|id| !stored.contains(*id)).count();
     println!("acknowledged {}, stored after SIGKILL {}, lost {lost}", acknowledged.len(), stored.len());
     assert_eq!(lost, 0);
+}
+
+/// Stops the server with SIGTERM and waits for a clean exit, keeping this runtime running so
+/// the test's own clients can answer the server's GOAWAY.
+async fn stop(mut server: Server) {
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "a clean exit: {status:?}");
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the process exits within its grace period");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `chatmesh admin <args>` on `data`; returns stdout, failing on a non-zero exit.
+fn admin(data: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.to_str().unwrap(), "admin"])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "admin {args:?}: {stdout}{stderr}");
+    stdout.into_owned()
+}
+
+/// `admin status --json` of the server on `grpc`, as JSON.
+fn search_status(data: &Path, grpc: SocketAddr) -> serde_json::Value {
+    let out = admin(data, &["status", "--json", "--grpc", &format!("http://{grpc}")]);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("JSON status");
+    status["search"].clone()
+}
+
+async fn caught_up(data: &Path, grpc: SocketAddr) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let status = search_status(data, grpc);
+        if status["lag_events"] == 0 {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the index catches up: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every chat id the search for `word` finds, over all pages.
+async fn searchable(channel: &Channel, token: &str, word: &str) -> std::collections::BTreeSet<String> {
+    let mut chats = ChatServiceClient::new(channel.clone());
+    let mut found = std::collections::BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let request = SearchChatsRequest { query: word.into(), page_size: 100, page_token, ..Default::default() };
+        let page = chats.search_chats(authed(token, request)).await.unwrap().into_inner();
+        found.extend(page.hits.into_iter().map(|h| h.chat.unwrap().chat_id));
+        if page.next_page_token.is_empty() {
+            return found;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn killed_mid_batch_the_indexer_catches_up_to_what_a_fresh_reindex_finds() {
+    let data = tempfile::tempdir().unwrap();
+    let grpc = free_addr();
+    // why: commits only every 200 changes, so the kill finds some committed and some staged.
+    let staging = [("CHATMESH_SEARCH__COMMIT_INTERVAL_MS", "600000"), ("CHATMESH_SEARCH__COMMIT_BATCH", "200")];
+    let mut server = start_with_env(data.path(), grpc, free_addr(), &staging);
+    let channel = connect(grpc).await;
+    let token = sign_up(&channel, "ada@example.com").await;
+    let group = CreateChannelRequest { kind: ChannelKind::Group as i32, name: "indexed".into(), ..Default::default() };
+    let channel_id = ChannelServiceClient::new(channel.clone())
+        .create_channel(authed(&token, group))
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .channel_id;
+    let chats = ChatServiceClient::new(channel.clone());
+    let (sender_token, channel_id) = (token.clone(), channel_id.clone());
+    let send = move |i: usize| {
+        let request =
+            CreateChatRequest { channel_id: channel_id.clone(), text: format!("common item{i}"), ..Default::default() };
+        let mut chats = chats.clone();
+        let token = sender_token.clone();
+        async move { chats.create_chat(authed(&token, request)).await.unwrap().into_inner().chat.unwrap().chat_id }
+    };
+    let mut sent = Vec::new();
+    for i in 0..500 {
+        sent.push(send(i).await);
+    }
+    let retracted: Vec<String> = sent.iter().step_by(25).cloned().collect();
+    let removed: Vec<String> = sent.iter().skip(7).step_by(25).cloned().collect();
+    let mut client = ChatServiceClient::new(channel.clone());
+    client.retract_chats(authed(&token, RetractChatsRequest { chat_ids: retracted.clone() })).await.unwrap();
+    client.remove_chats(authed(&token, RemoveChatsRequest { chat_ids: removed.clone() })).await.unwrap();
+    // the kill must find changes staged but not committed
+    let mut status = search_status(data.path(), grpc);
+    while status["lag_events"] == 0 {
+        sent.push(send(sent.len()).await);
+        status = search_status(data.path(), grpc);
+    }
+    println!("killed with {} changes staged, {} chats committed", status["lag_events"], status["documents"]);
+    assert!(status["documents"].as_i64().unwrap() > 0, "some batches were committed: {status}");
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().unwrap();
+    drop((send, client, channel));
+
+    let expected: std::collections::BTreeSet<String> =
+        sent.iter().filter(|id| !retracted.contains(id) && !removed.contains(id)).cloned().collect();
+    let server = start(data.path(), grpc);
+    let channel = connect(grpc).await;
+    let status = caught_up(data.path(), grpc).await;
+    assert!(status["indexer_running"].as_bool().unwrap(), "{status}");
+    let resumed = searchable(&channel, &token, "common").await;
+    assert_eq!(resumed.len(), expected.len());
+    assert_eq!(resumed, expected, "the index caught up with the store");
+    drop(channel);
+    stop(server).await;
+    let out = admin(data.path(), &["reindex"]);
+    assert!(out.contains("search index rebuilt"), "{out}");
+    let _server = start(data.path(), grpc);
+    let channel = connect(grpc).await;
+    let status = caught_up(data.path(), grpc).await;
+    assert_eq!(status["documents"].as_i64().unwrap() as usize, sent.len() - retracted.len(), "{status}");
+    assert_eq!(searchable(&channel, &token, "common").await, resumed, "a fresh reindex finds the same chats");
+}
+
+#[tokio::test]
+async fn a_client_that_never_lets_go_holds_a_stop_no_longer_than_the_drain_period() {
+    let data = tempfile::tempdir().unwrap();
+    let grpc = free_addr();
+    let server = start_with_env(data.path(), grpc, free_addr(), &[("CHATMESH_GRPC__DRAIN_SECS", "1")]);
+    connect(grpc).await;
+    // a client on its own runtime makes a call, then hangs without closing its connection
+    let (connected, hung) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let channel = runtime.block_on(connect(grpc));
+        runtime.block_on(sign_up(&channel, "ada@example.com"));
+        connected.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(channel);
+    });
+    hung.recv().unwrap();
+    let started = Instant::now();
+    stop(server).await;
+    println!("stopped in {:?} with a hung client", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "the drain period bounds the stop");
 }

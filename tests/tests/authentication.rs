@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chatmesh_api::{
-    chat::v1::{SearchChatsRequest, chat_service_client::ChatServiceClient},
+    chat::v1::{CreateUploadRequest, chat_service_client::ChatServiceClient},
     user::v1::{
         BatchGetUsersRequest, GetMeRequest, user_internal_service_client::UserInternalServiceClient,
         user_service_client::UserServiceClient,
@@ -133,10 +133,10 @@ async fn services_not_built_yet_answer_unimplemented_after_authentication() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.register("ada@example.com").await;
     let mut chats = ChatServiceClient::new(app.channel().await);
-    let request = || SearchChatsRequest { query: "hello".into(), ..Default::default() };
-    assert_eq!(chats.search_chats(request()).await.unwrap_err().code(), Code::Unauthenticated);
+    let request = || CreateUploadRequest { file_name: "a.png".into(), ..Default::default() };
+    assert_eq!(chats.create_upload(request()).await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(
-        chats.search_chats(authed(&tokens.access_token, request())).await.unwrap_err().code(),
+        chats.create_upload(authed(&tokens.access_token, request())).await.unwrap_err().code(),
         Code::Unimplemented
     );
 }

@@ -130,8 +130,24 @@ async fn the_seed_flow_over_http() {
     let (_, one) = rest.call("GET", &format!("/api/v1/chats/{}", chat_ids[0]), Some(&tb), Value::Null).await;
     assert_eq!((one["chat"]["retracted"].as_bool(), one["chat"].get("text")), (Some(true), None));
 
-    let (status, search) = rest.call("GET", "/api/v1/chats-search?query=hello", Some(&ta), Value::Null).await;
-    assert_error(status, &search, 501, "UNIMPLEMENTED");
+    let (_, again) = rest
+        .call("POST", "/api/v1/chats", Some(&tb), json!({"channelId": channel_id, "text": "hello again, Ada"}))
+        .await;
+    app.search_caught_up().await;
+    let path = format!("/api/v1/chats-search?query=HELLO&channelId={channel_id}&startTime=2020-01-01T00:00:00Z");
+    let (status, search) = rest.call("GET", &path, Some(&ta), Value::Null).await;
+    assert_eq!(status, 200, "{search}");
+    let hits = search["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "the retracted chat is not found: {search}");
+    assert_eq!(hits[0]["chat"]["chatId"], again["chat"]["chatId"]);
+    assert_eq!(hits[0]["snippet"], "<em>hello</em> again, Ada");
+    let (status, search) = rest
+        .call("GET", "/api/v1/chats-search?query=hello&startTime=2030-01-01T00:00:00Z", Some(&ta), Value::Null)
+        .await;
+    assert_eq!((status, search["hits"].as_array().map(Vec::len)), (200, None), "nothing after 2030: {search}");
+    let (status, search) = rest.call("GET", "/api/v1/chats-search?query=%3F", Some(&ta), Value::Null).await;
+    assert_error(status, &search, 400, "INVALID_ARGUMENT");
+    assert!(search["message"].as_str().unwrap().starts_with("query"), "{search}");
 }
 
 #[tokio::test]

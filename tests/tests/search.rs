@@ -111,6 +111,11 @@ async fn retracted_and_removed_words_are_never_found_even_before_the_index_catch
     let kept = send(&mut chats, &alice, &channel, "walrus kept").await.chat_id;
     app.search_caught_up().await;
     assert_eq!(app.search_status().await.documents, 3);
+    let (status, metrics) = chatmesh_tests::raw::http(app.metrics_addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    for metric in ["chatmesh_search_lag_seconds", "chatmesh_search_documents", "chatmesh_search_commits_total"] {
+        assert!(metrics.contains(metric), "{metric} in {metrics}");
+    }
     assert_eq!(found(&mut chats, &bob, query("walrus")).await, vec![kept.clone(), removed.clone(), retracted.clone()]);
 
     let retract = pb::RetractChatsRequest { chat_ids: vec![retracted.clone()] };

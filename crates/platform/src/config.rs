@@ -87,6 +87,8 @@ pub struct GrpcConfig {
     pub default_deadline_ms: u64,
     /// HTTP/2 keepalive ping interval, in seconds.
     pub keepalive_secs: u64,
+    /// How long a stop waits for calls in flight before closing connections, in seconds.
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +97,8 @@ pub struct RestConfig {
     pub listen: SocketAddr,
     /// Origins allowed to call the API from a browser (CORS); empty allows none, "*" any.
     pub cors_origins: Vec<String>,
+    /// How long a stop waits for requests in flight before closing connections, in seconds.
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,7 +136,7 @@ impl Default for DispatcherConfig {
 
 impl Default for RestConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into(), cors_origins: Vec::new() }
+        Self { listen: ([127, 0, 0, 1], 8080).into(), cors_origins: Vec::new(), drain_secs: 10 }
     }
 }
 
@@ -229,6 +233,7 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 256,
             default_deadline_ms: 10_000,
             keepalive_secs: 45,
+            drain_secs: 10,
         }
     }
 }

@@ -98,7 +98,7 @@ pub async fn status(store: &dyn ChatStore, index: &dyn SearchIndex) -> Result<Se
 /// The index form of a chat's current state, or `None` when it must not be found (a retracted
 /// or system chat).
 fn indexed(chat: ChatRecord, removed_for: Vec<u64>, version: u64) -> Option<IndexedChat> {
-    (chat.kind == ChatKind::Text && !chat.is_retracted()).then(|| IndexedChat {
+    (chat.kind == ChatKind::Text && !chat.is_retracted()).then_some(IndexedChat {
         chat_id: chat.chat_id,
         channel_id: chat.channel_id,
         sender_id: chat.sender_id,
