@@ -16,11 +16,12 @@ up:
 ## Every test: Rust unit and black-box suites, then the Python gRPC client suite.
 test: tools test-rust test-python
 
-test-rust:
+## The S3 media tests run against moto's S3 server on loopback (tests/with-s3.sh).
+test-rust: tools
 	@if cargo nextest --version >/dev/null 2>&1; then \
-		cargo nextest run --workspace --no-fail-fast; \
+		tests/with-s3.sh cargo nextest run --workspace --no-fail-fast; \
 	else \
-		cargo test --workspace --no-fail-fast; \
+		tests/with-s3.sh cargo test --workspace --no-fail-fast; \
 	fi
 
 test-python: tools

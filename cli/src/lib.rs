@@ -172,9 +172,16 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     }
     let local = LateChannel::new();
     let peers = Peers::new(&config, parts, &local)?;
+    let media = match parts.contains(&Part::Chat) {
+        true => Some(Arc::new(
+            chatmesh_chat::media::Media::open(&config.media, &config.data_dir).context("opening the media store")?,
+        )),
+        false => None,
+    };
     if parts.iter().any(|p| p.is_grpc()) {
         let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
-        let (routes, health) = grpc_routes(&config, parts, &auth, &ids, &peers, &shutdown, &mut tasks).await?;
+        let (routes, health) =
+            grpc_routes(&config, parts, media.as_ref(), &auth, &ids, &peers, &shutdown, &mut tasks).await?;
         let listener = TcpListener::bind(config.grpc.listen)
             .await
             .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
@@ -202,15 +209,23 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     }
     if parts.contains(&Part::Rest) {
         let services = peers.by_service();
+        let mut router = chatmesh_gateway_rest::router(auth.clone(), services, &config.rest.cors_origins);
+        // why: local media URLs are served beside the REST gateway, not by it (no JSON, no gRPC).
+        if let Some(files) = media.as_ref().and_then(|m| m.local_router()) {
+            router = files.merge(router);
+        }
         let (addr, task) = serve_http(
             "REST",
             config.rest.listen,
             std::time::Duration::from_secs(config.rest.drain_secs),
-            chatmesh_gateway_rest::router(auth.clone(), services, &config.rest.cors_origins),
+            router,
             &shutdown,
         )
         .await?;
         running.rest_addr = Some(addr);
+        if let Some(media) = &media {
+            media.set_default_origin(format!("http://{addr}"));
+        }
         tasks.spawn(task);
     }
     if parts.contains(&Part::Ws) {
@@ -237,9 +252,11 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
 
 /// Every gRPC service of `parts`, with grpc.health.v1 (one status per service) and
 /// reflection v1 and v1alpha.
+#[allow(clippy::too_many_arguments)]
 async fn grpc_routes(
     config: &Config,
     parts: &BTreeSet<Part>,
+    media: Option<&Arc<chatmesh_chat::media::Media>>,
     auth: &Arc<Authenticator>,
     ids: &Arc<IdGenerator>,
     peers: &Peers,
@@ -329,8 +346,22 @@ async fn grpc_routes(
         ));
         let (committed, woken) = tokio::sync::watch::channel(0u64);
         let search = open_search(config, parts, &store, &woken, shutdown, tasks)?;
-        let (public, internal) =
-            chatmesh_chat::ChatApi::new(store.clone(), chat_peers, publisher.clone(), committed, Some(search));
+        if let Some(media) = media {
+            let (store, media, stop) = (store.clone(), media.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                chatmesh_chat::media::run_sweeper(store, media, stop).await;
+                Ok(())
+            });
+        }
+        let (public, internal) = chatmesh_chat::ChatApi::new(chatmesh_chat::ChatDeps {
+            store: store.clone(),
+            peers: chat_peers,
+            publisher: publisher.clone(),
+            committed,
+            search: Some(search),
+            media: media.cloned(),
+            ids: ids.clone(),
+        });
         let activity = chatmesh_chat::ActivitySink::new(internal_channel(
             peers.need(&peers.channel, "chat", "channel")?,
             credentials,

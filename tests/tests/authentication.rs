@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chatmesh_api::{
-    chat::v1::{CreateUploadRequest, chat_service_client::ChatServiceClient},
+    dispatcher::v1::{SubscribeRequest, dispatcher_service_client::DispatcherServiceClient},
     user::v1::{
         BatchGetUsersRequest, GetMeRequest, user_internal_service_client::UserInternalServiceClient,
         user_service_client::UserServiceClient,
@@ -132,13 +132,10 @@ async fn internal_rpcs_take_service_principals_only() {
 async fn services_not_built_yet_answer_unimplemented_after_authentication() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.register("ada@example.com").await;
-    let mut chats = ChatServiceClient::new(app.channel().await);
-    let request = || CreateUploadRequest { file_name: "a.png".into(), ..Default::default() };
-    assert_eq!(chats.create_upload(request()).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(
-        chats.create_upload(authed(&tokens.access_token, request())).await.unwrap_err().code(),
-        Code::Unimplemented
-    );
+    let mut live = DispatcherServiceClient::new(app.channel().await);
+    let request = SubscribeRequest::default;
+    assert_eq!(live.subscribe(request()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(live.subscribe(authed(&tokens.access_token, request())).await.unwrap_err().code(), Code::Unimplemented);
 }
 
 #[tokio::test]

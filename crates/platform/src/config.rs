@@ -30,6 +30,60 @@ pub struct Config {
     pub peers: PeersConfig,
     pub search: SearchConfig,
     pub metrics: MetricsConfig,
+    pub media: MediaConfig,
+}
+
+/// Attachments: where their bytes live and what is accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// "local" (files under `local_root`, served under /media on the REST listener) or "s3".
+    pub backend: String,
+    /// Empty: `<data_dir>/media`.
+    pub local_root: String,
+    /// The origin clients reach /media at (e.g. `https://chat.example.com`). Empty: the REST
+    /// listener's address.
+    pub public_url: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    /// Empty: AWS; set it for an S3-compatible store.
+    pub s3_endpoint: String,
+    /// Allow a plain-HTTP endpoint (local S3-compatible stores only).
+    pub s3_allow_http: bool,
+    /// Largest file accepted, in bytes.
+    pub max_bytes: u64,
+    /// Accepted content types; `type/*` accepts a whole family.
+    pub content_types: Vec<String>,
+    /// How long an upload URL works.
+    pub upload_url_ttl_secs: u64,
+    /// How long a download URL works.
+    pub download_url_ttl_secs: u64,
+    /// Uploads not attached to a chat within this time are deleted.
+    pub abandoned_after_secs: u64,
+    /// How often abandoned and released uploads are looked for.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            local_root: String::new(),
+            public_url: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_endpoint: String::new(),
+            s3_allow_http: false,
+            max_bytes: 25 * 1024 * 1024,
+            content_types: ["image/*", "video/*", "audio/*", "application/pdf", "text/plain"]
+                .map(String::from)
+                .to_vec(),
+            upload_url_ttl_secs: 300,
+            download_url_ttl_secs: 900,
+            abandoned_after_secs: 24 * 3600,
+            sweep_interval_secs: 60,
+        }
+    }
 }
 
 /// The search index and its indexer.
@@ -221,6 +275,7 @@ impl Default for Config {
             peers: PeersConfig::default(),
             search: SearchConfig::default(),
             metrics: MetricsConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -286,6 +341,7 @@ const SECTIONS: &[&str] = &[
     "peers",
     "search",
     "metrics",
+    "media",
 ];
 
 impl Config {

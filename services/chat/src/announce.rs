@@ -77,6 +77,7 @@ pub fn announcement(event: &ChannelEvent) -> Option<NewChat> {
         mentions: if subject == 0 { Vec::new() } else { vec![subject] },
         announcement: Some(Announcement { kind: kind.to_owned(), actor_id: actor, subject_user_id: subject }),
         body_hash: String::new(),
+        attachments: Vec::new(),
     })
 }
 

@@ -5,6 +5,7 @@
 mod announce;
 mod error;
 mod feed;
+pub mod media;
 mod model;
 mod peers;
 pub mod search;
@@ -13,6 +14,8 @@ pub mod store;
 
 pub use error::ChatError;
 pub use feed::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_relay};
-pub use model::{Announcement, ChatKind, ChatRecord, NewChat, ReadPointer};
+pub use model::{
+    Announcement, AttachmentRecord, ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState,
+};
 pub use peers::Peers;
-pub use service::{ChatApi, ChatInternalApi, Search};
+pub use service::{ChatApi, ChatDeps, ChatInternalApi, Search};

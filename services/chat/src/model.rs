@@ -37,6 +37,58 @@ pub struct ChatRecord {
     pub created_at_ms: u64,
     pub edited_at_ms: Option<u64>,
     pub retracted_at_ms: Option<u64>,
+    /// Files attached when the chat was sent; cleared when it is retracted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRecord>,
+}
+
+/// A file on a chat, as declared at upload and checked when attached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentRecord {
+    pub upload_id: u64,
+    /// The client's name for the file: metadata only, never part of a storage key.
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub width: u32,
+    #[serde(default)]
+    pub height: u32,
+}
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum UploadState {
+    /// URL handed out; the bytes may or may not be there yet.
+    Pending,
+    /// On this chat.
+    Attached(u64),
+    /// Abandoned, retracted or of a deleted channel: its object is to be deleted.
+    Reclaiming,
+}
+
+/// An upload started with CreateUpload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub upload_id: u64,
+    pub uploader_id: u64,
+    pub channel_id: u64,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub created_at_ms: u64,
+    pub state: UploadState,
+}
+
+impl UploadRecord {
+    /// The object's key in the media store: generated here, never from client input.
+    pub fn object_key(&self) -> String {
+        object_key(self.upload_id)
+    }
+}
+
+pub fn object_key(upload_id: u64) -> String {
+    format!("uploads/{upload_id}")
 }
 
 /// A chat to create; the store assigns its id and time.
@@ -52,6 +104,8 @@ pub struct NewChat {
     pub mentions: Vec<u64>,
     pub announcement: Option<Announcement>,
     pub body_hash: String,
+    /// Checked uploads of the sender in this channel; the store attaches them with the chat.
+    pub attachments: Vec<AttachmentRecord>,
 }
 
 /// A member's read pointer in one channel.
@@ -83,7 +137,18 @@ impl ChatRecord {
             reply_to_chat_id: if self.reply_to == 0 { String::new() } else { self.reply_to.to_string() },
             thread_root_id: String::new(),
             mention_user_ids: self.mentions.iter().map(u64::to_string).collect(),
-            attachments: Vec::new(),
+            attachments: self
+                .attachments
+                .iter()
+                .map(|a| pb::Attachment {
+                    upload_id: a.upload_id.to_string(),
+                    file_name: a.file_name.clone(),
+                    content_type: a.content_type.clone(),
+                    size_bytes: a.size_bytes as i64,
+                    width: a.width as i32,
+                    height: a.height as i32,
+                })
+                .collect(),
             system: self.announcement.as_ref().map(|a| pb::SystemAnnouncement {
                 r#type: a.kind.clone(),
                 actor_id: a.actor_id.to_string(),

@@ -16,8 +16,8 @@ use chatmesh_api::{
 };
 use chatmesh_platform::{
     auth::user_of,
-    error::invalid_field,
-    ids::{max_id_at, now_ms, unix_ms_of},
+    error::{invalid_field, status_with_reason},
+    ids::{IdGenerator, max_id_at, now_ms, unix_ms_of},
     page, validate,
 };
 use tokio::sync::watch;
@@ -27,7 +27,8 @@ use crate::{
     announce,
     error::ChatError,
     feed::Publisher,
-    model::{ChatKind, ChatRecord, NewChat, ReadPointer, timestamp},
+    media::Media,
+    model::{AttachmentRecord, ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState, timestamp},
     peers::Peers,
     search::{self, IndexQuery, IndexerStatus, SearchIndex},
     store::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range},
@@ -46,6 +47,8 @@ const DEFAULT_HITS: usize = 20;
 const MAX_HITS: usize = 100;
 /// Index queries per search page at most, when the store filters many candidates out.
 const MAX_SEARCH_ROUNDS: usize = 4;
+const MAX_ATTACHMENTS: usize = 10;
+const MAX_FILE_NAME: usize = 255;
 
 /// The search index this process serves queries from, and whether its indexer runs here.
 #[derive(Clone)]
@@ -61,6 +64,23 @@ struct Core {
     /// Ticks after each committed write, waking the feed relays.
     committed: watch::Sender<u64>,
     search: Option<Search>,
+    media: Option<Arc<Media>>,
+    ids: Arc<IdGenerator>,
+}
+
+/// What the chat service is built from.
+pub struct ChatDeps {
+    pub store: Arc<dyn ChatStore>,
+    pub peers: Peers,
+    pub publisher: Arc<dyn Publisher>,
+    /// Ticks after each committed write, waking the feed relays.
+    pub committed: watch::Sender<u64>,
+    /// The search index queries are served from, when this process has one.
+    pub search: Option<Search>,
+    /// The attachments' backend, when this process has one.
+    pub media: Option<Arc<Media>>,
+    /// For upload ids.
+    pub ids: Arc<IdGenerator>,
 }
 
 /// ChatService: the public surface.
@@ -76,14 +96,9 @@ pub struct ChatInternalApi {
 }
 
 impl ChatApi {
-    pub fn new(
-        store: Arc<dyn ChatStore>,
-        peers: Peers,
-        publisher: Arc<dyn Publisher>,
-        committed: watch::Sender<u64>,
-        search: Option<Search>,
-    ) -> (Self, ChatInternalApi) {
-        let core = Arc::new(Core { store, peers, publisher, committed, search });
+    pub fn new(deps: ChatDeps) -> (Self, ChatInternalApi) {
+        let ChatDeps { store, peers, publisher, committed, search, media, ids } = deps;
+        let core = Arc::new(Core { store, peers, publisher, committed, search, media, ids });
         (Self { core: core.clone() }, ChatInternalApi { core })
     }
 }
@@ -147,9 +162,12 @@ fn mentioned_usernames(text: &str) -> Vec<String> {
     names.into_iter().collect()
 }
 
-fn body_hash(text: &str, reply_to: u64) -> String {
+fn body_hash(text: &str, reply_to: u64, attachments: &[u64]) -> String {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(&reply_to.to_be_bytes());
+    for upload in attachments {
+        context.update(&upload.to_be_bytes());
+    }
     context.update(text.as_bytes());
     context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -193,6 +211,68 @@ impl Core {
         members.sort_unstable();
         members.dedup();
         Ok(members)
+    }
+
+    fn media(&self) -> Result<&Arc<Media>, Status> {
+        self.media.as_ref().ok_or_else(|| Status::unavailable("attachments are not served by this process"))
+    }
+
+    /// An upload of `caller` in `channel_id`, finished and matching what was declared, as the
+    /// chat will carry it. A finished upload that does not match is deleted.
+    async fn attachable(&self, upload_id: u64, caller: u64, channel_id: u64) -> Result<AttachmentRecord, Status> {
+        let field = "attachment_upload_ids";
+        let media = self.media()?;
+        let upload = self.store.get_upload(upload_id).await.map_err(ChatError::from)?;
+        let upload = match upload {
+            Some(u) if u.uploader_id == caller && u.channel_id == channel_id => u,
+            _ => {
+                return Err(invalid_field(
+                    field,
+                    format!("upload {upload_id} is not an upload of yours in this channel"),
+                ));
+            }
+        };
+        match upload.state {
+            UploadState::Pending => {}
+            UploadState::Attached(_) => {
+                return Err(invalid_field(field, format!("upload {upload_id} is already attached")));
+            }
+            UploadState::Reclaiming => return Err(invalid_field(field, format!("upload {upload_id} has expired"))),
+        }
+        let key = upload.object_key();
+        let stored = media.inspect(&key).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let Some(stored) = stored else {
+            return Err(status_with_reason(
+                tonic::Code::FailedPrecondition,
+                format!("{field}: upload {upload_id} is not finished: PUT the file to its upload URL first"),
+                "UPLOAD_NOT_FINISHED",
+                &[("upload_id", upload_id.to_string())],
+            ));
+        };
+        let type_matches = stored.content_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case(&upload.content_type));
+        if stored.size != upload.size_bytes || !type_matches {
+            media.delete(&key).await.map_err(|e| Status::unavailable(e.to_string()))?;
+            return Err(invalid_field(
+                field,
+                format!(
+                    "upload {upload_id} is not what was declared ({} bytes of {}); the file was deleted",
+                    upload.size_bytes, upload.content_type
+                ),
+            ));
+        }
+        let (width, height) = if upload.content_type.starts_with("image/") {
+            media.dimensions(&key, stored.size).await.unwrap_or((0, 0))
+        } else {
+            (0, 0)
+        };
+        Ok(AttachmentRecord {
+            upload_id,
+            file_name: upload.file_name,
+            content_type: upload.content_type,
+            size_bytes: upload.size_bytes,
+            width,
+            height,
+        })
     }
 
     /// A search candidate as the caller may see it now, or `None`: it must still exist as a
@@ -241,7 +321,19 @@ impl ChatService for ChatApi {
         let (caller, _) = user_of(&request)?;
         let req = request.into_inner();
         let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let text = validate_text("text", &req.text)?;
+        let upload_ids = if req.attachment_upload_ids.is_empty() {
+            Vec::new()
+        } else if req.attachment_upload_ids.len() > MAX_ATTACHMENTS {
+            return Err(invalid_field("attachment_upload_ids", format!("at most {MAX_ATTACHMENTS} attachments")));
+        } else {
+            ids("attachment_upload_ids", &req.attachment_upload_ids)?
+        };
+        // why: a chat may be only files; text is then optional.
+        let text = if upload_ids.is_empty() || !req.text.trim().is_empty() {
+            validate_text("text", &req.text)?
+        } else {
+            String::new()
+        };
         if req.client_msg_id.chars().count() > MAX_CLIENT_MSG_ID || req.client_msg_id.chars().any(char::is_control) {
             return Err(invalid_field(
                 "client_msg_id",
@@ -249,9 +341,6 @@ impl ChatService for ChatApi {
             ));
         }
         let reply_to = optional_id("reply_to_chat_id", &req.reply_to_chat_id)?;
-        if !req.attachment_upload_ids.is_empty() {
-            return Err(Status::unimplemented("attachment_upload_ids: attachments are not available yet"));
-        }
         let core = &self.core;
         let access = core.peers.member(channel_id, caller).await?;
         if access.kind == ChannelKind::Broadcast && access.role != MemberRole::Owner {
@@ -264,11 +353,16 @@ impl ChatService for ChatApi {
             }
         }
         let mentions = core.mentions(channel_id, &text).await?;
+        let mut attachments = Vec::with_capacity(upload_ids.len());
+        for upload_id in &upload_ids {
+            attachments.push(core.attachable(*upload_id, caller, channel_id).await?);
+        }
         let chat = NewChat {
             channel_id,
             sender_id: caller,
             kind: ChatKind::Text,
-            body_hash: body_hash(&text, reply_to),
+            body_hash: body_hash(&text, reply_to, &upload_ids),
+            attachments,
             text,
             client_msg_id: req.client_msg_id,
             reply_to,
@@ -282,6 +376,9 @@ impl ChatService for ChatApi {
             }
             CreateOutcome::Duplicate(chat) => chat,
             CreateOutcome::KeyConflict(existing) => return Err(ChatError::KeyReused(existing).into()),
+            CreateOutcome::UploadUnavailable(upload) => {
+                return Err(invalid_field("attachment_upload_ids", format!("upload {upload} is already attached")));
+            }
         };
         Ok(Response::new(pb::CreateChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
     }
@@ -468,6 +565,91 @@ impl ChatService for ChatApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::SearchChatsResponse { hits, next_page_token }))
+    }
+
+    async fn create_upload(
+        &self,
+        request: Request<pb::CreateUploadRequest>,
+    ) -> Result<Response<pb::CreateUploadResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let req = request.into_inner();
+        let channel_id = validate::id("channel_id", &req.channel_id)?;
+        let file_name = req.file_name.trim();
+        if file_name.is_empty() {
+            return Err(invalid_field("file_name", "is required"));
+        }
+        if file_name.chars().count() > MAX_FILE_NAME || file_name.chars().any(char::is_control) {
+            return Err(invalid_field("file_name", format!("must be at most {MAX_FILE_NAME} printable characters")));
+        }
+        let content_type = req.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if content_type.is_empty() {
+            return Err(invalid_field("content_type", "is required"));
+        }
+        let core = &self.core;
+        let media = core.media()?;
+        if !media.accepts(&content_type) {
+            return Err(invalid_field("content_type", format!("{content_type} is not accepted here")));
+        }
+        if req.size_bytes <= 0 || req.size_bytes as u64 > media.max_bytes() {
+            return Err(invalid_field("size_bytes", format!("must be from 1 to {} bytes", media.max_bytes())));
+        }
+        let access = core.peers.member(channel_id, caller).await?;
+        if access.kind == ChannelKind::Broadcast && access.role != MemberRole::Owner {
+            return Err(ChatError::BroadcastOwnerOnly.into());
+        }
+        let upload_id = core.ids.next_id();
+        let upload = UploadRecord {
+            upload_id,
+            uploader_id: caller,
+            channel_id,
+            file_name: file_name.to_owned(),
+            content_type,
+            size_bytes: req.size_bytes as u64,
+            created_at_ms: unix_ms_of(upload_id),
+            state: UploadState::Pending,
+        };
+        core.store.create_upload(upload.clone()).await.map_err(ChatError::from)?;
+        let signed = media
+            .upload_url(&upload.object_key(), &upload.content_type, upload.size_bytes)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::CreateUploadResponse {
+            upload_id: upload_id.to_string(),
+            upload_url: signed.url,
+            expires_at: Some(timestamp(signed.expires_at_ms)),
+        }))
+    }
+
+    async fn get_attachment_url(
+        &self,
+        request: Request<pb::GetAttachmentUrlRequest>,
+    ) -> Result<Response<pb::GetAttachmentUrlResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let upload_id = validate::id("upload_id", &request.get_ref().upload_id)?;
+        let core = &self.core;
+        let media = core.media()?;
+        let not_found = || {
+            status_with_reason(
+                tonic::Code::NotFound,
+                format!("attachment {upload_id} not found"),
+                "ATTACHMENT_NOT_FOUND",
+                &[("upload_id", upload_id.to_string())],
+            )
+        };
+        let upload = core.store.get_upload(upload_id).await.map_err(ChatError::from)?.ok_or_else(not_found)?;
+        let UploadState::Attached(chat_id) = upload.state else { return Err(not_found()) };
+        let chat = core.readable_chat(chat_id, caller).await.map_err(|_| not_found())?;
+        if chat.is_retracted() {
+            return Err(not_found());
+        }
+        let signed = media
+            .download_url(&upload.object_key(), &upload.content_type, &upload.file_name)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::GetAttachmentUrlResponse {
+            download_url: signed.url,
+            expires_at: Some(timestamp(signed.expires_at_ms)),
+        }))
     }
 
     async fn ack_chats(&self, request: Request<pb::AckChatsRequest>) -> Result<Response<pb::AckChatsResponse>, Status> {

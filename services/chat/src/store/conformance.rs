@@ -4,7 +4,7 @@
 use chatmesh_api::chat::v1::{ChannelEvent, EventType, channel_event::Payload};
 
 use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range};
-use crate::model::{Announcement, ChatKind, NewChat};
+use crate::model::{Announcement, AttachmentRecord, ChatKind, NewChat, UploadRecord, UploadState};
 
 pub fn text(channel_id: u64, sender_id: u64, text: &str, key: &str) -> NewChat {
     NewChat {
@@ -17,6 +17,7 @@ pub fn text(channel_id: u64, sender_id: u64, text: &str, key: &str) -> NewChat {
         mentions: Vec::new(),
         announcement: None,
         body_hash: format!("hash of {text}"),
+        attachments: Vec::new(),
     }
 }
 
@@ -203,6 +204,83 @@ pub async fn chats_scan_in_channel_order_and_deleted_channels_are_known(store: &
     assert!(!store.channel_deleted(1).await.unwrap());
 }
 
+fn upload(upload_id: u64, channel_id: u64, uploader_id: u64, created_at_ms: u64) -> UploadRecord {
+    UploadRecord {
+        upload_id,
+        uploader_id,
+        channel_id,
+        file_name: "f.png".into(),
+        content_type: "image/png".into(),
+        size_bytes: 10,
+        created_at_ms,
+        state: UploadState::Pending,
+    }
+}
+
+fn attached(upload_id: u64) -> AttachmentRecord {
+    AttachmentRecord {
+        upload_id,
+        file_name: "f.png".into(),
+        content_type: "image/png".into(),
+        size_bytes: 10,
+        width: 0,
+        height: 0,
+    }
+}
+
+pub async fn uploads_attach_once_to_their_uploaders_chat_and_are_reclaimed_when_released(store: &dyn ChatStore) {
+    // upload ids are time-ordered like every id: 1..=4 are "old", u64::MAX >> 1 is "new"
+    let new = u64::MAX >> 1;
+    for u in [upload(1, 5, 7, 1), upload(2, 5, 7, 1), upload(3, 5, 7, 1), upload(4, 6, 7, 1), upload(new, 5, 7, 1)] {
+        store.create_upload(u).await.unwrap();
+    }
+    let with = |ids: &[u64], sender| NewChat {
+        attachments: ids.iter().map(|i| attached(*i)).collect(),
+        ..text(5, sender, "f", "")
+    };
+    assert_eq!(store.create_chat(with(&[1], 8)).await.unwrap(), CreateOutcome::UploadUnavailable(1), "another's");
+    assert_eq!(
+        store.create_chat(with(&[4], 7)).await.unwrap(),
+        CreateOutcome::UploadUnavailable(4),
+        "another channel's"
+    );
+    let CreateOutcome::Created(chat) = store.create_chat(with(&[1, 2], 7)).await.unwrap() else { panic!("created") };
+    assert_eq!(chat.attachments.len(), 2);
+    assert_eq!(store.get_upload(1).await.unwrap().unwrap().state, UploadState::Attached(chat.chat_id));
+    assert_eq!(store.create_chat(with(&[2], 7)).await.unwrap(), CreateOutcome::UploadUnavailable(2), "attached once");
+
+    // pending uploads created before the cutoff are released; attached and newer ones are not
+    assert_eq!(store.expire_uploads(1_000_000, 100).await.unwrap(), 2, "3 and 4");
+    assert_eq!(store.get_upload(new).await.unwrap().unwrap().state, UploadState::Pending);
+    assert_eq!(store.create_chat(with(&[3], 7)).await.unwrap(), CreateOutcome::UploadUnavailable(3), "expired");
+    store.retract_chats(7, vec![chat.chat_id]).await.unwrap();
+    assert!(store.get_chat(chat.chat_id).await.unwrap().unwrap().attachments.is_empty());
+    let mut released: Vec<u64> = store.reclaimable_uploads(100).await.unwrap().iter().map(|u| u.upload_id).collect();
+    released.sort_unstable();
+    assert_eq!(released, vec![1, 2, 3, 4]);
+    store.forget_uploads(released).await.unwrap();
+    assert!(store.reclaimable_uploads(100).await.unwrap().is_empty());
+    assert!(store.get_upload(1).await.unwrap().is_none());
+}
+
+pub async fn a_deleted_channel_releases_its_uploads(store: &dyn ChatStore) {
+    store.create_upload(upload(1, 5, 7, 1)).await.unwrap();
+    store.create_upload(upload(2, 6, 7, 1)).await.unwrap();
+    let deleted = ExternalEvent {
+        event: ChannelEvent {
+            channel_id: "5".into(),
+            r#type: EventType::ChannelDeleted as i32,
+            actor_id: "7".into(),
+            idempotency_key: "deleted".into(),
+            ..Default::default()
+        },
+        announcement: None,
+    };
+    store.append_events(vec![deleted]).await.unwrap();
+    let released: Vec<u64> = store.reclaimable_uploads(100).await.unwrap().iter().map(|u| u.upload_id).collect();
+    assert_eq!(released, vec![1]);
+}
+
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! chat_store_suite {
@@ -220,7 +298,9 @@ macro_rules! chat_store_suite {
                 appended_events_are_recorded_once_with_their_announcement,
                 the_feed_orders_every_channel_and_cursors_persist,
                 removals_enter_the_feed_privately_once,
-                chats_scan_in_channel_order_and_deleted_channels_are_known
+                chats_scan_in_channel_order_and_deleted_channels_are_known,
+                uploads_attach_once_to_their_uploaders_chat_and_are_reclaimed_when_released,
+                a_deleted_channel_releases_its_uploads
             ]
         );
     };

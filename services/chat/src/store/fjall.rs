@@ -16,6 +16,10 @@
 //! - `userid_chatid__removed`: user id ++ chat id → () (removed for that user)
 //! - `chatid_userid__removed`: chat id ++ user id → () (the same, by chat)
 //! - `channelid_userid__pointer`: channel id ++ user id → ReadPointer (JSON)
+//! - `uploadid__upload`: upload id → UploadRecord (JSON)
+//! - `channelid_uploadid__`: channel id ++ upload id → () (a channel's uploads)
+//! - `uploadid__pending`: upload id → () (uploads not yet attached, oldest first)
+//! - `uploadid__reclaim`: upload id → () (uploads whose objects are to be deleted)
 //! - `meta`: `format_version` → "1"; `cursor:<name>` → event id (u64 BE)
 
 use std::{
@@ -35,7 +39,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats};
-use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, timestamp};
+use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState, timestamp};
 
 const FORMAT_VERSION: &str = "1";
 /// Writes waiting for the writer; senders wait (backpressure) when it is full.
@@ -58,7 +62,11 @@ const POINTERS: usize = 7;
 const META: usize = 8;
 const PRIVATE: usize = 9;
 const REMOVED_BY: usize = 10;
-const NAMES: [&str; 11] = [
+const UPLOADS: usize = 11;
+const CHANNEL_UPLOADS: usize = 12;
+const PENDING: usize = 13;
+const RECLAIM: usize = 14;
+const NAMES: [&str; 15] = [
     "channelid_chatid__chat",
     "chatid__channelid",
     "senderid_channelid_clientmsgid__chatid",
@@ -70,6 +78,10 @@ const NAMES: [&str; 11] = [
     "meta",
     "userid_eventid__private",
     "chatid_userid__removed",
+    "uploadid__upload",
+    "channelid_uploadid__",
+    "uploadid__pending",
+    "uploadid__reclaim",
 ];
 
 #[derive(Clone)]
@@ -137,6 +149,10 @@ fn idempotency_key(sender: u64, channel: u64, client_msg_id: &str) -> Vec<u8> {
 }
 
 fn decode_chat(bytes: &[u8]) -> Result<ChatRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+fn decode_upload(bytes: &[u8]) -> Result<UploadRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(backend)
 }
 
@@ -273,6 +289,39 @@ impl ChatStore for FjallChatStore {
     async fn set_cursor(&self, name: &str, event_id: u64) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.submit(|reply| Job::Cursor { name, event_id, reply }).await
+    }
+
+    async fn create_upload(&self, upload: UploadRecord) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Upload(upload, reply)).await
+    }
+
+    async fn expire_uploads(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.submit(|reply| Job::Expire { before_ms, limit, reply }).await
+    }
+
+    async fn forget_uploads(&self, upload_ids: Vec<u64>) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Forget { upload_ids, reply }).await
+    }
+
+    async fn get_upload(&self, upload_id: u64) -> Result<Option<UploadRecord>, StoreError> {
+        self.read(move |s, snap| {
+            snap.get(&s.ks[UPLOADS], upload_id.to_be_bytes()).map_err(backend)?.map(|v| decode_upload(&v)).transpose()
+        })
+        .await
+    }
+
+    async fn reclaimable_uploads(&self, limit: usize) -> Result<Vec<UploadRecord>, StoreError> {
+        self.read(move |s, snap| {
+            let mut out = Vec::new();
+            for guard in snap.iter(&s.ks[RECLAIM]).take(limit) {
+                let key = guard.key().map_err(backend)?;
+                if let Some(bytes) = snap.get(&s.ks[UPLOADS], &*key).map_err(backend)? {
+                    out.push(decode_upload(&bytes)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn get_chat(&self, chat_id: u64) -> Result<Option<ChatRecord>, StoreError> {
@@ -482,28 +531,33 @@ enum Job {
     Append { events: Vec<ExternalEvent>, reply: Reply<Vec<u64>> },
     Ack { channel_id: u64, user: u64, chat_id: u64, reply: Reply<ReadPointer> },
     Cursor { name: String, event_id: u64, reply: Reply<()> },
+    Upload(UploadRecord, Reply<()>),
+    Expire { before_ms: u64, limit: usize, reply: Reply<usize> },
+    Forget { upload_ids: Vec<u64>, reply: Reply<()> },
 }
 
 /// An answer computed inside a batch, sent once the batch is durable.
 enum Answer {
-    Create(Reply<CreateOutcome>, CreateOutcome),
+    Create(Reply<CreateOutcome>, Box<CreateOutcome>),
     Item(Reply<ItemOutcome>, ItemOutcome),
     Items(Reply<Vec<ItemOutcome>>, Vec<ItemOutcome>),
     Unit(Reply<()>),
     Ids(Reply<Vec<u64>>, Vec<u64>),
     Pointer(Reply<ReadPointer>, ReadPointer),
+    Count(Reply<usize>, usize),
 }
 
 impl Answer {
     fn send(self) {
         // why: a caller that gave up (deadline) no longer listens; the write stands.
         let _ = match self {
-            Answer::Create(r, v) => r.send(Ok(v)).map_err(drop),
+            Answer::Create(r, v) => r.send(Ok(*v)).map_err(drop),
             Answer::Item(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Items(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Unit(r) => r.send(Ok(())).map_err(drop),
             Answer::Ids(r, v) => r.send(Ok(v)).map_err(drop),
             Answer::Pointer(r, v) => r.send(Ok(v)).map_err(drop),
+            Answer::Count(r, v) => r.send(Ok(v)).map_err(drop),
         };
     }
 
@@ -515,6 +569,7 @@ impl Answer {
             Answer::Unit(r) => r.send(Err(error)).map_err(drop),
             Answer::Ids(r, _) => r.send(Err(error)).map_err(drop),
             Answer::Pointer(r, _) => r.send(Err(error)).map_err(drop),
+            Answer::Count(r, _) => r.send(Err(error)).map_err(drop),
         };
     }
 }
@@ -529,6 +584,9 @@ impl Job {
             Job::Append { reply, .. } => reply.send(Err(error)).map_err(drop),
             Job::Ack { reply, .. } => reply.send(Err(error)).map_err(drop),
             Job::Cursor { reply, .. } => reply.send(Err(error)).map_err(drop),
+            Job::Upload(_, reply) => reply.send(Err(error)).map_err(drop),
+            Job::Expire { reply, .. } => reply.send(Err(error)).map_err(drop),
+            Job::Forget { reply, .. } => reply.send(Err(error)).map_err(drop),
         };
     }
 }
@@ -573,6 +631,32 @@ impl Batch<'_> {
     fn put_chat(&mut self, chat: &ChatRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(chat).map_err(backend)?;
         self.put(CHATS, key2(chat.channel_id, chat.chat_id), bytes)
+    }
+
+    fn delete(&mut self, ks: usize, key: Vec<u8>) -> Result<(), StoreError> {
+        self.remember(ks, &key)?;
+        self.tx.remove(&self.ks[ks], key);
+        Ok(())
+    }
+
+    fn upload(&self, upload_id: u64) -> Result<Option<UploadRecord>, StoreError> {
+        self.get(UPLOADS, &upload_id.to_be_bytes())?.map(|v| decode_upload(&v)).transpose()
+    }
+
+    fn put_upload(&mut self, upload: &UploadRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(upload).map_err(backend)?;
+        self.put(UPLOADS, upload.upload_id.to_be_bytes().to_vec(), bytes)
+    }
+
+    /// Queues an upload's object for deletion; it can no longer be attached.
+    fn reclaim(&mut self, mut upload: UploadRecord) -> Result<(), StoreError> {
+        if upload.state == UploadState::Reclaiming {
+            return Ok(());
+        }
+        upload.state = UploadState::Reclaiming;
+        self.put_upload(&upload)?;
+        self.delete(PENDING, upload.upload_id.to_be_bytes().to_vec())?;
+        self.put(RECLAIM, upload.upload_id.to_be_bytes().to_vec(), Vec::new())
     }
 
     fn chat(&self, chat_id: u64) -> Result<Option<ChatRecord>, StoreError> {
@@ -675,7 +759,7 @@ impl Writer {
 
     fn apply(&self, b: &mut Batch<'_>, job: Job) -> Result<Answer, StoreError> {
         Ok(match job {
-            Job::Create(chat, reply) => Answer::Create(reply, self.create(b, chat, None)?),
+            Job::Create(chat, reply) => Answer::Create(reply, Box::new(self.create(b, chat, None)?)),
             Job::Edit { chat_id, editor, text, reply } => Answer::Item(reply, self.edit(b, chat_id, editor, text)?),
             Job::Retract { sender, chat_ids, reply } => {
                 let mut outcomes = Vec::with_capacity(chat_ids.len());
@@ -717,6 +801,38 @@ impl Writer {
                 b.put(META, format!("cursor:{name}").into_bytes(), event_id.to_be_bytes().to_vec())?;
                 Answer::Unit(reply)
             }
+            Job::Upload(upload, reply) => {
+                let id = upload.upload_id.to_be_bytes().to_vec();
+                b.put_upload(&upload)?;
+                b.put(CHANNEL_UPLOADS, key2(upload.channel_id, upload.upload_id), Vec::new())?;
+                b.put(PENDING, id, Vec::new())?;
+                Answer::Unit(reply)
+            }
+            Job::Expire { before_ms, limit, reply } => {
+                let last = chatmesh_platform::ids::max_id_at(before_ms);
+                let ids: Vec<u64> =
+                    b.tx.range(&self.shared.ks[PENDING], ..=last.to_be_bytes().to_vec())
+                        .take(limit)
+                        .map(|guard| guard.key().map_err(backend).and_then(|k| u64_of(&k)))
+                        .collect::<Result<_, _>>()?;
+                for id in &ids {
+                    if let Some(upload) = b.upload(*id)? {
+                        b.reclaim(upload)?;
+                    }
+                }
+                Answer::Count(reply, ids.len())
+            }
+            Job::Forget { upload_ids, reply } => {
+                for id in upload_ids {
+                    if let Some(upload) = b.upload(id)? {
+                        b.delete(CHANNEL_UPLOADS, key2(upload.channel_id, id))?;
+                    }
+                    b.delete(UPLOADS, id.to_be_bytes().to_vec())?;
+                    b.delete(PENDING, id.to_be_bytes().to_vec())?;
+                    b.delete(RECLAIM, id.to_be_bytes().to_vec())?;
+                }
+                Answer::Unit(reply)
+            }
         })
     }
 
@@ -733,6 +849,15 @@ impl Writer {
             });
         }
         let chat_id = self.ids.next_id();
+        for attachment in &chat.attachments {
+            let upload = b.upload(attachment.upload_id)?.filter(|u| {
+                u.state == UploadState::Pending && u.uploader_id == chat.sender_id && u.channel_id == chat.channel_id
+            });
+            let Some(mut upload) = upload else { return Ok(CreateOutcome::UploadUnavailable(attachment.upload_id)) };
+            upload.state = UploadState::Attached(chat_id);
+            b.put_upload(&upload)?;
+            b.delete(PENDING, upload.upload_id.to_be_bytes().to_vec())?;
+        }
         let record = ChatRecord {
             chat_id,
             channel_id: chat.channel_id,
@@ -747,6 +872,7 @@ impl Writer {
             created_at_ms: unix_ms_of(chat_id),
             edited_at_ms: None,
             retracted_at_ms: None,
+            attachments: chat.attachments,
         };
         b.put_chat(&record)?;
         b.put(CHAT_CHANNEL, chat_id.to_be_bytes().to_vec(), record.channel_id.to_be_bytes().to_vec())?;
@@ -808,6 +934,11 @@ impl Writer {
         let event_id = self.ids.next_id();
         chat.text.clear();
         chat.mentions.clear();
+        for attachment in std::mem::take(&mut chat.attachments) {
+            if let Some(upload) = b.upload(attachment.upload_id)? {
+                b.reclaim(upload)?;
+            }
+        }
         chat.retracted_at_ms = Some(unix_ms_of(event_id));
         b.put_chat(&chat)?;
         b.log(&chat_event(event_id, EventType::ChatRetracted, sender, &chat, format!("chat:{chat_id}:retracted")))?;
@@ -823,6 +954,18 @@ impl Writer {
         let mut event = external.event;
         event.event_id = event_id.to_string();
         b.log(&event)?;
+        if event.r#type() == EventType::ChannelDeleted {
+            let channel: u64 = event.channel_id.parse().map_err(backend)?;
+            let ids: Vec<u64> =
+                b.tx.range(&self.shared.ks[CHANNEL_UPLOADS], key2(channel, 0)..=key2(channel, u64::MAX))
+                    .map(|guard| guard.key().map_err(backend).and_then(|k| tail_u64(&k)))
+                    .collect::<Result<_, _>>()?;
+            for id in ids {
+                if let Some(upload) = b.upload(id)? {
+                    b.reclaim(upload)?;
+                }
+            }
+        }
         b.put(EVENT_KEYS, key, event_id.to_be_bytes().to_vec())?;
         if let Some(announcement) = external.announcement {
             let announce_key = format!("{}:announcement", event.idempotency_key);

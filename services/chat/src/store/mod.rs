@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chatmesh_api::chat::v1::ChannelEvent;
 
 pub use self::fjall::{FjallChatStore, SyncHook};
-use crate::model::{ChatRecord, NewChat, ReadPointer};
+use crate::model::{ChatRecord, NewChat, ReadPointer, UploadRecord};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -33,6 +33,8 @@ pub enum CreateOutcome {
     Duplicate(ChatRecord),
     /// The same key was used for a different body (by the chat with this id).
     KeyConflict(u64),
+    /// An upload is not the sender's pending upload in this channel (e.g. already attached).
+    UploadUnavailable(u64),
 }
 
 /// What changing one chat did.
@@ -134,6 +136,16 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn scan_chats(&self, after: (u64, u64), limit: usize) -> Result<Vec<ChatRecord>, StoreError>;
     /// Whether the channel's log ends with `channel.deleted`.
     async fn channel_deleted(&self, channel_id: u64) -> Result<bool, StoreError>;
+    /// Records an upload (pending).
+    async fn create_upload(&self, upload: UploadRecord) -> Result<(), StoreError>;
+    async fn get_upload(&self, upload_id: u64) -> Result<Option<UploadRecord>, StoreError>;
+    /// Marks for reclaiming up to `limit` uploads still pending that were created before
+    /// `before_ms` (so they can no longer be attached); returns how many.
+    async fn expire_uploads(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError>;
+    /// Uploads whose objects are to be deleted (abandoned, retracted, of a deleted channel).
+    async fn reclaimable_uploads(&self, limit: usize) -> Result<Vec<UploadRecord>, StoreError>;
+    /// Forgets reclaimed uploads once their objects are gone.
+    async fn forget_uploads(&self, upload_ids: Vec<u64>) -> Result<(), StoreError>;
     /// Roughly how many chats the store holds (for progress displays).
     fn chats_estimate(&self) -> u64;
     fn stats(&self) -> WriteStats;
