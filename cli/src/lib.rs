@@ -386,8 +386,22 @@ async fn grpc_routes(
             ),
             peers.epochs.clone(),
         );
-        let (public, internal) =
-            chatmesh_dispatcher::DispatcherApi::new(membership, config.dispatcher.small_channel_max);
+        let backplane = match config.backplane_url() {
+            Some(url) => {
+                let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
+                let joined = chatmesh_dispatcher::RedisBackplane::connect(url, timeout, shutdown.clone())
+                    .await
+                    .with_context(|| format!("connecting the dispatcher backplane to Redis at {url}"))?;
+                tracing::info!("dispatcher joined the Redis backplane");
+                Some(joined)
+            }
+            None => None,
+        };
+        let (public, internal) = chatmesh_dispatcher::DispatcherApi::with_backplane(
+            membership,
+            config.dispatcher.small_channel_max,
+            backplane,
+        );
         add!(DispatcherServiceServer, public);
         add!(DispatcherInternalServiceServer, internal);
     }

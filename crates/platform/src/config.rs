@@ -31,6 +31,34 @@ pub struct Config {
     pub search: SearchConfig,
     pub metrics: MetricsConfig,
     pub media: MediaConfig,
+    /// Redis, which joins several processes into one mesh (`CHATMESH_REDIS_URL`). Empty: one
+    /// process, everything in it.
+    pub redis_url: String,
+    pub redis: RedisConfig,
+}
+
+/// Per-purpose Redis settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// The dispatchers' backplane; empty: `redis_url`.
+    pub backplane_url: String,
+    /// Longest wait for Redis on a request path, in milliseconds; past it the call fails open.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { backplane_url: String::new(), timeout_ms: 250 }
+    }
+}
+
+impl Config {
+    /// The backplane's Redis URL, if the mesh spans processes.
+    pub fn backplane_url(&self) -> Option<&str> {
+        let url = if self.redis.backplane_url.is_empty() { &self.redis_url } else { &self.redis.backplane_url };
+        (!url.is_empty()).then_some(url.as_str())
+    }
 }
 
 /// Attachments: where their bytes live and what is accepted.
@@ -276,6 +304,8 @@ impl Default for Config {
             search: SearchConfig::default(),
             metrics: MetricsConfig::default(),
             media: MediaConfig::default(),
+            redis_url: String::new(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -342,6 +372,8 @@ const SECTIONS: &[&str] = &[
     "search",
     "metrics",
     "media",
+    "redis_url",
+    "redis",
 ];
 
 impl Config {

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod membership;
 pub mod page;
 pub mod password;
+pub mod redis_keys;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validate;

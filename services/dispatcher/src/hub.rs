@@ -153,6 +153,21 @@ impl Hub {
             .collect()
     }
 
+    /// Every session, grouped by gateway.
+    pub fn all_targets(&self) -> Targets {
+        let state = self.state();
+        let mut by_gateway: HashMap<u64, Vec<String>> = HashMap::new();
+        for (id, session) in &state.sessions {
+            by_gateway.entry(session.gateway).or_default().push(id.clone());
+        }
+        Self::with_senders(&state, by_gateway)
+    }
+
+    /// Channels some session here follows.
+    pub fn followed_channels(&self) -> HashSet<u64> {
+        self.state().followers.keys().copied().collect()
+    }
+
     /// Users with a session following `channel`.
     pub fn following_users(&self, channel: u64) -> Vec<u64> {
         let state = self.state();
@@ -229,6 +244,8 @@ pub async fn deliver(targets: Targets, event: &LiveEvent) {
 }
 
 /// WebSocket close codes the dispatcher asks for (see docs/websocket.md).
+/// Reconnect and resume (the server could not guarantee live delivery for a while).
+pub const CLOSE_RECONNECT: u32 = 1012;
 pub const CLOSE_LOGGED_OUT: u32 = 4003;
 pub const CLOSE_CHANNEL_LEFT: u32 = 4004;
 

@@ -32,7 +32,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::hub::{self, GatewayTx, Hub};
+use crate::{
+    backplane::{Inbound, RedisBackplane},
+    hub::{self, GatewayTx, Hub},
+};
 
 /// The stream type the generated trait expects for Attach.
 type AttachStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<AttachResponse, Status>> + Send + 'static>>;
@@ -53,6 +56,8 @@ struct Core {
     /// Per channel, the membership epoch its followers were last checked at.
     verified: Mutex<HashMap<u64, u64>>,
     typing: Mutex<HashMap<(u64, u64), Instant>>,
+    /// Other dispatchers, when the mesh spans processes.
+    backplane: Option<Arc<RedisBackplane>>,
 }
 
 /// DispatcherService: the public surface.
@@ -69,6 +74,17 @@ pub struct DispatcherInternalApi {
 
 impl DispatcherApi {
     pub fn new(membership: MembershipClient, small_channel_max: u32) -> (Self, DispatcherInternalApi) {
+        Self::with_backplane(membership, small_channel_max, None)
+    }
+
+    /// A dispatcher joined to the others through `backplane`: what they publish is delivered
+    /// here, and after a lost subscription every session here is sent to catch up.
+    pub fn with_backplane(
+        membership: MembershipClient,
+        small_channel_max: u32,
+        backplane: Option<(Arc<RedisBackplane>, Inbound)>,
+    ) -> (Self, DispatcherInternalApi) {
+        let (backplane, inbound) = backplane.unzip();
         let core = Arc::new(Core {
             hub: Hub::default(),
             membership,
@@ -76,7 +92,44 @@ impl DispatcherApi {
             gateways: AtomicU64::new(1),
             verified: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
+            backplane,
         });
+        if let Some(Inbound { mut events, mut gaps }) = inbound {
+            let receiver = core.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if let Err(e) = receiver.publish(event).await {
+                        tracing::warn!(error = %e, "an event from the backplane was not delivered");
+                    }
+                }
+            });
+            let pruner = Arc::downgrade(&core);
+            tokio::spawn(async move {
+                // why: unsubscribing lazily keeps churn low; an event for a channel nobody here
+                // follows is simply not delivered.
+                let mut every = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    every.tick().await;
+                    let Some(core) = pruner.upgrade() else { return };
+                    if let Some(backplane) = &core.backplane {
+                        backplane.retain(&core.hub.followed_channels());
+                    }
+                }
+            });
+            let resyncer = core.clone();
+            tokio::spawn(async move {
+                while gaps.recv().await.is_some() {
+                    // why: events published while the subscription was down never came; the
+                    // sessions reconnect and resume from the event log.
+                    hub::close(
+                        resyncer.hub.all_targets(),
+                        hub::CLOSE_RECONNECT,
+                        "live delivery was interrupted; resume",
+                    )
+                    .await;
+                }
+            });
+        }
         (Self { core: core.clone() }, DispatcherInternalApi { core })
     }
 }
@@ -173,6 +226,9 @@ impl Core {
                 if self.membership.check(channel, user).await.is_ok_and(|a| a.channel_exists && a.is_member) {
                     self.hub.follow(user, channel);
                     self.unverify(channel);
+                    if let Some(backplane) = &self.backplane {
+                        backplane.follow([channel]).await;
+                    }
                 }
                 hub::deliver(self.hub.targets(channel, None), &live).await;
             }
@@ -222,6 +278,9 @@ impl Core {
             }
             channels
         };
+        if let Some(backplane) = &self.backplane {
+            backplane.follow(channels.iter().copied()).await;
+        }
         let ready = SessionReady {
             session_id: opened.session_id.clone(),
             channel_ids: channels.iter().map(u64::to_string).collect(),
@@ -263,6 +322,10 @@ impl Core {
 impl DispatcherInternalService for DispatcherInternalApi {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         for event in request.into_inner().events {
+            let channel = validate::id("events.channel_id", &event.channel_id)?;
+            if let Some(backplane) = &self.core.backplane {
+                backplane.publish(channel, &event).await;
+            }
             self.core.publish(event).await?;
         }
         Ok(Response::new(pb::PublishResponse {}))

@@ -1,0 +1,361 @@
+//! Several `chatmesh serve` processes on loopback joined by Redis: an event entering one
+//! dispatcher reaches a WebSocket client of a gateway attached to another, and a lost backplane
+//! subscription sends that gateway's clients back to the event log instead of leaving a gap.
+//! Needs CHATMESH_TEST_REDIS_URL (`.ci/run` sets it) and, for the outage test, `redis-server`.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::{
+    channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
+    chat::v1::{CreateChatRequest, chat_service_client::ChatServiceClient},
+    user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tonic::{Request, transport::Channel};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("CHATMESH_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        println!("skipped: CHATMESH_TEST_REDIS_URL is not set (.ci/run sets it)");
+    }
+    url
+}
+
+/// `chatmesh serve <parts>` on `data` with these listeners and settings.
+fn serve(data: &Path, parts: &[&str], grpc: SocketAddr, ws: SocketAddr, env: &[(&str, String)]) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.to_str().unwrap(), "serve"])
+        .args(parts)
+        .args(["--grpc-listen", &grpc.to_string(), "--ws-listen", &ws.to_string()])
+        .args(["--rest-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
+        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
+        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Process(child)
+}
+
+async fn connect(grpc: SocketAddr) -> Channel {
+    let started = Instant::now();
+    loop {
+        match Channel::from_shared(format!("http://{grpc}")).unwrap().connect().await {
+            Ok(channel) => return channel,
+            Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no server on {grpc}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Registers and logs in; returns (user id, access token).
+async fn sign_up(channel: &Channel, email: &str) -> (String, String) {
+    let mut users = UserServiceClient::new(channel.clone());
+    let create = CreateUserRequest {
+        email: email.into(),
+        password: "correct horse".into(),
+        name: "U".into(),
+        username: String::new(),
+    };
+    let id = users.create_user(create).await.unwrap().into_inner().user.unwrap().user_id;
+    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
+    (id, users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token)
+}
+
+async fn open_socket(ws: SocketAddr, token: &str) -> Socket {
+    let started = Instant::now();
+    loop {
+        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(format!("ws://{ws}/?token={token}")).await {
+            let ready = next_frame(&mut socket, Duration::from_secs(10)).await.expect("ready");
+            assert_eq!(ready["event"], "ready", "{ready}");
+            return socket;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no gateway on {ws}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next JSON frame, or `None` on timeout; a close frame comes back as `{"close": code}`.
+async fn next_frame(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(Message::Close(frame)))) => return Some(json!({ "close": frame.map(|f| u16::from(f.code)) })),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Chat ids of `chat.created` frames until `count` arrived (or the wait ran out).
+async fn created(socket: &mut Socket, count: usize, wait: Duration) -> Vec<String> {
+    let deadline = Instant::now() + wait;
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let Some(frame) = next_frame(socket, deadline.saturating_duration_since(Instant::now())).await else { break };
+        if frame["event"] == "chat.created" && frame["data"]["chat"]["kind"] == "CHAT_KIND_TEXT" {
+            ids.push(frame["data"]["chat"]["chatId"].as_str().unwrap().to_owned());
+        }
+    }
+    ids
+}
+
+struct Mesh {
+    core_grpc: SocketAddr,
+    core_ws: SocketAddr,
+    edge_ws: SocketAddr,
+    _processes: Vec<Process>,
+}
+
+/// One process with the stores and a dispatcher and gateway; another with only a dispatcher and
+/// a gateway, reaching the first for membership and history.
+async fn mesh(data: &Path, redis: &str) -> Mesh {
+    let (core_grpc, core_ws, edge_grpc, edge_ws) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let core = serve(
+        data,
+        &["user", "channel", "chat", "indexer", "dispatcher", "ws"],
+        core_grpc,
+        core_ws,
+        &[("CHATMESH_REDIS_URL", redis.to_owned())],
+    );
+    connect(core_grpc).await;
+    let peer = format!("http://{core_grpc}");
+    let edge = serve(
+        data,
+        &["dispatcher", "ws"],
+        edge_grpc,
+        edge_ws,
+        &[
+            ("CHATMESH_REDIS_URL", redis.to_owned()),
+            ("CHATMESH_NODE_ID", "1".into()),
+            ("CHATMESH_PEERS__CHANNEL", peer.clone()),
+            ("CHATMESH_PEERS__CHAT", peer.clone()),
+            ("CHATMESH_PEERS__USER", peer),
+        ],
+    );
+    connect(edge_grpc).await;
+    Mesh { core_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
+}
+
+async fn group(channel: &Channel, owner: &str, member: &str) -> String {
+    let request = CreateChannelRequest {
+        kind: ChannelKind::Group as i32,
+        name: "mesh".into(),
+        member_ids: vec![member.to_owned()],
+        ..Default::default()
+    };
+    let response = ChannelServiceClient::new(channel.clone()).create_channel(authed(owner, request)).await.unwrap();
+    response.into_inner().channel.unwrap().channel_id
+}
+
+async fn send(channel: &Channel, token: &str, channel_id: &str, text: &str) -> String {
+    let request = CreateChatRequest { channel_id: channel_id.into(), text: text.into(), ..Default::default() };
+    let response = ChatServiceClient::new(channel.clone()).create_chat(authed(token, request)).await.unwrap();
+    response.into_inner().chat.unwrap().chat_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
+    let Some(redis) = redis_url() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mesh = mesh(data.path(), &redis).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (_, alice) = sign_up(&channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let channel_id = group(&channel, &alice, &bob_id).await;
+    let mut near = open_socket(mesh.core_ws, &alice).await;
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        sent.push(send(&channel, &alice, &channel_id, &format!("across {i}")).await);
+    }
+    let (near_got, far_got) = (
+        created(&mut near, sent.len(), Duration::from_secs(15)).await,
+        created(&mut far, sent.len(), Duration::from_secs(15)).await,
+    );
+    println!(
+        "sent {}, delivered through the same dispatcher {}, through the other {}",
+        sent.len(),
+        near_got.len(),
+        far_got.len()
+    );
+    assert_eq!(near_got, sent);
+    assert_eq!(far_got, sent, "every event, once, in order, through the backplane");
+}
+
+/// A redis-server of this test's own on a free port.
+fn own_redis(port: u16) -> Option<Process> {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => Some(Process(child)),
+        Err(e) => {
+            println!("skipped: redis-server cannot be started here: {e}");
+            None
+        }
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "redis-server on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_outage_far_clients_are_sent_to_resume_and_miss_nothing() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_addr().port();
+    let Some(redis) = own_redis(port) else { return };
+    wait_for_port(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let data = tempfile::tempdir().unwrap();
+    let mesh = mesh(data.path(), &url).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (_, alice) = sign_up(&channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let channel_id = group(&channel, &alice, &bob_id).await;
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+    let before = send(&channel, &alice, &channel_id, "before").await;
+    assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
+
+    drop(redis);
+    // sends keep working while Redis is down (publishing fails open)
+    let started = Instant::now();
+    let during = send(&channel, &alice, &channel_id, "during").await;
+    println!("a send with Redis down took {:?}", started.elapsed());
+    let _redis = own_redis(port).expect("redis-server restarts");
+    wait_for_port(port).await;
+
+    let mut closed = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match next_frame(&mut far, Duration::from_secs(1)).await {
+            Some(frame) if frame.get("close").is_some() => {
+                closed = frame["close"].as_u64();
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(closed, Some(1012), "the far client is told to reconnect and resume");
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+    let resume = json!({ "event": "resume", "data": { "channels": { channel_id.clone(): before_event(&channel, &bob, &channel_id, &before).await } } });
+    far.send(Message::text(resume.to_string())).await.unwrap();
+    let replayed = created(&mut far, 1, Duration::from_secs(10)).await;
+    assert_eq!(replayed, vec![during], "the chat sent during the outage comes from the log: lost 0");
+    let after = send(&channel, &alice, &channel_id, "after").await;
+    assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![after], "live again");
+}
+
+/// The event id of `chat_id`'s `chat.created` in the channel's log (what a client resumes after).
+async fn before_event(channel: &Channel, token: &str, channel_id: &str, chat_id: &str) -> String {
+    use chatmesh_api::chat::v1::{EventType, ListEventsRequest, channel_event::Payload};
+    let request = ListEventsRequest { channel_id: channel_id.into(), page_size: 500, ..Default::default() };
+    let events =
+        ChatServiceClient::new(channel.clone()).list_events(authed(token, request)).await.unwrap().into_inner();
+    events
+        .events
+        .into_iter()
+        .find(|e| {
+            e.r#type() == EventType::ChatCreated && matches!(&e.payload, Some(Payload::Chat(c)) if c.chat_id == chat_id)
+        })
+        .expect("the chat's event")
+        .event_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_never_holds_a_send_and_far_clients_get_every_chat() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_addr().port();
+    let Some(redis) = own_redis(port) else { return };
+    wait_for_port(port).await;
+    let data = tempfile::tempdir().unwrap();
+    let mesh = mesh(data.path(), &format!("redis://127.0.0.1:{port}")).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (_, alice) = sign_up(&channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let channel_id = group(&channel, &alice, &bob_id).await;
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+    let before = send(&channel, &alice, &channel_id, "before").await;
+    assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
+
+    let pid = redis.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let mut during = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let started = Instant::now();
+        during.push(send(&channel, &alice, &channel_id, &format!("during {i}")).await);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    println!("slowest send with Redis stopped: {slowest:?}");
+    assert!(slowest < Duration::from_secs(2), "a stalled Redis does not hold sends: {slowest:?}");
+
+    // every chat arrives live, or the client is told to resume and gets the rest from the log
+    let mut got = Vec::new();
+    let mut resumed = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < during.len() && Instant::now() < deadline {
+        match next_frame(&mut far, Duration::from_secs(1)).await {
+            Some(frame) if frame["event"] == "chat.created" => {
+                got.push(frame["data"]["chat"]["chatId"].as_str().unwrap().to_owned());
+            }
+            Some(frame) if frame.get("close").is_some() => {
+                assert_eq!(frame["close"], 1012, "{frame}");
+                resumed = true;
+                far = open_socket(mesh.edge_ws, &bob).await;
+                let last = match got.last() {
+                    Some(chat) => before_event(&channel, &bob, &channel_id, chat).await,
+                    None => before_event(&channel, &bob, &channel_id, &before).await,
+                };
+                let resume = json!({ "event": "resume", "data": { "channels": { channel_id.clone(): last } } });
+                far.send(Message::text(resume.to_string())).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    let lost = during.iter().filter(|id| !got.contains(id)).count();
+    println!("sent during the stall {}, delivered {}, lost {lost}, resumed {resumed}", during.len(), got.len());
+    assert_eq!(lost, 0);
+}

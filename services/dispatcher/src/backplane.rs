@@ -1,0 +1,272 @@
+//! The Redis backplane between dispatchers: every event published to one dispatcher is also
+//! published on its channel's Redis pub/sub channel, and each dispatcher subscribes to the
+//! channels its sessions follow, so an event reaches every gateway following it whichever
+//! dispatcher it entered.
+//!
+//! Pub/sub is at-most-once, so it is never the only copy: the event log is. Publishing fails
+//! open after a short timeout (a slow Redis never blocks a send), and when the subscription
+//! connection is lost the dispatcher is told (`gaps`), so it can send its sessions back to
+//! the log to catch up — never a silent gap.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use chatmesh_api::chat::v1::ChannelEvent;
+use chatmesh_platform::{redis_keys, shutdown::CancellationToken};
+use futures::StreamExt;
+use prost::Message;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use tokio::sync::{mpsc, oneshot};
+
+/// A message on the backplane: the publishing dispatcher's id (so it skips its own) and the
+/// encoded event.
+fn envelope(origin: u64, event: &ChannelEvent) -> Vec<u8> {
+    let mut bytes = origin.to_be_bytes().to_vec();
+    event.encode(&mut bytes).expect("a Vec grows as needed");
+    bytes
+}
+
+fn open(bytes: &[u8]) -> Option<(u64, ChannelEvent)> {
+    let (origin, event) = bytes.split_at_checked(8)?;
+    Some((u64::from_be_bytes(origin.try_into().ok()?), ChannelEvent::decode(event).ok()?))
+}
+
+enum Command {
+    Follow(Vec<u64>, oneshot::Sender<()>),
+    Unfollow(Vec<u64>),
+}
+
+/// One process's side of the backplane.
+pub struct RedisBackplane {
+    origin: u64,
+    publisher: ConnectionManager,
+    commands: mpsc::UnboundedSender<Command>,
+    timeout: Duration,
+    /// Channels subscribed (or being subscribed) to.
+    followed: Mutex<HashSet<u64>>,
+    /// A publish failed: other dispatchers may have missed it until a gap notice goes out.
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackplane").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+/// What the backplane hands the dispatcher.
+pub struct Inbound {
+    /// Events other dispatchers published, for local delivery.
+    pub events: mpsc::Receiver<ChannelEvent>,
+    /// Ticks whenever the subscription was lost (and is being restored): events may be missed.
+    pub gaps: mpsc::Receiver<()>,
+}
+
+impl RedisBackplane {
+    /// Connects to `url` and starts the subscription task (until `shutdown`). Every Redis call
+    /// on a request path is bounded by `timeout`.
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Inbound), redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let publisher = client.get_connection_manager().await?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(4096);
+        let (gaps_tx, gaps) = mpsc::channel(16);
+        let origin = rand::random::<u64>();
+        tokio::spawn(subscribe_loop(client, origin, rx, events_tx, gaps_tx, shutdown.clone()));
+        let backplane = Arc::new(Self {
+            origin,
+            publisher,
+            commands,
+            timeout,
+            followed: Mutex::new(HashSet::new()),
+            failed: AtomicBool::new(false),
+        });
+        tokio::spawn(announce_gaps(Arc::downgrade(&backplane), shutdown));
+        Ok((backplane, Inbound { events, gaps }))
+    }
+
+    /// After failed publishes, tells the other dispatchers (once Redis answers) that they may
+    /// have missed events.
+    async fn announce_gap(&self) {
+        if !self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut connection = self.publisher.clone();
+        let notice = connection.publish::<_, _, ()>(redis_keys::live_gaps(), self.origin.to_be_bytes().to_vec());
+        if let Ok(Ok(())) = tokio::time::timeout(self.timeout, notice).await {
+            self.failed.store(false, Ordering::Release);
+            tracing::info!("backplane publishing restored; other dispatchers told to resync their sessions");
+        }
+    }
+
+    /// Publishes `event` to the other dispatchers; fails open (logged) after the timeout.
+    pub async fn publish(&self, channel: u64, event: &ChannelEvent) {
+        let mut connection = self.publisher.clone();
+        let key = redis_keys::live_channel(channel);
+        let sent =
+            tokio::time::timeout(self.timeout, connection.publish::<_, _, ()>(key, envelope(self.origin, event)));
+        let failure = match sent.await {
+            Ok(Ok(())) => return self.announce_gap().await,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        // why: log a failure streak once; the gap notice tells the others when it ends.
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                channel,
+                error = failure,
+                "backplane publish failed; other dispatchers will be told to resync"
+            );
+        }
+    }
+
+    /// Subscribes to `channels` (those not yet subscribed), waiting at most the timeout for Redis
+    /// to confirm, so a session is ready only once events of its channels can reach it.
+    pub async fn follow(&self, channels: impl IntoIterator<Item = u64>) {
+        let new: Vec<u64> = {
+            let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+            channels.into_iter().filter(|c| followed.insert(*c)).collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        let (done, confirmed) = oneshot::channel();
+        if self.commands.send(Command::Follow(new, done)).is_ok()
+            && tokio::time::timeout(self.timeout, confirmed).await.is_err()
+        {
+            tracing::warn!("backplane subscription not confirmed in time; continuing");
+        }
+    }
+
+    /// Stops following the channels not in `keep` (nobody here follows them any more).
+    pub fn retain(&self, keep: &HashSet<u64>) {
+        let gone: Vec<u64> = {
+            let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = followed.iter().filter(|c| !keep.contains(c)).copied().collect();
+            followed.retain(|c| keep.contains(c));
+            gone
+        };
+        if !gone.is_empty() {
+            let _ = self.commands.send(Command::Unfollow(gone));
+        }
+    }
+}
+
+/// Retries the gap notice every second while publishing is failing.
+async fn announce_gaps(backplane: std::sync::Weak<RedisBackplane>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Some(backplane) = backplane.upgrade() else { return };
+        backplane.announce_gap().await;
+    }
+}
+
+/// Keeps one subscription connection: (re)connects with backoff, re-subscribes to every
+/// followed channel, forwards other dispatchers' events, and reports each loss as a gap.
+async fn subscribe_loop(
+    client: redis::Client,
+    origin: u64,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::Sender<ChannelEvent>,
+    gaps: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+) {
+    let mut followed: HashSet<u64> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        let connection = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = client.get_async_pubsub() => c,
+        };
+        let (mut sink, mut stream) = match connection {
+            Ok(pubsub) => pubsub.split(),
+            Err(e) => {
+                tracing::warn!(error = %e, "backplane subscription: cannot connect; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut keys: Vec<String> = followed.iter().map(|c| redis_keys::live_channel(*c)).collect();
+        keys.push(redis_keys::live_gaps().to_owned());
+        if sink.subscribe(keys).await.is_err() {
+            continue;
+        }
+        if connected_before {
+            tracing::info!("backplane subscription restored");
+            // why: whatever was published while it was down never arrived here.
+            let _ = gaps.try_send(());
+        }
+        connected_before = true;
+        backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                command = commands.recv() => match command {
+                    Some(Command::Follow(channels, done)) => {
+                        followed.extend(&channels);
+                        let keys: Vec<String> = channels.iter().map(|c| redis_keys::live_channel(*c)).collect();
+                        if sink.subscribe(keys).await.is_err() {
+                            break;
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(Command::Unfollow(channels)) => {
+                        channels.iter().for_each(|c| { followed.remove(c); });
+                        let keys: Vec<String> = channels.iter().map(|c| redis_keys::live_channel(*c)).collect();
+                        if sink.unsubscribe(keys).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => return,
+                },
+                message = stream.next() => match message {
+                    Some(message) if message.get_channel_name() == redis_keys::live_gaps() => {
+                        if message.get_payload_bytes() != origin.to_be_bytes() {
+                            tracing::warn!("another dispatcher could not publish for a while; sessions resync");
+                            let _ = gaps.try_send(());
+                        }
+                    }
+                    Some(message) => match open(message.get_payload_bytes()) {
+                        Some((from, _)) if from == origin => {}
+                        Some((_, event)) => {
+                            let _ = events.send(event).await;
+                        }
+                        None => tracing::warn!(channel = message.get_channel_name(), "undecodable backplane message"),
+                    },
+                    None => break,
+                },
+            }
+        }
+        tracing::warn!("backplane subscription lost; reconnecting (sessions catch up once it is back)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_carry_their_origin() {
+        let event = ChannelEvent { event_id: "5".into(), channel_id: "7".into(), ..Default::default() };
+        assert_eq!(open(&envelope(42, &event)), Some((42, event)));
+        assert_eq!(open(b"short"), None);
+    }
+}
