@@ -241,9 +241,13 @@ async fn past_the_replay_cap_the_client_gets_resync() {
     let app = TestApp::spawn_with(config).await;
     let ada = app.user("ada").await;
     let id = app.group(&ada, ChannelVisibility::Private, &[]).await.channel_id;
+    // why: publishing trails the sends; wait until it is done so no live event joins the resume.
+    let (mut watcher, _) = ws::connect(app.ws_addr, &ada.token, "").await;
+    let mut last = String::new();
     for i in 0..30 {
-        send(&app, &ada, &id, &format!("{i}")).await;
+        last = send(&app, &ada, &id, &format!("{i}")).await.chat_id;
     }
+    until_chat(&mut watcher, &last).await.expect("every chat published");
     let (mut socket, _) = ws::connect(app.ws_addr, &ada.token, "").await;
     ws::send(&mut socket, json!({"event": "resume", "data": {"channels": {id.clone(): "1"}}})).await;
     let frames = ws::until(&mut socket, "resumed", WAIT).await.unwrap();
