@@ -487,9 +487,19 @@ impl Peers {
             if address.is_empty() {
                 return Ok(None);
             }
-            let endpoint = tonic::transport::Endpoint::from_shared(address.to_owned())
-                .with_context(|| format!("peer address {address:?}"))?;
-            Ok(Some(remote_channel(endpoint.connect_lazy())))
+            let endpoints = address
+                .split(',')
+                .map(|a| {
+                    tonic::transport::Endpoint::from_shared(a.trim().to_owned())
+                        .with_context(|| format!("peer address {a:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // why: several addresses are balanced per call, and a dead one is left out (failover).
+            let channel = match <[_; 1]>::try_from(endpoints) {
+                Ok([endpoint]) => endpoint.connect_lazy(),
+                Err(endpoints) => tonic::transport::Channel::balance_list(endpoints.into_iter()),
+            };
+            Ok(Some(remote_channel(channel)))
         };
         Ok(Self {
             user: reach(Part::User, &config.peers.user)?,

@@ -45,11 +45,20 @@ fn redis_url() -> Option<String> {
 
 /// `chatmesh serve <parts>` on `data` with these listeners and settings.
 fn serve(data: &Path, parts: &[&str], grpc: SocketAddr, ws: SocketAddr, env: &[(&str, String)]) -> Process {
+    spawn(data, parts, &[("--grpc-listen", grpc), ("--ws-listen", ws), ("--rest-listen", free_addr())], env)
+}
+
+/// As [`serve`], with the REST gateway on `rest`.
+fn serve_with_rest(data: &Path, parts: &[&str], grpc: SocketAddr, rest: SocketAddr, env: &[(&str, String)]) -> Process {
+    spawn(data, parts, &[("--grpc-listen", grpc), ("--ws-listen", free_addr()), ("--rest-listen", rest)], env)
+}
+
+fn spawn(data: &Path, parts: &[&str], listeners: &[(&str, SocketAddr)], env: &[(&str, String)]) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
         .args(["--data-dir", data.to_str().unwrap(), "serve"])
         .args(parts)
-        .args(["--grpc-listen", &grpc.to_string(), "--ws-listen", &ws.to_string()])
-        .args(["--rest-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
+        .args(listeners.iter().flat_map(|(flag, addr)| [flag.to_string(), addr.to_string()]))
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
         .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -109,7 +118,12 @@ async fn next_frame(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, socket.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(&text).unwrap()),
-            Ok(Some(Ok(Message::Close(frame)))) => return Some(json!({ "close": frame.map(|f| u16::from(f.code)) })),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Some(json!({
+                    "close": frame.as_ref().map(|f| u16::from(f.code)),
+                    "reason": frame.map(|f| f.reason.to_string()),
+                }));
+            }
             Ok(Some(Ok(_))) => continue,
             _ => return None,
         }
@@ -265,12 +279,13 @@ async fn after_a_redis_outage_far_clients_are_sent_to_resume_and_miss_nothing() 
     wait_for_port(port).await;
 
     let (got, resumes) =
-        receive_all(&mesh, &channel, &bob, &channel_id, &mut far, before.clone(), &[during.clone()]).await;
+        receive_all(&mesh, &channel, &bob, &channel_id, &mut far, before.clone(), std::slice::from_ref(&during)).await;
     println!("after the outage: resumed {resumes} times, got {got:?}");
     assert!(resumes >= 1, "the far client is told to reconnect and resume");
     assert!(got.contains(&during), "the chat sent during the outage comes from the log: lost 0");
     let after = send(&channel, &alice, &channel_id, "after").await;
-    let (got, _) = receive_all(&mesh, &channel, &bob, &channel_id, &mut far, during, &[after.clone()]).await;
+    let (got, _) =
+        receive_all(&mesh, &channel, &bob, &channel_id, &mut far, during, std::slice::from_ref(&after)).await;
     assert!(got.contains(&after), "live again: {got:?}");
 }
 
@@ -362,4 +377,257 @@ async fn a_stalled_redis_never_holds_a_send_and_far_clients_get_every_chat() {
     let lost = during.iter().filter(|id| !got.contains(id)).count();
     println!("sent during the stall {}, delivered {}, lost {lost}, resumed {resumes} times", during.len(), got.len());
     assert_eq!(lost, 0);
+}
+
+/// What one chaos client saw.
+#[derive(Debug, Default)]
+struct Seen {
+    chats: std::collections::HashSet<String>,
+    /// The same event twice on one connection.
+    duplicates_within: usize,
+    /// An older event after a newer one of the same channel on one connection.
+    out_of_order: usize,
+    /// A chat seen again on a later connection (after a resume).
+    duplicates_across: usize,
+    connections: usize,
+    closes: std::collections::HashMap<String, usize>,
+}
+
+/// A client that stays connected through kills: it alternates gateways on every reconnect and
+/// resumes after the last event it saw per channel.
+async fn chaos_client(
+    gateways: [SocketAddr; 2],
+    first: usize,
+    token: String,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut turn = first;
+    while !*stop.borrow() {
+        if turn != first {
+            // why: like a real client, reconnect after a short pause rather than in a tight loop.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let gateway = gateways[turn % 2];
+        turn += 1;
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(format!("ws://{gateway}/?token={token}")).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        seen.lock().unwrap().connections += 1;
+        if !last.is_empty() {
+            let channels: serde_json::Map<String, Value> =
+                last.iter().map(|(c, id)| (c.clone(), Value::String(id.to_string()))).collect();
+            let resume = json!({ "event": "resume", "data": { "channels": channels } });
+            if socket.send(Message::text(resume.to_string())).await.is_err() {
+                continue;
+            }
+        }
+        let mut this_connection: std::collections::HashMap<String, std::collections::BTreeSet<u64>> =
+            std::collections::HashMap::new();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let Some(frame) = next_frame(&mut socket, Duration::from_millis(500)).await else {
+                // a timeout is quiet; a dead socket ends the connection
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            if frame.get("close").is_some() {
+                *seen.lock().unwrap().closes.entry(format!("{} {}", frame["close"], frame["reason"])).or_default() += 1;
+                break;
+            }
+            if frame["event"] == "error" || frame["event"] == "resync" {
+                *seen.lock().unwrap().closes.entry(frame.to_string()).or_default() += 1;
+            }
+            let data = &frame["data"];
+            let (Some(channel), Some(event_id)) =
+                (data["channelId"].as_str(), data["eventId"].as_str().and_then(|e| e.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            let ids = this_connection.entry(channel.to_owned()).or_default();
+            let mut seen = seen.lock().unwrap();
+            if ids.contains(&event_id) {
+                seen.duplicates_within += 1;
+            } else if ids.last().is_some_and(|newest| *newest > event_id) {
+                seen.out_of_order += 1;
+            }
+            ids.insert(event_id);
+            let newest = last.entry(channel.to_owned()).or_default();
+            *newest = (*newest).max(event_id);
+            if frame["event"] == "chat.created"
+                && data["chat"]["kind"] == "CHAT_KIND_TEXT"
+                && !seen.chats.insert(data["chat"]["chatId"].as_str().unwrap_or_default().to_owned())
+            {
+                seen.duplicates_across += 1;
+            }
+        }
+    }
+}
+
+fn kill(process: &mut Process) {
+    let _ = process.0.kill();
+    let _ = process.0.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_addr().port();
+    let Some(_redis) = own_redis(port) else { return };
+    wait_for_port(port).await;
+    let redis = format!("redis://127.0.0.1:{port}");
+    let data = tempfile::tempdir().unwrap();
+    let (core_grpc, rest) = (free_addr(), free_addr());
+    let (d1, d2, w1, w2) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let dispatchers = format!("http://{d1},http://{d2}");
+    let base = |node: u16| {
+        vec![
+            ("CHATMESH_REDIS_URL", redis.clone()),
+            ("CHATMESH_NODE_ID", node.to_string()),
+            ("CHATMESH_PEERS__CHANNEL", format!("http://{core_grpc}")),
+            ("CHATMESH_PEERS__CHAT", format!("http://{core_grpc}")),
+            ("CHATMESH_PEERS__USER", format!("http://{core_grpc}")),
+            ("CHATMESH_PEERS__DISPATCHER", dispatchers.clone()),
+            ("CHATMESH_WS__DRAIN_SECS", "1".into()),
+            // why: one sender writes 1,000 chats as fast as it can; the limiter has its own tests.
+            ("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "100000".into()),
+            ("CHATMESH_LIMITS__USER_CALLS_BURST", "100000".into()),
+        ]
+    };
+    let mut core_env = base(0);
+    core_env.retain(|(k, _)| !k.starts_with("CHATMESH_PEERS__C") && *k != "CHATMESH_PEERS__USER");
+    let core =
+        serve_with_rest(data.path(), &["user", "channel", "chat", "indexer", "rest"], core_grpc, rest, &core_env);
+    let start_dispatcher = |addr, node| serve(data.path(), &["dispatcher"], addr, free_addr(), &base(node));
+    let start_gateway = |addr, node| serve(data.path(), &["ws"], free_addr(), addr, &base(node));
+    // why: the first process creates the signing keys in the shared data dir; the others load them.
+    let channel = connect(core_grpc).await;
+    let mut dispatcher_one = start_dispatcher(d1, 1);
+    let _dispatcher_two = start_dispatcher(d2, 2);
+    let mut gateway_one = start_gateway(w1, 3);
+    let _gateway_two = start_gateway(w2, 4);
+    connect(d1).await;
+    connect(d2).await;
+
+    let (owner_id, owner) = sign_up(&channel, "owner@example.com").await;
+    let mut members = Vec::new();
+    for i in 0..20 {
+        members.push(sign_up(&channel, &format!("member{i}@example.com")).await);
+    }
+    let mut channels = Vec::new();
+    for _ in 0..10 {
+        let request = CreateChannelRequest {
+            kind: ChannelKind::Group as i32,
+            name: "chaos".into(),
+            member_ids: members.iter().map(|(id, _)| id.clone()).collect(),
+            ..Default::default()
+        };
+        let created = ChannelServiceClient::new(channel.clone()).create_channel(authed(&owner, request)).await.unwrap();
+        channels.push(created.into_inner().channel.unwrap().channel_id);
+    }
+    let _ = owner_id;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut seen = Vec::new();
+    let mut clients = Vec::new();
+    for (i, (_, token)) in members.iter().enumerate() {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        seen.push(state.clone());
+        clients.push(tokio::spawn(chaos_client([w1, w2], i, token.clone(), state, stop.clone())));
+    }
+    while seen.iter().any(|s| s.lock().unwrap().connections == 0) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // 1,000 chats, half over gRPC and half over REST, while a dispatcher and a gateway are
+    // killed and restarted three times each
+    let sender = {
+        let (channel, owner, channels) = (channel.clone(), owner.clone(), channels.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut sent = Vec::new();
+            for i in 0..1000 {
+                let channel_id = &channels[i % channels.len()];
+                let id = if i % 2 == 0 {
+                    send(&channel, &owner, channel_id, &format!("chaos {i}")).await
+                } else {
+                    let body = json!({ "channelId": channel_id, "text": format!("chaos {i}") });
+                    let response = http
+                        .post(format!("http://{rest}/api/v1/chats"))
+                        .bearer_auth(&owner)
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    let text = response.text().await.unwrap();
+                    let chat: Value = serde_json::from_str(&text).unwrap();
+                    chat["chat"]["chatId"].as_str().unwrap_or_else(|| panic!("a chat: {text}")).to_owned()
+                };
+                sent.push(id);
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            sent
+        })
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        kill(&mut dispatcher_one);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dispatcher_one = start_dispatcher(d1, 1);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        kill(&mut gateway_one);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gateway_one = start_gateway(w1, 3);
+    }
+    let sent = sender.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && seen.iter().any(|s| sent.iter().any(|id| !s.lock().unwrap().chats.contains(id)))
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_tx.send(true).unwrap();
+    for client in clients {
+        let _ = client.await;
+    }
+    let mut lost = 0;
+    let (mut within, mut disorder, mut across, mut connections) = (0, 0, 0, 0);
+    let mut delivered = Vec::new();
+    for state in &seen {
+        let s = state.lock().unwrap();
+        lost += sent.iter().filter(|id| !s.chats.contains(*id)).count();
+        delivered.push(s.chats.len());
+        (within, disorder, across, connections) = (
+            within + s.duplicates_within,
+            disorder + s.out_of_order,
+            across + s.duplicates_across,
+            connections + s.connections,
+        );
+    }
+    println!(
+        "sent {}, clients {}, delivered per client min {} max {}, lost {lost}, duplicates within a connection {within}, \
+         out of order {disorder}, duplicates across reconnects {across}, connections {connections}",
+        sent.len(),
+        seen.len(),
+        delivered.iter().min().unwrap(),
+        delivered.iter().max().unwrap(),
+    );
+    let mut closes: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for state in &seen {
+        for (reason, n) in &state.lock().unwrap().closes {
+            *closes.entry(reason.clone()).or_default() += n;
+        }
+    }
+    println!("what ended connections: {closes:?}");
+    assert_eq!(lost, 0, "every chat reached every member");
+    assert_eq!((within, disorder), (0, 0), "no duplicates or reordering within a connection");
+    drop((dispatcher_one, gateway_one, core));
 }

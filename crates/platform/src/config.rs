@@ -147,7 +147,8 @@ impl Default for MetricsConfig {
 }
 
 /// Where the parts that do not run in this process listen (gRPC URLs such as
-/// `http://chatmesh-user:50051`). Empty: the part must run in this process.
+/// `http://chatmesh-user:50051`; several, comma-separated, are balanced per call and a dead one
+/// is left out). Empty: the part must run in this process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeersConfig {

@@ -85,6 +85,10 @@ fn id_value(value: &Value) -> Option<u64> {
     }
 }
 
+/// How long a new session waits for the link to the dispatcher to be attached: steps × step.
+const ATTACH_WAIT_STEPS: usize = 30;
+const ATTACH_WAIT_STEP: Duration = Duration::from_millis(100);
+
 /// Runs a session until it closes; returns once the socket is done.
 pub async fn run(
     gateway: Arc<Gateway>,
@@ -101,7 +105,17 @@ pub async fn run(
         all_channels: identity.channel_id.is_none(),
     };
     let (mut sink, stream) = socket.split();
-    let registration = match gateway.link.open(opened, gateway.settings.send_queue) {
+    // why: while the link re-attaches (a dispatcher restarted), wait briefly rather than send
+    // the client straight back into a reconnect loop.
+    let mut registration = gateway.link.open(opened.clone(), gateway.settings.send_queue);
+    for _ in 0..ATTACH_WAIT_STEPS {
+        if registration.is_ok() || shutdown.is_cancelled() {
+            break;
+        }
+        tokio::time::sleep(ATTACH_WAIT_STEP).await;
+        registration = gateway.link.open(opened.clone(), gateway.settings.send_queue);
+    }
+    let registration = match registration {
         Ok(registration) => registration,
         Err(e) => {
             tracing::warn!(error = %e, "session refused");
