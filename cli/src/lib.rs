@@ -386,22 +386,24 @@ async fn grpc_routes(
             ),
             peers.epochs.clone(),
         );
-        let backplane = match config.backplane_url() {
+        let cluster = match config.backplane_url() {
             Some(url) => {
                 let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
-                let joined = chatmesh_dispatcher::RedisBackplane::connect(url, timeout, shutdown.clone())
+                let (backplane, inbound) = chatmesh_dispatcher::RedisBackplane::connect(url, timeout, shutdown.clone())
                     .await
                     .with_context(|| format!("connecting the dispatcher backplane to Redis at {url}"))?;
+                let presence_url = config.presence_url().unwrap_or(url);
+                let ttl = std::time::Duration::from_secs(config.redis.presence_ttl_secs.max(3));
+                let presence = chatmesh_dispatcher::RedisPresence::connect(presence_url, timeout, ttl)
+                    .await
+                    .with_context(|| format!("connecting presence to Redis at {presence_url}"))?;
                 tracing::info!("dispatcher joined the Redis backplane");
-                Some(joined)
+                Some(chatmesh_dispatcher::Cluster { backplane, inbound, presence })
             }
             None => None,
         };
-        let (public, internal) = chatmesh_dispatcher::DispatcherApi::with_backplane(
-            membership,
-            config.dispatcher.small_channel_max,
-            backplane,
-        );
+        let (public, internal) =
+            chatmesh_dispatcher::DispatcherApi::new(membership, config.dispatcher.small_channel_max, cluster);
         add!(DispatcherServiceServer, public);
         add!(DispatcherInternalServiceServer, internal);
     }

@@ -153,29 +153,25 @@ struct Mesh {
 /// One process with the stores and a dispatcher and gateway; another with only a dispatcher and
 /// a gateway, reaching the first for membership and history.
 async fn mesh(data: &Path, redis: &str) -> Mesh {
+    mesh_with(data, redis, &[]).await
+}
+
+async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) -> Mesh {
     let (core_grpc, core_ws, edge_grpc, edge_ws) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let core = serve(
-        data,
-        &["user", "channel", "chat", "indexer", "dispatcher", "ws"],
-        core_grpc,
-        core_ws,
-        &[("CHATMESH_REDIS_URL", redis.to_owned())],
-    );
+    let mut core_env = vec![("CHATMESH_REDIS_URL", redis.to_owned())];
+    core_env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+    let core = serve(data, &["user", "channel", "chat", "indexer", "dispatcher", "ws"], core_grpc, core_ws, &core_env);
     connect(core_grpc).await;
     let peer = format!("http://{core_grpc}");
-    let edge = serve(
-        data,
-        &["dispatcher", "ws"],
-        edge_grpc,
-        edge_ws,
-        &[
-            ("CHATMESH_REDIS_URL", redis.to_owned()),
-            ("CHATMESH_NODE_ID", "1".into()),
-            ("CHATMESH_PEERS__CHANNEL", peer.clone()),
-            ("CHATMESH_PEERS__CHAT", peer.clone()),
-            ("CHATMESH_PEERS__USER", peer),
-        ],
-    );
+    let mut edge_env = vec![
+        ("CHATMESH_REDIS_URL", redis.to_owned()),
+        ("CHATMESH_NODE_ID", "1".into()),
+        ("CHATMESH_PEERS__CHANNEL", peer.clone()),
+        ("CHATMESH_PEERS__CHAT", peer.clone()),
+        ("CHATMESH_PEERS__USER", peer),
+    ];
+    edge_env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+    let edge = serve(data, &["dispatcher", "ws"], edge_grpc, edge_ws, &edge_env);
     connect(edge_grpc).await;
     Mesh { core_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
 }
@@ -630,4 +626,89 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     assert_eq!(lost, 0, "every chat reached every member");
     assert_eq!((within, disorder), (0, 0), "no duplicates or reordering within a connection");
     drop((dispatcher_one, gateway_one, core));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_counting() {
+    use chatmesh_api::{
+        dispatcher::v1::{GetPresenceRequest, PresenceStatus, dispatcher_service_client::DispatcherServiceClient},
+        user::v1::LogoutRequest,
+    };
+    if redis_url().is_none() {
+        return;
+    }
+    let port = free_addr().port();
+    let Some(_redis) = own_redis(port) else { return };
+    wait_for_port(port).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut mesh =
+        mesh_with(data.path(), &format!("redis://127.0.0.1:{port}"), &[("CHATMESH_REDIS__PRESENCE_TTL_SECS", "3")])
+            .await;
+    let channel = connect(mesh.core_grpc).await;
+    let (_, alice) = sign_up(&channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let direct = CreateChannelRequest {
+        kind: ChannelKind::Direct as i32,
+        member_ids: vec![bob_id.clone()],
+        ..Default::default()
+    };
+    ChannelServiceClient::new(channel.clone()).create_channel(authed(&alice, direct)).await.unwrap();
+    let mut near = open_socket(mesh.core_ws, &alice).await;
+    let status = |token: String| {
+        let channel = channel.clone();
+        let bob_id = bob_id.clone();
+        async move {
+            let request = GetPresenceRequest { user_ids: vec![bob_id] };
+            let answer = DispatcherServiceClient::new(channel).get_presence(authed(&token, request)).await.unwrap();
+            answer.into_inner().presences[0].status()
+        }
+    };
+    assert_eq!(status(alice.clone()).await, PresenceStatus::Offline);
+
+    // bob comes online through the other dispatcher: alice's dispatcher knows, and tells her
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+    assert_eq!(status(alice.clone()).await, PresenceStatus::Online, "presence is shared through Redis");
+    let mut heard = None;
+    for _ in 0..20 {
+        match next_frame(&mut near, Duration::from_millis(500)).await {
+            Some(frame) if frame["event"] == "presence" => {
+                heard = Some(frame);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let heard = heard.expect("a presence event crossed the backplane");
+    assert_eq!(
+        (heard["data"]["userId"].as_str(), heard["data"]["status"].as_str()),
+        (Some(bob_id.as_str()), Some("PRESENCE_STATUS_ONLINE"))
+    );
+
+    // logging out through the first process closes bob's socket on the second
+    UserServiceClient::new(channel.clone()).logout(authed(&bob, LogoutRequest {})).await.unwrap();
+    let mut closed = None;
+    for _ in 0..20 {
+        if let Some(frame) = next_frame(&mut far, Duration::from_millis(500)).await
+            && frame.get("close").is_some()
+        {
+            closed = frame["close"].as_u64();
+            break;
+        }
+    }
+    assert_eq!(closed, Some(4003), "logged out everywhere");
+
+    // a dispatcher that dies stops counting within the TTL
+    let login = LoginRequest { email: "bob@example.com".into(), password: "correct horse".into() };
+    let bob =
+        UserServiceClient::new(channel.clone()).login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
+    let _far = open_socket(mesh.edge_ws, &bob).await;
+    assert_eq!(status(alice.clone()).await, PresenceStatus::Online);
+    let edge = mesh._processes.pop().expect("the edge process");
+    drop(edge);
+    let killed = Instant::now();
+    while status(alice.clone()).await == PresenceStatus::Online {
+        assert!(killed.elapsed() < Duration::from_secs(10), "offline within the TTL (3 s) and a heartbeat");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("a user of a killed dispatcher showed offline after {:?} (TTL 3 s)", killed.elapsed());
 }

@@ -43,21 +43,34 @@ pub struct Config {
 pub struct RedisConfig {
     /// The dispatchers' backplane; empty: `redis_url`.
     pub backplane_url: String,
+    /// Who is online, across dispatchers; empty: `redis_url`.
+    pub presence_url: String,
+    /// A dispatcher's presence claims expire this long after its last heartbeat (a third of it).
+    pub presence_ttl_secs: u64,
     /// Longest wait for Redis on a request path, in milliseconds; past it the call fails open.
     pub timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { backplane_url: String::new(), timeout_ms: 250 }
+        Self { backplane_url: String::new(), presence_url: String::new(), presence_ttl_secs: 30, timeout_ms: 250 }
     }
 }
 
 impl Config {
     /// The backplane's Redis URL, if the mesh spans processes.
     pub fn backplane_url(&self) -> Option<&str> {
-        let url = if self.redis.backplane_url.is_empty() { &self.redis_url } else { &self.redis.backplane_url };
-        (!url.is_empty()).then_some(url.as_str())
+        self.redis_for(&self.redis.backplane_url)
+    }
+
+    /// Presence's Redis URL, if the mesh spans processes.
+    pub fn presence_url(&self) -> Option<&str> {
+        self.redis_for(&self.redis.presence_url)
+    }
+
+    fn redis_for<'a>(&'a self, specific: &'a str) -> Option<&'a str> {
+        let url = if specific.is_empty() { self.redis_url.as_str() } else { specific };
+        (!url.is_empty()).then_some(url)
     }
 }
 

@@ -7,10 +7,16 @@ pub fn live_channel(channel_id: u64) -> String {
     format!("chatmesh:live:{{{channel_id}}}")
 }
 
-/// The pub/sub channel on which a dispatcher that failed to publish announces, once Redis
-/// answers again, that others may have missed events (they send their sessions to resume).
-pub fn live_gaps() -> &'static str {
-    "chatmesh:live:gaps"
+/// The pub/sub channel every dispatcher hears: gap notices (a dispatcher failed to publish for
+/// a while, so others send their sessions to resume) and user disconnects (logout).
+pub fn live_control() -> &'static str {
+    "chatmesh:live:control"
+}
+
+/// A user's presence: a sorted set of the dispatcher-gateway pairs holding a session of theirs,
+/// scored by when that claim expires (ms since the epoch) unless refreshed.
+pub fn presence(user_id: u64) -> String {
+    format!("chatmesh:presence:{{{user_id}}}")
 }
 
 #[cfg(test)]
@@ -18,5 +24,6 @@ mod tests {
     #[test]
     fn names_are_prefixed_and_hash_tagged() {
         assert_eq!(super::live_channel(42), "chatmesh:live:{42}");
+        assert_eq!(super::presence(7), "chatmesh:presence:{7}");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Pub/sub is at-most-once, so it is never the only copy: the event log is. Publishing fails
 //! open after a short timeout (a slow Redis never blocks a send), and when the subscription
-//! connection is lost the dispatcher is told (`gaps`), so it can send its sessions back to
+//! connection is lost the dispatcher is told (`Remote::Gap`), so it can send its sessions back to
 //! the log to catch up — never a silent gap.
 
 use std::{
@@ -17,24 +17,78 @@ use std::{
     time::Duration,
 };
 
-use chatmesh_api::chat::v1::ChannelEvent;
+use chatmesh_api::{
+    chat::v1::ChannelEvent,
+    dispatcher::v1::{DisconnectUserRequest, LiveEvent},
+};
 use chatmesh_platform::{redis_keys, shutdown::CancellationToken};
 use futures::StreamExt;
 use prost::Message;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::sync::{mpsc, oneshot};
 
-/// A message on the backplane: the publishing dispatcher's id (so it skips its own) and the
-/// encoded event.
-fn envelope(origin: u64, event: &ChannelEvent) -> Vec<u8> {
+/// What dispatchers tell each other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Remote {
+    /// A committed channel event, delivered like a local publish.
+    Event(ChannelEvent),
+    /// An ephemeral event (typing, presence) for a channel's followers but one user.
+    Ephemeral { channel: u64, except_user: u64, event: LiveEvent },
+    /// Close a user's sessions (logout).
+    Disconnect(DisconnectUserRequest),
+    /// Events may have been missed (a lost subscription, or a dispatcher that could not publish).
+    Gap,
+}
+
+const EVENT: u8 = 0;
+const EPHEMERAL: u8 = 1;
+const DISCONNECT: u8 = 2;
+const GAP: u8 = 3;
+
+/// A message on the backplane: the publishing dispatcher's id (so it skips its own), a kind,
+/// and the message.
+fn envelope(origin: u64, message: &Remote) -> Vec<u8> {
     let mut bytes = origin.to_be_bytes().to_vec();
-    event.encode(&mut bytes).expect("a Vec grows as needed");
+    match message {
+        Remote::Event(event) => {
+            bytes.push(EVENT);
+            event.encode(&mut bytes).expect("a Vec grows as needed");
+        }
+        Remote::Ephemeral { channel, except_user, event } => {
+            bytes.push(EPHEMERAL);
+            bytes.extend_from_slice(&channel.to_be_bytes());
+            bytes.extend_from_slice(&except_user.to_be_bytes());
+            event.encode(&mut bytes).expect("a Vec grows as needed");
+        }
+        Remote::Disconnect(request) => {
+            bytes.push(DISCONNECT);
+            request.encode(&mut bytes).expect("a Vec grows as needed");
+        }
+        Remote::Gap => bytes.push(GAP),
+    }
     bytes
 }
 
-fn open(bytes: &[u8]) -> Option<(u64, ChannelEvent)> {
-    let (origin, event) = bytes.split_at_checked(8)?;
-    Some((u64::from_be_bytes(origin.try_into().ok()?), ChannelEvent::decode(event).ok()?))
+fn open(bytes: &[u8]) -> Option<(u64, Remote)> {
+    let (origin, rest) = bytes.split_at_checked(8)?;
+    let origin = u64::from_be_bytes(origin.try_into().ok()?);
+    let (kind, body) = rest.split_first()?;
+    let message = match *kind {
+        EVENT => Remote::Event(ChannelEvent::decode(body).ok()?),
+        EPHEMERAL => {
+            let (channel, rest) = body.split_at_checked(8)?;
+            let (except, event) = rest.split_at_checked(8)?;
+            Remote::Ephemeral {
+                channel: u64::from_be_bytes(channel.try_into().ok()?),
+                except_user: u64::from_be_bytes(except.try_into().ok()?),
+                event: LiveEvent::decode(event).ok()?,
+            }
+        }
+        DISCONNECT => Remote::Disconnect(DisconnectUserRequest::decode(body).ok()?),
+        GAP => Remote::Gap,
+        _ => return None,
+    };
+    Some((origin, message))
 }
 
 enum Command {
@@ -60,12 +114,10 @@ impl std::fmt::Debug for RedisBackplane {
     }
 }
 
-/// What the backplane hands the dispatcher.
+/// What the backplane hands the dispatcher: what other dispatchers sent, in order, with
+/// `Remote::Gap` whenever events may have been missed.
 pub struct Inbound {
-    /// Events other dispatchers published, for local delivery.
-    pub events: mpsc::Receiver<ChannelEvent>,
-    /// Ticks whenever the subscription was lost (and is being restored): events may be missed.
-    pub gaps: mpsc::Receiver<()>,
+    pub messages: mpsc::Receiver<Remote>,
 }
 
 impl RedisBackplane {
@@ -79,10 +131,9 @@ impl RedisBackplane {
         let client = redis::Client::open(url)?;
         let publisher = client.get_connection_manager().await?;
         let (commands, rx) = mpsc::unbounded_channel();
-        let (events_tx, events) = mpsc::channel(4096);
-        let (gaps_tx, gaps) = mpsc::channel(16);
+        let (messages_tx, messages) = mpsc::channel(4096);
         let origin = rand::random::<u64>();
-        tokio::spawn(subscribe_loop(client, origin, rx, events_tx, gaps_tx, shutdown.clone()));
+        tokio::spawn(subscribe_loop(client, origin, rx, messages_tx, shutdown.clone()));
         let backplane = Arc::new(Self {
             origin,
             publisher,
@@ -92,7 +143,7 @@ impl RedisBackplane {
             failed: AtomicBool::new(false),
         });
         tokio::spawn(announce_gaps(Arc::downgrade(&backplane), shutdown));
-        Ok((backplane, Inbound { events, gaps }))
+        Ok((backplane, Inbound { messages }))
     }
 
     /// After failed publishes, tells the other dispatchers (once Redis answers) that they may
@@ -102,19 +153,35 @@ impl RedisBackplane {
             return;
         }
         let mut connection = self.publisher.clone();
-        let notice = connection.publish::<_, _, ()>(redis_keys::live_gaps(), self.origin.to_be_bytes().to_vec());
+        let notice = connection.publish::<_, _, ()>(redis_keys::live_control(), envelope(self.origin, &Remote::Gap));
         if let Ok(Ok(())) = tokio::time::timeout(self.timeout, notice).await {
             self.failed.store(false, Ordering::Release);
             tracing::info!("backplane publishing restored; other dispatchers told to resync their sessions");
         }
     }
 
-    /// Publishes `event` to the other dispatchers; fails open (logged) after the timeout.
+    /// Publishes a channel event to the other dispatchers.
     pub async fn publish(&self, channel: u64, event: &ChannelEvent) {
+        self.send(redis_keys::live_channel(channel), &Remote::Event(event.clone())).await;
+    }
+
+    /// Publishes an ephemeral event (typing, presence) for a channel's followers but one user.
+    pub async fn publish_ephemeral(&self, channel: u64, except_user: u64, event: &LiveEvent) {
+        let message = Remote::Ephemeral { channel, except_user, event: event.clone() };
+        self.send(redis_keys::live_channel(channel), &message).await;
+    }
+
+    /// Asks every other dispatcher to close a user's sessions.
+    pub async fn disconnect(&self, request: &DisconnectUserRequest) {
+        self.send(redis_keys::live_control().to_owned(), &Remote::Disconnect(request.clone())).await;
+    }
+
+    /// Publishes on `key`; fails open (logged once per failure streak) after the timeout.
+    async fn send(&self, key: String, message: &Remote) {
         let mut connection = self.publisher.clone();
-        let key = redis_keys::live_channel(channel);
+        let channel = key.clone();
         let sent =
-            tokio::time::timeout(self.timeout, connection.publish::<_, _, ()>(key, envelope(self.origin, event)));
+            tokio::time::timeout(self.timeout, connection.publish::<_, _, ()>(key, envelope(self.origin, message)));
         let failure = match sent.await {
             Ok(Ok(())) => return self.announce_gap().await,
             Ok(Err(e)) => e.to_string(),
@@ -180,8 +247,7 @@ async fn subscribe_loop(
     client: redis::Client,
     origin: u64,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<ChannelEvent>,
-    gaps: mpsc::Sender<()>,
+    messages: mpsc::Sender<Remote>,
     shutdown: CancellationToken,
 ) {
     let mut followed: HashSet<u64> = HashSet::new();
@@ -205,14 +271,14 @@ async fn subscribe_loop(
             }
         };
         let mut keys: Vec<String> = followed.iter().map(|c| redis_keys::live_channel(*c)).collect();
-        keys.push(redis_keys::live_gaps().to_owned());
+        keys.push(redis_keys::live_control().to_owned());
         if sink.subscribe(keys).await.is_err() {
             continue;
         }
         if connected_before {
             tracing::info!("backplane subscription restored");
             // why: whatever was published while it was down never arrived here.
-            let _ = gaps.try_send(());
+            let _ = messages.send(Remote::Gap).await;
         }
         connected_before = true;
         backoff = Duration::from_millis(100);
@@ -238,16 +304,10 @@ async fn subscribe_loop(
                     None => return,
                 },
                 message = stream.next() => match message {
-                    Some(message) if message.get_channel_name() == redis_keys::live_gaps() => {
-                        if message.get_payload_bytes() != origin.to_be_bytes() {
-                            tracing::warn!("another dispatcher could not publish for a while; sessions resync");
-                            let _ = gaps.try_send(());
-                        }
-                    }
                     Some(message) => match open(message.get_payload_bytes()) {
                         Some((from, _)) if from == origin => {}
-                        Some((_, event)) => {
-                            let _ = events.send(event).await;
+                        Some((_, remote)) => {
+                            let _ = messages.send(remote).await;
                         }
                         None => tracing::warn!(channel = message.get_channel_name(), "undecodable backplane message"),
                     },
@@ -264,9 +324,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelopes_carry_their_origin() {
+    fn envelopes_carry_their_origin_and_message() {
         let event = ChannelEvent { event_id: "5".into(), channel_id: "7".into(), ..Default::default() };
-        assert_eq!(open(&envelope(42, &event)), Some((42, event)));
+        let messages = [
+            Remote::Event(event),
+            Remote::Ephemeral { channel: 7, except_user: 9, event: LiveEvent::default() },
+            Remote::Disconnect(DisconnectUserRequest { user_id: "9".into(), login_session_id: "s".into() }),
+            Remote::Gap,
+        ];
+        for message in messages {
+            assert_eq!(open(&envelope(42, &message)), Some((42, message)));
+        }
         assert_eq!(open(b"short"), None);
+        assert_eq!(open(&[0, 0, 0, 0, 0, 0, 0, 1, 99]), None, "an unknown kind");
     }
 }

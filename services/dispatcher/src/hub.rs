@@ -163,6 +163,11 @@ impl Hub {
         Self::with_senders(&state, by_gateway)
     }
 
+    /// Users with a session here.
+    pub fn online_users(&self) -> Vec<u64> {
+        self.state().by_user.keys().copied().collect()
+    }
+
     /// Channels some session here follows.
     pub fn followed_channels(&self) -> HashSet<u64> {
         self.state().followers.keys().copied().collect()

@@ -5,7 +5,9 @@
 
 mod backplane;
 mod hub;
+mod presence;
 mod service;
 
-pub use backplane::{Inbound, RedisBackplane};
-pub use service::{DispatcherApi, DispatcherInternalApi};
+pub use backplane::{Inbound, RedisBackplane, Remote};
+pub use presence::RedisPresence;
+pub use service::{Cluster, DispatcherApi, DispatcherInternalApi};

@@ -33,9 +33,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::{
-    backplane::{Inbound, RedisBackplane},
+    backplane::{Inbound, RedisBackplane, Remote},
     hub::{self, GatewayTx, Hub},
+    presence::RedisPresence,
 };
+
+/// What joins a dispatcher to the others of the mesh.
+pub struct Cluster {
+    pub backplane: Arc<RedisBackplane>,
+    pub inbound: Inbound,
+    pub presence: RedisPresence,
+}
 
 /// The stream type the generated trait expects for Attach.
 type AttachStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<AttachResponse, Status>> + Send + 'static>>;
@@ -58,6 +66,7 @@ struct Core {
     typing: Mutex<HashMap<(u64, u64), Instant>>,
     /// Other dispatchers, when the mesh spans processes.
     backplane: Option<Arc<RedisBackplane>>,
+    presence: Option<RedisPresence>,
 }
 
 /// DispatcherService: the public surface.
@@ -73,18 +82,17 @@ pub struct DispatcherInternalApi {
 }
 
 impl DispatcherApi {
-    pub fn new(membership: MembershipClient, small_channel_max: u32) -> (Self, DispatcherInternalApi) {
-        Self::with_backplane(membership, small_channel_max, None)
-    }
-
-    /// A dispatcher joined to the others through `backplane`: what they publish is delivered
-    /// here, and after a lost subscription every session here is sent to catch up.
-    pub fn with_backplane(
+    /// A dispatcher; with `cluster`, joined to the others: what they send is delivered here,
+    /// presence is shared, and after a possible gap every session here is sent to resume.
+    pub fn new(
         membership: MembershipClient,
         small_channel_max: u32,
-        backplane: Option<(Arc<RedisBackplane>, Inbound)>,
+        cluster: Option<Cluster>,
     ) -> (Self, DispatcherInternalApi) {
-        let (backplane, inbound) = backplane.unzip();
+        let (backplane, inbound, presence) = match cluster {
+            Some(Cluster { backplane, inbound, presence }) => (Some(backplane), Some(inbound), Some(presence)),
+            None => (None, None, None),
+        };
         let core = Arc::new(Core {
             hub: Hub::default(),
             membership,
@@ -93,40 +101,34 @@ impl DispatcherApi {
             verified: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
             backplane,
+            presence,
         });
-        if let Some(Inbound { mut events, mut gaps }) = inbound {
+        if let Some(Inbound { mut messages }) = inbound {
             let receiver = core.clone();
             tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if let Err(e) = receiver.publish(event).await {
-                        tracing::warn!(error = %e, "an event from the backplane was not delivered");
-                    }
+                while let Some(message) = messages.recv().await {
+                    receiver.remote(message).await;
                 }
             });
-            let pruner = Arc::downgrade(&core);
+            let keeper = Arc::downgrade(&core);
             tokio::spawn(async move {
-                // why: unsubscribing lazily keeps churn low; an event for a channel nobody here
-                // follows is simply not delivered.
-                let mut every = tokio::time::interval(Duration::from_secs(30));
+                let every = keeper.upgrade().and_then(|c| c.presence.as_ref().map(RedisPresence::heartbeat));
+                let mut every = tokio::time::interval(every.unwrap_or(Duration::from_secs(10)));
+                let mut pruned = Instant::now();
                 loop {
                     every.tick().await;
-                    let Some(core) = pruner.upgrade() else { return };
-                    if let Some(backplane) = &core.backplane {
-                        backplane.retain(&core.hub.followed_channels());
+                    let Some(core) = keeper.upgrade() else { return };
+                    if let Some(presence) = &core.presence {
+                        presence.refresh(&core.hub.online_users()).await;
                     }
-                }
-            });
-            let resyncer = core.clone();
-            tokio::spawn(async move {
-                while gaps.recv().await.is_some() {
-                    // why: events published while the subscription was down never came; the
-                    // sessions reconnect and resume from the event log.
-                    hub::close(
-                        resyncer.hub.all_targets(),
-                        hub::CLOSE_RECONNECT,
-                        "live delivery was interrupted; resume",
-                    )
-                    .await;
+                    // why: unsubscribing lazily keeps churn low; an event for a channel nobody
+                    // here follows is simply not delivered.
+                    if pruned.elapsed() >= Duration::from_secs(30)
+                        && let Some(backplane) = &core.backplane
+                    {
+                        backplane.retain(&core.hub.followed_channels());
+                        pruned = Instant::now();
+                    }
                 }
             });
         }
@@ -248,6 +250,56 @@ impl Core {
         Ok(())
     }
 
+    /// What another dispatcher sent.
+    async fn remote(&self, message: Remote) {
+        match message {
+            Remote::Event(event) => {
+                if let Err(e) = self.publish(event).await {
+                    tracing::warn!(error = %e, "an event from the backplane was not delivered");
+                }
+            }
+            Remote::Ephemeral { channel, except_user, event } => {
+                hub::deliver(self.hub.targets(channel, Some(except_user)), &event).await;
+            }
+            Remote::Disconnect(request) => self.disconnect(&request).await,
+            Remote::Gap => {
+                // why: events published while the backplane was broken never came; the sessions
+                // reconnect and resume from the event log.
+                hub::close(self.hub.all_targets(), hub::CLOSE_RECONNECT, "live delivery was interrupted; resume").await;
+            }
+        }
+    }
+
+    /// Closes this dispatcher's sessions of a user (all, or one login session).
+    async fn disconnect(&self, request: &pb::DisconnectUserRequest) {
+        let Ok(user) = request.user_id.parse::<u64>() else { return };
+        let login_session = (!request.login_session_id.is_empty()).then_some(request.login_session_id.as_str());
+        hub::close(self.hub.user_targets(user, login_session), hub::CLOSE_LOGGED_OUT, "logged out").await;
+    }
+
+    /// A user's first session here opened, or their last one here closed: tell their small
+    /// channels, unless another dispatcher still (or already) holds a session of theirs.
+    async fn local_presence(&self, user: u64, online: bool) {
+        if let Some(presence) = &self.presence {
+            let elsewhere = if online { presence.claim(user).await } else { presence.release(user).await };
+            if elsewhere == Some(true) {
+                return;
+            }
+        }
+        self.presence_changed(user, online).await;
+    }
+
+    /// Whether `user` has a session anywhere in the mesh (here, when Redis does not answer).
+    async fn is_online(&self, user: u64) -> bool {
+        match &self.presence {
+            Some(presence) => match presence.is_online(user).await {
+                Some(online) => online,
+                None => self.hub.is_online(user),
+            },
+            None => self.hub.is_online(user),
+        }
+    }
+
     /// Tells the user's small channels that they came online or went offline.
     async fn presence_changed(&self, user: u64, online: bool) {
         let presence = Presence {
@@ -260,6 +312,9 @@ impl Core {
         for channel in channels {
             if self.is_small(channel, user).await {
                 hub::deliver(self.hub.targets(channel, Some(user)), &live).await;
+                if let Some(backplane) = &self.backplane {
+                    backplane.publish_ephemeral(channel, user, &live).await;
+                }
             }
         }
     }
@@ -295,7 +350,7 @@ impl Core {
         );
         let _ = tx.send(Ok(AttachResponse { command: Some(Down::SessionReady(ready)) })).await;
         if came_online {
-            self.presence_changed(user, true).await;
+            self.local_presence(user, true).await;
         }
         Ok(())
     }
@@ -305,7 +360,7 @@ impl Core {
             Some(Up::SessionOpened(opened)) => self.open_session(gateway, tx, opened).await,
             Some(Up::SessionClosed(closed)) => {
                 if let Some(user) = self.hub.close_session(&closed.session_id, now_ms()) {
-                    self.presence_changed(user, false).await;
+                    self.local_presence(user, false).await;
                 }
                 Ok(())
             }
@@ -342,7 +397,7 @@ impl DispatcherInternalService for DispatcherInternalApi {
                 core.handle(gateway, &tx, command).await;
             }
             for user in core.hub.detach(gateway, now_ms()) {
-                core.presence_changed(user, false).await;
+                core.local_presence(user, false).await;
             }
             tracing::info!(gateway, "gateway detached");
         });
@@ -355,9 +410,11 @@ impl DispatcherInternalService for DispatcherInternalApi {
         request: Request<pb::DisconnectUserRequest>,
     ) -> Result<Response<pb::DisconnectUserResponse>, Status> {
         let req = request.into_inner();
-        let user = validate::id("user_id", &req.user_id)?;
-        let login_session = (!req.login_session_id.is_empty()).then_some(req.login_session_id.as_str());
-        hub::close(self.core.hub.user_targets(user, login_session), hub::CLOSE_LOGGED_OUT, "logged out").await;
+        validate::id("user_id", &req.user_id)?;
+        self.core.disconnect(&req).await;
+        if let Some(backplane) = &self.core.backplane {
+            backplane.disconnect(&req).await;
+        }
         Ok(Response::new(pb::DisconnectUserResponse {}))
     }
 }
@@ -380,7 +437,7 @@ impl DispatcherService for DispatcherApi {
             let user = validate::id("user_ids", &raw)?;
             let shares = user == caller || core.membership.channels_of(user).await?.iter().any(|c| mine.contains(c));
             // why: presence is shown only to people who share a channel; others see OFFLINE.
-            let online = shares && core.hub.is_online(user);
+            let online = shares && core.is_online(user).await;
             presences.push(Presence {
                 user_id: raw,
                 status: if online { PresenceStatus::Online } else { PresenceStatus::Offline } as i32,
@@ -415,8 +472,11 @@ impl DispatcherService for DispatcherApi {
                 user_id: caller.to_string(),
                 expires_at: Some(timestamp(now_ms() + TYPING_TTL.as_millis() as u64)),
             };
-            hub::deliver(core.hub.targets(channel, Some(caller)), &LiveEvent { event: Some(Event::Typing(typing)) })
-                .await;
+            let live = LiveEvent { event: Some(Event::Typing(typing)) };
+            hub::deliver(core.hub.targets(channel, Some(caller)), &live).await;
+            if let Some(backplane) = &core.backplane {
+                backplane.publish_ephemeral(channel, caller, &live).await;
+            }
         }
         Ok(Response::new(pb::SendTypingResponse {}))
     }
