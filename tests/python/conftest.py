@@ -68,16 +68,19 @@ def server():
     ]
     # why: fuzzing creates many accounts; the OWASP hashing defaults have their own unit test
     env = dict(os.environ, CHATMESH_PASSWORD__MEMORY_KIB="4096", CHATMESH_PASSWORD__ITERATIONS="1")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    # why: a file, not a pipe: an unread pipe fills up and the server blocks writing its log.
+    log = open(pathlib.Path(data) / "server.log", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     channel = grpc.insecure_channel(grpc_addr)
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
     except grpc.FutureTimeoutError:
         proc.kill()
-        raise RuntimeError(proc.stdout.read().decode())
+        raise RuntimeError((pathlib.Path(data) / "server.log").read_text())
     yield grpc_addr
     proc.terminate()
     assert proc.wait(timeout=15) == 0, "chatmesh drains and exits cleanly on SIGTERM"
+    log.close()
     channel.close()
     shutil.rmtree(data, ignore_errors=True)
 
