@@ -145,6 +145,7 @@ async fn created(socket: &mut Socket, count: usize, wait: Duration) -> Vec<Strin
 
 struct Mesh {
     core_grpc: SocketAddr,
+    edge_grpc: SocketAddr,
     core_ws: SocketAddr,
     edge_ws: SocketAddr,
     _processes: Vec<Process>,
@@ -173,7 +174,7 @@ async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) 
     edge_env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
     let edge = serve(data, &["dispatcher", "ws"], edge_grpc, edge_ws, &edge_env);
     connect(edge_grpc).await;
-    Mesh { core_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
+    Mesh { core_grpc, edge_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
 }
 
 async fn group(channel: &Channel, owner: &str, member: &str) -> String {
@@ -711,4 +712,30 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("a user of a killed dispatcher showed offline after {:?} (TTL 3 s)", killed.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_is_enforced_by_another_process_within_the_documented_second() {
+    use chatmesh_api::{
+        channel::v1::DeleteMemberRequest,
+        dispatcher::v1::{SendTypingRequest, dispatcher_service_client::DispatcherServiceClient},
+    };
+    let Some(redis) = redis_url() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mesh = mesh(data.path(), &redis).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (_, alice) = sign_up(&channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let channel_id = group(&channel, &alice, &bob_id).await;
+    let mut edge = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
+    let typing = || authed(&bob, SendTypingRequest { channel_id: channel_id.clone() });
+    edge.send_typing(typing()).await.expect("a member may type (and the edge caches it)");
+    let kick = DeleteMemberRequest { channel_id: channel_id.clone(), user_id: bob_id.clone() };
+    ChannelServiceClient::new(channel.clone()).delete_member(authed(&alice, kick)).await.unwrap();
+    let kicked = Instant::now();
+    while edge.send_typing(typing()).await.is_ok() {
+        assert!(kicked.elapsed() < Duration::from_millis(1500), "the other process refuses within its cache bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("a kicked member was refused by another process after {:?} (bound: 1 s)", kicked.elapsed());
 }
