@@ -171,7 +171,27 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         tasks.spawn(task);
     }
     let local = LateChannel::new();
-    let peers = Peers::new(&config, parts, &local)?;
+    let epochs = match config.backplane_url() {
+        Some(url) => {
+            let (board, outgoing) = EpochBoard::announcing();
+            let board = Arc::new(board);
+            let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
+            let relay = chatmesh_platform::membership::relay_epochs(
+                url.to_owned(),
+                board.clone(),
+                outgoing,
+                timeout,
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                relay.await;
+                Ok(())
+            });
+            board
+        }
+        None => Arc::new(EpochBoard::new()),
+    };
+    let peers = Peers::new(&config, parts, &local, epochs)?;
     let media = match parts.contains(&Part::Chat) {
         true => Some(Arc::new(
             chatmesh_chat::media::Media::open(&config.media, &config.data_dir).context("opening the media store")?,
@@ -481,7 +501,12 @@ struct Peers {
 }
 
 impl Peers {
-    fn new(config: &Config, parts: &BTreeSet<Part>, local: &LateChannel) -> anyhow::Result<Self> {
+    fn new(
+        config: &Config,
+        parts: &BTreeSet<Part>,
+        local: &LateChannel,
+        epochs: Arc<EpochBoard>,
+    ) -> anyhow::Result<Self> {
         let reach = |part: Part, address: &str| -> anyhow::Result<Option<GrpcChannel>> {
             if parts.contains(&part) {
                 return Ok(Some(local.channel()));
@@ -508,7 +533,7 @@ impl Peers {
             channel: reach(Part::Channel, &config.peers.channel)?,
             chat: reach(Part::Chat, &config.peers.chat)?,
             dispatcher: reach(Part::Dispatcher, &config.peers.dispatcher)?,
-            epochs: Arc::new(EpochBoard::new()),
+            epochs,
         })
     }
 

@@ -19,6 +19,11 @@ pub fn presence(user_id: u64) -> String {
     format!("chatmesh:presence:{{{user_id}}}")
 }
 
+/// The pub/sub channel on which membership epochs are announced between processes.
+pub fn membership_epochs() -> &'static str {
+    "chatmesh:membership:epochs"
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
