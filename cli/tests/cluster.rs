@@ -59,14 +59,43 @@ fn spawn(data: &Path, parts: &[&str], listeners: &[(&str, SocketAddr)], env: &[(
         .args(parts)
         .args(listeners.iter().flat_map(|(flag, addr)| [flag.to_string(), addr.to_string()]))
         .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("CHATMESH_LOG__FILTER", "warn")
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
         .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(log_file(data, parts))
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
     Process(child)
+}
+
+/// The distinct warnings the processes logged (numbers elided), with counts.
+fn print_warnings(data: &Path) {
+    let mut warnings: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(data).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
+                let plain: String = line.chars().filter(|c| !c.is_ascii_digit()).collect();
+                if let Some(at) = plain.find("WARN").or_else(|| plain.find("ERROR")) {
+                    *warnings.entry(plain[at..].chars().take(160).collect()).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (warning, count) in warnings {
+        println!("  {count} × {warning}");
+    }
+}
+
+/// Where a process's warnings go: a file per start in the data dir (kept for a failing run).
+fn log_file(data: &Path, parts: &[&str]) -> std::fs::File {
+    let name = format!(
+        "{}-{}.log",
+        parts.join("+"),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    std::fs::File::create(data.join(name)).expect("a log file")
 }
 
 async fn connect(grpc: SocketAddr) -> Channel {
@@ -414,6 +443,13 @@ async fn chaos_client(
             continue;
         };
         seen.lock().unwrap().connections += 1;
+        // why: channels with nothing seen yet resume from the start of their log.
+        let Some(ready) = next_frame(&mut socket, Duration::from_secs(10)).await else { continue };
+        for listed in ready["data"]["channels"].as_array().into_iter().flatten() {
+            if let Some(id) = listed["channelId"].as_str() {
+                last.entry(id.to_owned()).or_insert(1);
+            }
+        }
         if !last.is_empty() {
             let channels: serde_json::Map<String, Value> =
                 last.iter().map(|(c, id)| (c.clone(), Value::String(id.to_string()))).collect();
@@ -473,6 +509,15 @@ fn kill(process: &mut Process) {
     let _ = process.0.wait();
 }
 
+/// The chaos run's size: the issue's figures.
+const CHAOS_CLIENTS: usize = 100;
+const CHAOS_CHANNELS: usize = 50;
+/// Members per channel (each client is in `CHAOS_CHANNELS * MEMBERS / CHAOS_CLIENTS` channels).
+const CHAOS_MEMBERS: usize = 10;
+const CHAOS_CHATS: usize = 10_000;
+/// Concurrent senders, alternating gRPC and REST.
+const CHAOS_SENDERS: usize = 4;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     if redis_url().is_none() {
@@ -495,19 +540,19 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
             ("CHATMESH_PEERS__USER", format!("http://{core_grpc}")),
             ("CHATMESH_PEERS__DISPATCHER", dispatchers.clone()),
             ("CHATMESH_WS__DRAIN_SECS", "1".into()),
-            // why: one sender writes 1,000 chats as fast as it can; the limiter has its own tests.
-            ("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "100000".into()),
-            ("CHATMESH_LIMITS__USER_CALLS_BURST", "100000".into()),
+            // why: the senders write as fast as they can; the limiter has its own tests.
+            ("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000".into()),
+            ("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000".into()),
         ]
     };
     let mut core_env = base(0);
     core_env.retain(|(k, _)| !k.starts_with("CHATMESH_PEERS__C") && *k != "CHATMESH_PEERS__USER");
-    let core =
-        serve_with_rest(data.path(), &["user", "channel", "chat", "indexer", "rest"], core_grpc, rest, &core_env);
-    let start_dispatcher = |addr, node| serve(data.path(), &["dispatcher"], addr, free_addr(), &base(node));
-    let start_gateway = |addr, node| serve(data.path(), &["ws"], free_addr(), addr, &base(node));
+    let core = serve(data.path(), &["user", "channel", "chat", "indexer"], core_grpc, free_addr(), &core_env);
     // why: the first process creates the signing keys in the shared data dir; the others load them.
     let channel = connect(core_grpc).await;
+    let start_dispatcher = |addr, node| serve(data.path(), &["dispatcher"], addr, free_addr(), &base(node));
+    let start_gateway = |addr, node| serve(data.path(), &["ws"], free_addr(), addr, &base(node));
+    let _rest = serve_with_rest(data.path(), &["rest"], free_addr(), rest, &base(5));
     let mut dispatcher_one = start_dispatcher(d1, 1);
     let _dispatcher_two = start_dispatcher(d2, 2);
     let mut gateway_one = start_gateway(w1, 3);
@@ -515,23 +560,27 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     connect(d1).await;
     connect(d2).await;
 
-    let (owner_id, owner) = sign_up(&channel, "owner@example.com").await;
+    let (_, owner) = sign_up(&channel, "owner@example.com").await;
     let mut members = Vec::new();
-    for i in 0..20 {
+    for i in 0..CHAOS_CLIENTS {
         members.push(sign_up(&channel, &format!("member{i}@example.com")).await);
     }
+    // channel c has members 2c .. 2c + CHAOS_MEMBERS (mod clients): each client is in 5 channels
     let mut channels = Vec::new();
-    for _ in 0..10 {
+    let mut member_of: Vec<Vec<usize>> = vec![Vec::new(); CHAOS_CLIENTS];
+    for c in 0..CHAOS_CHANNELS {
+        let chosen: Vec<usize> =
+            (0..CHAOS_MEMBERS).map(|k| (c * CHAOS_CLIENTS / CHAOS_CHANNELS + k) % CHAOS_CLIENTS).collect();
+        chosen.iter().for_each(|m| member_of[*m].push(c));
         let request = CreateChannelRequest {
             kind: ChannelKind::Group as i32,
             name: "chaos".into(),
-            member_ids: members.iter().map(|(id, _)| id.clone()).collect(),
+            member_ids: chosen.iter().map(|m| members[*m].0.clone()).collect(),
             ..Default::default()
         };
         let created = ChannelServiceClient::new(channel.clone()).create_channel(authed(&owner, request)).await.unwrap();
         channels.push(created.into_inner().channel.unwrap().channel_id);
     }
-    let _ = owner_id;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut seen = Vec::new();
     let mut clients = Vec::new();
@@ -545,85 +594,95 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    // 1,000 chats, half over gRPC and half over REST, while a dispatcher and a gateway are
-    // killed and restarted three times each
-    let sender = {
-        let (channel, owner, channels) = (channel.clone(), owner.clone(), channels.clone());
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut sent = Vec::new();
-            for i in 0..1000 {
-                let channel_id = &channels[i % channels.len()];
-                let id = if i % 2 == 0 {
-                    send(&channel, &owner, channel_id, &format!("chaos {i}")).await
-                } else {
-                    let body = json!({ "channelId": channel_id, "text": format!("chaos {i}") });
-                    let response = http
-                        .post(format!("http://{rest}/api/v1/chats"))
-                        .bearer_auth(&owner)
-                        .body(body.to_string())
-                        .send()
-                        .await
-                        .unwrap();
-                    let text = response.text().await.unwrap();
-                    let chat: Value = serde_json::from_str(&text).unwrap();
-                    chat["chat"]["chatId"].as_str().unwrap_or_else(|| panic!("a chat: {text}")).to_owned()
-                };
-                sent.push(id);
-                tokio::time::sleep(Duration::from_millis(4)).await;
-            }
-            sent
+    // the chats, over gRPC and REST, while a dispatcher and a gateway are killed and
+    // restarted three times each
+    let started = Instant::now();
+    let senders: Vec<_> = (0..CHAOS_SENDERS)
+        .map(|sender| {
+            let (channel, owner, channels) = (channel.clone(), owner.clone(), channels.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut sent = Vec::new();
+                for i in (sender..CHAOS_CHATS).step_by(CHAOS_SENDERS) {
+                    let c = i % channels.len();
+                    let id = if sender % 2 == 0 {
+                        send(&channel, &owner, &channels[c], &format!("chaos {i}")).await
+                    } else {
+                        let body = json!({ "channelId": channels[c], "text": format!("chaos {i}") });
+                        let response = http
+                            .post(format!("http://{rest}/api/v1/chats"))
+                            .bearer_auth(&owner)
+                            .body(body.to_string())
+                            .send()
+                            .await
+                            .unwrap();
+                        let text = response.text().await.unwrap();
+                        let chat: Value = serde_json::from_str(&text).unwrap();
+                        chat["chat"]["chatId"].as_str().unwrap_or_else(|| panic!("a chat: {text}")).to_owned()
+                    };
+                    sent.push((c, id));
+                }
+                sent
+            })
         })
+        .collect();
+    let chaos = async {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            kill(&mut dispatcher_one);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            dispatcher_one = start_dispatcher(d1, 1);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            kill(&mut gateway_one);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            gateway_one = start_gateway(w1, 3);
+        }
     };
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        kill(&mut dispatcher_one);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        dispatcher_one = start_dispatcher(d1, 1);
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        kill(&mut gateway_one);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        gateway_one = start_gateway(w1, 3);
-    }
-    let sent = sender.await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && seen.iter().any(|s| sent.iter().any(|id| !s.lock().unwrap().chats.contains(id)))
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (sent, ()) = tokio::join!(futures::future::join_all(senders), chaos);
+    let sent: Vec<(usize, String)> = sent.into_iter().flat_map(Result::unwrap).collect();
+    let send_time = started.elapsed();
+    let expected: Vec<Vec<&String>> = member_of
+        .iter()
+        .map(|mine| sent.iter().filter(|(c, _)| mine.contains(c)).map(|(_, id)| id).collect())
+        .collect();
+    let missing = |i: usize| expected[i].iter().filter(|id| !seen[i].lock().unwrap().chats.contains(**id)).count();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && (0..seen.len()).any(|i| missing(i) > 0) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop_tx.send(true).unwrap();
     for client in clients {
         let _ = client.await;
     }
-    let mut lost = 0;
+    let lost: usize = (0..seen.len()).map(missing).sum();
     let (mut within, mut disorder, mut across, mut connections) = (0, 0, 0, 0);
     let mut delivered = Vec::new();
-    for state in &seen {
-        let s = state.lock().unwrap();
-        lost += sent.iter().filter(|id| !s.chats.contains(*id)).count();
-        delivered.push(s.chats.len());
-        (within, disorder, across, connections) = (
-            within + s.duplicates_within,
-            disorder + s.out_of_order,
-            across + s.duplicates_across,
-            connections + s.connections,
-        );
-    }
-    println!(
-        "sent {}, clients {}, delivered per client min {} max {}, lost {lost}, duplicates within a connection {within}, \
-         out of order {disorder}, duplicates across reconnects {across}, connections {connections}",
-        sent.len(),
-        seen.len(),
-        delivered.iter().min().unwrap(),
-        delivered.iter().max().unwrap(),
-    );
     let mut closes: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for state in &seen {
-        for (reason, n) in &state.lock().unwrap().closes {
+        let s = state.lock().unwrap();
+        delivered.push(s.chats.len());
+        within += s.duplicates_within;
+        disorder += s.out_of_order;
+        across += s.duplicates_across;
+        connections += s.connections;
+        for (reason, n) in &s.closes {
             *closes.entry(reason.clone()).or_default() += n;
         }
     }
+    println!(
+        "sent {} in {send_time:?} ({} senders, gRPC and REST), clients {}, channels {}, delivered per client min {} max {}, \
+         lost {lost}, duplicates within a connection {within}, out of order {disorder}, duplicates across reconnects \
+         {across}, connections {connections}",
+        sent.len(),
+        CHAOS_SENDERS,
+        seen.len(),
+        CHAOS_CHANNELS,
+        delivered.iter().min().unwrap(),
+        delivered.iter().max().unwrap(),
+    );
     println!("what ended connections: {closes:?}");
+    print_warnings(data.path());
+    assert_eq!(sent.len(), CHAOS_CHATS);
     assert_eq!(lost, 0, "every chat reached every member");
     assert_eq!((within, disorder), (0, 0), "no duplicates or reordering within a connection");
     drop((dispatcher_one, gateway_one, core));

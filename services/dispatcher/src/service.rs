@@ -254,8 +254,17 @@ impl Core {
     async fn remote(&self, message: Remote) {
         match message {
             Remote::Event(event) => {
+                let channel = event.channel_id.parse::<u64>().unwrap_or(0);
                 if let Err(e) = self.publish(event).await {
-                    tracing::warn!(error = %e, "an event from the backplane was not delivered");
+                    // why: nobody retries a backplane message; the channel's sessions here
+                    // resume from the event log instead of silently missing it.
+                    tracing::warn!(channel, error = %e, "an event from the backplane was not delivered; sessions resume");
+                    hub::close(
+                        self.hub.targets(channel, None),
+                        hub::CLOSE_RECONNECT,
+                        "live delivery was interrupted; resume",
+                    )
+                    .await;
                 }
             }
             Remote::Ephemeral { channel, except_user, event } => {
