@@ -199,7 +199,21 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         false => None,
     };
     if parts.iter().any(|p| p.is_grpc()) {
-        let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
+        let mut policy = Policy::new(auth.clone(), &config);
+        if let Some(url) = config.limits_url() {
+            let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
+            let limits = &config.limits;
+            let shared = chatmesh_platform::shared_limits::SharedLimiter::connect(
+                url,
+                limits.user_calls_per_sec,
+                limits.user_calls_burst,
+                timeout,
+            )
+            .await
+            .with_context(|| format!("connecting the shared limits to Redis at {url}"))?;
+            policy = policy.with_shared_limits(shared);
+        }
+        let layer = PlatformLayer::new(Arc::new(policy));
         let (routes, health) =
             grpc_routes(&config, parts, media.as_ref(), &auth, &ids, &peers, &shutdown, &mut tasks).await?;
         let listener = TcpListener::bind(config.grpc.listen)

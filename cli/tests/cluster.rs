@@ -798,3 +798,29 @@ async fn a_kick_is_enforced_by_another_process_within_the_documented_second() {
     }
     println!("a kicked member was refused by another process after {:?} (bound: 1 s)", kicked.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_call_budget_is_shared_by_every_process() {
+    use chatmesh_api::dispatcher::v1::{GetPresenceRequest, dispatcher_service_client::DispatcherServiceClient};
+    let Some(redis) = redis_url() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let limits = [("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "2"), ("CHATMESH_LIMITS__USER_CALLS_BURST", "6")];
+    let mesh = mesh_with(data.path(), &redis, &limits).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let mut near = DispatcherServiceClient::new(channel.clone());
+    let mut far = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
+    let mut admitted = 0;
+    let mut limited = 0;
+    for i in 0..12 {
+        let request = authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] });
+        let answer = if i % 2 == 0 { near.get_presence(request).await } else { far.get_presence(request).await };
+        match answer {
+            Ok(_) => admitted += 1,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => limited += 1,
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    println!("12 calls over two processes with a burst of 6: admitted {admitted}, limited {limited}");
+    assert!((6..=7).contains(&admitted), "one budget across processes, not one each: {admitted}");
+}

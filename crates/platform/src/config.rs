@@ -45,6 +45,8 @@ pub struct RedisConfig {
     pub backplane_url: String,
     /// Who is online, across dispatchers; empty: `redis_url`.
     pub presence_url: String,
+    /// Per-user call limits shared by every process; empty: `redis_url`.
+    pub limits_url: String,
     /// A dispatcher's presence claims expire this long after its last heartbeat (a third of it).
     pub presence_ttl_secs: u64,
     /// Longest wait for Redis on a request path, in milliseconds; past it the call fails open.
@@ -53,7 +55,13 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { backplane_url: String::new(), presence_url: String::new(), presence_ttl_secs: 30, timeout_ms: 250 }
+        Self {
+            backplane_url: String::new(),
+            presence_url: String::new(),
+            limits_url: String::new(),
+            presence_ttl_secs: 30,
+            timeout_ms: 250,
+        }
     }
 }
 
@@ -61,6 +69,11 @@ impl Config {
     /// The backplane's Redis URL, if the mesh spans processes.
     pub fn backplane_url(&self) -> Option<&str> {
         self.redis_for(&self.redis.backplane_url)
+    }
+
+    /// The shared limits' Redis URL, if the mesh spans processes.
+    pub fn limits_url(&self) -> Option<&str> {
+        self.redis_for(&self.redis.limits_url)
     }
 
     /// Presence's Redis URL, if the mesh spans processes.

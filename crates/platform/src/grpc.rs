@@ -159,6 +159,8 @@ pub struct Policy {
     open_methods: HashSet<&'static str>,
     /// Calls since the limiter last forgot idle users.
     calls: std::sync::atomic::AtomicU64,
+    /// The mesh-wide limiter, when several processes serve the same users.
+    shared: Option<crate::shared_limits::SharedLimiter>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -177,6 +179,36 @@ impl Policy {
             default_deadline: config.default_deadline(),
             open_methods: OPEN_METHODS.iter().copied().collect(),
             calls: std::sync::atomic::AtomicU64::new(0),
+            shared: None,
+        }
+    }
+
+    /// Limits users across every process sharing `limiter` (falling back to this process's
+    /// limiter when Redis does not answer).
+    pub fn with_shared_limits(mut self, limiter: crate::shared_limits::SharedLimiter) -> Self {
+        self.shared = Some(limiter);
+        self
+    }
+
+    /// Whether `user` may make another call now.
+    async fn limit(&self, user_id: u64) -> Result<(), Status> {
+        if let Some(shared) = &self.shared
+            && let Ok(verdict) = shared.check(user_id).await
+        {
+            return match verdict {
+                None => Ok(()),
+                Some(wait) => Err(rate_limited("too many requests", wait)),
+            };
+        }
+        // why: the keyed limiter keeps a cell per user; forget idle ones now and then.
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000 == 9_999 {
+            self.limiter.retain_recent();
+        }
+        match self.limiter.check_key(&user_id) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                Err(rate_limited("too many requests", not_until.wait_time_from(self.limiter_clock_now())))
+            }
         }
     }
 
@@ -199,17 +231,7 @@ impl Policy {
             (Caller::Service { .. }, false) => {
                 return Err(Status::unauthenticated("service tokens are not accepted on public rpcs"));
             }
-            (Caller::User { user_id, .. }, false) => {
-                // why: the keyed limiter keeps a cell per user; forget idle ones now and then.
-                if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000 == 9_999 {
-                    self.limiter.retain_recent();
-                }
-                if let Err(not_until) = self.limiter.check_key(user_id) {
-                    let wait = not_until.wait_time_from(self.limiter_clock_now());
-                    return Err(rate_limited("too many requests", wait));
-                }
-            }
-            (Caller::Service { .. }, true) => {}
+            (Caller::User { .. }, false) | (Caller::Service { .. }, true) => {}
         }
         Ok(Some(caller))
     }
@@ -299,6 +321,11 @@ where
             let path = request.uri().path().to_owned();
             match policy.admit(&path, request.headers()) {
                 Ok(Some(caller)) => {
+                    if let Caller::User { user_id, .. } = &caller
+                        && let Err(status) = policy.limit(*user_id).await
+                    {
+                        return Ok(status.into_http());
+                    }
                     request.extensions_mut().insert(caller);
                 }
                 Ok(None) => {}

@@ -11,6 +11,7 @@ pub mod membership;
 pub mod page;
 pub mod password;
 pub mod redis_keys;
+pub mod shared_limits;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validate;

@@ -91,6 +91,9 @@ fn open(bytes: &[u8]) -> Option<(u64, Remote)> {
     Some((origin, message))
 }
 
+/// Longest wait for Redis to confirm a subscription before a session is refused.
+const FOLLOW_WAIT: Duration = Duration::from_secs(5);
+
 enum Command {
     Follow(Vec<u64>, oneshot::Sender<()>),
     Unfollow(Vec<u64>),
@@ -197,28 +200,43 @@ impl RedisBackplane {
         }
     }
 
-    /// Subscribes to `channels` (those not yet subscribed), waiting at most the timeout for Redis
-    /// to confirm, so a session is ready only once events of its channels can reach it.
-    pub async fn follow(&self, channels: impl IntoIterator<Item = u64>) {
-        let new: Vec<u64> = {
+    /// Subscribes to `channels` and waits until Redis confirmed (at most [`FOLLOW_WAIT`]), so a
+    /// session is ready only once events of its channels reach this dispatcher. SUBSCRIBE is
+    /// idempotent, and commands run in order: a confirmation also covers an earlier, still
+    /// pending subscription of the same channel. Returns whether it was confirmed.
+    pub async fn follow(&self, channels: impl IntoIterator<Item = u64>) -> bool {
+        let channels: Vec<u64> = {
             let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
-            channels.into_iter().filter(|c| followed.insert(*c)).collect()
+            channels
+                .into_iter()
+                .inspect(|c| {
+                    followed.insert(*c);
+                })
+                .collect()
         };
-        if new.is_empty() {
-            return;
+        if channels.is_empty() {
+            return true;
         }
         let (done, confirmed) = oneshot::channel();
-        if self.commands.send(Command::Follow(new, done)).is_ok()
-            && tokio::time::timeout(self.timeout, confirmed).await.is_err()
-        {
-            tracing::warn!("backplane subscription not confirmed in time; continuing");
+        if self.commands.send(Command::Follow(channels, done)).is_err() {
+            return false;
+        }
+        match tokio::time::timeout(FOLLOW_WAIT, confirmed).await {
+            Ok(Ok(())) => true,
+            _ => {
+                tracing::warn!("backplane subscription not confirmed; the session is refused");
+                false
+            }
         }
     }
 
-    /// Stops following the channels not in `keep` (nobody here follows them any more).
-    pub fn retain(&self, keep: &HashSet<u64>) {
+    /// Stops following the channels not in `keep()` (nobody here follows them any more).
+    /// `keep` is read under the same lock `follow` takes, so a session registered before its
+    /// `follow` either keeps its channels here or re-subscribes them after this unsubscribe.
+    pub fn retain(&self, keep: impl FnOnce() -> HashSet<u64>) {
         let gone: Vec<u64> = {
             let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = keep();
             let gone = followed.iter().filter(|c| !keep.contains(c)).copied().collect();
             followed.retain(|c| keep.contains(c));
             gone

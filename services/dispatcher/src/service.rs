@@ -126,7 +126,7 @@ impl DispatcherApi {
                     if pruned.elapsed() >= Duration::from_secs(30)
                         && let Some(backplane) = &core.backplane
                     {
-                        backplane.retain(&core.hub.followed_channels());
+                        backplane.retain(|| core.hub.followed_channels());
                         pruned = Instant::now();
                     }
                 }
@@ -228,8 +228,10 @@ impl Core {
                 if self.membership.check(channel, user).await.is_ok_and(|a| a.channel_exists && a.is_member) {
                     self.hub.follow(user, channel);
                     self.unverify(channel);
-                    if let Some(backplane) = &self.backplane {
-                        backplane.follow([channel]).await;
+                    if let Some(backplane) = &self.backplane
+                        && !backplane.follow([channel]).await
+                    {
+                        hub::close(self.hub.user_targets_in(user, channel), hub::CLOSE_RECONNECT, "resume").await;
                     }
                 }
                 hub::deliver(self.hub.targets(channel, None), &live).await;
@@ -342,21 +344,35 @@ impl Core {
             }
             channels
         };
-        if let Some(backplane) = &self.backplane {
-            backplane.follow(channels.iter().copied()).await;
-        }
         let ready = SessionReady {
             session_id: opened.session_id.clone(),
             channel_ids: channels.iter().map(u64::to_string).collect(),
         };
+        let session_id = opened.session_id.clone();
+        // why: registered first, so a concurrent prune of the backplane sees these channels.
         let came_online = self.hub.open_session(
             gateway,
             opened.session_id,
             user,
             opened.login_session_id,
             opened.all_channels,
-            channels,
+            channels.clone(),
         );
+        if let Some(backplane) = &self.backplane
+            && !backplane.follow(channels.iter().copied()).await
+        {
+            // why: events of its channels could not reach it yet; rather no session than a gap.
+            let close = pb::CloseSession {
+                session_id: session_id.clone(),
+                reason: "live delivery is not available yet; reconnect".into(),
+                close_code: hub::CLOSE_RECONNECT,
+            };
+            let _ = tx.send(Ok(AttachResponse { command: Some(Down::CloseSession(close)) })).await;
+            if self.hub.close_session(&session_id, now_ms()).is_some() {
+                self.local_presence(user, false).await;
+            }
+            return Ok(());
+        }
         let _ = tx.send(Ok(AttachResponse { command: Some(Down::SessionReady(ready)) })).await;
         if came_online {
             self.local_presence(user, true).await;
