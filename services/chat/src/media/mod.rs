@@ -133,7 +133,8 @@ impl Media {
     /// A URL to PUT exactly `size` bytes of `content_type` to `key`.
     pub async fn upload_url(&self, key: &str, content_type: &str, size: u64) -> Result<SignedUrl, MediaError> {
         let ttl = Duration::from_secs(self.config.upload_url_ttl_secs);
-        let expires_at_ms = now_ms() + ttl.as_millis() as u64;
+        // why: local URLs carry whole seconds; rounding up never cuts the promised lifetime short.
+        let expires_at_ms = (now_ms() + ttl.as_millis() as u64).div_ceil(1000) * 1000;
         let url = match &self.signing {
             Signing::Local(signer) => signer.upload_url(key, content_type, size, expires_at_ms / 1000)?,
             Signing::S3(s3) => {
@@ -150,7 +151,7 @@ impl Media {
     /// A URL to GET `key`, answered with `content_type` and `file_name`.
     pub async fn download_url(&self, key: &str, content_type: &str, file_name: &str) -> Result<SignedUrl, MediaError> {
         let ttl = Duration::from_secs(self.config.download_url_ttl_secs);
-        let expires_at_ms = now_ms() + ttl.as_millis() as u64;
+        let expires_at_ms = (now_ms() + ttl.as_millis() as u64).div_ceil(1000) * 1000;
         let url = match &self.signing {
             Signing::Local(signer) => signer.download_url(key, content_type, file_name, expires_at_ms / 1000)?,
             Signing::S3(s3) => {
