@@ -147,9 +147,10 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     let auth = Arc::new(
         Authenticator::from_data_dir(config.auth.clone(), &config.data_dir).context("loading the signing keys")?,
     );
-    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let node_id = node_id(&config, parts, &shutdown, &mut tasks).await?;
+    let ids = Arc::new(IdGenerator::new(node_id).map_err(anyhow::Error::msg)?);
 
     let mut running = Running {
         grpc_addr: None,
@@ -443,6 +444,28 @@ async fn grpc_routes(
     }
     health.set_service_status("", ServingStatus::Serving).await;
     Ok((routes, Health { reporter: health, served }))
+}
+
+/// This process's node id in generated ids. When Redis joins several processes and this one
+/// generates ids, the id is leased there (the configured one, or the lowest free one when
+/// `node_id` is 0) and kept for as long as the process runs.
+async fn node_id(
+    config: &Config,
+    parts: &BTreeSet<Part>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<u16> {
+    let generates = parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat));
+    let Some(url) = config.backplane_url().filter(|_| generates) else { return Ok(config.node_id) };
+    let wanted = (config.node_id != 0).then_some(config.node_id);
+    let lease = chatmesh_platform::node_lease::NodeLease::acquire(url, wanted, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("leasing a node id in Redis at {url}: {e}"))?;
+    let node_id = lease.node_id;
+    tracing::info!(node_id, "node id leased");
+    let stop = shutdown.clone();
+    tasks.spawn(async move { lease.keep(stop).await.map_err(anyhow::Error::msg) });
+    Ok(node_id)
 }
 
 /// The chat part's search index under the data dir, and its indexer when the indexer part

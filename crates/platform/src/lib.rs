@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod membership;
+pub mod node_lease;
 pub mod page;
 pub mod password;
 pub mod redis_keys;

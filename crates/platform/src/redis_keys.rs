@@ -29,6 +29,11 @@ pub fn user_calls(user_id: u64) -> String {
     format!("chatmesh:limits:calls:{{{user_id}}}")
 }
 
+/// The lease on a node id (value: the holder's random token).
+pub fn node_lease(node_id: u16) -> String {
+    format!("chatmesh:node:{node_id}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

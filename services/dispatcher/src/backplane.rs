@@ -1,7 +1,7 @@
-//! The Redis backplane between dispatchers: every event published to one dispatcher is also
-//! published on its channel's Redis pub/sub channel, and each dispatcher subscribes to the
-//! channels its sessions follow, so an event reaches every gateway following it whichever
-//! dispatcher it entered.
+//! The Redis backplane between dispatchers: every event published to one dispatcher is
+//! published on its channel's Redis pub/sub channel, and each dispatcher — the publishing one
+//! too — delivers what its subscriptions bring, so an event reaches every gateway following it
+//! whichever dispatcher it entered, and every session sees one channel's events in one order.
 //!
 //! Pub/sub is at-most-once, so it is never the only copy: the event log is. Publishing fails
 //! open after a short timeout (a slow Redis never blocks a send), and when the subscription
@@ -164,8 +164,20 @@ impl RedisBackplane {
     }
 
     /// Publishes a channel event to the other dispatchers.
-    pub async fn publish(&self, channel: u64, event: &ChannelEvent) {
-        self.send(redis_keys::live_channel(channel), &Remote::Event(event.clone())).await;
+    ///
+    /// Channel events are delivered from the subscription only — by every dispatcher, this one
+    /// included — so each channel has one order everywhere: the order Redis executed the
+    /// PUBLISHes in. Not published, an event is an error for the caller to retry (the feed relay
+    /// does; sends never wait on it).
+    pub async fn publish(&self, channel: u64, event: &ChannelEvent) -> Result<(), String> {
+        let mut connection = self.publisher.clone();
+        let message = envelope(self.origin, &Remote::Event(event.clone()));
+        let sent = connection.publish::<_, _, ()>(redis_keys::live_channel(channel), message);
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the backplane refused the event: {e}")),
+            Err(_) => Err("the backplane did not answer in time".into()),
+        }
     }
 
     /// Publishes an ephemeral event (typing, presence) for a channel's followers but one user.
@@ -323,7 +335,9 @@ async fn subscribe_loop(
                 },
                 message = stream.next() => match message {
                     Some(message) => match open(message.get_payload_bytes()) {
-                        Some((from, _)) if from == origin => {}
+                        // why: this dispatcher's own channel events come back here, in Redis's
+                        // order; its own ephemeral and control messages were handled locally.
+                        Some((from, remote)) if from == origin && !matches!(remote, Remote::Event(_)) => {}
                         Some((_, remote)) => {
                             let _ = messages.send(remote).await;
                         }

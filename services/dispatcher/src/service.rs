@@ -403,10 +403,11 @@ impl DispatcherInternalService for DispatcherInternalApi {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
         for event in request.into_inner().events {
             let channel = validate::id("events.channel_id", &event.channel_id)?;
-            if let Some(backplane) = &self.core.backplane {
-                backplane.publish(channel, &event).await;
+            match &self.core.backplane {
+                // why: delivered here from the subscription, like everywhere else (one order).
+                Some(backplane) => backplane.publish(channel, &event).await.map_err(Status::unavailable)?,
+                None => self.core.publish(event).await?,
             }
-            self.core.publish(event).await?;
         }
         Ok(Response::new(pb::PublishResponse {}))
     }
