@@ -177,17 +177,23 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
             let (board, outgoing) = EpochBoard::announcing();
             let board = Arc::new(board);
             let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
-            let relay = chatmesh_platform::membership::relay_epochs(
-                url.to_owned(),
-                board.clone(),
-                outgoing,
-                timeout,
-                shutdown.clone(),
-            );
+            let (receiver, stop, relay_url) = (board.clone(), shutdown.clone(), url.to_owned());
             tasks.spawn(async move {
-                relay.await;
+                let incoming = move |message: &[u8]| receiver.record_announced(message);
+                let channel = chatmesh_platform::redis_keys::membership_epochs();
+                chatmesh_platform::relay::relay(relay_url, channel, outgoing, incoming, timeout, stop).await;
                 Ok(())
             });
+            if let Some(outgoing) = auth.revocations().announce() {
+                let (auth, stop) = (auth.clone(), shutdown.clone());
+                let url = url.to_owned();
+                tasks.spawn(async move {
+                    let incoming = move |message: &[u8]| auth.revocations().record_announced(message);
+                    let channel = chatmesh_platform::redis_keys::ended_sessions();
+                    chatmesh_platform::relay::relay(url, channel, outgoing, incoming, timeout, stop).await;
+                    Ok(())
+                });
+            }
             board
         }
         None => Arc::new(EpochBoard::new()),

@@ -756,6 +756,20 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
         }
     }
     assert_eq!(closed, Some(4003), "logged out everywhere");
+    let mut edge = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
+    let ended = Instant::now();
+    loop {
+        let request = authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] });
+        match edge.get_presence(request).await {
+            Err(refused) if refused.code() == tonic::Code::Unauthenticated => break,
+            other => assert!(
+                ended.elapsed() < Duration::from_secs(2),
+                "the ended session's token is refused by the other process too: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("a logged-out token was refused by another process after {:?}", ended.elapsed());
 
     // a dispatcher that dies stops counting within the TTL
     let login = LoginRequest { email: "bob@example.com".into(), password: "correct horse".into() };

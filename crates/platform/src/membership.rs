@@ -2,7 +2,7 @@
 //! (channel, user) for at most [`MEMBERSHIP_TTL`] and never past a newer epoch on the
 //! [`EpochBoard`] — which the channel service raises before a membership change returns, so
 //! within one process a kicked user's very next call is refused. Across processes raises are
-//! relayed through Redis pub/sub ([`relay_epochs`]), which may drop a message: the TTL bounds
+//! relayed through Redis pub/sub ([`crate::relay`]), which may drop a message: the TTL bounds
 //! staleness then.
 
 use std::{
@@ -27,7 +27,7 @@ const CACHE_ENTRIES: usize = 100_000;
 pub struct EpochBoard {
     epochs: RwLock<HashMap<u64, u64>>,
     /// Where raises made here are announced to other processes, when the mesh spans several.
-    announce: Option<tokio::sync::mpsc::UnboundedSender<(u64, u64)>>,
+    announce: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl EpochBoard {
@@ -35,8 +35,9 @@ impl EpochBoard {
         Self::default()
     }
 
-    /// A board whose raises are also handed to the returned receiver (for other processes).
-    pub fn announcing() -> (Self, tokio::sync::mpsc::UnboundedReceiver<(u64, u64)>) {
+    /// A board whose raises are also handed, encoded, to the returned receiver (for
+    /// [`crate::relay::relay`]; [`EpochBoard::record_announced`] reads them on the other side).
+    pub fn announcing() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         (Self { epochs: RwLock::default(), announce: Some(tx) }, rx)
     }
@@ -45,11 +46,21 @@ impl EpochBoard {
     pub fn raise(&self, channel_id: u64, epoch: u64) {
         self.record(channel_id, epoch);
         if let Some(announce) = &self.announce {
-            let _ = announce.send((channel_id, epoch));
+            let mut message = channel_id.to_be_bytes().to_vec();
+            message.extend_from_slice(&epoch.to_be_bytes());
+            let _ = announce.send(message);
         }
     }
 
-    /// Records an epoch another process announced.
+    /// Records a raise another process announced.
+    pub fn record_announced(&self, message: &[u8]) {
+        if let (Some(channel), Some(epoch)) = (message.get(..8), message.get(8..16)) {
+            let parse = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+            self.record(parse(channel), parse(epoch));
+        }
+    }
+
+    /// Records an epoch another process reached.
     pub fn record(&self, channel_id: u64, epoch: u64) {
         let mut epochs = self.epochs.write().unwrap_or_else(|e| e.into_inner());
         let entry = epochs.entry(channel_id).or_insert(epoch);
@@ -153,64 +164,6 @@ impl MembershipClient {
             }
             page_token = page.next_page_token;
         }
-    }
-}
-
-/// Relays membership epochs between processes through Redis: raises made here (`outgoing`) are
-/// published, and those of other processes recorded on `board`. Publishing fails open after
-/// `timeout`; a lost subscription reconnects (answers missed meanwhile age out within the TTL).
-pub async fn relay_epochs(
-    url: String,
-    board: Arc<EpochBoard>,
-    mut outgoing: tokio::sync::mpsc::UnboundedReceiver<(u64, u64)>,
-    timeout: Duration,
-    shutdown: crate::shutdown::CancellationToken,
-) {
-    use futures::StreamExt as _;
-    use redis::AsyncCommands as _;
-    let Ok(client) = redis::Client::open(url.as_str()) else {
-        tracing::error!("epoch relay: invalid Redis URL");
-        return;
-    };
-    let subscriber = async {
-        loop {
-            if let Ok(mut pubsub) = client.get_async_pubsub().await
-                && pubsub.subscribe(crate::redis_keys::membership_epochs()).await.is_ok()
-            {
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let bytes = message.get_payload_bytes();
-                    if let (Some(channel), Some(epoch)) = (bytes.get(..8), bytes.get(8..16)) {
-                        board.record(
-                            u64::from_be_bytes(channel.try_into().unwrap_or_default()),
-                            u64::from_be_bytes(epoch.try_into().unwrap_or_default()),
-                        );
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
-    let publisher = async {
-        let mut connection: Option<redis::aio::ConnectionManager> = None;
-        while let Some((channel, epoch)) = outgoing.recv().await {
-            if connection.is_none() {
-                connection =
-                    tokio::time::timeout(timeout, client.get_connection_manager()).await.ok().and_then(Result::ok);
-            }
-            let Some(connection) = connection.as_mut() else { continue };
-            let mut payload = channel.to_be_bytes().to_vec();
-            payload.extend_from_slice(&epoch.to_be_bytes());
-            let sent = connection.publish::<_, _, ()>(crate::redis_keys::membership_epochs(), payload);
-            if !matches!(tokio::time::timeout(timeout, sent).await, Ok(Ok(()))) {
-                tracing::debug!(channel, "epoch not relayed; other processes' answers age out within the TTL");
-            }
-        }
-    };
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = subscriber => {}
-        () = publisher => {}
     }
 }
 

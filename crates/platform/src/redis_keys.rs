@@ -34,6 +34,11 @@ pub fn node_lease(node_id: u16) -> String {
     format!("chatmesh:node:{node_id}")
 }
 
+/// The pub/sub channel on which ended login sessions are announced between processes.
+pub fn ended_sessions() -> &'static str {
+    "chatmesh:auth:ended-sessions"
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
