@@ -181,4 +181,55 @@ mod tests {
         assert!(board.is_current(1, 5));
         assert!(board.is_current(2, 1));
     }
+
+    /// The channel service, answering "member" until told otherwise.
+    #[derive(Clone, Default)]
+    struct Channels {
+        member: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[tonic::async_trait]
+    impl chatmesh_api::channel::v1::channel_internal_service_server::ChannelInternalService for Channels {
+        async fn check_membership(
+            &self,
+            _request: tonic::Request<CheckMembershipRequest>,
+        ) -> Result<tonic::Response<CheckMembershipResponse>, Status> {
+            let is_member = self.member.load(std::sync::atomic::Ordering::Acquire);
+            Ok(tonic::Response::new(CheckMembershipResponse { channel_exists: true, is_member, ..Default::default() }))
+        }
+    }
+
+    #[tokio::test]
+    async fn without_news_of_an_epoch_a_cached_answer_lives_at_most_the_ttl() {
+        use crate::{
+            auth::Authenticator,
+            config::Config,
+            grpc::{PlatformLayer, Policy, ServiceAuth, in_process_channel, internal_channel},
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), dir.path()).unwrap());
+        let channels = Channels::default();
+        channels.member.store(true, std::sync::atomic::Ordering::Release);
+        let server = chatmesh_api::channel::v1::channel_internal_service_server::ChannelInternalServiceServer::new(
+            channels.clone(),
+        );
+        let layer = PlatformLayer::new(Arc::new(Policy::new(auth.clone(), &config)));
+        let transport = in_process_channel(tonic::service::Routes::new(server), layer);
+        let client = MembershipClient::new(
+            internal_channel(transport, ServiceAuth::new(auth, "test")),
+            Arc::new(EpochBoard::new()),
+        );
+
+        assert!(client.check(1, 7).await.unwrap().is_member);
+        // the member is removed in another process, and the news of it is lost
+        channels.member.store(false, std::sync::atomic::Ordering::Release);
+        let removed = Instant::now();
+        assert!(client.check(1, 7).await.unwrap().is_member, "answered from the cache meanwhile");
+        while client.check(1, 7).await.unwrap().is_member {
+            assert!(removed.elapsed() <= MEMBERSHIP_TTL + Duration::from_millis(100), "stale past the TTL");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(removed.elapsed() <= MEMBERSHIP_TTL + Duration::from_millis(100));
+    }
 }
