@@ -149,7 +149,9 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     );
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let node_id = node_id(&config, parts, &shutdown, &mut tasks).await?;
+    // why: one connection manager per Redis for the whole process, whatever uses it.
+    let pools = chatmesh_platform::redis_pool::RedisPool::default();
+    let node_id = node_id(&config, parts, &pools, &shutdown, &mut tasks).await?;
     let ids = Arc::new(IdGenerator::new(node_id).map_err(anyhow::Error::msg)?);
 
     let mut running = Running {
@@ -177,20 +179,20 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
             let (board, outgoing) = EpochBoard::announcing();
             let board = Arc::new(board);
             let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
-            let (receiver, stop, relay_url) = (board.clone(), shutdown.clone(), url.to_owned());
+            let redis = connect_redis(&pools, url).await?;
+            let (receiver, stop, relayed) = (board.clone(), shutdown.clone(), redis.clone());
             tasks.spawn(async move {
                 let incoming = move |message: &[u8]| receiver.record_announced(message);
                 let channel = chatmesh_platform::redis_keys::membership_epochs();
-                chatmesh_platform::relay::relay(relay_url, channel, outgoing, incoming, timeout, stop).await;
+                chatmesh_platform::relay::relay(relayed, channel, outgoing, incoming, timeout, stop).await;
                 Ok(())
             });
             if let Some(outgoing) = auth.revocations().announce() {
                 let (auth, stop) = (auth.clone(), shutdown.clone());
-                let url = url.to_owned();
                 tasks.spawn(async move {
                     let incoming = move |message: &[u8]| auth.revocations().record_announced(message);
                     let channel = chatmesh_platform::redis_keys::ended_sessions();
-                    chatmesh_platform::relay::relay(url, channel, outgoing, incoming, timeout, stop).await;
+                    chatmesh_platform::relay::relay(redis, channel, outgoing, incoming, timeout, stop).await;
                     Ok(())
                 });
             }
@@ -210,19 +212,18 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         if let Some(url) = config.limits_url() {
             let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
             let limits = &config.limits;
-            let shared = chatmesh_platform::shared_limits::SharedLimiter::connect(
-                url,
+            let redis = connect_redis(&pools, url).await?;
+            let shared = chatmesh_platform::shared_limits::SharedLimiter::new(
+                &redis,
                 limits.user_calls_per_sec,
                 limits.user_calls_burst,
                 timeout,
-            )
-            .await
-            .with_context(|| format!("connecting the shared limits to Redis at {url}"))?;
+            );
             policy = policy.with_shared_limits(shared);
         }
         let layer = PlatformLayer::new(Arc::new(policy));
         let (routes, health) =
-            grpc_routes(&config, parts, media.as_ref(), &auth, &ids, &peers, &shutdown, &mut tasks).await?;
+            grpc_routes(&config, parts, media.as_ref(), &pools, &auth, &ids, &peers, &shutdown, &mut tasks).await?;
         let listener = TcpListener::bind(config.grpc.listen)
             .await
             .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
@@ -298,6 +299,7 @@ async fn grpc_routes(
     config: &Config,
     parts: &BTreeSet<Part>,
     media: Option<&Arc<chatmesh_chat::media::Media>>,
+    pools: &chatmesh_platform::redis_pool::RedisPool,
     auth: &Arc<Authenticator>,
     ids: &Arc<IdGenerator>,
     peers: &Peers,
@@ -430,14 +432,15 @@ async fn grpc_routes(
         let cluster = match config.backplane_url() {
             Some(url) => {
                 let timeout = std::time::Duration::from_millis(config.redis.timeout_ms);
-                let (backplane, inbound) = chatmesh_dispatcher::RedisBackplane::connect(url, timeout, shutdown.clone())
-                    .await
-                    .with_context(|| format!("connecting the dispatcher backplane to Redis at {url}"))?;
+                let (backplane, inbound) = chatmesh_dispatcher::RedisBackplane::connect(
+                    &connect_redis(pools, url).await?,
+                    timeout,
+                    shutdown.clone(),
+                );
                 let presence_url = config.presence_url().unwrap_or(url);
                 let ttl = std::time::Duration::from_secs(config.redis.presence_ttl_secs.max(3));
-                let presence = chatmesh_dispatcher::RedisPresence::connect(presence_url, timeout, ttl)
-                    .await
-                    .with_context(|| format!("connecting presence to Redis at {presence_url}"))?;
+                let presence =
+                    chatmesh_dispatcher::RedisPresence::new(&connect_redis(pools, presence_url).await?, timeout, ttl);
                 tracing::info!("dispatcher joined the Redis backplane");
                 Some(chatmesh_dispatcher::Cluster { backplane, inbound, presence })
             }
@@ -452,19 +455,29 @@ async fn grpc_routes(
     Ok((routes, Health { reporter: health, served }))
 }
 
+/// The process's connection to the Redis at `url`.
+async fn connect_redis(
+    pools: &chatmesh_platform::redis_pool::RedisPool,
+    url: &str,
+) -> anyhow::Result<chatmesh_platform::redis_pool::Redis> {
+    pools.get(url).await.with_context(|| format!("connecting to Redis at {url}"))
+}
+
 /// This process's node id in generated ids. When Redis joins several processes and this one
 /// generates ids, the id is leased there (the configured one, or the lowest free one when
 /// `node_id` is 0) and kept for as long as the process runs.
 async fn node_id(
     config: &Config,
     parts: &BTreeSet<Part>,
+    pools: &chatmesh_platform::redis_pool::RedisPool,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<u16> {
     let generates = parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat));
     let Some(url) = config.backplane_url().filter(|_| generates) else { return Ok(config.node_id) };
     let wanted = (config.node_id != 0).then_some(config.node_id);
-    let lease = chatmesh_platform::node_lease::NodeLease::acquire(url, wanted, std::time::Duration::from_secs(30))
+    let redis = connect_redis(pools, url).await?;
+    let lease = chatmesh_platform::node_lease::NodeLease::acquire(&redis, wanted, std::time::Duration::from_secs(30))
         .await
         .map_err(|e| anyhow::anyhow!("leasing a node id in Redis at {url}: {e}"))?;
     let node_id = lease.node_id;

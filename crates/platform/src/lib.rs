@@ -12,6 +12,7 @@ pub mod node_lease;
 pub mod page;
 pub mod password;
 pub mod redis_keys;
+pub mod redis_pool;
 pub mod relay;
 pub mod shared_limits;
 pub mod shutdown;

@@ -37,9 +37,8 @@ impl std::fmt::Debug for NodeLease {
 
 impl NodeLease {
     /// Takes `wanted` if given (failing if another process holds it), else the lowest free id.
-    pub async fn acquire(url: &str, wanted: Option<u16>, ttl: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let mut connection = client.get_connection_manager().await.map_err(|e| e.to_string())?;
+    pub async fn acquire(redis: &crate::redis_pool::Redis, wanted: Option<u16>, ttl: Duration) -> Result<Self, String> {
+        let mut connection = redis.manager.clone();
         let token = format!("{:016x}", rand::random::<u64>());
         let candidates: Vec<u16> = match wanted {
             Some(id) => vec![id],
@@ -112,15 +111,17 @@ mod tests {
             return;
         };
         let ttl = Duration::from_secs(5);
+        let pool = crate::redis_pool::RedisPool::default();
+        let redis = pool.get(&url).await.expect("Redis answers");
         // why: a high id keeps this test clear of the leases other tests' processes take.
-        let first = NodeLease::acquire(&url, Some(1000), ttl).await.expect("a free id");
-        let err = NodeLease::acquire(&url, Some(1000), ttl).await.unwrap_err();
+        let first = NodeLease::acquire(&redis, Some(1000), ttl).await.expect("a free id");
+        let err = NodeLease::acquire(&redis, Some(1000), ttl).await.unwrap_err();
         assert!(err.contains("held by another"), "{err}");
         let stop = CancellationToken::new();
         let kept = tokio::spawn(first.keep(stop.clone()));
         stop.cancel();
         kept.await.unwrap().unwrap();
-        let again = NodeLease::acquire(&url, Some(1000), ttl).await.expect("released on stop");
+        let again = NodeLease::acquire(&redis, Some(1000), ttl).await.expect("released on stop");
         assert_eq!(again.node_id, 1000);
         let stop = CancellationToken::new();
         stop.cancel();

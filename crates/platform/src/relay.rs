@@ -14,17 +14,14 @@ use crate::shutdown::CancellationToken;
 /// Relays on the pub/sub `channel` until `shutdown`. Publishing fails open after `timeout`; a
 /// lost subscription reconnects.
 pub async fn relay(
-    url: String,
+    redis: crate::redis_pool::Redis,
     channel: &'static str,
     mut outgoing: UnboundedReceiver<Vec<u8>>,
     incoming: impl Fn(&[u8]) + Send,
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let Ok(client) = redis::Client::open(url.as_str()) else {
-        tracing::error!(channel, "relay: invalid Redis URL");
-        return;
-    };
+    let client = redis.client.clone();
     // why: a random prefix tells this process's own messages apart.
     let origin = rand::random::<u64>().to_be_bytes();
     let subscriber = async {
@@ -45,14 +42,8 @@ pub async fn relay(
         }
     };
     let publisher = async {
-        // why: connect up front; the first announcement must not wait on (or lose to) a connect.
-        let mut connection: Option<redis::aio::ConnectionManager> = client.get_connection_manager().await.ok();
+        let mut connection = redis.manager.clone();
         while let Some(body) = outgoing.recv().await {
-            if connection.is_none() {
-                connection =
-                    tokio::time::timeout(timeout, client.get_connection_manager()).await.ok().and_then(Result::ok);
-            }
-            let Some(connection) = connection.as_mut() else { continue };
             let mut payload = origin.to_vec();
             payload.extend_from_slice(&body);
             if !matches!(

@@ -51,18 +51,18 @@ impl std::fmt::Debug for SharedLimiter {
 
 impl SharedLimiter {
     /// `per_sec` calls a second sustained, `burst` at once.
-    pub async fn connect(url: &str, per_sec: u32, burst: u32, timeout: Duration) -> Result<Self, redis::RedisError> {
-        let connection = redis::Client::open(url)?.get_connection_manager().await?;
+    pub fn new(redis: &crate::redis_pool::Redis, per_sec: u32, burst: u32, timeout: Duration) -> Self {
+        let connection = redis.manager.clone();
         let interval_us = (1_000_000 / u64::from(per_sec.max(1))).max(1);
         let tolerance_us = interval_us * u64::from(burst.max(1) - 1);
-        Ok(Self {
+        Self {
             connection,
             script: redis::Script::new(GCRA),
             interval_us,
             tolerance_us,
             timeout,
             resting_until: std::sync::atomic::AtomicU64::new(0),
-        })
+        }
     }
 
     /// `Some(wait)` when `user` is over the limit, `None` when admitted; `Err` when Redis did

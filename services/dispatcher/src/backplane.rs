@@ -124,15 +124,14 @@ pub struct Inbound {
 }
 
 impl RedisBackplane {
-    /// Connects to `url` and starts the subscription task (until `shutdown`). Every Redis call
+    /// Joins through `redis` and starts the subscription task (until `shutdown`). Every Redis call
     /// on a request path is bounded by `timeout`.
-    pub async fn connect(
-        url: &str,
+    pub fn connect(
+        redis: &chatmesh_platform::redis_pool::Redis,
         timeout: Duration,
         shutdown: CancellationToken,
-    ) -> Result<(Arc<Self>, Inbound), redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let publisher = client.get_connection_manager().await?;
+    ) -> (Arc<Self>, Inbound) {
+        let (client, publisher) = (redis.client.clone(), redis.manager.clone());
         let (commands, rx) = mpsc::unbounded_channel();
         let (messages_tx, messages) = mpsc::channel(4096);
         let origin = rand::random::<u64>();
@@ -146,7 +145,7 @@ impl RedisBackplane {
             failed: AtomicBool::new(false),
         });
         tokio::spawn(announce_gaps(Arc::downgrade(&backplane), shutdown));
-        Ok((backplane, Inbound { messages }))
+        (backplane, Inbound { messages })
     }
 
     /// After failed publishes, tells the other dispatchers (once Redis answers) that they may

@@ -23,9 +23,8 @@ impl std::fmt::Debug for RedisPresence {
 }
 
 impl RedisPresence {
-    pub async fn connect(url: &str, timeout: Duration, ttl: Duration) -> Result<Self, redis::RedisError> {
-        let connection = redis::Client::open(url)?.get_connection_manager().await?;
-        Ok(Self { connection, member: format!("{:016x}", rand::random::<u64>()), timeout, ttl })
+    pub fn new(redis: &chatmesh_platform::redis_pool::Redis, timeout: Duration, ttl: Duration) -> Self {
+        Self { connection: redis.manager.clone(), member: format!("{:016x}", rand::random::<u64>()), timeout, ttl }
     }
 
     /// How often claims are refreshed.
