@@ -785,6 +785,15 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("a user of a killed dispatcher showed offline after {:?} (TTL 3 s)", killed.elapsed());
+    let request = GetPresenceRequest { user_ids: vec![bob_id.clone()] };
+    let answer = DispatcherServiceClient::new(channel.clone()).get_presence(authed(&alice, request)).await.unwrap();
+    let seen = answer.into_inner().presences[0].last_seen_at.expect("last seen, kept in Redis past the dispatcher");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(
+        (now - seen.seconds) <= 5,
+        "last seen at the dead dispatcher's last heartbeat: {}s ago",
+        now - seen.seconds
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

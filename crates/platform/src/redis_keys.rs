@@ -39,6 +39,11 @@ pub fn ended_sessions() -> &'static str {
     "chatmesh:auth:ended-sessions"
 }
 
+/// When a user was last seen online anywhere (ms since the epoch).
+pub fn last_seen(user_id: u64) -> String {
+    format!("chatmesh:last-seen:{{{user_id}}}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

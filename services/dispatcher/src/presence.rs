@@ -2,11 +2,15 @@
 //! of theirs, each claim scored by when it expires unless refreshed. A dispatcher refreshes its
 //! claims on a heartbeat, so one that dies stops counting within the TTL. Every call is bounded
 //! by a short timeout; when Redis does not answer, the dispatcher falls back to what it knows.
+//! "Last seen" is written on every heartbeat and release, so it survives the dispatcher.
 
 use std::time::Duration;
 
 use chatmesh_platform::{ids::now_ms, redis_keys};
 use redis::aio::ConnectionManager;
+
+/// How long "last seen" is kept after a user's last session: 90 days.
+const LAST_SEEN_KEPT_MS: u64 = 90 * 24 * 3600 * 1000;
 
 pub struct RedisPresence {
     connection: ConnectionManager,
@@ -63,6 +67,7 @@ impl RedisPresence {
         let (key, now) = (redis_keys::presence(user), now_ms());
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(&key).arg(&self.member).ignore();
+        pipe.cmd("SET").arg(redis_keys::last_seen(user)).arg(now).arg("PX").arg(LAST_SEEN_KEPT_MS).ignore();
         pipe.cmd("ZCOUNT").arg(&key).arg(now).arg("+inf");
         self.run::<(u64,)>(pipe).await.map(|(left,)| left > 0)
     }
@@ -74,17 +79,26 @@ impl RedisPresence {
         self.run::<(u64,)>(pipe).await.map(|(claims,)| claims > 0)
     }
 
+    /// When `user` was last seen online anywhere, if Redis knows.
+    pub async fn last_seen_ms(&self, user: u64) -> Option<u64> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(redis_keys::last_seen(user));
+        self.run::<(Option<u64>,)>(pipe).await.and_then(|(seen,)| seen)
+    }
+
     /// Renews this dispatcher's claims on `users`.
     pub async fn refresh(&self, users: &[u64]) {
         if users.is_empty() {
             return;
         }
-        let expires = now_ms() + self.ttl.as_millis() as u64;
+        let now = now_ms();
+        let expires = now + self.ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
         for user in users {
             let key = redis_keys::presence(*user);
             pipe.cmd("ZADD").arg(&key).arg(expires).arg(&self.member).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(2 * self.ttl.as_millis() as u64).ignore();
+            pipe.cmd("SET").arg(redis_keys::last_seen(*user)).arg(now).arg("PX").arg(LAST_SEEN_KEPT_MS).ignore();
         }
         let _ = self.run::<()>(pipe).await;
     }

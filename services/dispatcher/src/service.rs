@@ -300,6 +300,17 @@ impl Core {
         self.presence_changed(user, online).await;
     }
 
+    /// When `user` was last seen anywhere in the mesh (here, when Redis does not know).
+    async fn last_seen_ms(&self, user: u64) -> Option<u64> {
+        match &self.presence {
+            Some(presence) => match presence.last_seen_ms(user).await {
+                Some(seen) => Some(seen),
+                None => self.hub.last_seen_ms(user),
+            },
+            None => self.hub.last_seen_ms(user),
+        }
+    }
+
     /// Whether `user` has a session anywhere in the mesh (here, when Redis does not answer).
     async fn is_online(&self, user: u64) -> bool {
         match &self.presence {
@@ -467,7 +478,7 @@ impl DispatcherService for DispatcherApi {
             presences.push(Presence {
                 user_id: raw,
                 status: if online { PresenceStatus::Online } else { PresenceStatus::Offline } as i32,
-                last_seen_at: if shares && !online { core.hub.last_seen_ms(user).map(timestamp) } else { None },
+                last_seen_at: if shares && !online { core.last_seen_ms(user).await.map(timestamp) } else { None },
             });
         }
         Ok(Response::new(pb::GetPresenceResponse { presences }))
