@@ -3,37 +3,28 @@
 //! subscription sends that gateway's clients back to the event log instead of leaving a gap.
 //! Needs CHATMESH_TEST_REDIS_URL (`.ci/run` sets it) and, for the outage test, `redis-server`.
 
+mod common;
+
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use common::{Process, authed, connect, free_addr, sign_up};
 
 use chatmesh_api::{
     channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
     chat::v1::{CreateChatRequest, chat_service_client::ChatServiceClient},
-    user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
+    user::v1::{LoginRequest, user_service_client::UserServiceClient},
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn redis_url() -> Option<String> {
     let url = std::env::var("CHATMESH_TEST_REDIS_URL").ok();
@@ -96,37 +87,6 @@ fn log_file(data: &Path, parts: &[&str]) -> std::fs::File {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     );
     std::fs::File::create(data.join(name)).expect("a log file")
-}
-
-async fn connect(grpc: SocketAddr) -> Channel {
-    let started = Instant::now();
-    loop {
-        match Channel::from_shared(format!("http://{grpc}")).unwrap().connect().await {
-            Ok(channel) => return channel,
-            Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no server on {grpc}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Registers and logs in; returns (user id, access token).
-async fn sign_up(channel: &Channel, email: &str) -> (String, String) {
-    let mut users = UserServiceClient::new(channel.clone());
-    let create = CreateUserRequest {
-        email: email.into(),
-        password: "correct horse".into(),
-        name: "U".into(),
-        username: String::new(),
-    };
-    let id = users.create_user(create).await.unwrap().into_inner().user.unwrap().user_id;
-    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
-    (id, users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token)
 }
 
 async fn open_socket(ws: SocketAddr, token: &str) -> Socket {
@@ -206,17 +166,6 @@ async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) 
     Mesh { core_grpc, edge_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
 }
 
-async fn group(channel: &Channel, owner: &str, member: &str) -> String {
-    let request = CreateChannelRequest {
-        kind: ChannelKind::Group as i32,
-        name: "mesh".into(),
-        member_ids: vec![member.to_owned()],
-        ..Default::default()
-    };
-    let response = ChannelServiceClient::new(channel.clone()).create_channel(authed(owner, request)).await.unwrap();
-    response.into_inner().channel.unwrap().channel_id
-}
-
 async fn send(channel: &Channel, token: &str, channel_id: &str, text: &str) -> String {
     let request = CreateChatRequest { channel_id: channel_id.into(), text: text.into(), ..Default::default() };
     let response = ChatServiceClient::new(channel.clone()).create_chat(authed(token, request)).await.unwrap();
@@ -229,9 +178,7 @@ async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
     let data = tempfile::tempdir().unwrap();
     let mesh = mesh(data.path(), &redis).await;
     let channel = connect(mesh.core_grpc).await;
-    let (_, alice) = sign_up(&channel, "alice@example.com").await;
-    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
-    let channel_id = group(&channel, &alice, &bob_id).await;
+    let (alice, _, bob, channel_id) = alice_and_bob(&channel).await;
     let mut near = open_socket(mesh.core_ws, &alice).await;
     let mut far = open_socket(mesh.edge_ws, &bob).await;
 
@@ -253,8 +200,18 @@ async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
     assert_eq!(far_got, sent, "every event, once, in order, through the backplane");
 }
 
-/// A redis-server of this test's own on a free port.
-fn own_redis(port: u16) -> Option<Process> {
+/// A redis-server of this test's own, listening: its process, port and URL. `None` (said why)
+/// when Redis tests are off or redis-server cannot run here.
+async fn own_redis() -> Option<(Process, u16, String)> {
+    redis_url()?;
+    let port = free_addr().port();
+    let process = start_redis(port)?;
+    wait_for_port(port).await;
+    Some((process, port, format!("redis://127.0.0.1:{port}")))
+}
+
+/// Starts redis-server on `port`.
+fn start_redis(port: u16) -> Option<Process> {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
@@ -279,19 +236,11 @@ async fn wait_for_port(port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_outage_far_clients_are_sent_to_resume_and_miss_nothing() {
-    if redis_url().is_none() {
-        return;
-    }
-    let port = free_addr().port();
-    let Some(redis) = own_redis(port) else { return };
-    wait_for_port(port).await;
-    let url = format!("redis://127.0.0.1:{port}");
+    let Some((redis, port, url)) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
     let mesh = mesh(data.path(), &url).await;
     let channel = connect(mesh.core_grpc).await;
-    let (_, alice) = sign_up(&channel, "alice@example.com").await;
-    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
-    let channel_id = group(&channel, &alice, &bob_id).await;
+    let (alice, _, bob, channel_id) = alice_and_bob(&channel).await;
     let mut far = open_socket(mesh.edge_ws, &bob).await;
     let before = send(&channel, &alice, &channel_id, "before").await;
     assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
@@ -301,7 +250,7 @@ async fn after_a_redis_outage_far_clients_are_sent_to_resume_and_miss_nothing() 
     let started = Instant::now();
     let during = send(&channel, &alice, &channel_id, "during").await;
     println!("a send with Redis down took {:?}", started.elapsed());
-    let _redis = own_redis(port).expect("redis-server restarts");
+    let _redis = start_redis(port).expect("redis-server restarts");
     wait_for_port(port).await;
 
     let (got, resumes) =
@@ -351,6 +300,14 @@ async fn receive_all(
     (got, resumes)
 }
 
+/// Alice, and Bob in a group of hers: (alice's token, bob's id, bob's token, the group's id).
+async fn alice_and_bob(channel: &Channel) -> (String, String, String, String) {
+    let (_, alice) = sign_up(channel, "alice@example.com").await;
+    let (bob_id, bob) = sign_up(channel, "bob@example.com").await;
+    let channel_id = common::group(channel, &alice, &[&bob_id]).await;
+    (alice, bob_id, bob, channel_id)
+}
+
 /// The event id of `chat_id`'s `chat.created` in the channel's log (what a client resumes after).
 async fn before_event(channel: &Channel, token: &str, channel_id: &str, chat_id: &str) -> String {
     use chatmesh_api::chat::v1::{EventType, ListEventsRequest, channel_event::Payload};
@@ -369,18 +326,11 @@ async fn before_event(channel: &Channel, token: &str, channel_id: &str, chat_id:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_redis_never_holds_a_send_and_far_clients_get_every_chat() {
-    if redis_url().is_none() {
-        return;
-    }
-    let port = free_addr().port();
-    let Some(redis) = own_redis(port) else { return };
-    wait_for_port(port).await;
+    let Some((redis, _, url)) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let mesh = mesh(data.path(), &format!("redis://127.0.0.1:{port}")).await;
+    let mesh = mesh(data.path(), &url).await;
     let channel = connect(mesh.core_grpc).await;
-    let (_, alice) = sign_up(&channel, "alice@example.com").await;
-    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
-    let channel_id = group(&channel, &alice, &bob_id).await;
+    let (alice, _, bob, channel_id) = alice_and_bob(&channel).await;
     let mut far = open_socket(mesh.edge_ws, &bob).await;
     let before = send(&channel, &alice, &channel_id, "before").await;
     assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
@@ -520,13 +470,7 @@ const CHAOS_SENDERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
-    if redis_url().is_none() {
-        return;
-    }
-    let port = free_addr().port();
-    let Some(_redis) = own_redis(port) else { return };
-    wait_for_port(port).await;
-    let redis = format!("redis://127.0.0.1:{port}");
+    let Some((_redis, _, redis)) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
     let (core_grpc, rest) = (free_addr(), free_addr());
     let (d1, d2, w1, w2) = (free_addr(), free_addr(), free_addr(), free_addr());
@@ -694,16 +638,9 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
         dispatcher::v1::{GetPresenceRequest, PresenceStatus, dispatcher_service_client::DispatcherServiceClient},
         user::v1::LogoutRequest,
     };
-    if redis_url().is_none() {
-        return;
-    }
-    let port = free_addr().port();
-    let Some(_redis) = own_redis(port) else { return };
-    wait_for_port(port).await;
+    let Some((_redis, _, url)) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let mut mesh =
-        mesh_with(data.path(), &format!("redis://127.0.0.1:{port}"), &[("CHATMESH_REDIS__PRESENCE_TTL_SECS", "3")])
-            .await;
+    let mut mesh = mesh_with(data.path(), &url, &[("CHATMESH_REDIS__PRESENCE_TTL_SECS", "3")]).await;
     let channel = connect(mesh.core_grpc).await;
     let (_, alice) = sign_up(&channel, "alice@example.com").await;
     let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
@@ -806,9 +743,7 @@ async fn a_kick_is_enforced_by_another_process_within_the_documented_second() {
     let data = tempfile::tempdir().unwrap();
     let mesh = mesh(data.path(), &redis).await;
     let channel = connect(mesh.core_grpc).await;
-    let (_, alice) = sign_up(&channel, "alice@example.com").await;
-    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
-    let channel_id = group(&channel, &alice, &bob_id).await;
+    let (alice, bob_id, bob, channel_id) = alice_and_bob(&channel).await;
     let mut edge = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
     let typing = || authed(&bob, SendTypingRequest { channel_id: channel_id.clone() });
     edge.send_typing(typing()).await.expect("a member may type (and the edge caches it)");

@@ -3,46 +3,31 @@
 //! reconnect code and exits within its grace period; killed while the search indexer has
 //! changes staged, it catches up to exactly what a fresh `admin reindex` finds.
 
+mod common;
+
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use chatmesh_api::{
-    channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
-    chat::v1::{
-        ChatKind, CreateChatRequest, ListChatsRequest, RemoveChatsRequest, RetractChatsRequest, SearchChatsRequest,
-        chat_service_client::ChatServiceClient,
-    },
-    user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
+use chatmesh_api::chat::v1::{
+    ChatKind, CreateChatRequest, ListChatsRequest, RemoveChatsRequest, RetractChatsRequest, SearchChatsRequest,
+    chat_service_client::ChatServiceClient,
 };
-use tonic::{Request, transport::Channel};
+use common::{Process, authed, connect, free_addr, sign_up};
+use tonic::transport::Channel;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// The server process, killed if a failing test leaves it running.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path, grpc: SocketAddr) -> Server {
+fn start(data: &Path, grpc: SocketAddr) -> Process {
     start_with_ws(data, grpc, free_addr())
 }
 
-fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Server {
+fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Process {
     start_with_env(data, grpc, ws, &[])
 }
 
-fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &str)]) -> Server {
+fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &str)]) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
         .envs(env.iter().copied())
         .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
@@ -55,38 +40,7 @@ fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    Server(child)
-}
-
-async fn connect(grpc: SocketAddr) -> Channel {
-    let started = Instant::now();
-    loop {
-        match Channel::from_shared(format!("http://{grpc}")).unwrap().connect().await {
-            Ok(channel) => return channel,
-            Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no server on {grpc}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Registers and logs in a user; returns the access token.
-async fn sign_up(channel: &Channel, email: &str) -> String {
-    let mut users = UserServiceClient::new(channel.clone());
-    let create = CreateUserRequest {
-        email: email.into(),
-        password: "correct horse".into(),
-        name: "Ada".into(),
-        username: String::new(),
-    };
-    users.create_user(create).await.unwrap();
-    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
-    users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token
+    Process(child)
 }
 
 #[tokio::test]
@@ -97,7 +51,7 @@ async fn sigterm_closes_every_websocket_with_the_reconnect_code_and_exits() {
     let data = tempfile::tempdir().unwrap();
     let (grpc, ws) = (free_addr(), free_addr());
     let mut server = start_with_ws(data.path(), grpc, ws);
-    let token = sign_up(&connect(grpc).await, "ada@example.com").await;
+    let token = sign_up(&connect(grpc).await, "ada@example.com").await.1;
     let mut sockets = Vec::new();
     for _ in 0..200 {
         let (mut socket, _) =
@@ -139,16 +93,8 @@ async fn sigkill_after_a_burst_of_acknowledged_sends_loses_none() {
     let grpc = free_addr();
     let mut server = start(data.path(), grpc);
     let channel = connect(grpc).await;
-    let token = sign_up(&channel, "ada@example.com").await;
-    let group = CreateChannelRequest { kind: ChannelKind::Group as i32, name: "burst".into(), ..Default::default() };
-    let channel_id = ChannelServiceClient::new(channel.clone())
-        .create_channel(authed(&token, group))
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap()
-        .channel_id;
+    let (_, token) = sign_up(&channel, "ada@example.com").await;
+    let channel_id = common::group(&channel, &token, &[]).await;
 
     let sends =
         (0..400).map(|i| {
@@ -188,7 +134,7 @@ async fn sigkill_after_a_burst_of_acknowledged_sends_loses_none() {
 
 /// Stops the server with SIGTERM and waits for a clean exit, keeping this runtime running so
 /// the test's own clients can answer the server's GOAWAY.
-async fn stop(mut server: Server) {
+async fn stop(mut server: Process) {
     assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
     let started = Instant::now();
     loop {
@@ -256,16 +202,8 @@ async fn killed_mid_batch_the_indexer_catches_up_to_what_a_fresh_reindex_finds()
     let staging = [("CHATMESH_SEARCH__COMMIT_INTERVAL_MS", "600000"), ("CHATMESH_SEARCH__COMMIT_BATCH", "200")];
     let mut server = start_with_env(data.path(), grpc, free_addr(), &staging);
     let channel = connect(grpc).await;
-    let token = sign_up(&channel, "ada@example.com").await;
-    let group = CreateChannelRequest { kind: ChannelKind::Group as i32, name: "indexed".into(), ..Default::default() };
-    let channel_id = ChannelServiceClient::new(channel.clone())
-        .create_channel(authed(&token, group))
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap()
-        .channel_id;
+    let (_, token) = sign_up(&channel, "ada@example.com").await;
+    let channel_id = common::group(&channel, &token, &[]).await;
     let chats = ChatServiceClient::new(channel.clone());
     let (sender_token, channel_id) = (token.clone(), channel_id.clone());
     let send = move |i: usize| {

@@ -54,6 +54,8 @@ const TYPING_TTL: Duration = Duration::from_secs(8);
 const TYPING_EVERY: Duration = Duration::from_secs(3);
 const GATEWAY_QUEUE: usize = 4096;
 const MAX_PRESENCE_IDS: usize = 100;
+/// Why sessions are sent to resume after live delivery may have missed events.
+const INTERRUPTED: &str = "live delivery was interrupted; resume";
 
 struct Core {
     hub: Hub,
@@ -261,12 +263,7 @@ impl Core {
                     // why: nobody retries a backplane message; the channel's sessions here
                     // resume from the event log instead of silently missing it.
                     tracing::warn!(channel, error = %e, "an event from the backplane was not delivered; sessions resume");
-                    hub::close(
-                        self.hub.targets(channel, None),
-                        hub::CLOSE_RECONNECT,
-                        "live delivery was interrupted; resume",
-                    )
-                    .await;
+                    hub::close(self.hub.targets(channel, None), hub::CLOSE_RECONNECT, INTERRUPTED).await;
                 }
             }
             Remote::Ephemeral { channel, except_user, event } => {
@@ -276,7 +273,7 @@ impl Core {
             Remote::Gap => {
                 // why: events published while the backplane was broken never came; the sessions
                 // reconnect and resume from the event log.
-                hub::close(self.hub.all_targets(), hub::CLOSE_RECONNECT, "live delivery was interrupted; resume").await;
+                hub::close(self.hub.all_targets(), hub::CLOSE_RECONNECT, INTERRUPTED).await;
             }
         }
     }

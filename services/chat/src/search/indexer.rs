@@ -217,8 +217,15 @@ pub async fn run_indexer(
     status.running.store(true, Ordering::Release);
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
-    let mut indexer =
-        Indexer { store: store.as_ref(), index: index.as_ref(), settings, position: 0, staged: 0, since: None };
+    let mut indexer = Indexer {
+        store: store.as_ref(),
+        index: index.as_ref(),
+        settings,
+        position: None,
+        committed: 0,
+        staged: 0,
+        since: None,
+    };
     loop {
         let pause = match indexer.step().await {
             Ok(Progress::More) => {
@@ -240,7 +247,7 @@ pub async fn run_indexer(
                 }
                 failing = true;
                 // why: staged changes may be partial; resume from the last commit (idempotent).
-                indexer.position = 0;
+                indexer.position = None;
                 let pause = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 pause
@@ -271,32 +278,44 @@ struct Indexer<'a> {
     store: &'a dyn ChatStore,
     index: &'a dyn SearchIndex,
     settings: IndexerSettings,
-    /// The feed position reached (staged); 0: read it from the index's last commit.
-    position: u64,
+    /// The feed position reached (staged); `None`: read it from the index's last commit.
+    position: Option<u64>,
+    /// The feed position of the index's last commit.
+    committed: u64,
     staged: usize,
     /// When the oldest staged change was staged.
     since: Option<Instant>,
 }
 
 impl Indexer<'_> {
-    async fn step(&mut self) -> Result<Progress, Failure> {
-        if self.position == 0 {
-            self.position = self.index.position().await?;
-            self.staged = 0;
-            self.since = None;
-            if self.position == 0 && self.index.documents().await? == 0 && self.store.feed_head().await? > 0 {
-                tracing::info!("building the search index from the store");
-                let read = rebuild(self.store, self.index, |_| {}).await.map_err(IndexError::Backend)?;
-                self.position = self.index.position().await?;
-                tracing::info!(chats = read, "search index built");
-            }
+    /// Where the index's last commit left off; an index never committed to is built from the
+    /// store first.
+    async fn resume(&mut self) -> Result<u64, Failure> {
+        let mut position = self.index.position().await?;
+        self.staged = 0;
+        self.since = None;
+        if position == 0 && self.index.documents().await? == 0 && self.store.feed_head().await? > 0 {
+            tracing::info!("building the search index from the store");
+            let read = rebuild(self.store, self.index, |_| {}).await.map_err(IndexError::Backend)?;
+            position = self.index.position().await?;
+            tracing::info!(chats = read, "search index built");
         }
-        let events = self.store.feed(self.position, BATCH).await?;
+        self.committed = position;
+        self.position = Some(position);
+        Ok(position)
+    }
+
+    async fn step(&mut self) -> Result<Progress, Failure> {
+        let position = match self.position {
+            Some(position) => position,
+            None => self.resume().await?,
+        };
+        let events = self.store.feed(position, BATCH).await?;
         if let Some(last) = events.last().and_then(|e| e.event_id.parse::<u64>().ok()) {
-            let changes = self.changes(&events).await?;
+            let changes = changes_for(self.store, &events).await?;
             metrics::counter!("chatmesh_search_changes_total").increment(changes.len() as u64);
             self.index.write(changes).await?;
-            self.position = last;
+            self.position = Some(last);
             self.staged += events.len();
             self.since.get_or_insert_with(Instant::now);
         }
@@ -307,7 +326,7 @@ impl Indexer<'_> {
         if events.len() == BATCH {
             return Ok(Progress::More);
         }
-        report(self.index.position().await?, self.store.feed_head().await?);
+        report(self.committed, self.store.feed_head().await?);
         Ok(Progress::CaughtUp(
             self.since.map_or(IDLE_POLL, |since| {
                 self.settings.commit_interval.saturating_sub(since.elapsed()).min(IDLE_POLL)
@@ -315,12 +334,10 @@ impl Indexer<'_> {
         ))
     }
 
-    async fn changes(&self, events: &[ChannelEvent]) -> Result<Vec<IndexChange>, StoreError> {
-        changes_for(self.store, events).await
-    }
-
     async fn commit(&mut self) -> Result<(), Failure> {
-        self.index.commit(self.position).await?;
+        let Some(position) = self.position else { return Ok(()) };
+        self.index.commit(position).await?;
+        self.committed = position;
         self.staged = 0;
         self.since = None;
         metrics::counter!("chatmesh_search_commits_total").increment(1);
@@ -375,19 +392,7 @@ mod tests {
         store.edit_chat(edited, 7, "pear final".into()).await.unwrap();
         store.retract_chats(7, vec![retracted]).await.unwrap();
         store.remove_chats(8, vec![removed]).await.unwrap();
-        store
-            .append_events(vec![crate::store::ExternalEvent {
-                event: ChannelEvent {
-                    channel_id: "2".into(),
-                    r#type: EventType::ChannelDeleted as i32,
-                    actor_id: "7".into(),
-                    idempotency_key: "gone".into(),
-                    ..Default::default()
-                },
-                announcement: None,
-            }])
-            .await
-            .unwrap();
+        store.append_events(vec![crate::store::conformance::channel_deleted(2)]).await.unwrap();
         wake_tx.send_modify(|n| *n += 1);
         caught_up(store.as_ref(), index.as_ref()).await;
         assert!(running.is_running());

@@ -189,16 +189,7 @@ pub async fn chats_scan_in_channel_order_and_deleted_channels_are_known(store: &
     let rest = store.scan_chats((2, a), 10).await.unwrap();
     assert_eq!(rest.iter().map(|c| c.chat_id).collect::<Vec<_>>(), vec![c]);
     assert!(!store.channel_deleted(2).await.unwrap());
-    let deleted = ExternalEvent {
-        event: ChannelEvent {
-            channel_id: "2".into(),
-            r#type: EventType::ChannelDeleted as i32,
-            actor_id: "7".into(),
-            idempotency_key: "deleted".into(),
-            ..Default::default()
-        },
-        announcement: None,
-    };
+    let deleted = channel_deleted(2);
     store.append_events(vec![deleted]).await.unwrap();
     assert!(store.channel_deleted(2).await.unwrap());
     assert!(!store.channel_deleted(1).await.unwrap());
@@ -266,19 +257,24 @@ pub async fn uploads_attach_once_to_their_uploaders_chat_and_are_reclaimed_when_
 pub async fn a_deleted_channel_releases_its_uploads(store: &dyn ChatStore) {
     store.create_upload(upload(1, 5, 7, 1)).await.unwrap();
     store.create_upload(upload(2, 6, 7, 1)).await.unwrap();
-    let deleted = ExternalEvent {
-        event: ChannelEvent {
-            channel_id: "5".into(),
-            r#type: EventType::ChannelDeleted as i32,
-            actor_id: "7".into(),
-            idempotency_key: "deleted".into(),
-            ..Default::default()
-        },
-        announcement: None,
-    };
+    let deleted = channel_deleted(5);
     store.append_events(vec![deleted]).await.unwrap();
     let released: Vec<u64> = store.reclaimable_uploads(100).await.unwrap().iter().map(|u| u.upload_id).collect();
     assert_eq!(released, vec![1]);
+}
+
+/// `channel.deleted` of a channel, as the channel service's outbox appends it.
+pub fn channel_deleted(channel_id: u64) -> ExternalEvent {
+    ExternalEvent {
+        event: ChannelEvent {
+            channel_id: channel_id.to_string(),
+            r#type: EventType::ChannelDeleted as i32,
+            actor_id: "7".into(),
+            idempotency_key: format!("channel:{channel_id}:deleted"),
+            ..Default::default()
+        },
+        announcement: None,
+    }
 }
 
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.

@@ -1,0 +1,74 @@
+//! What the process tests share: free ports, a child process killed when dropped, and a few
+//! clients of the real binary.
+
+#![allow(dead_code)] // why: each test binary uses a different part of this module.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use chatmesh_api::{
+    channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
+    user::v1::{CreateUserRequest, LoginRequest, user_service_client::UserServiceClient},
+};
+use tonic::{Request, transport::Channel};
+
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A child process, killed if a failing test leaves it running.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A gRPC channel to `grpc`, waiting up to 30 s for the server to listen.
+pub async fn connect(grpc: SocketAddr) -> Channel {
+    let started = Instant::now();
+    loop {
+        match Channel::from_shared(format!("http://{grpc}")).unwrap().connect().await {
+            Ok(channel) => return channel,
+            Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no server on {grpc}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Registers and logs in; returns (user id, access token).
+pub async fn sign_up(channel: &Channel, email: &str) -> (String, String) {
+    let mut users = UserServiceClient::new(channel.clone());
+    let create = CreateUserRequest {
+        email: email.into(),
+        password: "correct horse".into(),
+        name: "U".into(),
+        username: String::new(),
+    };
+    let id = users.create_user(create).await.unwrap().into_inner().user.unwrap().user_id;
+    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
+    (id, users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token)
+}
+
+/// A group owned by the holder of `owner` with `members`; returns its id.
+pub async fn group(channel: &Channel, owner: &str, members: &[&str]) -> String {
+    let request = CreateChannelRequest {
+        kind: ChannelKind::Group as i32,
+        name: "group".into(),
+        member_ids: members.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
+    };
+    let response = ChannelServiceClient::new(channel.clone()).create_channel(authed(owner, request)).await.unwrap();
+    response.into_inner().channel.unwrap().channel_id
+}
