@@ -78,8 +78,11 @@ impl FromStr for Part {
 /// A running process: its bound addresses, and how to stop it.
 #[derive(Debug)]
 pub struct Running {
-    /// The gRPC listener, when a gRPC part runs here.
+    /// The gRPC listener, when a gRPC part runs here (public services only when an
+    /// internal listener is configured).
     pub grpc_addr: Option<SocketAddr>,
+    /// The internal gRPC listener (every service), when configured.
+    pub internal_grpc_addr: Option<SocketAddr>,
     pub rest_addr: Option<SocketAddr>,
     pub ws_addr: Option<SocketAddr>,
     /// Where Prometheus metrics are served, when enabled.
@@ -156,6 +159,7 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
 
     let mut running = Running {
         grpc_addr: None,
+        internal_grpc_addr: None,
         rest_addr: None,
         ws_addr: None,
         metrics_addr: None,
@@ -169,7 +173,8 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
 
     if config.metrics.enabled {
         let grace = std::time::Duration::from_secs(1);
-        let (addr, task) = serve_http("metrics", config.metrics.listen, grace, metrics_router(), &shutdown).await?;
+        let router = metrics_router(shutdown.clone());
+        let (addr, task) = serve_http("metrics", config.metrics.listen, grace, router, &shutdown).await?;
         running.metrics_addr = Some(addr);
         tasks.spawn(task);
     }
@@ -224,30 +229,23 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         let layer = PlatformLayer::new(Arc::new(policy));
         let (routes, health) =
             grpc_routes(&config, parts, media.as_ref(), &pools, &auth, &ids, &peers, &shutdown, &mut tasks).await?;
-        let listener = TcpListener::bind(config.grpc.listen)
-            .await
-            .with_context(|| format!("binding gRPC on {}", config.grpc.listen))?;
-        running.grpc_addr = Some(listener.local_addr()?);
         let in_process = in_process_channel(routes.clone(), layer.clone());
         local.set(in_process.clone());
         running.in_process = Some(in_process);
         running.health = Some(health);
-        let server = tonic::transport::Server::builder()
-            .max_concurrent_streams(config.grpc.max_concurrent_streams)
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(config.grpc.keepalive_secs)))
-            .layer(layer)
-            .add_routes(routes);
-        let stop = shutdown.clone();
-        let grpc_grace = std::time::Duration::from_secs(config.grpc.drain_secs);
-        tasks.spawn(async move {
-            use tokio_stream::StreamExt as _;
-            // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
-                .map(|stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)));
-            let serve = server.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
-            drained("gRPC", &stop, grpc_grace, async { serve.await.context("gRPC server") }).await
-        });
-        tracing::info!(addr = %running.grpc_addr.unwrap_or(config.grpc.listen), "gRPC listening");
+        let public = match config.grpc.internal_listen {
+            Some(addr) => {
+                let (bound, task) =
+                    serve_grpc("internal gRPC", addr, &config, layer.clone(), routes.clone(), &shutdown).await?;
+                running.internal_grpc_addr = Some(bound);
+                tasks.spawn(task);
+                layer.public_only()
+            }
+            None => layer,
+        };
+        let (bound, task) = serve_grpc("gRPC", config.grpc.listen, &config, public, routes, &shutdown).await?;
+        running.grpc_addr = Some(bound);
+        tasks.spawn(task);
     }
     if parts.contains(&Part::Rest) {
         let services = peers.by_service();
@@ -523,26 +521,32 @@ pub fn search_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("search")
 }
 
-/// `GET /metrics` in the Prometheus text format. One recorder serves the whole process.
-fn metrics_router() -> axum::Router {
-    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-        std::sync::OnceLock::new();
-    let handle = HANDLE
-        .get_or_init(|| match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics recorder not installed");
-                None
-            }
-        })
-        .clone();
-    axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
-            async move { ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
-        }),
-    )
+/// `GET /metrics` in the Prometheus text format (one recorder serves the whole process), and
+/// the process's probes: `/healthz` (alive) and `/readyz` (503 once draining) — the HTTP probes
+/// of parts with no HTTP listener of their own, such as the WebSocket gateway.
+fn metrics_router(shutdown: CancellationToken) -> axum::Router {
+    let handle = chatmesh_platform::telemetry::prometheus();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+                async move { ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let draining = shutdown.is_cancelled();
+                async move {
+                    match draining {
+                        true => (http::StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                        false => (http::StatusCode::OK, "ready"),
+                    }
+                }
+            }),
+        )
 }
 
 /// How this process reaches each gRPC part: in-process when it runs here, else at its
@@ -628,6 +632,36 @@ impl Peers {
 
 fn service_name<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME
+}
+
+/// Binds a gRPC listener serving `routes` behind `layer`; returns its address and its task.
+async fn serve_grpc(
+    name: &'static str,
+    addr: SocketAddr,
+    config: &Config,
+    layer: PlatformLayer,
+    routes: tonic::service::Routes,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>> + Send + 'static)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "{name} listening");
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.grpc.max_concurrent_streams)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(config.grpc.keepalive_secs)))
+        .layer(layer)
+        .add_routes(routes);
+    let stop = shutdown.clone();
+    let grace = std::time::Duration::from_secs(config.grpc.drain_secs);
+    let task = async move {
+        use tokio_stream::StreamExt as _;
+        // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
+            .map(|stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)));
+        let serve = server.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+        drained(name, &stop, grace, async { serve.await.with_context(|| format!("{name} server")) }).await
+    };
+    Ok((bound, task))
 }
 
 async fn serve_http(

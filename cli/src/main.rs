@@ -141,13 +141,28 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.log);
-    match run(cli.command, config).await {
+    let telemetry = telemetry::init(&config.log, &config.telemetry, &service_name(&cli.command));
+    let result = run(cli.command, config).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatmesh: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The `service.name` of this process's telemetry: `chatmesh-up`, `chatmesh-chat`,
+/// `chatmesh-channel+chat`, `chatmesh-admin`.
+fn service_name(command: &Command) -> String {
+    match command {
+        Command::Up(_) => "chatmesh-up".into(),
+        Command::Serve { parts, .. } => {
+            let parts: BTreeSet<String> = parts.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+            format!("chatmesh-{}", parts.into_iter().collect::<Vec<_>>().join("+"))
+        }
+        Command::Admin { .. } => "chatmesh-admin".into(),
     }
 }
 
@@ -166,6 +181,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     });
     if let Some(addr) = running.grpc_addr {
         println!("chatmesh: gRPC on {addr}");
+    }
+    if let Some(addr) = running.internal_grpc_addr {
+        println!("chatmesh: internal gRPC on {addr}");
     }
     if let Some(addr) = running.rest_addr {
         println!("chatmesh: REST on http://{addr}");

@@ -30,6 +30,7 @@ pub struct Config {
     pub peers: PeersConfig,
     pub search: SearchConfig,
     pub metrics: MetricsConfig,
+    pub telemetry: TelemetryConfig,
     pub media: MediaConfig,
     /// Redis, which joins several processes into one mesh (`CHATMESH_REDIS_URL`). Empty: one
     /// process, everything in it.
@@ -172,6 +173,32 @@ impl Default for MetricsConfig {
     }
 }
 
+/// OpenTelemetry export over OTLP/gRPC: traces and metrics. Off (and free) while
+/// `otlp_endpoint` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector, e.g. `http://otel-collector:4317`.
+    pub otlp_endpoint: String,
+    /// `service.name` of this process's spans and metrics; empty: `chatmesh-<parts>`.
+    pub service_name: String,
+    /// Share of traces kept (parent-based: a caller's decision is followed).
+    pub sample_ratio: f64,
+    /// How often metrics are pushed to the collector.
+    pub metrics_interval_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: String::new(),
+            sample_ratio: 1.0,
+            metrics_interval_ms: 10_000,
+        }
+    }
+}
+
 /// Where the parts that do not run in this process listen (gRPC URLs such as
 /// `http://chatmesh-user:50051`; several, comma-separated, are balanced per call and a dead one
 /// is left out). Empty: the part must run in this process.
@@ -188,6 +215,11 @@ pub struct PeersConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     pub listen: SocketAddr,
+    /// A second listener for the mesh's own calls, serving every service; when set, `listen`
+    /// serves only the public ones (so a network policy can keep the internal port private).
+    /// Unset: `listen` serves both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_listen: Option<SocketAddr>,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
     /// HTTP/2 streams per connection on the public listener.
@@ -330,6 +362,7 @@ impl Default for Config {
             peers: PeersConfig::default(),
             search: SearchConfig::default(),
             metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
             media: MediaConfig::default(),
             redis_url: String::new(),
             redis: RedisConfig::default(),
@@ -341,6 +374,7 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 50051).into(),
+            internal_listen: None,
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 256,
             default_deadline_ms: 10_000,
@@ -398,6 +432,7 @@ const SECTIONS: &[&str] = &[
     "peers",
     "search",
     "metrics",
+    "telemetry",
     "media",
     "redis_url",
     "redis",

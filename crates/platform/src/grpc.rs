@@ -48,12 +48,23 @@ pub type GrpcChannel = BoxCloneSyncService<Request<Body>, Response<Body>, Transp
 
 /// Wraps a tonic `Channel` (a remote part) as a [`GrpcChannel`].
 pub fn remote_channel(channel: tonic::transport::Channel) -> GrpcChannel {
-    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(channel, |e| TransportError(Box::new(e))))
+    BoxCloneSyncService::new(
+        ServiceExt::<Request<Body>>::map_err(channel, |e| TransportError(Box::new(e))).map_request(with_trace_context),
+    )
 }
 
 /// Wraps in-process routes in the same layer stack a network call goes through.
 pub fn in_process_channel(routes: tonic::service::Routes, layer: PlatformLayer) -> GrpcChannel {
-    BoxCloneSyncService::new(ServiceExt::<Request<Body>>::map_err(layer.layer(routes), |never| match never {}))
+    BoxCloneSyncService::new(
+        ServiceExt::<Request<Body>>::map_err(layer.layer(routes), |never| match never {})
+            .map_request(with_trace_context),
+    )
+}
+
+/// Carries the caller's trace into the call (a no-op unless traces are exported).
+fn with_trace_context(mut request: Request<Body>) -> Request<Body> {
+    crate::telemetry::inject(request.headers_mut());
+    request
 }
 
 /// A transport whose target is set after it is handed out: parts of one process call each
@@ -223,8 +234,7 @@ impl Policy {
             AuthError::Missing => Status::unauthenticated("missing bearer token"),
             other => Status::unauthenticated(other.to_string()),
         })?;
-        let internal = service.ends_with("InternalService");
-        match (&caller, internal) {
+        match (&caller, is_internal(path)) {
             (Caller::User { .. }, true) => {
                 return Err(Status::permission_denied("internal rpcs accept only service principals"));
             }
@@ -248,6 +258,11 @@ impl Policy {
             .and_then(parse_grpc_timeout)
             .map_or(self.default_deadline, |d| d.min(self.default_deadline))
     }
+}
+
+/// Whether `path` names an RPC of an internal service (only service principals may call those).
+fn is_internal(path: &str) -> bool {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default().ends_with("InternalService")
 }
 
 fn bearer(headers: &http::HeaderMap) -> Result<&str, Status> {
@@ -276,11 +291,18 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[derive(Debug, Clone)]
 pub struct PlatformLayer {
     policy: Arc<Policy>,
+    public_only: bool,
 }
 
 impl PlatformLayer {
     pub fn new(policy: Arc<Policy>) -> Self {
-        Self { policy }
+        Self { policy, public_only: false }
+    }
+
+    /// The same layer for a listener outside clients reach: internal services answer
+    /// UNIMPLEMENTED there, as if they did not exist (they are served on the internal listener).
+    pub fn public_only(&self) -> Self {
+        Self { policy: self.policy.clone(), public_only: true }
     }
 }
 
@@ -288,7 +310,7 @@ impl<S> Layer<S> for PlatformLayer {
     type Service = PlatformService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PlatformService { inner, policy: self.policy.clone() }
+        PlatformService { inner, policy: self.policy.clone(), public_only: self.public_only }
     }
 }
 
@@ -296,6 +318,7 @@ impl<S> Layer<S> for PlatformLayer {
 pub struct PlatformService<S> {
     inner: S,
     policy: Arc<Policy>,
+    public_only: bool,
 }
 
 impl<S, B> Service<Request<B>> for PlatformService<S>
@@ -317,8 +340,26 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
-        Box::pin(async move {
-            let path = request.uri().path().to_owned();
+        let path = request.uri().path().to_owned();
+        let (service, method) = crate::telemetry::rpc_labels(&path);
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = format!("{service}/{method}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::adopt(&span, request.headers());
+        let started = std::time::Instant::now();
+        let hidden = self.public_only && is_internal(&path);
+        let handled = Box::pin(async move {
+            if hidden {
+                return Ok::<_, Infallible>(
+                    Status::unimplemented("this service is not served on this listener").into_http(),
+                );
+            }
             match policy.admit(&path, request.headers()) {
                 Ok(Some(caller)) => {
                     if let Caller::User { user_id, .. } = &caller
@@ -337,7 +378,51 @@ where
                 Err(_) => return Ok(Status::deadline_exceeded("deadline exceeded").into_http()),
             };
             Ok(remap_decode_error(response))
-        })
+        });
+        let recorded = span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let response = handled.await?;
+                // why: an error answered at once travels in the headers (trailers-only); a
+                // stream that fails later is counted when it began, as OK.
+                let code = Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code());
+                recorded.record("rpc.grpc.status_code", code as i32);
+                let labels = [("service", service), ("method", method)];
+                metrics::histogram!("chatmesh_rpc_server_duration_seconds", &labels)
+                    .record(started.elapsed().as_secs_f64());
+                let [service, method] = labels;
+                metrics::counter!(
+                    "chatmesh_rpc_server_requests_total",
+                    &[service, method, ("code", code_name(code).to_owned())]
+                )
+                .increment(1);
+                Ok(response)
+            },
+            span,
+        ))
+    }
+}
+
+/// The canonical name of a status code, as metrics label it (`OK`, `NOT_FOUND`, ...).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

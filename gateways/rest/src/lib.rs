@@ -98,7 +98,47 @@ pub fn router(auth: Arc<Authenticator>, services: GrpcChannel, cors_origins: &[S
             http_response(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .fallback(|| async { http_response(ErrorCode::NotFound, "no such route") })
+        .layer(axum::middleware::from_fn(observe))
         .layer(cors(cors_origins))
+}
+
+/// One span (continuing the client's `traceparent`, if any) and the request metrics per call,
+/// labelled by route template, never by raw path.
+async fn observe(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    chatmesh_platform::telemetry::adopt(&span, request.headers());
+    let started = std::time::Instant::now();
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    metrics::histogram!("chatmesh_http_server_duration_seconds", "route" => route.clone(), "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "chatmesh_http_server_requests_total",
+        "route" => route,
+        "method" => method,
+        "status" => status.to_string()
+    )
+    .increment(1);
+    response
 }
 
 fn bad_request(message: &str) -> Response {

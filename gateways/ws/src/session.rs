@@ -67,6 +67,8 @@ struct Session {
     /// The last event id sent per channel: later duplicates and replays are dropped.
     last_sent: HashMap<u64, u64>,
     channels: HashSet<u64>,
+    /// Live frames queued to this client (a handle, so the hot path does no metric lookup).
+    delivered: metrics::Counter,
 }
 
 fn authed<T>(token: &str, message: T) -> Request<T> {
@@ -135,8 +137,13 @@ pub async fn run(
         out: out_tx,
         last_sent: HashMap::new(),
         channels: HashSet::new(),
+        delivered: metrics::counter!("chatmesh_ws_deliveries_total"),
     };
+    let open = metrics::gauge!("chatmesh_ws_sessions");
+    open.increment(1.0);
     let (code, reason) = session.serve(stream, registration, shutdown).await;
+    open.decrement(1.0);
+    metrics::counter!("chatmesh_ws_closes_total", "code" => code.to_string()).increment(1);
     gateway.link.close(&session_id).await;
     let _ = close_tx.try_send((code, reason));
     // why: a client that stopped reading may never take its close frame; do not wait forever.
@@ -194,7 +201,11 @@ impl Session {
             }
             *last = event_id;
         }
-        self.push(frame.text.clone())
+        let queued = self.push(frame.text.clone());
+        if queued {
+            self.delivered.increment(1);
+        }
+        queued
     }
 
     fn chat(&self) -> ChatServiceClient<GrpcChannel> {
@@ -370,7 +381,8 @@ impl Session {
 
     /// Runs a client-initiated call off the session loop (so live frames keep flowing while
     /// it waits), at most a few at a time; a failure comes back as an `error` frame.
-    fn call<F>(&self, call: F)
+    /// Each call is the root of its own trace (`ws <event>`).
+    fn call<F>(&self, event: &'static str, call: F)
     where
         F: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
     {
@@ -379,6 +391,9 @@ impl Session {
             return;
         };
         let out = self.out.clone();
+        let span =
+            tracing::info_span!(parent: None, "ws.frame", otel.name = format!("ws {event}"), otel.kind = "server");
+        let call = tracing::Instrument::instrument(call, span);
         tokio::spawn(async move {
             if let Err(status) = call.await {
                 let code = chatmesh_platform::ErrorCode::from_grpc(status.code()).name();
@@ -406,7 +421,7 @@ impl Session {
         };
         let request = AckChatsRequest { channel_id: channel_id.to_string(), chat_id, created_at };
         let (mut chat, token) = (self.chat(), self.identity.token.clone());
-        self.call(async move { chat.ack_chats(authed(&token, request)).await.map(|_| ()) });
+        self.call(client::ACK, async move { chat.ack_chats(authed(&token, request)).await.map(|_| ()) });
     }
 
     fn on_typing(&mut self, data: &Value) {
@@ -417,7 +432,7 @@ impl Session {
         let mut dispatcher = DispatcherServiceClient::new(self.gateway.dispatcher.clone());
         let request = SendTypingRequest { channel_id: channel_id.to_string() };
         let token = self.identity.token.clone();
-        self.call(async move { dispatcher.send_typing(authed(&token, request)).await.map(|_| ()) });
+        self.call(client::TYPING, async move { dispatcher.send_typing(authed(&token, request)).await.map(|_| ()) });
     }
 
     /// Renews the session's token in band, so sockets need not reconnect at expiry.

@@ -56,6 +56,7 @@ async fn deliver_once(
     log: &mut ChatInternalServiceClient<InternalChannel>,
 ) -> Result<usize, String> {
     let entries = store.list_outbox(None, BATCH).await.map_err(|e| e.to_string())?;
+    metrics::gauge!("chatmesh_channel_outbox_pending").set(entries.len() as f64);
     let Some(last) = entries.last().map(|e| e.seq) else { return Ok(0) };
     let events = entries
         .iter()
@@ -64,5 +65,6 @@ async fn deliver_once(
         .map_err(|e| format!("corrupt outbox entry: {e}"))?;
     log.append_channel_events(AppendChannelEventsRequest { events }).await.map_err(|s| s.to_string())?;
     store.delete_outbox(last).await.map_err(|e| e.to_string())?;
+    metrics::counter!("chatmesh_channel_outbox_relayed_total").increment(entries.len() as u64);
     Ok(entries.len())
 }

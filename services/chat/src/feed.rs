@@ -155,6 +155,10 @@ async fn deliver_once(store: &dyn ChatStore, sink: &dyn FeedSink) -> Result<usiz
     let count = events.len();
     sink.deliver(events).await.map_err(|s| format!("{}: {}", s.code(), s.message()))?;
     store.set_cursor(sink.cursor(), last).await.map_err(|e| e.to_string())?;
+    metrics::counter!("chatmesh_feed_delivered_total", "consumer" => sink.cursor()).increment(count as u64);
+    // the age of the newest delivered event when it left: how far this consumer trails writes
+    let age_ms = chatmesh_platform::ids::now_ms().saturating_sub(chatmesh_platform::ids::unix_ms_of(last));
+    metrics::gauge!("chatmesh_feed_lag_seconds", "consumer" => sink.cursor()).set(age_ms as f64 / 1000.0);
     Ok(count)
 }
 

@@ -76,6 +76,7 @@ impl Hub {
         let came_online = sessions.is_empty();
         sessions.insert(session_id.clone());
         state.sessions.insert(session_id, Session { gateway, user, login_session, all_channels, channels });
+        metrics::gauge!("chatmesh_dispatcher_sessions").set(state.sessions.len() as f64);
         came_online
     }
 
@@ -86,6 +87,7 @@ impl Hub {
 
     fn remove_session(state: &mut State, session_id: &str, now_ms: u64) -> Option<u64> {
         let session = state.sessions.remove(session_id)?;
+        metrics::gauge!("chatmesh_dispatcher_sessions").set(state.sessions.len() as f64);
         for channel in &session.channels {
             if let Some(followers) = state.followers.get_mut(channel) {
                 followers.remove(session_id);
@@ -240,7 +242,9 @@ impl Hub {
 
 /// Sends `event` once to each gateway, naming its sessions.
 pub async fn deliver(targets: Targets, event: &LiveEvent) {
+    metrics::counter!("chatmesh_dispatcher_events_total").increment(1);
     for (tx, session_ids) in targets {
+        metrics::counter!("chatmesh_dispatcher_deliveries_total").increment(session_ids.len() as u64);
         let delivery =
             AttachResponse { command: Some(Command::Delivery(Delivery { session_ids, event: Some(event.clone()) })) };
         // why: a gateway that went away is detached by its own stream's end.

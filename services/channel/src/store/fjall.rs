@@ -167,10 +167,12 @@ impl Inner {
 
 #[async_trait]
 impl ChannelStore for FjallChannelStore {
+    #[tracing::instrument(name = "channel_store.apply", skip_all, fields(db.system = "fjall"))]
     async fn apply(&self, change: Change) -> Result<(), StoreError> {
         self.blocking(move |s| s.apply(change)).await
     }
 
+    #[tracing::instrument(name = "channel_store.get_channel", skip_all, fields(db.system = "fjall"))]
     async fn get_channel(&self, channel_id: u64) -> Result<Option<ChannelRecord>, StoreError> {
         self.blocking(move |s| {
             s.channels.get(channel_id.to_be_bytes()).map_err(backend)?.map(|v| decode(&v)).transpose()
@@ -178,6 +180,7 @@ impl ChannelStore for FjallChannelStore {
         .await
     }
 
+    #[tracing::instrument(name = "channel_store.get_member", skip_all, fields(db.system = "fjall"))]
     async fn get_member(&self, channel_id: u64, user_id: u64) -> Result<Option<MemberRecord>, StoreError> {
         self.blocking(move |s| {
             s.members.get(pair_key(channel_id, user_id)).map_err(backend)?.map(|v| decode(&v)).transpose()
@@ -185,6 +188,7 @@ impl ChannelStore for FjallChannelStore {
         .await
     }
 
+    #[tracing::instrument(name = "channel_store.list_members", skip_all, fields(db.system = "fjall"))]
     async fn list_members(
         &self,
         channel_id: u64,
@@ -203,6 +207,7 @@ impl ChannelStore for FjallChannelStore {
         .await
     }
 
+    #[tracing::instrument(name = "channel_store.list_memberships", skip_all, fields(db.system = "fjall"))]
     async fn list_memberships(
         &self,
         user_id: u64,

@@ -262,26 +262,32 @@ impl Shared {
 
 #[async_trait]
 impl ChatStore for FjallChatStore {
+    #[tracing::instrument(name = "chat_store.create_chat", skip_all, fields(db.system = "fjall"))]
     async fn create_chat(&self, chat: NewChat) -> Result<CreateOutcome, StoreError> {
         self.submit(|reply| Job::Create(chat, reply)).await
     }
 
+    #[tracing::instrument(name = "chat_store.edit_chat", skip_all, fields(db.system = "fjall"))]
     async fn edit_chat(&self, chat_id: u64, editor: u64, text: String) -> Result<ItemOutcome, StoreError> {
         self.submit(|reply| Job::Edit { chat_id, editor, text, reply }).await
     }
 
+    #[tracing::instrument(name = "chat_store.retract_chats", skip_all, fields(db.system = "fjall"))]
     async fn retract_chats(&self, sender: u64, chat_ids: Vec<u64>) -> Result<Vec<ItemOutcome>, StoreError> {
         self.submit(|reply| Job::Retract { sender, chat_ids, reply }).await
     }
 
+    #[tracing::instrument(name = "chat_store.remove_chats", skip_all, fields(db.system = "fjall"))]
     async fn remove_chats(&self, user: u64, chat_ids: Vec<u64>) -> Result<(), StoreError> {
         self.submit(|reply| Job::Remove { user, chat_ids, reply }).await
     }
 
+    #[tracing::instrument(name = "chat_store.append_events", skip_all, fields(db.system = "fjall"))]
     async fn append_events(&self, events: Vec<ExternalEvent>) -> Result<Vec<u64>, StoreError> {
         self.submit(|reply| Job::Append { events, reply }).await
     }
 
+    #[tracing::instrument(name = "chat_store.ack", skip_all, fields(db.system = "fjall"))]
     async fn ack(&self, channel_id: u64, user: u64, chat_id: u64) -> Result<ReadPointer, StoreError> {
         self.submit(|reply| Job::Ack { channel_id, user, chat_id, reply }).await
     }
@@ -324,6 +330,7 @@ impl ChatStore for FjallChatStore {
         .await
     }
 
+    #[tracing::instrument(name = "chat_store.get_chat", skip_all, fields(db.system = "fjall"))]
     async fn get_chat(&self, chat_id: u64) -> Result<Option<ChatRecord>, StoreError> {
         self.read(move |s, snap| match s.channel_of(snap, chat_id)? {
             Some(channel) => s.chat(snap, channel, chat_id),
@@ -336,6 +343,7 @@ impl ChatStore for FjallChatStore {
         self.read(move |s, snap| s.removed(snap, user, chat_id)).await
     }
 
+    #[tracing::instrument(name = "chat_store.list_chats", skip_all, fields(db.system = "fjall"))]
     async fn list_chats(
         &self,
         channel_id: u64,
@@ -373,6 +381,7 @@ impl ChatStore for FjallChatStore {
         .await
     }
 
+    #[tracing::instrument(name = "chat_store.list_events", skip_all, fields(db.system = "fjall"))]
     async fn list_events(
         &self,
         channel_id: u64,
@@ -415,6 +424,7 @@ impl ChatStore for FjallChatStore {
         self.read(move |s, snap| snap.get(&s.ks[META], key).map_err(backend)?.map_or(Ok(0), |v| u64_of(&v))).await
     }
 
+    #[tracing::instrument(name = "chat_store.unread", skip_all, fields(db.system = "fjall"))]
     async fn unread(&self, channel_id: u64, user: u64) -> Result<Unread, StoreError> {
         self.read(move |s, snap| {
             let pointer: ReadPointer = snap
@@ -684,6 +694,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            metrics::histogram!("chatmesh_chat_write_batch_size").record(jobs.len() as f64);
+            metrics::gauge!("chatmesh_chat_write_queue_depth").set(rx.len() as f64);
             if self.poisoned.load(Ordering::Acquire) {
                 for job in jobs {
                     job.fail(StoreError::NotDurable("the store needs a restart after a failed sync".into()));

@@ -118,6 +118,7 @@ impl Inner {
 
 #[async_trait]
 impl UserStore for FjallUserStore {
+    #[tracing::instrument(name = "user_store.insert_user", skip_all, fields(db.system = "fjall"))]
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let user = user.clone();
         self.blocking(move |s| {
@@ -138,20 +139,24 @@ impl UserStore for FjallUserStore {
         .await
     }
 
+    #[tracing::instrument(name = "user_store.get_user", skip_all, fields(db.system = "fjall"))]
     async fn get_user(&self, user_id: u64) -> Result<Option<UserRecord>, StoreError> {
         self.blocking(move |s| s.get_json(&s.users, &user_id.to_be_bytes())).await
     }
 
+    #[tracing::instrument(name = "user_store.get_user_by_email", skip_all, fields(db.system = "fjall"))]
     async fn get_user_by_email(&self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {
         let key = email_key.to_owned();
         self.blocking(move |s| s.user_by_index(&s.emails, &key)).await
     }
 
+    #[tracing::instrument(name = "user_store.get_user_by_username", skip_all, fields(db.system = "fjall"))]
     async fn get_user_by_username(&self, username_key: &str) -> Result<Option<UserRecord>, StoreError> {
         let key = username_key.to_owned();
         self.blocking(move |s| s.user_by_index(&s.usernames, &key)).await
     }
 
+    #[tracing::instrument(name = "user_store.update_user", skip_all, fields(db.system = "fjall"))]
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let user = user.clone();
         self.blocking(move |s| {
@@ -179,6 +184,7 @@ impl UserStore for FjallUserStore {
         .await
     }
 
+    #[tracing::instrument(name = "user_store.insert_session", skip_all, fields(db.system = "fjall"))]
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let session = session.clone();
         self.blocking(move |s| {
@@ -190,11 +196,13 @@ impl UserStore for FjallUserStore {
         .await
     }
 
+    #[tracing::instrument(name = "user_store.get_session", skip_all, fields(db.system = "fjall"))]
     async fn get_session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let sid = session_id.to_owned();
         self.blocking(move |s| s.get_json(&s.sessions, sid.as_bytes())).await
     }
 
+    #[tracing::instrument(name = "user_store.rotate_session", skip_all, fields(db.system = "fjall"))]
     async fn rotate_session(
         &self,
         session_id: &str,
