@@ -7,14 +7,14 @@ VENV := $(CHATMESH_CACHE)/venv
 BUF := $(CHATMESH_CACHE)/tools/node_modules/.bin/buf
 PYTHON := $(VENV)/bin/python
 
-.PHONY: up test test-rust test-python lint tools clean-data
+.PHONY: up test test-rust test-python test-deploy lint tools clean-data
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
 	cargo run --release -- up
 
-## Every test: Rust unit and black-box suites, then the Python gRPC client suite.
-test: tools test-rust test-python
+## Every test: Rust unit and black-box suites, the Python gRPC client suite, the manifests.
+test: tools test-rust test-python test-deploy
 
 ## The S3 media tests run against moto's S3 server on loopback (tests/with-s3.sh).
 test-rust: tools
@@ -27,6 +27,11 @@ test-rust: tools
 test-python: tools
 	cargo build -p chatmesh-cli
 	$(PYTHON) -m pytest -q tests/python
+
+## The Kubernetes manifests: each overlay rendered (k8s/render.py), validated against the
+## Kubernetes schemas, and checked for probes, limits, drain, lock-down and exposure.
+test-deploy: tools
+	$(PYTHON) -m pytest -q tests/deploy
 
 ## Formatting, clippy with warnings denied, and the Buf lint and format checks.
 lint: tools

@@ -145,6 +145,13 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
     if parts.contains(&Part::Indexer) && !parts.contains(&Part::Chat) {
         anyhow::bail!("the indexer reads the embedded chat store: run it in the same process as the chat part");
     }
+    if config.store.backend != "embedded" && parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat))
+    {
+        anyhow::bail!(
+            "store.backend = {:?}: only the embedded store is built so far (the ScyllaDB backend is planned)",
+            config.store.backend
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let auth = Arc::new(

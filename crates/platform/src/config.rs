@@ -31,6 +31,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub metrics: MetricsConfig,
     pub telemetry: TelemetryConfig,
+    pub store: StoreConfig,
     pub media: MediaConfig,
     /// Redis, which joins several processes into one mesh (`CHATMESH_REDIS_URL`). Empty: one
     /// process, everything in it.
@@ -173,6 +174,43 @@ impl Default for MetricsConfig {
     }
 }
 
+/// An optional address written as a string, `""` meaning none (TOML has no null).
+mod empty_is_none {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => serializer.collect_str(addr),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim() {
+            "" => Ok(None),
+            addr => addr.parse().map(Some).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// Where users, channels and chats are kept. `embedded` (fjall under the data dir) is the only
+/// backend built so far; naming another one refuses to start rather than keep state in a
+/// volume the operator did not plan for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { backend: "embedded".into() }
+    }
+}
+
 /// OpenTelemetry export over OTLP/gRPC: traces and metrics. Off (and free) while
 /// `otlp_endpoint` is empty.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,8 +255,8 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
     /// A second listener for the mesh's own calls, serving every service; when set, `listen`
     /// serves only the public ones (so a network policy can keep the internal port private).
-    /// Unset: `listen` serves both.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Empty: `listen` serves both.
+    #[serde(with = "empty_is_none")]
     pub internal_listen: Option<SocketAddr>,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
@@ -363,6 +401,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             metrics: MetricsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            store: StoreConfig::default(),
             media: MediaConfig::default(),
             redis_url: String::new(),
             redis: RedisConfig::default(),
@@ -433,6 +472,7 @@ const SECTIONS: &[&str] = &[
     "search",
     "metrics",
     "telemetry",
+    "store",
     "media",
     "redis_url",
     "redis",
@@ -484,6 +524,17 @@ mod tests {
     }
 
     #[test]
+    fn the_container_image_config_loads() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/container.toml");
+        let loaded = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(&file))
+            .extract::<Config>()
+            .expect("the image's config parses");
+        assert_eq!(loaded.grpc.listen, "0.0.0.0:50051".parse().unwrap());
+        assert_eq!(loaded.data_dir, PathBuf::from("/var/lib/chatmesh"));
+    }
+
+    #[test]
     fn env_overrides_file_and_flags_override_env() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("chatmesh.toml", "node_id = 3\n[grpc]\nlisten = \"127.0.0.1:6000\"\n")?;
@@ -495,6 +546,20 @@ mod tests {
             let config = Config::load(Some(std::path::Path::new("chatmesh.toml")), flags).expect("loads");
             assert_eq!(config.grpc.listen, "127.0.0.1:7000".parse().unwrap());
             assert_eq!(config.node_id, 9);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_internal_listener_is_optional_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None, serde_json::json!({})).expect("loads").grpc.internal_listen, None);
+            jail.set_env("CHATMESH_GRPC__INTERNAL_LISTEN", "0.0.0.0:50052");
+            let config = Config::load(None, serde_json::json!({})).expect("loads");
+            assert_eq!(config.grpc.internal_listen, Some("0.0.0.0:50052".parse().unwrap()));
+            jail.set_env("CHATMESH_GRPC__INTERNAL_LISTEN", "port 50052");
+            let err = Config::load(None, serde_json::json!({})).unwrap_err();
+            assert!(err.to_string().to_lowercase().contains("internal_listen"), "{err}");
             Ok(())
         });
     }
