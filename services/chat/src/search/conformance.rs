@@ -110,6 +110,18 @@ pub async fn removed_chats_are_not_found_by_their_removers(index: &dyn SearchInd
     assert_eq!(as_viewer(7).await, vec![2, 1]);
 }
 
+pub async fn entries_list_what_was_committed_in_chat_order(index: &dyn SearchIndex) {
+    let removed = IndexedChat { removed_for: vec![9], ..chat(3, 2, 7, "third") };
+    load(index, vec![chat(2, 1, 7, "second"), removed.clone(), chat(1, 1, 8, "first")]).await;
+    index.write(vec![IndexChange::Upsert(chat(4, 1, 7, "staged only"))]).await.unwrap();
+    let entries = index.entries_after(0, 10).await.unwrap();
+    assert_eq!(entries.iter().map(|e| e.chat_id).collect::<Vec<_>>(), vec![1, 2, 3], "committed, ascending");
+    assert_eq!(entries[2].digest, removed.digest(), "the digest of the state written");
+    assert_ne!(entries[2].digest, chat(3, 2, 7, "third").digest(), "removals are part of it");
+    assert_eq!(entries[1].version, 2);
+    assert_eq!(index.entries_after(1, 1).await.unwrap().iter().map(|e| e.chat_id).collect::<Vec<_>>(), vec![2]);
+}
+
 pub async fn nothing_is_searchable_before_a_commit(index: &dyn SearchIndex) {
     assert_eq!(index.position().await.unwrap(), 0);
     index.write(vec![IndexChange::Upsert(chat(1, 1, 7, "staged"))]).await.unwrap();
@@ -132,6 +144,7 @@ macro_rules! search_index_suite {
                 filters_narrow_and_pages_run_newest_first,
                 upserts_replace_and_deletes_forget,
                 removed_chats_are_not_found_by_their_removers,
+                entries_list_what_was_committed_in_chat_order,
                 nothing_is_searchable_before_a_commit
             ]
         );

@@ -193,11 +193,21 @@ pub async fn rebuild(
                 changes.push(IndexChange::Upsert(chat));
             }
         }
-        index.write(changes).await.map_err(|e| e.to_string())?;
+        refused(&index.write(changes).await.map_err(|e| e.to_string())?);
         progress(read);
     }
     index.commit(head).await.map_err(|e| e.to_string())?;
     Ok(read)
+}
+
+/// Logs and counts changes the index refused for good (they are not retried).
+pub(crate) fn refused(rejected: &[super::Rejected]) {
+    for r in rejected {
+        tracing::warn!(chat_id = r.chat_id, reason = %r.reason, "the search index refused a chat");
+    }
+    if !rejected.is_empty() {
+        metrics::counter!("chatmesh_search_rejected_total").increment(rejected.len() as u64);
+    }
 }
 
 fn report(position: u64, newest: u64) {
@@ -314,7 +324,7 @@ impl Indexer<'_> {
         if let Some(last) = events.last().and_then(|e| e.event_id.parse::<u64>().ok()) {
             let changes = changes_for(self.store, &events).await?;
             metrics::counter!("chatmesh_search_changes_total").increment(changes.len() as u64);
-            self.index.write(changes).await?;
+            refused(&self.index.write(changes).await?);
             self.position = Some(last);
             self.staged += events.len();
             self.since.get_or_insert_with(Instant::now);

@@ -40,6 +40,49 @@ pub struct IndexedChat {
     pub version: u64,
 }
 
+impl IndexedChat {
+    /// A fingerprint of what a search can see of the chat (channel, sender, time, text and who
+    /// removed it), kept beside the document so an index can be compared with the store.
+    pub fn digest(&self) -> u64 {
+        // FNV-1a over a fixed encoding: stable across builds and platforms.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for n in [self.chat_id, self.channel_id, self.sender_id, self.created_at_ms] {
+            eat(&n.to_le_bytes());
+        }
+        eat(&(self.text.len() as u64).to_le_bytes());
+        eat(self.text.as_bytes());
+        let mut removed = self.removed_for.clone();
+        removed.sort_unstable();
+        for user in removed {
+            eat(&user.to_le_bytes());
+        }
+        hash
+    }
+}
+
+/// What an index holds of a chat, for comparing it with the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub chat_id: u64,
+    pub version: u64,
+    /// [`IndexedChat::digest`] of the state written.
+    pub digest: u64,
+}
+
+/// A change the index refused (a malformed document), with its reason; it goes to the
+/// dead-letter stream rather than block the ones after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub chat_id: u64,
+    pub reason: String,
+}
+
 /// One change to the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexChange {
@@ -74,8 +117,9 @@ pub struct IndexQuery {
 /// resumes exactly where the last commit left off.
 #[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
-    /// Stages changes, applied in order.
-    async fn write(&self, changes: Vec<IndexChange>) -> Result<(), IndexError>;
+    /// Stages changes, applied in order. Changes the index refuses for good are returned (the
+    /// rest are staged); an error means none can be relied on and the batch must be retried.
+    async fn write(&self, changes: Vec<IndexChange>) -> Result<Vec<Rejected>, IndexError>;
     /// Makes every staged change durable and searchable, with `position`.
     async fn commit(&self, position: u64) -> Result<(), IndexError>;
     /// The feed position of the last commit (0: nothing indexed).
@@ -84,4 +128,7 @@ pub trait SearchIndex: Send + Sync + 'static {
     async fn search(&self, query: IndexQuery) -> Result<Vec<u64>, IndexError>;
     /// Chats held (as of the last commit).
     async fn documents(&self) -> Result<u64, IndexError>;
+    /// Up to `limit` entries of chats with ids above `after_chat_id`, ascending (as of the last
+    /// commit): the index's side of `chatmesh admin verify-index`.
+    async fn entries_after(&self, after_chat_id: u64, limit: usize) -> Result<Vec<IndexEntry>, IndexError>;
 }

@@ -14,16 +14,17 @@ use tantivy::{
     collector::TopDocs,
     directory::MmapDirectory,
     query::{BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery},
+    schema::Value as _,
     schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions},
 };
 
 use super::{
-    IndexChange, IndexError, IndexQuery, IndexedChat, SearchIndex,
+    IndexChange, IndexEntry, IndexError, IndexQuery, IndexedChat, Rejected, SearchIndex,
     analysis::{self, Clause},
 };
 
 /// Bumped when the schema or analysis changes; an index of another format must be rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -32,6 +33,7 @@ struct Fields {
     sender_id: Field,
     created_at: Field,
     version: Field,
+    digest: Field,
     removed_for: Field,
     words: Field,
     cjk: Field,
@@ -52,6 +54,7 @@ fn schema() -> (Schema, Fields) {
         sender_id: builder.add_u64_field("sender_id", INDEXED),
         created_at: builder.add_u64_field("created_at", INDEXED | FAST),
         version: builder.add_u64_field("version", STORED),
+        digest: builder.add_u64_field("digest", STORED),
         removed_for: builder.add_u64_field("removed_for", INDEXED),
         words: builder.add_text_field("words", text(analysis::WORDS)),
         cjk: builder.add_text_field("cjk", text(analysis::CJK)),
@@ -118,6 +121,7 @@ impl TantivyIndex {
         doc.add_u64(f.sender_id, chat.sender_id);
         doc.add_u64(f.created_at, chat.created_at_ms);
         doc.add_u64(f.version, chat.version);
+        doc.add_u64(f.digest, chat.digest());
         for user in &chat.removed_for {
             doc.add_u64(f.removed_for, *user);
         }
@@ -184,7 +188,7 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl SearchIndex for TantivyIndex {
-    async fn write(&self, changes: Vec<IndexChange>) -> Result<(), IndexError> {
+    async fn write(&self, changes: Vec<IndexChange>) -> Result<Vec<Rejected>, IndexError> {
         let docs: Vec<(IndexChange, Option<TantivyDocument>)> = changes
             .into_iter()
             .map(|c| {
@@ -215,7 +219,8 @@ impl SearchIndex for TantivyIndex {
                     }
                 }
             }
-            Ok(())
+            // every document of ours is well formed: tantivy refuses none
+            Ok(Vec::new())
         })
         .await
     }
@@ -256,6 +261,28 @@ impl SearchIndex for TantivyIndex {
     async fn documents(&self) -> Result<u64, IndexError> {
         let reader = self.reader.clone();
         blocking(move || Ok(reader.searcher().num_docs())).await
+    }
+
+    async fn entries_after(&self, after_chat_id: u64, limit: usize) -> Result<Vec<IndexEntry>, IndexError> {
+        let (reader, f) = (self.reader.clone(), self.fields);
+        blocking(move || {
+            let searcher = reader.searcher();
+            let above = Bound::Excluded(Term::from_field_u64(f.chat_id, after_chat_id));
+            let query = RangeQuery::new(above, Bound::Unbounded);
+            let top = TopDocs::with_limit(limit.max(1)).order_by_fast_field::<u64>("chat_id", Order::Asc);
+            let mut entries = Vec::new();
+            for (_, address) in searcher.search(&query, &top).map_err(backend)? {
+                let doc: TantivyDocument = searcher.doc(address).map_err(backend)?;
+                let stored = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or_default();
+                entries.push(IndexEntry {
+                    chat_id: stored(f.chat_id),
+                    version: stored(f.version),
+                    digest: stored(f.digest),
+                });
+            }
+            Ok(entries)
+        })
+        .await
     }
 }
 
