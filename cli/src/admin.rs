@@ -23,17 +23,7 @@ use crate::search_dir;
 /// in use. The new index is built beside the old one and replaces it only when complete.
 pub async fn reindex(config: &Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let chat_dir = config.data_dir.join("chat");
-    if !chat_dir.exists() {
-        anyhow::bail!("no chat store in {}: nothing to index", config.data_dir.display());
-    }
-    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
-    let store = FjallChatStore::open(&chat_dir, ids).map_err(|e| {
-        anyhow::anyhow!(
-            "opening the chat store in {}: {e} (reindex runs offline: stop the server using this data dir first)",
-            chat_dir.display()
-        )
-    })?;
+    let store = open_store(config, "reindex")?;
     let live = search_dir(config);
     let fresh = live.with_extension("rebuild");
     remove_dir(&fresh)?;
@@ -64,6 +54,46 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Compares the search index with the chat store, offline (the data dir must not be in use by
+/// a chat part; an Elasticsearch index may be live). Fails when they differ.
+pub async fn verify_index(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = open_store(config, "verify-index")?;
+    let index = crate::search_index(config, false).await?;
+    let comparison =
+        chatmesh_chat::search::indexer::compare(&store, index.as_ref()).await.map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string(&comparison)?);
+    } else {
+        println!(
+            "store: {} searchable chats; index: {} documents; missing {}, extra {}, stale {}",
+            comparison.searchable,
+            comparison.indexed,
+            comparison.missing.len(),
+            comparison.extra.len(),
+            comparison.stale.len()
+        );
+    }
+    match comparison.differences() {
+        0 => Ok(()),
+        n => anyhow::bail!("the index differs from the store in {n} chats (`chatmesh admin reindex` rebuilds it)"),
+    }
+}
+
+/// The chat store of the data dir, opened by an offline command.
+fn open_store(config: &Config, command: &str) -> anyhow::Result<FjallChatStore> {
+    let chat_dir = config.data_dir.join("chat");
+    if !chat_dir.exists() {
+        anyhow::bail!("no chat store in {}", config.data_dir.display());
+    }
+    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
+    FjallChatStore::open(&chat_dir, ids).map_err(|e| {
+        anyhow::anyhow!(
+            "opening the chat store in {}: {e} ({command} runs offline: stop the server using this data dir first)",
+            chat_dir.display()
+        )
+    })
 }
 
 fn remove_dir(dir: &Path) -> anyhow::Result<()> {

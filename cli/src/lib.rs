@@ -142,8 +142,17 @@ impl Running {
 
 /// Starts `parts` in this process on the listeners of `config` (port 0 picks a free port).
 pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Running> {
-    if parts.contains(&Part::Indexer) && !parts.contains(&Part::Chat) {
-        anyhow::bail!("the indexer reads the embedded chat store: run it in the same process as the chat part");
+    match config.search.source.as_str() {
+        "feed" if parts.contains(&Part::Indexer) && !parts.contains(&Part::Chat) => anyhow::bail!(
+            "search.source = \"feed\": the indexer follows the chat store's feed, so it runs in the chat part's \
+             process; with search.source = \"stream\" (and Redis) it can run anywhere"
+        ),
+        "feed" => {}
+        "stream" if config.stream_url().is_none() => {
+            anyhow::bail!("search.source = \"stream\" needs Redis: set redis_url or redis.stream_url")
+        }
+        "stream" => {}
+        other => anyhow::bail!("search.source = {other:?}: \"feed\" or \"stream\""),
     }
     if config.store.backend != "embedded" && parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat))
     {
@@ -253,6 +262,17 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         let (bound, task) = serve_grpc("gRPC", config.grpc.listen, &config, public, routes, &shutdown).await?;
         running.grpc_addr = Some(bound);
         tasks.spawn(task);
+    }
+    if parts.contains(&Part::Indexer) && !parts.contains(&Part::Chat) {
+        // an indexer of its own: chats' current states come from the chat part's internal RPC
+        let chat =
+            internal_channel(peers.need(&peers.chat, "indexer", "chat")?, ServiceAuth::new(auth.clone(), "indexer"));
+        let source = Arc::new(chatmesh_chat::search::source::GrpcSource(
+            chatmesh_api::chat::v1::chat_internal_service_client::ChatInternalServiceClient::new(chat),
+        ));
+        let index = search_index(&config, true).await?;
+        let status = Arc::new(chatmesh_chat::search::IndexerStatus::default());
+        spawn_stream_indexer(&config, &pools, source, index, shutdown.clone(), status, &mut tasks).await?;
     }
     if parts.contains(&Part::Rest) {
         let services = peers.by_service();
@@ -393,7 +413,7 @@ async fn grpc_routes(
             internal_channel(peers.need(&peers.dispatcher, "chat", "dispatcher")?, credentials.clone()),
         ));
         let (committed, woken) = tokio::sync::watch::channel(0u64);
-        let search = open_search(config, parts, &store, &woken, shutdown, tasks)?;
+        let search = open_search(config, parts, pools, &store, &woken, shutdown, tasks).await?;
         if let Some(media) = media {
             let (store, media, stop) = (store.clone(), media.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -414,8 +434,14 @@ async fn grpc_routes(
             peers.need(&peers.channel, "chat", "channel")?,
             credentials,
         ));
-        let sinks: [Arc<dyn chatmesh_chat::FeedSink>; 2] =
-            [Arc::new(chatmesh_chat::PublishSink(publisher)), Arc::new(activity)];
+        let mut sinks: Vec<Arc<dyn chatmesh_chat::FeedSink>> =
+            vec![Arc::new(chatmesh_chat::PublishSink(publisher)), Arc::new(activity)];
+        if config.search.source == "stream"
+            && let Some(url) = config.stream_url()
+        {
+            let redis = connect_redis(pools, url).await?;
+            sinks.push(Arc::new(chatmesh_chat::search::stream::StreamSink::new(redis.manager)));
+        }
         for sink in sinks {
             let (store, woken, stop) = (store.clone(), woken.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -494,33 +520,102 @@ async fn node_id(
 
 /// The chat part's search index under the data dir, and its indexer when the indexer part
 /// runs here.
-fn open_search(
+async fn open_search(
     config: &Config,
     parts: &BTreeSet<Part>,
+    pools: &chatmesh_platform::redis_pool::RedisPool,
     store: &Arc<dyn chatmesh_chat::store::ChatStore>,
     woken: &tokio::sync::watch::Receiver<u64>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<chatmesh_chat::Search> {
-    use chatmesh_chat::search::{IndexerSettings, IndexerStatus, SearchIndex, TantivyIndex};
-    let index: Arc<dyn SearchIndex> =
-        Arc::new(TantivyIndex::open(&search_dir(config), config.search.writer_memory_mib << 20)?);
+    use chatmesh_chat::search::{IndexerSettings, IndexerStatus, source::StoreSource};
+    let indexes_here = parts.contains(&Part::Indexer);
+    let index = search_index(config, indexes_here).await?;
     let indexer = Arc::new(IndexerStatus::default());
-    if parts.contains(&Part::Indexer) {
+    if !indexes_here {
+        if config.search.source == "feed" {
+            tracing::warn!("no indexer runs with this chat part: search results will not follow new chats");
+        }
+        return Ok(chatmesh_chat::Search { index, indexer });
+    }
+    let (index_, stop, status) = (index.clone(), shutdown.clone(), indexer.clone());
+    if config.search.source == "stream" {
+        let source = Arc::new(StoreSource(store.clone()));
+        spawn_stream_indexer(config, pools, source, index_, stop, status, tasks).await?;
+    } else {
         let settings = IndexerSettings {
             commit_interval: std::time::Duration::from_millis(config.search.commit_interval_ms),
             commit_batch: config.search.commit_batch.max(1),
         };
-        let (store, index, woken, stop, status) =
-            (store.clone(), index.clone(), woken.clone(), shutdown.clone(), indexer.clone());
+        let (store, woken) = (store.clone(), woken.clone());
         tasks.spawn(async move {
-            chatmesh_chat::search::run_indexer(store, index, settings, woken, stop, status).await;
+            chatmesh_chat::search::run_indexer(store, index_, settings, woken, stop, status).await;
             Ok(())
         });
-    } else {
-        tracing::warn!("no indexer runs with this chat part: search results will not follow new chats");
     }
     Ok(chatmesh_chat::Search { index, indexer })
+}
+
+/// The search index: Elasticsearch, or the embedded one (written here when `writes`, else only
+/// searched while an indexer in another process writes it).
+pub(crate) async fn search_index(
+    config: &Config,
+    writes: bool,
+) -> anyhow::Result<Arc<dyn chatmesh_chat::search::SearchIndex>> {
+    use chatmesh_chat::search::TantivyIndex;
+    Ok(match config.search.backend.as_str() {
+        "embedded" if writes => {
+            Arc::new(TantivyIndex::open(&search_dir(config), config.search.writer_memory_mib << 20)?)
+        }
+        "embedded" => Arc::new(TantivyIndex::open_reader(&search_dir(config))?),
+        "elasticsearch" => {
+            let search = &config.search;
+            if search.elasticsearch_url.is_empty() {
+                anyhow::bail!("search.backend = \"elasticsearch\" needs search.elasticsearch_url");
+            }
+            let optional = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let settings = chatmesh_chat::search::ElasticsearchSettings {
+                url: search.elasticsearch_url.clone(),
+                index: search.elasticsearch_index.clone(),
+                username: optional(&search.elasticsearch_username),
+                password: optional(&search.elasticsearch_password),
+            };
+            Arc::new(
+                chatmesh_chat::search::ElasticsearchIndex::connect(settings)
+                    .await
+                    .with_context(|| format!("connecting to Elasticsearch at {}", search.elasticsearch_url))?,
+            )
+        }
+        other => anyhow::bail!("search.backend = {other:?}: \"embedded\" or \"elasticsearch\""),
+    })
+}
+
+/// Runs an indexer reading the change stream into `index`, reading chats from `source`.
+async fn spawn_stream_indexer(
+    config: &Config,
+    pools: &chatmesh_platform::redis_pool::RedisPool,
+    source: Arc<dyn chatmesh_chat::search::source::ChatSource>,
+    index: Arc<dyn chatmesh_chat::search::SearchIndex>,
+    stop: CancellationToken,
+    status: Arc<chatmesh_chat::search::IndexerStatus>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use chatmesh_chat::search::stream::{StreamSettings, default_consumer, run_stream_indexer};
+    let url = config.stream_url().context("search.source = \"stream\" needs Redis")?;
+    let redis = connect_redis(pools, url).await?;
+    let settings = StreamSettings {
+        consumer: match config.search.consumer.as_str() {
+            "" => default_consumer(),
+            named => named.to_owned(),
+        },
+        claim_idle: std::time::Duration::from_millis(config.search.claim_idle_ms.max(100)),
+    };
+    tasks.spawn(async move {
+        run_stream_indexer(redis.client, source, index, settings, stop, status).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Where the embedded search index lives.

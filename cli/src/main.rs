@@ -73,6 +73,13 @@ enum AdminCommand {
     /// Rebuild the search index from the chat store. Offline: stop the server using the data
     /// dir first; the new index replaces the old one only once it is complete.
     Reindex,
+    /// Compare the search index with the chat store (offline for the store: stop the server
+    /// using the data dir first); exits non-zero when they differ.
+    VerifyIndex {
+        /// Print JSON (with the ids of every differing chat) instead of counts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Health and search-index lag of a running server.
     Status {
         /// The server's gRPC address [default: the configured grpc.listen].
@@ -208,6 +215,7 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Reindex => admin::reindex(&config).await,
+        AdminCommand::VerifyIndex { json } => admin::verify_index(&config, json).await,
         AdminCommand::Status { grpc, json } => admin::status(&config, grpc, json).await,
     }
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Process, authed, connect, free_addr, sign_up};
+use common::{Process, authed, connect, free_addr, own_redis, redis_url, sign_up, start_redis, wait_for_port};
 
 use chatmesh_api::{
     channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
@@ -25,14 +25,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 use tonic::transport::Channel;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("CHATMESH_TEST_REDIS_URL").ok();
-    if url.is_none() {
-        println!("skipped: CHATMESH_TEST_REDIS_URL is not set (.ci/run sets it)");
-    }
-    url
-}
 
 /// `chatmesh serve <parts>` on `data` with these listeners and settings.
 fn serve(data: &Path, parts: &[&str], grpc: SocketAddr, ws: SocketAddr, env: &[(&str, String)]) -> Process {
@@ -198,40 +190,6 @@ async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
     );
     assert_eq!(near_got, sent);
     assert_eq!(far_got, sent, "every event, once, in order, through the backplane");
-}
-
-/// A redis-server of this test's own, listening: its process, port and URL. `None` (said why)
-/// when Redis tests are off or redis-server cannot run here.
-async fn own_redis() -> Option<(Process, u16, String)> {
-    redis_url()?;
-    let port = free_addr().port();
-    let process = start_redis(port)?;
-    wait_for_port(port).await;
-    Some((process, port, format!("redis://127.0.0.1:{port}")))
-}
-
-/// Starts redis-server on `port`.
-fn start_redis(port: u16) -> Option<Process> {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    match child {
-        Ok(child) => Some(Process(child)),
-        Err(e) => {
-            println!("skipped: redis-server cannot be started here: {e}");
-            None
-        }
-    }
-}
-
-async fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "redis-server on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

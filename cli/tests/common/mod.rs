@@ -5,7 +5,7 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    process::Child,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -71,4 +71,47 @@ pub async fn group(channel: &Channel, owner: &str, members: &[&str]) -> String {
     };
     let response = ChannelServiceClient::new(channel.clone()).create_channel(authed(owner, request)).await.unwrap();
     response.into_inner().channel.unwrap().channel_id
+}
+
+/// The Redis the Redis-backed tests use, or `None` (said why) when they are off.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("CHATMESH_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        println!("skipped: CHATMESH_TEST_REDIS_URL is not set (.ci/run sets it)");
+    }
+    url
+}
+
+/// A redis-server of this test's own, listening: its process, port and URL. `None` (said why)
+/// when Redis tests are off or redis-server cannot run here.
+pub async fn own_redis() -> Option<(Process, u16, String)> {
+    redis_url()?;
+    let port = free_addr().port();
+    let process = start_redis(port)?;
+    wait_for_port(port).await;
+    Some((process, port, format!("redis://127.0.0.1:{port}")))
+}
+
+/// Starts redis-server on `port`.
+pub fn start_redis(port: u16) -> Option<Process> {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => Some(Process(child)),
+        Err(e) => {
+            println!("skipped: redis-server cannot be started here: {e}");
+            None
+        }
+    }
+}
+
+pub async fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "redis-server on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -49,6 +49,8 @@ pub struct RedisConfig {
     pub presence_url: String,
     /// Per-user call limits shared by every process; empty: `redis_url`.
     pub limits_url: String,
+    /// The change stream feeding the search indexers (`search.source = "stream"`); empty: `redis_url`.
+    pub stream_url: String,
     /// A dispatcher's presence claims expire this long after its last heartbeat (a third of it).
     pub presence_ttl_secs: u64,
     /// Longest wait for Redis on a request path, in milliseconds; past it the call fails open.
@@ -61,6 +63,7 @@ impl Default for RedisConfig {
             backplane_url: String::new(),
             presence_url: String::new(),
             limits_url: String::new(),
+            stream_url: String::new(),
             presence_ttl_secs: 30,
             timeout_ms: 250,
         }
@@ -76,6 +79,11 @@ impl Config {
     /// The shared limits' Redis URL, if the mesh spans processes.
     pub fn limits_url(&self) -> Option<&str> {
         self.redis_for(&self.redis.limits_url)
+    }
+
+    /// The change stream's Redis URL, if configured.
+    pub fn stream_url(&self) -> Option<&str> {
+        self.redis_for(&self.redis.stream_url)
     }
 
     /// Presence's Redis URL, if the mesh spans processes.
@@ -152,11 +160,39 @@ pub struct SearchConfig {
     pub commit_batch: usize,
     /// Memory the index writer may buffer, in MiB (at least 15).
     pub writer_memory_mib: usize,
+    /// What the indexer follows: `feed` (the chat store's change feed, in the chat part's
+    /// process) or `stream` (a Redis Stream the chat part relays the feed into, read by a
+    /// consumer group: indexers in any process, several at once).
+    pub source: String,
+    /// Where the index lives: `embedded` (tantivy under the data dir) or `elasticsearch`.
+    pub backend: String,
+    pub elasticsearch_url: String,
+    pub elasticsearch_index: String,
+    pub elasticsearch_username: String,
+    pub elasticsearch_password: String,
+    /// This indexer's name in the consumer group; empty: `$HOSTNAME` (the pod name), else
+    /// `indexer-<pid>`.
+    pub consumer: String,
+    /// Changes a consumer has held unacknowledged this long are taken over by another (the
+    /// holder is presumed dead), in milliseconds.
+    pub claim_idle_ms: u64,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        Self { commit_interval_ms: 500, commit_batch: 10_000, writer_memory_mib: 64 }
+        Self {
+            commit_interval_ms: 500,
+            commit_batch: 10_000,
+            writer_memory_mib: 64,
+            source: "feed".into(),
+            backend: "embedded".into(),
+            elasticsearch_url: String::new(),
+            elasticsearch_index: "chatmesh-chats".into(),
+            elasticsearch_username: String::new(),
+            elasticsearch_password: String::new(),
+            consumer: String::new(),
+            claim_idle_ms: 30_000,
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod fault;
 pub mod grpc;
 pub mod ids;
 pub mod membership;

@@ -44,6 +44,22 @@ pub fn last_seen(user_id: u64) -> String {
     format!("chatmesh:last-seen:{{{user_id}}}")
 }
 
+/// The stream of chat changes the chat part relays from its durable feed, read by the search
+/// indexers' consumer group.
+pub fn change_stream() -> &'static str {
+    "chatmesh:changes"
+}
+
+/// Changes the search index refused for good, with the reason (for an operator to look at).
+pub fn change_dead_letters() -> &'static str {
+    "chatmesh:changes:dead"
+}
+
+/// The consumer group of the search indexers on [`change_stream`].
+pub fn indexer_group() -> &'static str {
+    "indexer"
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -37,7 +37,7 @@ use crate::{
 const MAX_TEXT: usize = 4000;
 const MAX_CLIENT_MSG_ID: usize = 64;
 const MAX_MENTIONS: usize = 20;
-const MAX_BATCH_IDS: usize = 100;
+pub(crate) const MAX_BATCH_IDS: usize = 100;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 100;
 const DEFAULT_EVENTS: usize = 100;
@@ -767,6 +767,20 @@ impl ChatInternalService for ChatInternalApi {
             documents: status.documents as i64,
             indexer_running: search.indexer.is_running(),
         }))
+    }
+
+    async fn get_chat_states(
+        &self,
+        request: Request<pb::GetChatStatesRequest>,
+    ) -> Result<Response<pb::GetChatStatesResponse>, Status> {
+        let chat_ids = ids("chat_ids", &request.into_inner().chat_ids)?;
+        let mut states = Vec::with_capacity(chat_ids.len());
+        for chat_id in chat_ids {
+            let state =
+                search::source::current_state(self.core.store.as_ref(), chat_id).await.map_err(ChatError::from)?;
+            states.extend(state.as_ref().map(search::source::to_state));
+        }
+        Ok(Response::new(pb::GetChatStatesResponse { states }))
     }
 
     async fn append_channel_events(

@@ -17,11 +17,11 @@ use chatmesh_api::chat::v1::{ChannelEvent, EventType, channel_event::Payload};
 use chatmesh_platform::{ids::unix_ms_of, shutdown::CancellationToken};
 use tokio::sync::watch;
 
-use super::{IndexChange, IndexError, IndexedChat, SearchIndex};
-use crate::{
-    model::{ChatKind, ChatRecord},
-    store::{ChatStore, StoreError},
+use super::{
+    IndexChange, IndexError, IndexedChat, SearchIndex,
+    source::{ChatSource, StoreSource, indexed},
 };
+use crate::store::{ChatStore, StoreError};
 
 /// Feed entries read per step.
 const BATCH: usize = 512;
@@ -56,6 +56,10 @@ impl IndexerStatus {
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
+
+    pub(crate) fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Release);
+    }
 }
 
 /// How far the index trails the feed.
@@ -74,6 +78,8 @@ enum Failure {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error("reading chats: {0}")]
+    Source(String),
 }
 
 fn lag_ms(newest: u64, indexed: u64) -> u64 {
@@ -95,64 +101,51 @@ pub async fn status(store: &dyn ChatStore, index: &dyn SearchIndex) -> Result<Se
     })
 }
 
-/// The index form of a chat's current state, or `None` when it must not be found (a retracted
-/// or system chat).
-fn indexed(chat: ChatRecord, removed_for: Vec<u64>, version: u64) -> Option<IndexedChat> {
-    (chat.kind == ChatKind::Text && !chat.is_retracted()).then_some(IndexedChat {
-        chat_id: chat.chat_id,
-        channel_id: chat.channel_id,
-        sender_id: chat.sender_id,
-        created_at_ms: chat.created_at_ms,
-        text: chat.text,
-        removed_for,
-        version,
-    })
+/// What changed, as the indexer sees it: a chat to re-read, or a deleted channel to forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    Chat { chat_id: u64, event_id: u64 },
+    Channel { channel_id: u64 },
 }
 
-/// Index changes for a run of feed events, reading each changed chat's current state.
-async fn changes_for(store: &dyn ChatStore, events: &[ChannelEvent]) -> Result<Vec<IndexChange>, StoreError> {
-    enum Step {
-        Chat(u64, u64),
-        Channel(u64),
+/// What a feed event changes in the index, if anything.
+pub fn changed_by(event: &ChannelEvent) -> Option<Changed> {
+    let event_id: u64 = event.event_id.parse().unwrap_or(0);
+    match (event.r#type(), &event.payload) {
+        (
+            EventType::ChatCreated | EventType::ChatEdited | EventType::ChatRetracted | EventType::ChatRemoved,
+            Some(Payload::Chat(chat)),
+        ) => chat.chat_id.parse().ok().map(|chat_id| Changed::Chat { chat_id, event_id }),
+        (EventType::ChannelDeleted, _) => {
+            event.channel_id.parse().ok().map(|channel_id| Changed::Channel { channel_id })
+        }
+        _ => None,
     }
-    let mut steps = Vec::new();
+}
+
+/// Index changes for a run of changes, in order, reading each changed chat's current state
+/// (once, however often it changed in the run) with its last change's event id as version.
+pub async fn changes_for(source: &dyn ChatSource, changed: &[Changed]) -> Result<Vec<IndexChange>, String> {
     // why: a chat changed several times in one run is written once, at its last change.
     let mut last_of: HashMap<u64, usize> = HashMap::new();
-    for event in events {
-        let event_id: u64 = event.event_id.parse().unwrap_or(0);
-        match (event.r#type(), &event.payload) {
-            (
-                EventType::ChatCreated | EventType::ChatEdited | EventType::ChatRetracted | EventType::ChatRemoved,
-                Some(Payload::Chat(chat)),
-            ) => {
-                if let Ok(chat_id) = chat.chat_id.parse::<u64>() {
-                    last_of.insert(chat_id, steps.len());
-                    steps.push(Step::Chat(chat_id, event_id));
-                }
-            }
-            (EventType::ChannelDeleted, _) => {
-                if let Ok(channel_id) = event.channel_id.parse() {
-                    steps.push(Step::Channel(channel_id));
-                }
-            }
-            _ => {}
+    for (i, change) in changed.iter().enumerate() {
+        if let Changed::Chat { chat_id, .. } = change {
+            last_of.insert(*chat_id, i);
         }
     }
-    let mut changes = Vec::with_capacity(steps.len());
-    for (i, step) in steps.into_iter().enumerate() {
-        match step {
-            Step::Chat(chat_id, version) if last_of.get(&chat_id) == Some(&i) => {
-                let current = match store.get_chat(chat_id).await? {
-                    Some(chat) => indexed(chat, store.removed_by(chat_id).await?, version),
-                    None => None,
-                };
-                changes.push(match current {
-                    Some(chat) => IndexChange::Upsert(chat),
+    let wanted: Vec<u64> = last_of.keys().copied().collect();
+    let mut states = source.states(&wanted).await?;
+    let mut changes = Vec::with_capacity(changed.len());
+    for (i, change) in changed.iter().enumerate() {
+        match *change {
+            Changed::Chat { chat_id, event_id } if last_of.get(&chat_id) == Some(&i) => {
+                changes.push(match states.remove(&chat_id) {
+                    Some(state) => IndexChange::Upsert(IndexedChat { version: event_id, ..state }),
                     None => IndexChange::Delete { chat_id },
                 });
             }
-            Step::Chat(..) => {}
-            Step::Channel(channel_id) => changes.push(IndexChange::DeleteChannel { channel_id }),
+            Changed::Chat { .. } => {}
+            Changed::Channel { channel_id } => changes.push(IndexChange::DeleteChannel { channel_id }),
         }
     }
     Ok(changes)
@@ -200,6 +193,71 @@ pub async fn rebuild(
     Ok(read)
 }
 
+/// How an index differs from the store's searchable chats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Comparison {
+    /// Searchable chats in the store.
+    pub searchable: u64,
+    /// Documents in the index.
+    pub indexed: u64,
+    /// Searchable but not in the index.
+    pub missing: Vec<u64>,
+    /// In the index but not searchable (retracted, or of a deleted channel, or unknown).
+    pub extra: Vec<u64>,
+    /// In both, but the index holds another state (text, removals, ...).
+    pub stale: Vec<u64>,
+}
+
+impl Comparison {
+    pub fn differences(&self) -> usize {
+        self.missing.len() + self.extra.len() + self.stale.len()
+    }
+}
+
+/// Compares every searchable chat of the store with what the index holds of it (by digest).
+pub async fn compare(store: &dyn ChatStore, index: &dyn SearchIndex) -> Result<Comparison, String> {
+    let mut expected: HashMap<u64, u64> = HashMap::new();
+    let mut after = (0, 0);
+    let mut deleted: HashMap<u64, bool> = HashMap::new();
+    loop {
+        let page = store.scan_chats(after, REBUILD_PAGE).await.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = (last.channel_id, last.chat_id);
+        for chat in page {
+            let gone = match deleted.get(&chat.channel_id) {
+                Some(gone) => *gone,
+                None => {
+                    let gone = store.channel_deleted(chat.channel_id).await.map_err(|e| e.to_string())?;
+                    *deleted.entry(chat.channel_id).or_insert(gone)
+                }
+            };
+            let chat_id = chat.chat_id;
+            let removed = store.removed_by(chat_id).await.map_err(|e| e.to_string())?;
+            if let Some(state) = indexed(chat, removed, 0).filter(|_| !gone) {
+                expected.insert(chat_id, state.digest());
+            }
+        }
+    }
+    let mut comparison = Comparison { searchable: expected.len() as u64, ..Comparison::default() };
+    let mut after_id = 0;
+    loop {
+        let entries = index.entries_after(after_id, REBUILD_PAGE).await.map_err(|e| e.to_string())?;
+        let Some(last) = entries.last() else { break };
+        after_id = last.chat_id;
+        for entry in entries {
+            comparison.indexed += 1;
+            match expected.remove(&entry.chat_id) {
+                Some(digest) if digest == entry.digest => {}
+                Some(_) => comparison.stale.push(entry.chat_id),
+                None => comparison.extra.push(entry.chat_id),
+            }
+        }
+    }
+    comparison.missing = expected.into_keys().collect();
+    comparison.missing.sort_unstable();
+    Ok(comparison)
+}
+
 /// Logs and counts changes the index refused for good (they are not retried).
 pub(crate) fn refused(rejected: &[super::Rejected]) {
     for r in rejected {
@@ -224,11 +282,13 @@ pub async fn run_indexer(
     shutdown: CancellationToken,
     status: Arc<IndexerStatus>,
 ) {
-    status.running.store(true, Ordering::Release);
+    status.set_running(true);
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
+    let source = StoreSource(store.clone());
     let mut indexer = Indexer {
         store: store.as_ref(),
+        source: &source,
         index: index.as_ref(),
         settings,
         position: None,
@@ -274,7 +334,7 @@ pub async fn run_indexer(
     {
         tracing::warn!(error = %e, "search index not committed at shutdown; it resumes from its last commit");
     }
-    status.running.store(false, Ordering::Release);
+    status.set_running(false);
 }
 
 enum Progress {
@@ -286,6 +346,7 @@ enum Progress {
 
 struct Indexer<'a> {
     store: &'a dyn ChatStore,
+    source: &'a dyn ChatSource,
     index: &'a dyn SearchIndex,
     settings: IndexerSettings,
     /// The feed position reached (staged); `None`: read it from the index's last commit.
@@ -322,7 +383,8 @@ impl Indexer<'_> {
         };
         let events = self.store.feed(position, BATCH).await?;
         if let Some(last) = events.last().and_then(|e| e.event_id.parse::<u64>().ok()) {
-            let changes = changes_for(self.store, &events).await?;
+            let changed: Vec<Changed> = events.iter().filter_map(changed_by).collect();
+            let changes = changes_for(self.source, &changed).await.map_err(Failure::Source)?;
             metrics::counter!("chatmesh_search_changes_total").increment(changes.len() as u64);
             refused(&self.index.write(changes).await?);
             self.position = Some(last);
@@ -434,15 +496,26 @@ mod tests {
         let followed_dir = tempfile::tempdir().unwrap();
         let followed = TantivyIndex::open(followed_dir.path(), 20_000_000).unwrap();
         let events = store.feed(0, 1000).await.unwrap();
-        followed.write(changes_for(&store, &events).await.unwrap()).await.unwrap();
+        let changed: Vec<Changed> = events.iter().filter_map(changed_by).collect();
+        let store: Arc<dyn ChatStore> = Arc::new(store);
+        let changes = changes_for(&StoreSource(store.clone()), &changed).await.unwrap();
+        followed.write(changes).await.unwrap();
         followed.commit(store.feed_head().await.unwrap()).await.unwrap();
 
         let rebuilt_dir = tempfile::tempdir().unwrap();
         let rebuilt = TantivyIndex::open(rebuilt_dir.path(), 20_000_000).unwrap();
         let mut seen = Vec::new();
-        assert_eq!(rebuild(&store, &rebuilt, |n| seen.push(n)).await.unwrap(), 30);
+        assert_eq!(rebuild(store.as_ref(), &rebuilt, |n| seen.push(n)).await.unwrap(), 30);
         assert_eq!(seen.last(), Some(&30));
         assert_eq!(rebuilt.position().await.unwrap(), followed.position().await.unwrap());
+
+        let same = compare(store.as_ref(), &rebuilt).await.unwrap();
+        assert_eq!((same.searchable, same.indexed, same.differences()), (29, 29, 0), "{same:?}");
+        store.edit_chat(ids[7], 7, "edited after the build".into()).await.unwrap();
+        store.retract_chats(7, vec![ids[8]]).await.unwrap();
+        let send_more = send(store.as_ref(), 1, "unindexed").await;
+        let differs = compare(store.as_ref(), &rebuilt).await.unwrap();
+        assert_eq!((differs.stale, differs.extra, differs.missing), (vec![ids[7]], vec![ids[8]], vec![send_more]));
 
         for viewer in [0, 9] {
             let mut q = query("common", &[1, 2, 3]);

@@ -9,11 +9,15 @@
 pub mod analysis;
 #[doc(hidden)]
 pub mod conformance;
+mod elasticsearch;
 pub mod indexer;
+pub mod source;
+pub mod stream;
 mod tantivy;
 
 use async_trait::async_trait;
 
+pub use self::elasticsearch::{ElasticsearchIndex, ElasticsearchSettings};
 pub use self::{
     analysis::{ParsedQuery, matches, parse_query, snippet},
     indexer::{IndexerSettings, IndexerStatus, SearchStatus, rebuild, run_indexer, status},

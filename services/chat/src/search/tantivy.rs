@@ -72,7 +72,8 @@ struct Payload {
 pub struct TantivyIndex {
     index: Index,
     reader: IndexReader,
-    writer: Arc<Mutex<IndexWriter<TantivyDocument>>>,
+    /// `None` when another process writes the index and this one only searches it.
+    writer: Option<Arc<Mutex<IndexWriter<TantivyDocument>>>>,
     fields: Fields,
 }
 
@@ -86,31 +87,48 @@ fn backend(e: impl std::fmt::Display) -> IndexError {
     IndexError::Backend(e.to_string())
 }
 
+/// Opens (or creates) the index in `dir`, refusing one of another format.
+fn open_index(dir: &Path) -> Result<Index, IndexError> {
+    std::fs::create_dir_all(dir).map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
+    let directory = MmapDirectory::open(dir).map_err(backend)?;
+    let index = Index::open_or_create(directory, schema().0)
+        .map_err(|e| backend(format!("{e} (an index of an older format: rebuild it with `chatmesh admin reindex`)")))?;
+    if let Some(payload) = read_payload(&index)?
+        && payload.format != FORMAT
+    {
+        return Err(backend(format!(
+            "the index in {} has format {}, this build reads {FORMAT}: rebuild it with `chatmesh admin reindex`",
+            dir.display(),
+            payload.format
+        )));
+    }
+    index.tokenizers().register(analysis::WORDS, analysis::words_analyzer());
+    index.tokenizers().register(analysis::CJK, analysis::cjk_analyzer());
+    Ok(index)
+}
+
 impl TantivyIndex {
     /// Opens (or creates) the index in `dir`, with a writer using up to `memory_bytes`.
     pub fn open(dir: &Path, memory_bytes: usize) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(dir).map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
-        let (schema, fields) = schema();
-        let directory = MmapDirectory::open(dir).map_err(backend)?;
-        let index = Index::open_or_create(directory, schema).map_err(|e| {
-            backend(format!("{e} (an index of an older format: rebuild it with `chatmesh admin reindex`)"))
-        })?;
-        if let Some(payload) = read_payload(&index)?
-            && payload.format != FORMAT
-        {
-            return Err(backend(format!(
-                "the index in {} has format {}, this build reads {FORMAT}: rebuild it with `chatmesh admin reindex`",
-                dir.display(),
-                payload.format
-            )));
-        }
-        index.tokenizers().register(analysis::WORDS, analysis::words_analyzer());
-        index.tokenizers().register(analysis::CJK, analysis::cjk_analyzer());
+        let index = open_index(dir)?;
         let writer = index
             .writer_with_num_threads(1, memory_bytes.max(15_000_000))
             .map_err(|e| backend(format!("{e} (is another chatmesh using {}?)", dir.display())))?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(backend)?;
-        Ok(Self { index, reader, writer: Arc::new(Mutex::new(writer)), fields })
+        Ok(Self { index, reader, writer: Some(Arc::new(Mutex::new(writer))), fields: schema().1 })
+    }
+
+    /// Opens the index in `dir` for searching only, while an indexer in another process on the
+    /// same host (or volume) writes it: each of its commits is seen shortly after it lands.
+    pub fn open_reader(dir: &Path) -> Result<Self, IndexError> {
+        let index = open_index(dir)?;
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into().map_err(backend)?;
+        Ok(Self { index, reader, writer: None, fields: schema().1 })
+    }
+
+    fn writer(&self) -> Result<Arc<Mutex<IndexWriter<TantivyDocument>>>, IndexError> {
+        self.writer.clone().ok_or_else(|| backend("this process only searches the index; its indexer writes it"))
     }
 
     fn document(&self, chat: &IndexedChat) -> TantivyDocument {
@@ -199,7 +217,7 @@ impl SearchIndex for TantivyIndex {
                 (c, doc)
             })
             .collect();
-        let (writer, f) = (self.writer.clone(), self.fields);
+        let (writer, f) = (self.writer()?, self.fields);
         blocking(move || {
             let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
             for (change, doc) in docs {
@@ -226,7 +244,7 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn commit(&self, position: u64) -> Result<(), IndexError> {
-        let (writer, reader) = (self.writer.clone(), self.reader.clone());
+        let (writer, reader) = (self.writer()?, self.reader.clone());
         blocking(move || {
             let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
             let payload = serde_json::to_string(&Payload { format: FORMAT, position }).map_err(backend)?;
@@ -295,6 +313,23 @@ mod tests {
         let index = TantivyIndex::open(dir.path(), 20_000_000).expect("index opens");
         (dir, index)
     });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_sees_the_commits_of_the_writer_it_shares_a_folder_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = TantivyIndex::open(dir.path(), 20_000_000).unwrap();
+        let reader = TantivyIndex::open_reader(dir.path()).unwrap();
+        assert!(reader.write(Vec::new()).await.is_err(), "a reader does not write");
+        writer.write(vec![IndexChange::Upsert(super::super::conformance::chat(1, 1, 7, "shared"))]).await.unwrap();
+        writer.commit(3).await.unwrap();
+        let query = || super::super::conformance::query("shared", &[1]);
+        let started = std::time::Instant::now();
+        while reader.search(query()).await.unwrap().is_empty() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reader never saw the commit");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(reader.position().await.unwrap(), 3);
+    }
 
     #[tokio::test]
     async fn position_and_documents_survive_a_reopen_but_staged_changes_do_not() {
