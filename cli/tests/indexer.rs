@@ -174,6 +174,17 @@ async fn an_indexer_killed_before_its_acks_leaves_the_index_equal_to_the_store()
     }
     let dead: u64 = redis.xlen("chatmesh:changes:dead").await.unwrap();
     assert_eq!(dead, 0, "nothing dead-lettered");
+    // and trimmed: only what no consumer is done with stays (the last delivered entry)
+    let started = Instant::now();
+    loop {
+        let length: u64 = redis.xlen("chatmesh:changes").await.unwrap();
+        if length <= 1 {
+            println!("stream trimmed to {length} entries once every change was acknowledged");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the stream still holds {length} entries");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // no retracted word is found (the index is read by the services while the indexer writes it)
     let retracted = retracted.lock().unwrap().clone();

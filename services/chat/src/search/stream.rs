@@ -33,7 +33,7 @@ const BATCH: usize = 512;
 /// How long one read waits for new entries.
 const BLOCK: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often the stream is trimmed and departed consumers are forgotten.
+/// How often the stream is trimmed and departed consumers are forgotten, at most.
 const HOUSEKEEPING: Duration = Duration::from_secs(30);
 /// A consumer with nothing pending, silent this long, is removed from the group.
 const CONSUMER_GONE: Duration = Duration::from_secs(3600);
@@ -223,7 +223,8 @@ impl Consumer {
                 return self.apply(claimed).await;
             }
         }
-        if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+        // why: as often as entries can be taken over, so the stream never holds much more than that
+        if self.last_housekeeping.elapsed() >= self.settings.claim_idle.clamp(Duration::from_secs(1), HOUSEKEEPING) {
             self.last_housekeeping = tokio::time::Instant::now();
             self.housekeeping().await?;
         }
