@@ -9,23 +9,12 @@ use chatmesh_api::{
     },
 };
 use chatmesh_platform::ids::now_ms;
-use chatmesh_tests::{TestApp, authed};
+use chatmesh_tests::{
+    TestApp, authed,
+    forge::{claims, sign},
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::Code;
-
-fn claims(sub: &str, aud: &str, sid: Option<&str>, iat: u64, exp: u64) -> serde_json::Value {
-    let mut c = serde_json::json!({ "iss": "chatmesh", "aud": aud, "sub": sub, "iat": iat, "nbf": iat, "exp": exp });
-    if let Some(sid) = sid {
-        c["sid"] = sid.into();
-    }
-    c
-}
-
-fn sign(kid: &str, der: &[u8], claims: &serde_json::Value) -> String {
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der)).expect("signs")
-}
 
 async fn get_me_code(app: &TestApp, token: Option<&str>) -> Code {
     let mut users = app.users().await;

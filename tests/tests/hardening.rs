@@ -1,0 +1,194 @@
+//! Abuse from the outside: forged and misused tokens on every surface (every RPC of every
+//! gRPC service, every REST route, the WebSocket handshake), fields a client must not set, and
+//! what responses must never carry.
+
+use chatmesh_api::user::v1::{GetUserRequest, UpdateMeRequest};
+use chatmesh_platform::config::AuthConfig;
+use chatmesh_tests::{
+    TestApp, authed,
+    forge::{self, Known},
+};
+use tonic::Code;
+
+/// Calls `path` with an empty message and `token`; the status code it answers.
+async fn call(channel: tonic::transport::Channel, path: &str, token: &str) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return Code::Unavailable;
+    }
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = path.parse().expect("a method path");
+    match grpc.unary(authed(token, ()), path, codec).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// Every RPC of the contracts as a path, and whether its service is internal.
+fn every_rpc() -> Vec<(String, bool)> {
+    let pool = chatmesh_api::descriptor_pool();
+    pool.services()
+        .filter(|s| s.full_name().starts_with("chatmesh."))
+        .flat_map(|s| {
+            let (internal, service) = (s.name().ends_with("InternalService"), s.full_name().to_owned());
+            s.methods().map(|m| (format!("/{service}/{}", m.name()), internal)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn known(app: &TestApp) -> Known {
+    let (user_id, tokens) = app.register("target@example.com").await;
+    let (kid, der) = app.signing_key("user");
+    let (service_kid, service_der) = app.signing_key("service");
+    Known {
+        user_id,
+        session_id: tokens.session_id.clone(),
+        kid,
+        der,
+        service_kid,
+        service_der,
+        refresh_token: tokens.refresh_token.clone(),
+        access_token: tokens.access_token.clone(),
+        leeway_secs: AuthConfig::default().leeway_secs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_are_refused_on_every_surface() {
+    let app = TestApp::spawn().await;
+    let known = known(&app).await;
+    let forged = forge::forged(&known);
+    let channel = app.channel().await;
+    let open: Vec<&str> = chatmesh_platform::grpc::OPEN_METHODS.to_vec();
+    let rpcs: Vec<(String, bool)> =
+        every_rpc().into_iter().filter(|(path, _)| !open.contains(&path.as_str())).collect();
+    let routes: Vec<_> = chatmesh_gateway_rest::routes().into_iter().filter(|r| !r.open).collect();
+    assert!(rpcs.len() >= 40 && routes.len() >= 30, "{} rpcs, {} routes", rpcs.len(), routes.len());
+
+    let (mut tried, mut accepted) = (0, Vec::new());
+    for (what, token) in &forged {
+        // gRPC: every RPC of every service, public and internal
+        for (path, internal) in &rpcs {
+            if *internal && *what == forge::SERVICE_ON_PUBLIC {
+                continue; // a service token is the right one there
+            }
+            tried += 1;
+            let code = call(channel.clone(), path, token).await;
+            if code != Code::Unauthenticated {
+                accepted.push(format!("gRPC {path} with {what}: {code:?}"));
+            }
+        }
+        // REST: every route that needs a token, at the edge
+        for route in &routes {
+            tried += 1;
+            let path = route.path.replace('{', "").replace('}', "").replace("_id", "-1");
+            let bearer = format!("Bearer {token}");
+            let (status, _) =
+                chatmesh_tests::raw::http(app.rest_addr, route.method.as_str(), &path, &[("authorization", &bearer)])
+                    .await;
+            if status != 401 {
+                accepted.push(format!("REST {} {path} with {what}: {status}", route.method));
+            }
+        }
+        // WebSocket: refused before the upgrade
+        tried += 1;
+        let url = format!("ws://{}/?token={}", app.ws_addr, token);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401 => {}
+            Err(other) => accepted.push(format!("WebSocket with {what}: {other}")),
+            Ok(_) => accepted.push(format!("WebSocket with {what}: upgraded")),
+        }
+    }
+    println!("forged tokens: {} kinds, accepted {} of {tried} attempts", forged.len(), accepted.len());
+    assert!(accepted.is_empty(), "accepted:\n{}", accepted.join("\n"));
+
+    // a user's real token on an internal RPC: known, but not allowed
+    let mut refused = 0;
+    for (path, _) in rpcs.iter().filter(|(_, internal)| *internal) {
+        assert_eq!(call(channel.clone(), path, &known.access_token).await, Code::PermissionDenied, "{path}");
+        refused += 1;
+    }
+    println!("a user token on {refused} internal rpcs: PERMISSION_DENIED each");
+    // and the real token still works, so the refusals above are about the tokens
+    assert_eq!(call(channel.clone(), "/chatmesh.user.v1.UserService/GetMe", &known.access_token).await, Code::Ok);
+}
+
+#[tokio::test]
+async fn clients_cannot_set_ids_owners_or_senders_and_never_see_secrets() {
+    let app = TestApp::spawn().await;
+    let ada = app.user("ada").await;
+    let bob = app.user("bob").await;
+    let rest = |method: &'static str, path: String, body: serde_json::Value, token: String| {
+        let addr = app.rest_addr;
+        async move {
+            let bearer = format!("Bearer {token}");
+            let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+            let (status, _, text) =
+                chatmesh_tests::raw::http_with_body(addr, method, &path, &headers, &body.to_string()).await;
+            (status, serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default())
+        }
+    };
+
+    // server-set fields in a write: refused (the JSON mapping knows no such field) or ignored
+    let channel = app.group(&ada, chatmesh_api::channel::v1::ChannelVisibility::Private, &[&bob]).await;
+    let forged_chat = serde_json::json!({
+        "channelId": channel.channel_id, "text": "hello", "senderId": bob.id, "chatId": "1", "createdAt": "2001-01-01T00:00:00Z"
+    });
+    let (status, body) = rest("POST", "/api/v1/chats".into(), forged_chat, ada.token.clone()).await;
+    assert_eq!(status, 400, "CreateChat with server fields: {body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("senderId") || message.contains("chatId") || message.contains("createdAt"), "{body}");
+    let forged_channel =
+        serde_json::json!({ "kind": "CHANNEL_KIND_GROUP", "name": "mine", "ownerId": bob.id, "channelId": "7" });
+    let (status, body) = rest("POST", "/api/v1/channels".into(), forged_channel, ada.token.clone()).await;
+    assert_eq!(status, 400, "CreateChannel with server fields: {body}");
+    // over gRPC the fields do not exist in the request messages at all: nothing to set
+    let role_grab = serde_json::json!({ "role": "MEMBER_ROLE_OWNER" });
+    let (status, _) = rest(
+        "PATCH",
+        format!("/api/v1/channels/{}/members/{}", channel.channel_id, bob.id),
+        role_grab,
+        bob.token.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "a member cannot promote themself");
+    let email_grab = serde_json::json!({ "name": "Ada", "email": "bob@example.com", "userId": bob.id });
+    let (status, body) = rest("PATCH", "/api/v1/users/me".into(), email_grab, ada.token.clone()).await;
+    assert_eq!(status, 400, "UpdateMe with server fields: {body}");
+    let me = app.users().await.get_me(authed(&ada.token, chatmesh_api::user::v1::GetMeRequest {})).await.unwrap();
+    let me = me.into_inner().user.unwrap();
+    assert_eq!((me.user_id.as_str(), me.email.as_str()), (ada.id.as_str(), "ada@example.com"), "nothing taken over");
+
+    // responses: no password hash anywhere, no other user's email, no other session's tokens
+    let other = app
+        .users()
+        .await
+        .get_user(authed(&ada.token, GetUserRequest { user_id: bob.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(other.email, "", "another user's email is never shown");
+    let _ = app
+        .users()
+        .await
+        .update_me(authed(&ada.token, UpdateMeRequest { name: "Ada L".into(), ..Default::default() }))
+        .await;
+    for (path, token) in [
+        ("/api/v1/users/me".to_owned(), &ada.token),
+        (format!("/api/v1/users/{}", bob.id), &ada.token),
+        (format!("/api/v1/channels/{}/members", channel.channel_id), &bob.token),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let (status, text) =
+            chatmesh_tests::raw::http(app.rest_addr, "GET", &path, &[("authorization", &bearer)]).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        for secret in ["argon2", "password", "refresh", "bob@example.com"] {
+            assert!(
+                !text.contains(secret) || (secret == "bob@example.com" && token == &bob.token),
+                "{path} shows {secret}: {text}"
+            );
+        }
+    }
+}
