@@ -99,6 +99,21 @@ enum KeysCommand {
         #[arg(long)]
         service: bool,
     },
+    /// Remove an old key: tokens it signed stop verifying when the servers restart. Wait at
+    /// least the tokens' lifetime after a rotation (15 min for access tokens) before retiring.
+    Retire {
+        /// The key id (`chatmesh admin keys list` shows them).
+        kid: String,
+        /// A key of the service-principal ring instead of the user-token ring.
+        #[arg(long)]
+        service: bool,
+    },
+    /// The keys of a ring, the signing one marked.
+    List {
+        /// The service-principal ring instead of the user-token ring.
+        #[arg(long)]
+        service: bool,
+    },
 }
 
 /// The flags that override config, as a partial config document.
@@ -208,10 +223,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Keys { command: KeysCommand::Rotate { service } } => {
-            let dir = config.data_dir.join("keys").join(if service { "service" } else { "user" });
-            let kid = KeyRing::rotate(&dir)?;
-            println!("new signing key {kid} in {}; restart the servers to sign with it", dir.display());
+        AdminCommand::Keys { command } => {
+            let ring = |service: bool| config.data_dir.join("keys").join(if service { "service" } else { "user" });
+            match command {
+                KeysCommand::Rotate { service } => {
+                    let dir = ring(service);
+                    let kid = KeyRing::rotate(&dir)?;
+                    println!("new signing key {kid} in {}; restart the servers to sign with it", dir.display());
+                }
+                KeysCommand::Retire { kid, service } => {
+                    let left = KeyRing::retire(&ring(service), &kid)?;
+                    println!("retired {kid}; left: {}; restart the servers to stop accepting it", left.join(", "));
+                }
+                KeysCommand::List { service } => {
+                    let keys = KeyRing::load(&ring(service))?;
+                    for kid in keys.kids() {
+                        let signing = if kid == keys.current_kid() { " (signing)" } else { "" };
+                        println!("{kid}{signing}");
+                    }
+                }
+            }
             Ok(())
         }
         AdminCommand::Reindex => admin::reindex(&config).await,

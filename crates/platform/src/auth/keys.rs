@@ -23,6 +23,8 @@ pub enum KeyRingError {
     BadKey { kid: String, path: PathBuf },
     #[error("could not generate a key")]
     Generate,
+    #[error("{0}")]
+    Retire(String),
 }
 
 /// The keys of one purpose (user tokens or service tokens).
@@ -84,6 +86,31 @@ impl KeyRing {
         Ok(kid)
     }
 
+    /// Removes the key `kid`: tokens it signed stop verifying once servers reload the ring.
+    /// The signing key cannot be retired (rotate first). Returns the kids left.
+    pub fn retire(dir: &Path, kid: &str) -> Result<Vec<String>, KeyRingError> {
+        let io = |source| KeyRingError::Io { path: dir.to_owned(), source };
+        let ring = Self::load(dir)?;
+        if ring.current_kid == kid {
+            return Err(KeyRingError::Retire(format!("{kid} is the signing key: rotate first, then retire it")));
+        }
+        if !ring.verifying.contains_key(kid) {
+            return Err(KeyRingError::Retire(format!("no key {kid} in {}", dir.display())));
+        }
+        fs::remove_file(dir.join(format!("{kid}.pk8"))).map_err(io)?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        let mut left: Vec<String> = ring.verifying.into_keys().filter(|k| k != kid).collect();
+        left.sort();
+        Ok(left)
+    }
+
+    /// Every key that verifies, the signing one included.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.verifying.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
     pub fn current_kid(&self) -> &str {
         &self.current_kid
     }
@@ -137,5 +164,13 @@ mod tests {
         let rotated = KeyRing::load(dir.path()).unwrap();
         assert_eq!(rotated.current_kid(), new_kid);
         assert!(rotated.verifying_key(first.current_kid()).is_some());
+
+        let err = KeyRing::retire(dir.path(), &new_kid).unwrap_err();
+        assert!(err.to_string().contains("signing key"), "{err}");
+        assert!(KeyRing::retire(dir.path(), "nope").is_err());
+        assert_eq!(KeyRing::retire(dir.path(), first.current_kid()).unwrap(), vec![new_kid.clone()]);
+        let retired = KeyRing::load(dir.path()).unwrap();
+        assert!(retired.verifying_key(first.current_kid()).is_none(), "its tokens no longer verify");
+        assert_eq!(retired.kids(), vec![new_kid]);
     }
 }

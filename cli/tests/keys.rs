@@ -1,0 +1,102 @@
+//! Signing-key rotation with the real binary: `chatmesh admin keys rotate` while tokens are out,
+//! both keys verifying during the overlap, `admin keys retire` ending the old key's tokens, and
+//! a token naming an unknown key refused (the ring is local: nothing is ever fetched).
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chatmesh_api::user::v1::{GetMeRequest, LoginRequest, user_service_client::UserServiceClient};
+use common::{Process, authed, connect, free_addr, sign_up};
+use tonic::Code;
+
+fn up(data: &Path, grpc: SocketAddr) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
+        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &free_addr().to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
+        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    Process(child)
+}
+
+fn admin(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.to_str().unwrap(), "admin", "keys"])
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "admin keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn get_me(grpc: SocketAddr, token: &str) -> Code {
+    let mut users = UserServiceClient::new(connect(grpc).await);
+    match users.get_me(authed(token, GetMeRequest {})).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
+    let data = tempfile::tempdir().unwrap();
+    let grpc = free_addr();
+    let server = up(data.path(), grpc);
+    let (_, old_token) = sign_up(&connect(grpc).await, "ada@example.com").await;
+    let old_kid = kid_of(&old_token);
+    drop(server);
+
+    // rotate: the old token still verifies, new tokens are signed with the new key
+    let rotated = admin(data.path(), &["rotate"]);
+    assert!(!rotated.contains(&old_kid), "{rotated}");
+    let grpc = free_addr();
+    let server = up(data.path(), grpc);
+    assert_eq!(get_me(grpc, &old_token).await, Code::Ok, "tokens of the old key verify during the overlap");
+    let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into() };
+    let users = UserServiceClient::new(connect(grpc).await);
+    let new_token = users.clone().login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
+    let new_kid = kid_of(&new_token);
+    assert_ne!(new_kid, old_kid);
+    let listed = admin(data.path(), &["list"]);
+    assert!(listed.contains(&format!("{new_kid} (signing)")) && listed.contains(&old_kid), "{listed}");
+    drop(server);
+
+    // retire the old key: its tokens fail, the new key's keep working
+    let refused = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+        .args(["--data-dir", data.path().to_str().unwrap(), "admin", "keys", "retire", &new_kid])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the signing key cannot be retired");
+    admin(data.path(), &["retire", &old_kid]);
+    let grpc = free_addr();
+    let _server = up(data.path(), grpc);
+    assert_eq!(get_me(grpc, &old_token).await, Code::Unauthenticated, "a retired key's tokens fail");
+    assert_eq!(get_me(grpc, &new_token).await, Code::Ok);
+
+    // a token naming a key the ring does not hold fails, whatever it is signed with
+    let (header, rest) = new_token.split_once('.').unwrap();
+    let mut forged_header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    forged_header["kid"] = "https://evil.example/jwks.json".into();
+    let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(forged_header.to_string()));
+    assert_eq!(get_me(grpc, &forged).await, Code::Unauthenticated, "an unknown kid fails");
+    println!(
+        "rotation: old kid {old_kid} verified through the overlap and failed once retired; new kid {new_kid} kept working"
+    );
+}
