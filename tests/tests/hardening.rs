@@ -192,3 +192,140 @@ async fn clients_cannot_set_ids_owners_or_senders_and_never_see_secrets() {
         }
     }
 }
+
+/// The value of a counter in a Prometheus text page (0 when absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_abuse_is_slowed_without_locking_the_owner_out_or_telling_accounts_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.limits.login_per_minute_per_account = 60; // one attempt back every second
+    let app = TestApp::spawn_with(config).await;
+    app.register("ada@example.com").await;
+    let login = |email: &'static str, password: &'static str| {
+        let addr = app.rest_addr;
+        async move {
+            let body = serde_json::json!({ "email": email, "password": password }).to_string();
+            chatmesh_tests::raw::http_with_body(addr, "POST", "/api/v1/auth/login", &[], &body).await
+        }
+    };
+    let verifications = || async {
+        let (_, page) = chatmesh_tests::raw::http(app.metrics_addr, "GET", "/metrics", &[]).await;
+        counter(&page, "chatmesh_password_verifications_total")
+    };
+
+    // an unknown email and a wrong password: the same answer, one argon2 verification each
+    let before = verifications().await;
+    let (unknown_status, _, unknown_body) = login("nobody@example.com", "wrong password").await;
+    let after_unknown = verifications().await;
+    let (wrong_status, _, wrong_body) = login("ada@example.com", "wrong password").await;
+    let after_wrong = verifications().await;
+    assert_eq!((unknown_status, unknown_body.as_str()), (wrong_status, wrong_body.as_str()));
+    assert_eq!((after_unknown - before, after_wrong - after_unknown), (1, 1), "one verification each");
+
+    // a burst of wrong passwords: 429 with Retry-After, and no hashing once throttled
+    let mut throttled = None;
+    for _ in 0..80 {
+        let (status, headers, _) = login("ada@example.com", "wrong password").await;
+        if status == 429 {
+            throttled = Some(headers);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let headers = throttled.expect("the burst was throttled");
+    let retry_after: u64 = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Retry-After header");
+    let hashed = verifications().await;
+    assert_eq!(login("ada@example.com", "wrong password").await.0, 429);
+    assert_eq!(verifications().await, hashed, "a throttled attempt costs no hashing");
+
+    // the owner is slowed, not locked out: after Retry-After the right password works
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after.max(1))).await;
+    let (status, _, body) = login("ada@example.com", "correct horse battery").await;
+    assert_eq!(status, 200, "{body}");
+    println!("login abuse: throttled after the burst, Retry-After {retry_after} s, owner back in after it");
+}
+
+/// One ping answered by a pong: how long it took.
+async fn ping_pong(socket: &mut chatmesh_tests::ws::Socket) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    chatmesh_tests::ws::send(socket, serde_json::json!({ "event": "ping", "data": {} })).await;
+    let frames = chatmesh_tests::ws::until(socket, "pong", std::time::Duration::from_secs(10)).await;
+    assert!(frames.is_some(), "a pong");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_flowing_during_a_burst_of_logins() {
+    // the OWASP parameters the product runs with, not the tests' cheap ones
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.password = chatmesh_platform::config::PasswordConfig::default();
+    config.limits.login_per_minute_per_account = 1000;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let (mut socket, _) = chatmesh_tests::ws::connect(app.ws_addr, &ada.token, "").await;
+    let quiet = ping_pong(&mut socket).await;
+    let burst: Vec<_> = (0..24)
+        .map(|i| {
+            let addr = app.grpc_addr;
+            tokio::spawn(async move {
+                let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
+                let mut users = chatmesh_api::user::v1::user_service_client::UserServiceClient::new(
+                    channel.connect().await.unwrap(),
+                );
+                let email = if i % 2 == 0 { "ada@example.com" } else { "nobody@example.com" };
+                let login = chatmesh_api::user::v1::LoginRequest { email: email.into(), password: "wrong".into() };
+                let _ = users.login(login).await;
+            })
+        })
+        .collect();
+    let mut worst = std::time::Duration::ZERO;
+    while !burst.iter().all(|b| b.is_finished()) {
+        worst = worst.max(ping_pong(&mut socket).await);
+    }
+    for b in burst {
+        b.await.unwrap();
+    }
+    println!("heartbeats during 24 concurrent logins: worst ping-pong {worst:?} (quiet: {quiet:?})");
+    assert!(worst < std::time::Duration::from_secs(1), "a pong waited {worst:?} behind the hashing");
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_websocket_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.ws.max_sessions_per_user = 3;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let bob = app.user("bob").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(chatmesh_tests::ws::connect(app.ws_addr, &ada.token, "").await.0);
+    }
+    let url = format!("ws://{}/?token={}", app.ws_addr, ada.token);
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a fourth session: {:?}", other.map(|_| ())),
+    }
+    // other users are not affected, and a closed session frees its place
+    drop(chatmesh_tests::ws::connect(app.ws_addr, &bob.token, "").await);
+    drop(open.pop());
+    let started = std::time::Instant::now();
+    loop {
+        match tokio_tungstenite::connect_async(url.clone()).await {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the freed place was not given back: {e}"),
+        }
+    }
+}

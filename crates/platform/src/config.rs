@@ -330,6 +330,9 @@ pub struct WsConfig {
     pub ping_interval_secs: u64,
     pub pong_timeout_secs: u64,
     pub handshake_timeout_secs: u64,
+    /// Open sessions one user may hold on one gateway; more are refused with 429 before the
+    /// upgrade.
+    pub max_sessions_per_user: usize,
     /// Events replayed per channel on resume; past it the client gets `resync`.
     pub replay_cap: usize,
     /// How long SIGTERM waits for sockets to take their close frames.
@@ -366,6 +369,7 @@ impl Default for WsConfig {
             ping_interval_secs: 25,
             pong_timeout_secs: 10,
             handshake_timeout_secs: 10,
+            max_sessions_per_user: 16,
             replay_cap: 1000,
             drain_secs: 5,
         }

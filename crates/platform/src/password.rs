@@ -63,6 +63,7 @@ impl PasswordHasher {
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verified, PasswordError> {
         let is_dummy = stored.is_none();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
+        metrics::counter!("chatmesh_password_verifications_total").increment(1);
         let params = self.params.clone();
         self.run(move || {
             let parsed = PasswordHash::new(&stored).map_err(|e| PasswordError::Hash(e.to_string()))?;

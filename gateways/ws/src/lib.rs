@@ -39,6 +39,8 @@ pub struct Gateway {
     pub dispatcher: GrpcChannel,
     pub settings: WsConfig,
     link: Link,
+    /// Open sessions per user on this gateway.
+    open: Arc<Mutex<std::collections::HashMap<u64, usize>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -49,7 +51,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     pub fn new(auth: Arc<Authenticator>, chat: GrpcChannel, dispatcher: GrpcChannel, settings: WsConfig) -> Arc<Self> {
-        Arc::new(Self { auth, chat, dispatcher, settings, link: Link::default() })
+        Arc::new(Self { auth, chat, dispatcher, settings, link: Link::default(), open: Arc::default() })
     }
 
     fn socket_config(&self) -> WebSocketConfig {
@@ -92,7 +94,7 @@ impl Gateway {
                 if answer_probe(&mut stream).await {
                     return;
                 }
-                if let Some((socket, identity)) = gateway.handshake(stream).await {
+                if let Some((socket, identity, _slot)) = gateway.handshake(stream).await {
                     tracing::debug!(%peer, user_id = identity.user_id, "websocket session opened");
                     session::run(gateway, socket, identity, stop).await;
                 }
@@ -107,15 +109,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// Upgrades a connection whose token verifies; answers 401 (JSON error body) otherwise.
-    /// The handshake has a deadline.
+    /// Upgrades a connection whose token verifies; answers 401 (JSON error body) otherwise, and
+    /// 429 when the user already holds `max_sessions_per_user` sessions here. The handshake has
+    /// a deadline.
     async fn handshake(
         &self,
         stream: tokio::net::TcpStream,
-    ) -> Option<(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Identity)> {
-        let verified: Arc<Mutex<Option<Identity>>> = Arc::default();
+    ) -> Option<(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Identity, Slot)> {
+        let verified: Arc<Mutex<Option<(Identity, Slot)>>> = Arc::default();
         let out = verified.clone();
         let auth = self.auth.clone();
+        let (open, cap) = (self.open.clone(), self.settings.max_sessions_per_user);
         // why: the callback's error type is tungstenite's, large by its design.
         #[allow(clippy::result_large_err)]
         let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -127,12 +131,21 @@ impl Gateway {
                 );
                 plain(status, body.to_string())
             })?;
+            let slot = Slot::take(&open, identity.user_id, cap).ok_or_else(|| {
+                let message = format!("at most {cap} open sessions per user");
+                let (status, body) = chatmesh_platform::error::error_body(
+                    chatmesh_platform::ErrorCode::ResourceExhausted,
+                    &message,
+                    Vec::new(),
+                );
+                plain(status, body.to_string())
+            })?;
             if let Some(protocol) = protocol
                 && let Ok(value) = protocol.parse()
             {
                 response.headers_mut().insert("sec-websocket-protocol", value);
             }
-            *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(identity);
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = Some((identity, slot));
             Ok(response)
         };
         let timeout = Duration::from_secs(self.settings.handshake_timeout_secs);
@@ -143,8 +156,8 @@ impl Gateway {
         .await;
         match accepted {
             Ok(Ok(socket)) => {
-                let identity = verified.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-                Some((socket, identity))
+                let (identity, slot) = verified.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+                Some((socket, identity, slot))
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "websocket handshake refused");
@@ -184,6 +197,36 @@ async fn answer_probe(stream: &mut tokio::net::TcpStream) -> bool {
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;
     true
+}
+
+/// One of a user's session places on this gateway, given back when dropped.
+struct Slot {
+    open: Arc<Mutex<std::collections::HashMap<u64, usize>>>,
+    user_id: u64,
+}
+
+impl Slot {
+    fn take(open: &Arc<Mutex<std::collections::HashMap<u64, usize>>>, user_id: u64, cap: usize) -> Option<Self> {
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(user_id).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(Self { open: open.clone(), user_id })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 fn plain(status: StatusCode, body: String) -> ErrorResponse {
