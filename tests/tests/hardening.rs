@@ -329,3 +329,61 @@ async fn a_user_holds_a_bounded_number_of_websocket_sessions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rate_limit_per_user_spans_rest_grpc_and_websocket_whatever_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.limits.user_calls_per_sec = 1;
+    config.limits.user_calls_burst = 6;
+    let app = TestApp::spawn_with(config).await;
+    let ada = app.user("ada").await;
+    let bob = app.user("bob").await;
+    // set up by bob, so ada's allowance is untouched
+    let channel = app.group(&bob, chatmesh_api::channel::v1::ChannelVisibility::Private, &[&ada]).await;
+    let (mut socket, _) = chatmesh_tests::ws::connect(app.ws_addr, &ada.token, "").await;
+    let started = std::time::Instant::now();
+
+    // two calls on each surface: six, the whole burst
+    let get_me = |token: String| {
+        let app = &app;
+        async move {
+            let request = authed(&token, chatmesh_api::user::v1::GetMeRequest {});
+            app.users().await.get_me(request).await.map(|_| ()).map_err(|s| s.code())
+        }
+    };
+    let rest_me = |token: String, spoof: &'static str| {
+        let addr = app.rest_addr;
+        async move {
+            let bearer = format!("Bearer {token}");
+            let headers = [("authorization", bearer.as_str()), ("x-forwarded-for", spoof), ("x-real-ip", spoof)];
+            chatmesh_tests::raw::http_with_body(addr, "GET", "/api/v1/users/me", &headers, "").await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(get_me(ada.token.clone()).await, Ok(()));
+        assert_eq!(rest_me(ada.token.clone(), "10.0.0.1").await.0, 200);
+        let ack = serde_json::json!({
+            "event": "ack", "data": { "channelId": channel.channel_id, "createdAt": "2020-01-01T00:00:00Z" }
+        });
+        chatmesh_tests::ws::send(&mut socket, ack).await;
+    }
+    // the WebSocket acks are calls too: wait until both have been made (each moves nothing,
+    // so look for the refusal that follows instead)
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused = get_me(ada.token.clone()).await;
+    let (status, headers, _) = rest_me(ada.token.clone(), "203.0.113.9").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "the test outran the refill");
+    assert_eq!(refused, Err(Code::ResourceExhausted), "gRPC, after REST and WebSocket calls");
+    assert_eq!(status, 429, "REST, whatever X-Forwarded-For says");
+    assert!(headers.contains("retry-after:"), "{headers}");
+    let ack = serde_json::json!({
+        "event": "ack", "data": { "channelId": channel.channel_id, "createdAt": "2020-01-01T00:00:00Z" }
+    });
+    chatmesh_tests::ws::send(&mut socket, ack).await;
+    let error = chatmesh_tests::ws::until(&mut socket, "error", std::time::Duration::from_secs(5)).await;
+    let error = error.expect("an error frame").pop().unwrap();
+    assert_eq!(error["data"]["code"], "RESOURCE_EXHAUSTED", "the only error is the refusal: {error}");
+    // another user is not affected
+    assert_eq!(get_me(bob.token.clone()).await, Ok(()));
+}
