@@ -88,7 +88,7 @@ pub fn forged(known: &Known) -> Vec<(&'static str, String)> {
         ("signed by a stranger's key", sign(kid, foreign.as_ref(), &good)),
         ("unknown kid", sign("no-such-kid", &known.der, &good)),
         ("truncated", real[..real.len() - 12].to_owned()),
-        ("two parts", real.rsplitn(2, '.').nth(1).unwrap_or_default().to_owned()),
+        ("two parts", real.rsplit_once('.').map(|(head, _)| head.to_owned()).unwrap_or_default()),
         ("empty", String::new()),
         ("garbage", "not.a.jwt".to_owned()),
         ("expired beyond leeway", signed(&claims(user, "chatmesh", sid, now - 7200, now - known.leeway_secs - 60))),
