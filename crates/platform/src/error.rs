@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The domain of every `ErrorInfo` we attach.
-pub const ERROR_DOMAIN: &str = "chatmesh";
+pub use chatmesh_wire::error::{ERROR_DOMAIN, invalid_field};
 
 /// The error codes chatmesh answers with, each with its gRPC code and HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,14 +133,6 @@ pub fn status_with_reason(code: Code, message: impl Into<String>, reason: &str, 
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
 
-/// INVALID_ARGUMENT naming the offending field, with a `BadRequest` field violation.
-pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
-    let description = description.into();
-    let message = format!("{field}: {description}");
-    let mut details = ErrorDetails::with_bad_request_violation(field, description);
-    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::from([("field".to_owned(), field.to_owned())]));
-    Status::with_error_details(Code::InvalidArgument, message, details)
-}
 
 /// RESOURCE_EXHAUSTED telling the caller when to retry (metadata `retry-after`, in seconds,
 /// and a `RetryInfo` detail); REST turns it into 429 with `Retry-After`.

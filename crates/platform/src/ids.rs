@@ -57,13 +57,7 @@ pub fn max_id_at(unix_ms: u64) -> u64 {
     (ms << (NODE_BITS + SEQ_BITS)) | ((1 << (NODE_BITS + SEQ_BITS)) - 1)
 }
 
-/// Parses a decimal id from the wire.
-pub fn parse_id(value: &str) -> Option<u64> {
-    if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    value.parse().ok().filter(|id| *id > 0)
-}
+pub use chatmesh_wire::ids::parse_id;
 
 /// A protobuf timestamp of Unix milliseconds.
 pub fn timestamp(unix_ms: u64) -> prost_types::Timestamp {
