@@ -1,13 +1,18 @@
 # One command index: CI (.ci/run) calls these same targets.
 # Tools (buf, the Python test client) install into $(CHATMESH_CACHE), never by hand.
 
+SHELL := /bin/bash
+
 CHATMESH_CACHE ?= $(HOME)/.cache/chatmesh
 export CARGO_TARGET_DIR ?= $(CHATMESH_CACHE)/target
 VENV := $(CHATMESH_CACHE)/venv
 BUF := $(CHATMESH_CACHE)/tools/node_modules/.bin/buf
 PYTHON := $(VENV)/bin/python
+CARGO_FUZZ := $(CHATMESH_CACHE)/tools/bin/cargo-fuzz
+FUZZ_TARGETS := ws_frame rest_json requests
+FUZZ_SECONDS ?= 10
 
-.PHONY: up test test-rust test-python test-deploy lint tools clean-data
+.PHONY: up test test-rust test-python test-deploy fuzz lint tools clean-data
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
@@ -32,6 +37,23 @@ test-python: tools
 ## Kubernetes schemas, and checked for probes, limits, drain, lock-down and exposure.
 test-deploy: tools
 	$(PYTHON) -m pytest -q tests/deploy
+
+## Each fuzz target for FUZZ_SECONDS (default 10) from its checked-in seeds in fuzz/corpus;
+## a crash fails, and leaves its input in fuzz/artifacts/<target>/. New inputs found go to a
+## scratch corpus, not into the repository. (RUSTC_BOOTSTRAP=1: cargo-fuzz's flags on stable.)
+fuzz: $(CARGO_FUZZ)
+	@for target in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 PATH="$(CHATMESH_CACHE)/tools/bin:$$PATH" cargo fuzz run \
+			--target-dir $(CHATMESH_CACHE)/fuzz-target $$target $$scratch fuzz/corpus/$$target \
+			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==|ERROR|SUMMARY|INFO: seed)" ; \
+		status=$${PIPESTATUS[0]}; rm -rf $$scratch; \
+		if [ $$status -ne 0 ]; then echo "fuzz: $$target crashed"; exit 1; fi; \
+	done
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --locked --version 0.13.2 --root $(CHATMESH_CACHE)/tools
 
 ## Formatting, clippy with warnings denied, and the Buf lint and format checks.
 lint: tools

@@ -36,6 +36,8 @@ fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
         .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "100000")
+        // why: one user holds hundreds of sockets here; the cap has its own test
+        .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

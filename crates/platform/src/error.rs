@@ -133,7 +133,6 @@ pub fn status_with_reason(code: Code, message: impl Into<String>, reason: &str, 
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
 
-
 /// RESOURCE_EXHAUSTED telling the caller when to retry (metadata `retry-after`, in seconds,
 /// and a `RetryInfo` detail); REST turns it into 429 with `Retry-After`.
 pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Status {

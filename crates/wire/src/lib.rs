@@ -6,7 +6,10 @@
 //! quickly, and whatever they find is found in the code the services run.
 
 pub mod error;
+pub mod frames;
 pub mod ids;
+pub mod page;
+pub mod transcode;
 pub mod validate;
 
 pub mod channel;

@@ -24,8 +24,7 @@ use chatmesh_platform::{
     grpc::GrpcChannel,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use prost_reflect::{DeserializeOptions, DynamicMessage, Kind, MessageDescriptor};
-use serde_json::{Map, Value};
+use prost_reflect::DynamicMessage;
 
 pub use routes::{Route, routes};
 
@@ -162,64 +161,6 @@ fn status_response(status: &tonic::Status) -> Response {
 
 /// The request message's JSON: the body (for `body: "*"` routes), then query parameters,
 /// then path parameters.
-fn request_json(
-    route: &Route,
-    params: &RawPathParams,
-    query: &[(String, String)],
-    body: &[u8],
-) -> Result<Value, String> {
-    let mut fields = Map::new();
-    if route.body && !body.iter().all(u8::is_ascii_whitespace) {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(object)) => fields = object,
-            Ok(_) => return Err("the body must be a JSON object".into()),
-            Err(e) => return Err(format!("malformed JSON: {e}")),
-        }
-    }
-    if route.body && !query.is_empty() {
-        // why: with `body: "*"` everything not in the path is the body; credentials never ride URLs
-        return Err("this route takes its fields in the JSON body, not the query".into());
-    }
-    for (name, value) in query {
-        let field = route
-            .input
-            .get_field_by_json_name(name)
-            .or_else(|| route.input.get_field_by_name(name))
-            .ok_or_else(|| format!("unknown query parameter {name:?}"))?;
-        let value = match field.kind() {
-            Kind::Bool => match value.as_str() {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                _ => return Err(format!("{name}: must be true or false")),
-            },
-            _ => Value::String(value.clone()),
-        };
-        if field.is_list() {
-            let entry = fields.entry(field.json_name().to_owned()).or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(values) = entry {
-                values.push(value);
-            }
-        } else {
-            fields.insert(field.json_name().to_owned(), value);
-        }
-    }
-    for (name, value) in params.iter() {
-        let json_name = route.input.get_field_by_name(name).map_or(name.to_owned(), |f| f.json_name().to_owned());
-        let in_body = fields.get(&json_name).or_else(|| fields.get(name)).and_then(Value::as_str);
-        if in_body.is_some_and(|v| v != value) {
-            return Err(format!("{json_name}: the body names another resource than the path"));
-        }
-        fields.remove(name);
-        fields.insert(json_name, Value::String(value.to_owned()));
-    }
-    Ok(Value::Object(fields))
-}
-
-fn message(input: &MessageDescriptor, json: Value) -> Result<DynamicMessage, String> {
-    DynamicMessage::deserialize_with_options(input.clone(), json, &DeserializeOptions::new().deny_unknown_fields(true))
-        .map_err(|e| format!("invalid request: {e}"))
-}
-
 fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) -> String {
     for name in FORWARDED {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
@@ -272,7 +213,8 @@ async fn handle(
         Ok(Query(query)) => query,
         Err(e) => return bad_request(&format!("malformed query: {e}")),
     };
-    let input = match request_json(route, &params, &query, &body).and_then(|json| message(&route.input, json)) {
+    let path: Vec<(&str, &str)> = params.iter().collect();
+    let input = match chatmesh_wire::transcode::request_message(&route.input, route.body, &path, &query, &body) {
         Ok(input) => input,
         Err(e) => return bad_request(&e),
     };

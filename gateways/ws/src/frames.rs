@@ -31,15 +31,7 @@ pub mod server {
 }
 
 /// Client → server event names.
-pub mod client {
-    pub const ACK: &str = "ack";
-    /// The seed's shape: `{"channelId": 1, "createdAt": "2024-12-19T06:54:04.273Z"}`.
-    pub const ON_ACK: &str = "onAck";
-    pub const TYPING: &str = "typing";
-    pub const PING: &str = "ping";
-    pub const AUTH: &str = "auth";
-    pub const RESUME: &str = "resume";
-}
+pub use chatmesh_wire::frames::client;
 
 /// Close codes, documented in docs/websocket.md.
 pub mod close {

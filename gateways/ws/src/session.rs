@@ -16,6 +16,7 @@ use chatmesh_api::{
     dispatcher::v1::{SendTypingRequest, SessionOpened, dispatcher_service_client::DispatcherServiceClient},
 };
 use chatmesh_platform::{auth::Caller, grpc::GrpcChannel, ids::now_ms, shutdown::CancellationToken};
+use chatmesh_wire::frames::ClientFrame;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::mpsc, task::JoinHandle};
@@ -77,14 +78,6 @@ fn authed<T>(token: &str, message: T) -> Request<T> {
         request.metadata_mut().insert("authorization", value);
     }
     request
-}
-
-fn id_value(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => chatmesh_platform::ids::parse_id(s),
-        _ => None,
-    }
 }
 
 /// How long a new session waits for the link to the dispatcher to be attached: steps × step.
@@ -355,24 +348,30 @@ impl Session {
 
     /// Handles one client frame; returns a replay task when it is a `resume`.
     async fn on_frame(&mut self, text: &str, resuming: bool) -> Option<JoinHandle<Replay>> {
-        let Ok(frame) = serde_json::from_str::<Value>(text) else {
-            self.push(frames::error("MALFORMED_FRAME", "frames are JSON objects: {\"event\": ..., \"data\": {...}}"));
-            return None;
+        let frame = match chatmesh_wire::frames::parse(text) {
+            Ok(frame) => frame,
+            Err(refused) => {
+                self.push(frames::error(refused.code, &refused.message));
+                return None;
+            }
         };
-        let event = frame.get("event").and_then(Value::as_str).unwrap_or_default();
-        let data = frame.get("data").cloned().unwrap_or(Value::Null);
-        match event {
-            client::PING => {
+        match frame {
+            ClientFrame::Ping => {
                 self.push(frames::frame(server::PONG, json!({})));
             }
-            client::ACK | client::ON_ACK => self.on_ack(&data),
-            client::TYPING => self.on_typing(&data),
-            client::AUTH => self.on_auth(&data),
-            client::RESUME if resuming => {
+            ClientFrame::Ack(request) => self.on_ack(request),
+            ClientFrame::Typing(request) => self.on_typing(request),
+            ClientFrame::Auth { token } => self.on_auth(&token),
+            ClientFrame::Resume { .. } if resuming => {
                 self.push(frames::error("RESUME_IN_PROGRESS", "wait for `resumed` before resuming again"));
             }
-            client::RESUME => return self.on_resume(&data),
-            other => {
+            ClientFrame::Resume { channels, refused } => {
+                for channel in refused {
+                    self.push(frames::error("INVALID_ARGUMENT", &format!("channels: {channel:?} is not a channel id")));
+                }
+                return self.on_resume(channels);
+            }
+            ClientFrame::Unknown(other) => {
                 self.push(frames::error("UNKNOWN_EVENT", &format!("unknown event {other:?}")));
             }
         }
@@ -403,41 +402,19 @@ impl Session {
         });
     }
 
-    fn on_ack(&mut self, data: &Value) {
-        let Some(channel_id) = data.get("channelId").and_then(id_value) else {
-            self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
-            return;
-        };
-        let chat_id = data.get("chatId").and_then(id_value).map(|id| id.to_string()).unwrap_or_default();
-        let created_at = match data.get("createdAt").and_then(Value::as_str) {
-            Some(text) => match text.parse::<prost_types::Timestamp>() {
-                Ok(at) => Some(at),
-                Err(_) => {
-                    self.push(frames::error("INVALID_ARGUMENT", "createdAt: is not an RFC 3339 time"));
-                    return;
-                }
-            },
-            None => None,
-        };
-        let request = AckChatsRequest { channel_id: channel_id.to_string(), chat_id, created_at };
+    fn on_ack(&mut self, request: AckChatsRequest) {
         let (mut chat, token) = (self.chat(), self.identity.token.clone());
         self.call(client::ACK, async move { chat.ack_chats(authed(&token, request)).await.map(|_| ()) });
     }
 
-    fn on_typing(&mut self, data: &Value) {
-        let Some(channel_id) = data.get("channelId").and_then(id_value) else {
-            self.push(frames::error("INVALID_ARGUMENT", "channelId: is required"));
-            return;
-        };
+    fn on_typing(&mut self, request: SendTypingRequest) {
         let mut dispatcher = DispatcherServiceClient::new(self.gateway.dispatcher.clone());
-        let request = SendTypingRequest { channel_id: channel_id.to_string() };
         let token = self.identity.token.clone();
         self.call(client::TYPING, async move { dispatcher.send_typing(authed(&token, request)).await.map(|_| ()) });
     }
 
     /// Renews the session's token in band, so sockets need not reconnect at expiry.
-    fn on_auth(&mut self, data: &Value) {
-        let token = data.get("token").and_then(Value::as_str).unwrap_or_default();
+    fn on_auth(&mut self, token: &str) {
         match self.gateway.auth.verify_until(token) {
             Ok((Caller::User { user_id, session_id }, expires))
                 if user_id == self.identity.user_id && session_id == self.identity.login_session =>
@@ -457,18 +434,9 @@ impl Session {
 
     /// Starts a replay of the event log after the given event ids; live events are buffered
     /// meanwhile and sent after it, deduplicated.
-    fn on_resume(&mut self, data: &Value) -> Option<JoinHandle<Replay>> {
-        let Some(wanted) = data.get("channels").and_then(Value::as_object) else {
-            self.push(frames::error("INVALID_ARGUMENT", "channels: is required ({channelId: lastEventId})"));
-            return None;
-        };
+    fn on_resume(&mut self, wanted: Vec<(u64, u64)>) -> Option<JoinHandle<Replay>> {
         let mut plan = Vec::new();
         for (channel, last) in wanted {
-            let Some(channel) = chatmesh_platform::ids::parse_id(channel) else {
-                self.push(frames::error("INVALID_ARGUMENT", &format!("channels: {channel:?} is not a channel id")));
-                continue;
-            };
-            let last = id_value(last).unwrap_or(0);
             let sent = self.last_sent.entry(channel).or_insert(0);
             if *sent > last {
                 // why: live events past the resume point already went out; replaying the gap now

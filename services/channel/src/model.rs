@@ -1,6 +1,7 @@
 //! The channel service's domain records, as stored.
 
 use chatmesh_api::channel::v1 as pb;
+use chatmesh_wire::channel as wire;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,16 +54,35 @@ pub struct MemberRecord {
     pub closed: bool,
 }
 
-impl Kind {
-    pub fn from_pb(value: i32) -> Option<Self> {
-        match pb::ChannelKind::try_from(value).ok()? {
-            pb::ChannelKind::Group => Some(Kind::Group),
-            pb::ChannelKind::Direct => Some(Kind::Direct),
-            pb::ChannelKind::Broadcast => Some(Kind::Broadcast),
-            pb::ChannelKind::Unspecified => None,
+impl From<wire::GroupKind> for Kind {
+    fn from(kind: wire::GroupKind) -> Self {
+        match kind {
+            wire::GroupKind::Group => Kind::Group,
+            wire::GroupKind::Broadcast => Kind::Broadcast,
         }
     }
+}
 
+impl From<wire::Visibility> for Visibility {
+    fn from(visibility: wire::Visibility) -> Self {
+        match visibility {
+            wire::Visibility::Public => Visibility::Public,
+            wire::Visibility::Private => Visibility::Private,
+        }
+    }
+}
+
+impl From<wire::Role> for Role {
+    fn from(role: wire::Role) -> Self {
+        match role {
+            wire::Role::Member => Role::Member,
+            wire::Role::Admin => Role::Admin,
+            wire::Role::Owner => Role::Owner,
+        }
+    }
+}
+
+impl Kind {
     pub fn to_pb(self) -> pb::ChannelKind {
         match self {
             Kind::Group => pb::ChannelKind::Group,
@@ -73,15 +93,6 @@ impl Kind {
 }
 
 impl Visibility {
-    /// `None` for an unknown value; UNSPECIFIED is `Some(None)`.
-    pub fn from_pb(value: i32) -> Option<Option<Self>> {
-        match pb::ChannelVisibility::try_from(value).ok()? {
-            pb::ChannelVisibility::Public => Some(Some(Visibility::Public)),
-            pb::ChannelVisibility::Private => Some(Some(Visibility::Private)),
-            pb::ChannelVisibility::Unspecified => Some(None),
-        }
-    }
-
     pub fn to_pb(self) -> pb::ChannelVisibility {
         match self {
             Visibility::Public => pb::ChannelVisibility::Public,
@@ -91,15 +102,6 @@ impl Visibility {
 }
 
 impl Role {
-    pub fn from_pb(value: i32) -> Option<Self> {
-        match pb::MemberRole::try_from(value).ok()? {
-            pb::MemberRole::Member => Some(Role::Member),
-            pb::MemberRole::Admin => Some(Role::Admin),
-            pb::MemberRole::Owner => Some(Role::Owner),
-            pb::MemberRole::Unspecified => None,
-        }
-    }
-
     pub fn to_pb(self) -> pb::MemberRole {
         match self {
             Role::Member => pb::MemberRole::Member,

@@ -2,7 +2,7 @@
 //! membership and role rules, and mapping. Each mutation reads, decides, and applies one
 //! [`Change`] that the store accepts only if the channel did not change in between.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use chatmesh_api::channel::v1::{
     self as pb, channel_internal_service_server::ChannelInternalService, channel_service_server::ChannelService,
@@ -12,8 +12,9 @@ use chatmesh_platform::{
     error::invalid_field,
     ids::{IdGenerator, now_ms},
     membership::EpochBoard,
-    page, validate,
+    page,
 };
+use chatmesh_wire::channel as wire;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
@@ -25,13 +26,6 @@ use crate::{
     users::UserDirectory,
 };
 
-const MAX_NAME: usize = 100;
-const MAX_TOPIC: usize = 500;
-const MAX_URL: usize = 2048;
-const MAX_INITIAL_MEMBERS: usize = 100;
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 100;
-const MAX_INTERNAL_PAGE: usize = 1000;
 /// Attempts of one read-decide-apply cycle before answering UNAVAILABLE.
 const MAX_ATTEMPTS: usize = 16;
 
@@ -146,29 +140,6 @@ impl Core {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), Status> {
-    if name.trim().is_empty() {
-        return Err(invalid_field("name", "is required"));
-    }
-    validate::text("name", name, 1, MAX_NAME)
-}
-
-fn validate_topic(topic: &str) -> Result<(), Status> {
-    if topic.is_empty() { Ok(()) } else { validate::text("topic", &topic.replace('\n', " "), 1, MAX_TOPIC) }
-}
-
-fn validate_image_url(url: &str) -> Result<(), Status> {
-    if url.is_empty() {
-        return Ok(());
-    }
-    validate::text("image_url", url, 1, MAX_URL)?;
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(invalid_field("image_url", "must be an http(s) URL"))
-    }
-}
-
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Member => "member",
@@ -185,21 +156,13 @@ impl ChannelApi {
     async fn create_direct(
         &self,
         caller: u64,
-        req: pb::CreateChannelRequest,
+        direct: wire::CreateDirect,
     ) -> Result<pb::CreateChannelResponse, Status> {
-        if !req.name.is_empty() {
-            return Err(invalid_field("name", "direct channels have no name"));
-        }
-        let mut ids = BTreeSet::new();
-        for raw in &req.member_ids {
-            ids.insert(validate::id("member_ids", raw)?);
-        }
+        let mut ids = direct.member_ids;
         ids.insert(caller);
-        if ids.len() != 2 || req.member_ids.len() > 2 {
-            return Err(invalid_field(
-                "member_ids",
-                "a direct channel has exactly two users: the caller and one other",
-            ));
+        // why: the wire refused what is wrong whoever asks; this half of the rule needs the caller.
+        if ids.len() != 2 {
+            return Err(invalid_field("member_ids", wire::DIRECT_MEMBERS_RULE));
         }
         let (low, high) = (*ids.first().unwrap_or(&caller), *ids.last().unwrap_or(&caller));
         let other = if low == caller { high } else { low };
@@ -248,40 +211,19 @@ impl ChannelApi {
         })
     }
 
-    async fn create_group(
-        &self,
-        caller: u64,
-        kind: Kind,
-        req: pb::CreateChannelRequest,
-    ) -> Result<pb::CreateChannelResponse, Status> {
-        validate_name(&req.name)?;
-        validate_topic(&req.topic)?;
-        validate_image_url(&req.image_url)?;
-        let visibility = Visibility::from_pb(req.visibility)
-            .ok_or_else(|| invalid_field("visibility", "is not a known visibility"))?
-            .unwrap_or(Visibility::Private);
-        if req.member_ids.len() > MAX_INITIAL_MEMBERS {
-            return Err(invalid_field("member_ids", format!("at most {MAX_INITIAL_MEMBERS} initial members")));
-        }
-        let mut invited = BTreeSet::new();
-        for raw in &req.member_ids {
-            let id = validate::id("member_ids", raw)?;
-            if id != caller {
-                invited.insert(id);
-            }
-        }
-        let invited: Vec<u64> = invited.into_iter().collect();
+    async fn create_group(&self, caller: u64, group: wire::CreateGroup) -> Result<pb::CreateChannelResponse, Status> {
+        let invited: Vec<u64> = group.member_ids.into_iter().filter(|id| *id != caller).collect();
         let core = &self.core;
         core.require_users("member_ids", &invited).await?;
         let channel_id = core.ids.next_id();
         let now = now_ms();
         let channel = ChannelRecord {
             channel_id,
-            kind,
-            visibility,
-            name: req.name.trim().to_owned(),
-            topic: req.topic,
-            image_url: req.image_url,
+            kind: group.kind.into(),
+            visibility: group.visibility.into(),
+            name: group.name,
+            topic: group.topic,
+            image_url: group.image_url,
             owner_id: caller,
             member_count: 1 + invited.len() as u32,
             created_at_ms: now,
@@ -306,12 +248,9 @@ impl ChannelService for ChannelApi {
         request: Request<pb::CreateChannelRequest>,
     ) -> Result<Response<pb::CreateChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let kind =
-            Kind::from_pb(req.kind).ok_or_else(|| invalid_field("kind", "must be GROUP, DIRECT or BROADCAST"))?;
-        let response = match kind {
-            Kind::Direct => self.create_direct(caller, req).await?,
-            Kind::Group | Kind::Broadcast => self.create_group(caller, kind, req).await?,
+        let response = match wire::create_channel(request.get_ref())? {
+            wire::CreateChannel::Direct(direct) => self.create_direct(caller, direct).await?,
+            wire::CreateChannel::Group(group) => self.create_group(caller, group).await?,
         };
         Ok(Response::new(response))
     }
@@ -321,7 +260,7 @@ impl ChannelService for ChannelApi {
         request: Request<pb::GetChannelRequest>,
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let channel_id = wire::get_channel(request.get_ref())?.channel_id;
         let view = self.core.view(channel_id, caller).await?;
         let response = match &view.membership {
             Some(membership) => {
@@ -338,7 +277,10 @@ impl ChannelService for ChannelApi {
     ) -> Result<Response<pb::ListMyChannelsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let req = request.into_inner();
-        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let valid = wire::list_my_channels(&req)?;
+        let size = valid.page_size;
+        // why: page tokens are base64, which chatmesh-wire does not link; they are read here, after
+        // the wire checks, as they always were.
         let mut cursor = page::decode_token(&req.page_token)?;
         let mut channels = Vec::new();
         let mut exhausted = false;
@@ -347,7 +289,7 @@ impl ChannelService for ChannelApi {
             exhausted = batch.len() < size;
             for membership in batch {
                 cursor = Some(membership.channel_id);
-                if membership.closed && !req.include_closed {
+                if membership.closed && !valid.include_closed {
                     continue;
                 }
                 if let Some(channel) =
@@ -372,37 +314,9 @@ impl ChannelService for ChannelApi {
         request: Request<pb::UpdateChannelRequest>,
     ) -> Result<Response<pb::UpdateChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        const FIELDS: [&str; 4] = ["name", "topic", "image_url", "visibility"];
-        if let Some(field) = req.update_mask.iter().find(|f| !FIELDS.contains(&f.as_str())) {
-            return Err(invalid_field("update_mask", format!("unknown field {field:?}")));
-        }
-        let masked = |field: &str, set: bool| {
-            if req.update_mask.is_empty() { set } else { req.update_mask.iter().any(|f| f == field) }
-        };
-        let set_name = masked("name", !req.name.is_empty());
-        let set_topic = masked("topic", !req.topic.is_empty());
-        let set_image = masked("image_url", !req.image_url.is_empty());
-        let set_visibility = masked("visibility", req.visibility != 0);
-        if set_name {
-            validate_name(&req.name)?;
-        }
-        if set_topic {
-            validate_topic(&req.topic)?;
-        }
-        if set_image {
-            validate_image_url(&req.image_url)?;
-        }
-        let visibility = if set_visibility {
-            Some(
-                Visibility::from_pb(req.visibility)
-                    .flatten()
-                    .ok_or_else(|| invalid_field("visibility", "must be PUBLIC or PRIVATE"))?,
-            )
-        } else {
-            None
-        };
+        let update = wire::update_channel(request.get_ref())?;
+        let channel_id = update.channel_id;
+        let visibility = update.visibility.map(Visibility::from);
         let core = &self.core;
         let channel = core
             .mutate(channel_id, || async {
@@ -416,16 +330,16 @@ impl ChannelService for ChannelApi {
                 }
                 let mut channel = view.channel.clone();
                 let mut changed = Vec::new();
-                if set_name && channel.name != req.name.trim() {
-                    channel.name = req.name.trim().to_owned();
+                if let Some(name) = update.name.as_ref().filter(|name| **name != channel.name) {
+                    channel.name = name.clone();
                     changed.push("name".to_owned());
                 }
-                if set_topic && channel.topic != req.topic {
-                    channel.topic = req.topic.clone();
+                if let Some(topic) = update.topic.as_ref().filter(|topic| **topic != channel.topic) {
+                    channel.topic = topic.clone();
                     changed.push("topic".to_owned());
                 }
-                if set_image && channel.image_url != req.image_url {
-                    channel.image_url = req.image_url.clone();
+                if let Some(image_url) = update.image_url.as_ref().filter(|url| **url != channel.image_url) {
+                    channel.image_url = image_url.clone();
                     changed.push("image_url".to_owned());
                 }
                 if let Some(visibility) = visibility.filter(|v| *v != channel.visibility) {
@@ -451,7 +365,7 @@ impl ChannelService for ChannelApi {
         request: Request<pb::DeleteChannelRequest>,
     ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let channel_id = wire::delete_channel(request.get_ref())?.channel_id;
         let core = &self.core;
         core.mutate(channel_id, || async {
             let view = core.view(channel_id, caller).await?;
@@ -478,9 +392,8 @@ impl ChannelService for ChannelApi {
         request: Request<pb::CreateMemberRequest>,
     ) -> Result<Response<pb::CreateMemberResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let target = if req.user_id.is_empty() { caller } else { validate::id("user_id", &req.user_id)? };
+        let valid = wire::create_member(request.get_ref())?;
+        let (channel_id, target) = (valid.channel_id, valid.user_id.unwrap_or(caller));
         let core = &self.core;
         if target != caller {
             // why: checked before any rule, so "no such user" never depends on the channel.
@@ -526,9 +439,8 @@ impl ChannelService for ChannelApi {
         request: Request<pb::DeleteMemberRequest>,
     ) -> Result<Response<pb::DeleteMemberResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let target = validate::id("user_id", &req.user_id)?;
+        let valid = wire::delete_member(request.get_ref())?;
+        let (channel_id, target) = (valid.channel_id, valid.user_id);
         let core = &self.core;
         core.mutate(channel_id, || async {
             let view = core.view(channel_id, caller).await?;
@@ -573,10 +485,9 @@ impl ChannelService for ChannelApi {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let cursor = page::decode_token(&req.page_token)?;
+        let valid = wire::list_members(request.get_ref())?;
+        let (channel_id, size) = (valid.channel_id, valid.page_size);
+        let cursor = page::decode_token(&request.get_ref().page_token)?;
         let view = self.core.view(channel_id, caller).await?;
         view.member()?;
         let members = self.core.store.list_members(channel_id, cursor, size).await.map_err(ChannelError::from)?;
@@ -595,10 +506,8 @@ impl ChannelService for ChannelApi {
         request: Request<pb::UpdateMemberRequest>,
     ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let target = validate::id("user_id", &req.user_id)?;
-        let role = Role::from_pb(req.role).ok_or_else(|| invalid_field("role", "must be MEMBER, ADMIN or OWNER"))?;
+        let valid = wire::update_member(request.get_ref())?;
+        let (channel_id, target, role) = (valid.channel_id, valid.user_id, Role::from(valid.role));
         let core = &self.core;
         let updated = core
             .mutate(channel_id, || async {
@@ -654,7 +563,7 @@ impl ChannelService for ChannelApi {
         request: Request<pb::CloseChannelRequest>,
     ) -> Result<Response<pb::CloseChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let channel_id = wire::close_channel(request.get_ref())?.channel_id;
         self.set_closed(channel_id, caller, true).await?;
         Ok(Response::new(pb::CloseChannelResponse {}))
     }
@@ -664,7 +573,7 @@ impl ChannelService for ChannelApi {
         request: Request<pb::ReopenChannelRequest>,
     ) -> Result<Response<pb::ReopenChannelResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let channel_id = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let channel_id = wire::reopen_channel(request.get_ref())?.channel_id;
         self.set_closed(channel_id, caller, false).await?;
         Ok(Response::new(pb::ReopenChannelResponse {}))
     }
@@ -689,9 +598,7 @@ impl ChannelInternalService for ChannelInternalApi {
         &self,
         request: Request<pb::CheckMembershipRequest>,
     ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let user_id = validate::id("user_id", &req.user_id)?;
+        let wire::CheckMembership { channel_id, user_id } = wire::check_membership(request.get_ref())?;
         let Some(channel) = self.core.store.get_channel(channel_id).await.map_err(ChannelError::from)? else {
             return Ok(Response::new(pb::CheckMembershipResponse::default()));
         };
@@ -711,12 +618,7 @@ impl ChannelInternalService for ChannelInternalApi {
         &self,
         request: Request<pb::RecordActivityRequest>,
     ) -> Result<Response<pb::RecordActivityResponse>, Status> {
-        let raw = request.into_inner().channel_ids;
-        if raw.len() > MAX_INTERNAL_PAGE {
-            return Err(invalid_field("channel_ids", format!("at most {MAX_INTERNAL_PAGE} ids")));
-        }
-        let channel_ids: BTreeSet<u64> =
-            raw.iter().map(|id| validate::id("channel_ids", id)).collect::<Result<_, _>>()?;
+        let channel_ids = wire::record_activity(request.get_ref())?.channel_ids;
         let core = &self.core;
         for channel_id in channel_ids {
             // why: the common case (nobody closed it) costs one read and no write.
@@ -752,10 +654,8 @@ impl ChannelInternalService for ChannelInternalApi {
         &self,
         request: Request<pb::ListUserChannelIdsRequest>,
     ) -> Result<Response<pb::ListUserChannelIdsResponse>, Status> {
-        let req = request.into_inner();
-        let user_id = validate::id("user_id", &req.user_id)?;
-        let size = page::page_size(req.page_size, MAX_INTERNAL_PAGE, MAX_INTERNAL_PAGE);
-        let cursor = page::decode_token(&req.page_token)?;
+        let wire::ListUserChannelIds { user_id, page_size: size } = wire::list_user_channel_ids(request.get_ref())?;
+        let cursor = page::decode_token(&request.get_ref().page_token)?;
         let memberships = self.core.store.list_memberships(user_id, cursor, size).await.map_err(ChannelError::from)?;
         let next_page_token = match memberships.last() {
             Some(last) if memberships.len() == size => page::encode_token(last.channel_id),

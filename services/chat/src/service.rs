@@ -1,5 +1,6 @@
-//! The tonic handlers of ChatService and ChatInternalService: validation, membership rules
-//! (asked of the channel service), and mapping. Durability and ordering live in the store.
+//! The tonic handlers of ChatService and ChatInternalService: request validation (through
+//! `chatmesh_wire::chat`), membership rules (asked of the channel service), and mapping.
+//! Durability and ordering live in the store.
 
 use std::{
     collections::{BTreeSet, HashSet},
@@ -18,8 +19,9 @@ use chatmesh_platform::{
     auth::user_of,
     error::{invalid_field, status_with_reason},
     ids::{IdGenerator, max_id_at, now_ms, unix_ms_of},
-    page, validate,
+    page,
 };
+use chatmesh_wire::chat::{self as wire, AckTarget};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -34,21 +36,9 @@ use crate::{
     store::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range},
 };
 
-const MAX_TEXT: usize = 4000;
-const MAX_CLIENT_MSG_ID: usize = 64;
 const MAX_MENTIONS: usize = 20;
-pub(crate) const MAX_BATCH_IDS: usize = 100;
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 100;
-const DEFAULT_EVENTS: usize = 100;
-const MAX_EVENTS: usize = 500;
-const MAX_APPEND: usize = 500;
-const DEFAULT_HITS: usize = 20;
-const MAX_HITS: usize = 100;
 /// Index queries per search page at most, when the store filters many candidates out.
 const MAX_SEARCH_ROUNDS: usize = 4;
-const MAX_ATTACHMENTS: usize = 10;
-const MAX_FILE_NAME: usize = 255;
 
 /// The search index this process serves queries from, and whether its indexer runs here.
 #[derive(Clone)]
@@ -101,45 +91,6 @@ impl ChatApi {
         let core = Arc::new(Core { store, peers, publisher, committed, search, media, ids });
         (Self { core: core.clone() }, ChatInternalApi { core })
     }
-}
-
-/// Text of a chat: non-empty after trimming, at most 4,000 characters, no control characters
-/// but newline and tab. Returns it trimmed.
-fn validate_text(field: &str, text: &str) -> Result<String, Status> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(invalid_field(field, "is required"));
-    }
-    if trimmed.chars().count() > MAX_TEXT {
-        return Err(invalid_field(field, format!("must have at most {MAX_TEXT} characters")));
-    }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(invalid_field(field, "must not contain control characters other than newline and tab"));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// A time as milliseconds since the epoch; before 1970 or malformed is refused.
-fn time_ms(field: &str, at: &prost_types::Timestamp) -> Result<u64, Status> {
-    if at.seconds < 0 || !(0..1_000_000_000).contains(&at.nanos) {
-        return Err(invalid_field(field, "is not a valid time"));
-    }
-    Ok((at.seconds as u64).saturating_mul(1000).saturating_add(at.nanos as u64 / 1_000_000))
-}
-
-fn optional_id(field: &str, value: &str) -> Result<u64, Status> {
-    if value.is_empty() { Ok(0) } else { validate::id(field, value) }
-}
-
-fn ids(field: &str, values: &[String]) -> Result<Vec<u64>, Status> {
-    if values.is_empty() {
-        return Err(invalid_field(field, "is required"));
-    }
-    if values.len() > MAX_BATCH_IDS {
-        return Err(invalid_field(field, format!("at most {MAX_BATCH_IDS} ids")));
-    }
-    let mut seen = BTreeSet::new();
-    values.iter().map(|v| validate::id(field, v)).filter(|r| r.as_ref().map_or(true, |id| seen.insert(*id))).collect()
 }
 
 /// `@username`s in a text: a letter then 2 to 31 letters, digits or `_`, after a non-word character.
@@ -319,33 +270,14 @@ impl ChatService for ChatApi {
         request: Request<pb::CreateChatRequest>,
     ) -> Result<Response<pb::CreateChatResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let upload_ids = if req.attachment_upload_ids.is_empty() {
-            Vec::new()
-        } else if req.attachment_upload_ids.len() > MAX_ATTACHMENTS {
-            return Err(invalid_field("attachment_upload_ids", format!("at most {MAX_ATTACHMENTS} attachments")));
-        } else {
-            ids("attachment_upload_ids", &req.attachment_upload_ids)?
-        };
-        // why: a chat may be only files; text is then optional.
-        let text = if upload_ids.is_empty() || !req.text.trim().is_empty() {
-            validate_text("text", &req.text)?
-        } else {
-            String::new()
-        };
-        if req.client_msg_id.chars().count() > MAX_CLIENT_MSG_ID || req.client_msg_id.chars().any(char::is_control) {
-            return Err(invalid_field(
-                "client_msg_id",
-                format!("must be at most {MAX_CLIENT_MSG_ID} printable characters"),
-            ));
-        }
-        let reply_to = optional_id("reply_to_chat_id", &req.reply_to_chat_id)?;
+        let wire::CreateChat { channel_id, text, client_msg_id, reply_to, upload_ids } =
+            wire::create_chat(request.get_ref())?;
         let core = &self.core;
         let access = core.peers.member(channel_id, caller).await?;
         if access.kind == ChannelKind::Broadcast && access.role != MemberRole::Owner {
             return Err(ChatError::BroadcastOwnerOnly.into());
         }
+        let reply_to = reply_to.unwrap_or(0);
         if reply_to != 0 {
             let target = core.store.get_chat(reply_to).await.map_err(ChatError::from)?;
             if target.is_none_or(|t| t.channel_id != channel_id) {
@@ -364,7 +296,7 @@ impl ChatService for ChatApi {
             body_hash: body_hash(&text, reply_to, &upload_ids),
             attachments,
             text,
-            client_msg_id: req.client_msg_id,
+            client_msg_id,
             reply_to,
             mentions,
             announcement: None,
@@ -385,7 +317,7 @@ impl ChatService for ChatApi {
 
     async fn get_chat(&self, request: Request<pb::GetChatRequest>) -> Result<Response<pb::GetChatResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let chat_id = validate::id("chat_id", &request.get_ref().chat_id)?;
+        let wire::GetChat { chat_id } = wire::get_chat(request.get_ref())?;
         let chat = self.core.readable_chat(chat_id, caller).await?;
         Ok(Response::new(pb::GetChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
     }
@@ -395,21 +327,13 @@ impl ChatService for ChatApi {
         request: Request<pb::ListChatsRequest>,
     ) -> Result<Response<pb::ListChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let before = optional_id("before", &req.before)?;
-        let after = optional_id("after", &req.after)?;
-        if before != 0 && after != 0 {
-            return Err(invalid_field("after", "give either before or after, not both"));
-        }
-        let size = page::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let cursor = page::decode_token(&req.page_token)?;
+        let wire::ListChats { channel_id, before, after, page_size: size } = wire::list_chats(request.get_ref())?;
+        let cursor = page::decode_token(&request.get_ref().page_token)?;
         self.core.peers.member(channel_id, caller).await?;
         // why: the direction is the request's (after: oldest first); the token only moves the start.
-        let range = if after != 0 {
-            Range::After(cursor.unwrap_or(after))
-        } else {
-            Range::Before(cursor.or((before != 0).then_some(before)))
+        let range = match after {
+            Some(after) => Range::After(cursor.unwrap_or(after)),
+            None => Range::Before(cursor.or(before)),
         };
         let chats = self.core.store.list_chats(channel_id, range, size, caller).await.map_err(ChatError::from)?;
         let next_page_token = match chats.last() {
@@ -424,9 +348,7 @@ impl ChatService for ChatApi {
 
     async fn edit_chat(&self, request: Request<pb::EditChatRequest>) -> Result<Response<pb::EditChatResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let chat_id = validate::id("chat_id", &req.chat_id)?;
-        let text = validate_text("text", &req.text)?;
+        let wire::EditChat { chat_id, text } = wire::edit_chat(request.get_ref())?;
         let core = &self.core;
         core.readable_chat(chat_id, caller).await?;
         let chat = match core.store.edit_chat(chat_id, caller, text).await.map_err(ChatError::from)? {
@@ -444,7 +366,7 @@ impl ChatService for ChatApi {
         request: Request<pb::RemoveChatsRequest>,
     ) -> Result<Response<pb::RemoveChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let chat_ids = ids("chat_ids", &request.get_ref().chat_ids)?;
+        let wire::RemoveChats { chat_ids } = wire::remove_chats(request.get_ref())?;
         let core = &self.core;
         let mut outcomes = Vec::with_capacity(chat_ids.len());
         let mut removable = Vec::new();
@@ -466,7 +388,7 @@ impl ChatService for ChatApi {
         request: Request<pb::RetractChatsRequest>,
     ) -> Result<Response<pb::RetractChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let chat_ids = ids("chat_ids", &request.get_ref().chat_ids)?;
+        let wire::RetractChats { chat_ids } = wire::retract_chats(request.get_ref())?;
         let core = &self.core;
         let mut results: Vec<(u64, Result<(), ChatError>)> = Vec::with_capacity(chat_ids.len());
         let mut retractable = Vec::new();
@@ -502,34 +424,27 @@ impl ChatService for ChatApi {
         request: Request<pb::SearchChatsRequest>,
     ) -> Result<Response<pb::SearchChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let query = search::parse_query(&req.query).map_err(|m| invalid_field("query", m))?;
-        let channel_id = optional_id("channel_id", &req.channel_id)?;
-        let sender_id = optional_id("sender_id", &req.sender_id)?;
-        let from_ms = req.start_time.as_ref().map(|t| time_ms("start_time", t)).transpose()?;
-        let until_ms = req.end_time.as_ref().map(|t| time_ms("end_time", t)).transpose()?;
-        if let (Some(from), Some(until)) = (from_ms, until_ms)
-            && from >= until
-        {
-            return Err(invalid_field("end_time", "must be after start_time"));
-        }
-        let size = page::page_size(req.page_size, DEFAULT_HITS, MAX_HITS);
-        let cursor = page::decode_token(&req.page_token)?;
+        let wire::SearchChats { query, channel_id, sender_id, from_ms, until_ms, page_size: size } =
+            wire::search_chats(request.get_ref())?;
+        // why: what counts as a word (and so the word cap) is the search analyzer's, which the wire crate does not link.
+        let query = search::parse_query(&query).map_err(|m| invalid_field("query", m))?;
+        let cursor = page::decode_token(&request.get_ref().page_token)?;
         let core = &self.core;
         let Some(search) = &core.search else {
             return Err(Status::unavailable("search is not served by this process"));
         };
-        let channel_ids = if channel_id != 0 {
-            core.peers.member(channel_id, caller).await?;
-            vec![channel_id]
-        } else {
-            core.peers.channels_of(caller).await?
+        let channel_ids = match channel_id {
+            Some(channel_id) => {
+                core.peers.member(channel_id, caller).await?;
+                vec![channel_id]
+            }
+            None => core.peers.channels_of(caller).await?,
         };
         let allowed: HashSet<u64> = channel_ids.iter().copied().collect();
         let mut index_query = IndexQuery {
             query,
             channel_ids,
-            sender_id: (sender_id != 0).then_some(sender_id),
+            sender_id,
             from_ms,
             until_ms,
             before_chat_id: cursor,
@@ -573,23 +488,13 @@ impl ChatService for ChatApi {
     ) -> Result<Response<pb::CreateUploadResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let file_name = req.file_name.trim();
-        if file_name.is_empty() {
-            return Err(invalid_field("file_name", "is required"));
-        }
-        if file_name.chars().count() > MAX_FILE_NAME || file_name.chars().any(char::is_control) {
-            return Err(invalid_field("file_name", format!("must be at most {MAX_FILE_NAME} printable characters")));
-        }
-        let content_type = req.content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        if content_type.is_empty() {
-            return Err(invalid_field("content_type", "is required"));
-        }
+        let wire::CreateUpload { channel_id, file_name, content_type } = wire::create_upload(&req)?;
         let core = &self.core;
         let media = core.media()?;
         if !media.accepts(&content_type) {
             return Err(invalid_field("content_type", format!("{content_type} is not accepted here")));
         }
+        // why: the size's limit is this process's media setting, so the whole check stays here.
         if req.size_bytes <= 0 || req.size_bytes as u64 > media.max_bytes() {
             return Err(invalid_field("size_bytes", format!("must be from 1 to {} bytes", media.max_bytes())));
         }
@@ -602,7 +507,7 @@ impl ChatService for ChatApi {
             upload_id,
             uploader_id: caller,
             channel_id,
-            file_name: file_name.to_owned(),
+            file_name,
             content_type,
             size_bytes: req.size_bytes as u64,
             created_at_ms: unix_ms_of(upload_id),
@@ -625,7 +530,7 @@ impl ChatService for ChatApi {
         request: Request<pb::GetAttachmentUrlRequest>,
     ) -> Result<Response<pb::GetAttachmentUrlResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let upload_id = validate::id("upload_id", &request.get_ref().upload_id)?;
+        let wire::GetAttachmentUrl { upload_id } = wire::get_attachment_url(request.get_ref())?;
         let core = &self.core;
         let media = core.media()?;
         let not_found = || {
@@ -654,24 +559,23 @@ impl ChatService for ChatApi {
 
     async fn ack_chats(&self, request: Request<pb::AckChatsRequest>) -> Result<Response<pb::AckChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let chat_id = optional_id("chat_id", &req.chat_id)?;
+        let wire::AckChats { channel_id, target } = wire::ack_chats(request.get_ref())?;
         let core = &self.core;
         core.peers.member(channel_id, caller).await?;
-        let target = if chat_id != 0 {
-            let chat = core.store.get_chat(chat_id).await.map_err(ChatError::from)?;
-            if chat.is_none_or(|c| c.channel_id != channel_id) {
-                return Err(invalid_field("chat_id", "is not a chat of this channel"));
+        let target = match target {
+            AckTarget::Chat(chat_id) => {
+                let chat = core.store.get_chat(chat_id).await.map_err(ChatError::from)?;
+                if chat.is_none_or(|c| c.channel_id != channel_id) {
+                    return Err(invalid_field("chat_id", "is not a chat of this channel"));
+                }
+                Some(chat_id)
             }
-            Some(chat_id)
-        } else if let Some(at) = req.created_at {
-            // why: a time past now names no chat yet; clamping also keeps the arithmetic in range.
-            let ms = time_ms("created_at", &at)?.min(now_ms());
-            // why: ids carry their creation millisecond, so "the newest chat at or before t" is a key range.
-            core.store.newest_chat_at_or_before(channel_id, max_id_at(ms)).await.map_err(ChatError::from)?
-        } else {
-            return Err(invalid_field("chat_id", "give chat_id or created_at"));
+            AckTarget::CreatedAt(ms) => {
+                // why: a time past now names no chat yet; clamping also keeps the arithmetic in range.
+                let ms = ms.min(now_ms());
+                // why: ids carry their creation millisecond, so "the newest chat at or before t" is a key range.
+                core.store.newest_chat_at_or_before(channel_id, max_id_at(ms)).await.map_err(ChatError::from)?
+            }
         };
         let pointer = match target {
             Some(id) => core.store.ack(channel_id, caller, id).await.map_err(ChatError::from)?,
@@ -701,16 +605,15 @@ impl ChatService for ChatApi {
         request: Request<pb::GetUnreadCountsRequest>,
     ) -> Result<Response<pb::GetUnreadCountsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
+        let wire::GetUnreadCounts { channel_ids } = wire::get_unread_counts(request.get_ref())?;
         let core = &self.core;
-        let channels = if req.channel_ids.is_empty() {
+        let channels = if channel_ids.is_empty() {
             core.peers.channels_of(caller).await?
         } else {
-            let channels = ids("channel_ids", &req.channel_ids)?;
-            for channel_id in &channels {
+            for channel_id in &channel_ids {
                 core.peers.member(*channel_id, caller).await?;
             }
-            channels
+            channel_ids
         };
         let mut counts = Vec::with_capacity(channels.len());
         for channel_id in channels {
@@ -731,11 +634,9 @@ impl ChatService for ChatApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let req = request.into_inner();
-        let channel_id = validate::id("channel_id", &req.channel_id)?;
-        let after = optional_id("after_event_id", &req.after_event_id)?;
-        let size = page::page_size(req.page_size, DEFAULT_EVENTS, MAX_EVENTS);
+        let wire::ListEvents { channel_id, after_event_id, page_size: size } = wire::list_events(request.get_ref())?;
         self.core.peers.member(channel_id, caller).await?;
+        let after = after_event_id.unwrap_or(0);
         let mut events = self.core.store.list_events(channel_id, after, size + 1).await.map_err(ChatError::from)?;
         let has_more = events.len() > size;
         events.truncate(size);
@@ -749,8 +650,9 @@ impl ChatService for ChatApi {
 impl ChatInternalService for ChatInternalApi {
     async fn get_search_status(
         &self,
-        _request: Request<pb::GetSearchStatusRequest>,
+        request: Request<pb::GetSearchStatusRequest>,
     ) -> Result<Response<pb::GetSearchStatusResponse>, Status> {
+        let wire::GetSearchStatus = wire::get_search_status(request.get_ref())?;
         let Some(search) = &self.core.search else {
             return Err(Status::unavailable("search is not served by this process"));
         };
@@ -773,7 +675,7 @@ impl ChatInternalService for ChatInternalApi {
         &self,
         request: Request<pb::GetChatStatesRequest>,
     ) -> Result<Response<pb::GetChatStatesResponse>, Status> {
-        let chat_ids = ids("chat_ids", &request.into_inner().chat_ids)?;
+        let wire::GetChatStates { chat_ids } = wire::get_chat_states(request.get_ref())?;
         let mut states = Vec::with_capacity(chat_ids.len());
         for chat_id in chat_ids {
             let state =
@@ -787,28 +689,13 @@ impl ChatInternalService for ChatInternalApi {
         &self,
         request: Request<pb::AppendChannelEventsRequest>,
     ) -> Result<Response<pb::AppendChannelEventsResponse>, Status> {
-        let events = request.into_inner().events;
-        if events.len() > MAX_APPEND {
-            return Err(invalid_field("events", format!("at most {MAX_APPEND} events")));
-        }
-        let mut external = Vec::with_capacity(events.len());
-        for event in events {
-            validate::id("events.channel_id", &event.channel_id)?;
-            validate::id("events.actor_id", &event.actor_id)?;
-            if event.idempotency_key.is_empty() {
-                return Err(invalid_field("events.idempotency_key", "is required"));
-            }
-            if matches!(event.r#type(), EventType::Unspecified) {
-                return Err(invalid_field("events.type", "is required"));
-            }
-            if matches!(
-                event.r#type(),
-                EventType::ChatCreated | EventType::ChatEdited | EventType::ChatRetracted | EventType::ChatAcked
-            ) {
-                return Err(invalid_field("events.type", "chat events are recorded by the chat service itself"));
-            }
-            external.push(ExternalEvent { announcement: announce::announcement(&event), event });
-        }
+        let wire::AppendChannelEvents = wire::append_channel_events(request.get_ref())?;
+        let external: Vec<ExternalEvent> = request
+            .into_inner()
+            .events
+            .into_iter()
+            .map(|event| ExternalEvent { announcement: announce::announcement(&event), event })
+            .collect();
         let recorded = external.iter().map(|e| e.event.clone()).collect::<Vec<_>>();
         let event_ids = self.core.store.append_events(external).await.map_err(ChatError::from)?;
         self.core.tick();
@@ -834,14 +721,5 @@ mod tests {
         assert_eq!(mentioned_usernames("hi @Ada and @bob_1, not me@mail.com or @x"), vec!["ada", "bob_1"]);
         assert_eq!(mentioned_usernames("@@ada"), vec!["ada"]);
         assert!(mentioned_usernames("no mentions").is_empty());
-    }
-
-    #[test]
-    fn text_rules_name_the_field() {
-        assert_eq!(validate_text("text", "  hello \n").unwrap(), "hello");
-        assert!(validate_text("text", "line\nnext\ttab").is_ok());
-        for bad in ["", "   ", "bell\u{7}", &"x".repeat(4001)] {
-            assert!(validate_text("text", bad).unwrap_err().message().starts_with("text"), "{bad:?}");
-        }
     }
 }

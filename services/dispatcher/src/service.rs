@@ -15,18 +15,17 @@ use chatmesh_api::{
     chat::v1::{ChannelEvent, EventType, channel_event::Payload},
     dispatcher::v1::{
         self as pb, AttachRequest, AttachResponse, LiveEvent, Presence, PresenceStatus, SessionReady, Typing,
-        attach_request::Command as Up, attach_response::Command as Down,
-        dispatcher_internal_service_server::DispatcherInternalService, dispatcher_service_server::DispatcherService,
-        live_event::Event,
+        attach_response::Command as Down, dispatcher_internal_service_server::DispatcherInternalService,
+        dispatcher_service_server::DispatcherService, live_event::Event,
     },
 };
 use chatmesh_platform::{
     auth::user_of,
-    error::{invalid_field, status_with_reason},
+    error::status_with_reason,
     ids::{now_ms, timestamp},
     membership::{MembershipClient, Refusal},
-    validate,
 };
+use chatmesh_wire::dispatcher::{self as wire, Attach};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,7 +52,6 @@ const TYPING_TTL: Duration = Duration::from_secs(8);
 /// At most one typing notice per user and channel this often.
 const TYPING_EVERY: Duration = Duration::from_secs(3);
 const GATEWAY_QUEUE: usize = 4096;
-const MAX_PRESENCE_IDS: usize = 100;
 /// Why sessions are sent to resume after live delivery may have missed events.
 const INTERRUPTED: &str = "live delivery was interrupted; resume";
 
@@ -206,8 +204,8 @@ impl Core {
         }
     }
 
-    async fn publish(&self, event: ChannelEvent) -> Result<(), Status> {
-        let channel = validate::id("events.channel_id", &event.channel_id)?;
+    /// Delivers one committed event of `channel` (its `channel_id`, already checked).
+    async fn publish(&self, channel: u64, event: ChannelEvent) -> Result<(), Status> {
         if event.r#type() == EventType::ChannelDeleted {
             // why: the channel is gone, so verification would unfollow everyone before they hear it.
             let live = LiveEvent { event: Some(Event::ChannelEvent(event)) };
@@ -259,7 +257,12 @@ impl Core {
         match message {
             Remote::Event(event) => {
                 let channel = event.channel_id.parse::<u64>().unwrap_or(0);
-                if let Err(e) = self.publish(event).await {
+                // why: what comes over the backplane is checked like a Publish request before delivery.
+                let published = match chatmesh_wire::validate::id("events.channel_id", &event.channel_id) {
+                    Ok(channel) => self.publish(channel, event).await,
+                    Err(refused) => Err(refused),
+                };
+                if let Err(e) = published {
                     // why: nobody retries a backplane message; the channel's sessions here
                     // resume from the event log instead of silently missing it.
                     tracing::warn!(channel, error = %e, "an event from the backplane was not delivered; sessions resume");
@@ -269,7 +272,12 @@ impl Core {
             Remote::Ephemeral { channel, except_user, event } => {
                 hub::deliver(self.hub.targets(channel, Some(except_user)), &event).await;
             }
-            Remote::Disconnect(request) => self.disconnect(&request).await,
+            Remote::Disconnect(request) => {
+                // why: checked like a DisconnectUser request; a malformed one closes nothing.
+                if let Ok(valid) = wire::disconnect_user(&request) {
+                    self.disconnect(&valid).await;
+                }
+            }
             Remote::Gap => {
                 // why: events published while the backplane was broken never came; the sessions
                 // reconnect and resume from the event log.
@@ -279,10 +287,9 @@ impl Core {
     }
 
     /// Closes this dispatcher's sessions of a user (all, or one login session).
-    async fn disconnect(&self, request: &pb::DisconnectUserRequest) {
-        let Ok(user) = request.user_id.parse::<u64>() else { return };
-        let login_session = (!request.login_session_id.is_empty()).then_some(request.login_session_id.as_str());
-        hub::close(self.hub.user_targets(user, login_session), hub::CLOSE_LOGGED_OUT, "logged out").await;
+    async fn disconnect(&self, request: &wire::DisconnectUser) {
+        let targets = self.hub.user_targets(request.user_id, request.login_session_id.as_deref());
+        hub::close(targets, hub::CLOSE_LOGGED_OUT, "logged out").await;
     }
 
     /// A user's first session here opened, or their last one here closed: tell their small
@@ -338,14 +345,13 @@ impl Core {
         }
     }
 
-    async fn open_session(&self, gateway: u64, tx: &GatewayTx, opened: pb::SessionOpened) -> Result<(), Status> {
-        let user = validate::id("session_opened.user_id", &opened.user_id)?;
+    async fn open_session(&self, gateway: u64, tx: &GatewayTx, opened: wire::SessionOpened) -> Result<(), Status> {
+        let user = opened.user_id;
         let channels: HashSet<u64> = if opened.all_channels {
             self.membership.channels_of(user).await?.into_iter().collect()
         } else {
             let mut channels = HashSet::new();
-            for raw in &opened.channel_ids {
-                let channel = validate::id("session_opened.channel_ids", raw)?;
+            for &channel in &opened.channel_ids {
                 if self.membership.require_member(channel, user).await?.is_ok() {
                     channels.insert(channel);
                 }
@@ -389,16 +395,17 @@ impl Core {
     }
 
     async fn handle(&self, gateway: u64, tx: &GatewayTx, request: AttachRequest) {
-        let result = match request.command {
-            Some(Up::SessionOpened(opened)) => self.open_session(gateway, tx, opened).await,
-            Some(Up::SessionClosed(closed)) => {
-                if let Some(user) = self.hub.close_session(&closed.session_id, now_ms()) {
+        let result = match wire::attach(&request) {
+            Err(refused) => Err(refused),
+            Ok(Attach::SessionOpened(opened)) => self.open_session(gateway, tx, opened).await,
+            Ok(Attach::SessionClosed { session_id }) => {
+                if let Some(user) = self.hub.close_session(&session_id, now_ms()) {
                     self.local_presence(user, false).await;
                 }
                 Ok(())
             }
-            Some(Up::FollowChanged(_)) => Err(Status::unimplemented("follow_changed: sessions follow their channels")),
-            None => Ok(()),
+            Ok(Attach::FollowChanged) => Err(Status::unimplemented("follow_changed: sessions follow their channels")),
+            Ok(Attach::Empty) => Ok(()),
         };
         if let Err(status) = result {
             tracing::warn!(gateway, error = %status, "attach command refused");
@@ -409,12 +416,13 @@ impl Core {
 #[tonic::async_trait]
 impl DispatcherInternalService for DispatcherInternalApi {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
-        for event in request.into_inner().events {
-            let channel = validate::id("events.channel_id", &event.channel_id)?;
+        // why: the whole batch is checked before any event goes out, so a refused batch delivers nothing.
+        let valid = wire::publish(request.get_ref())?;
+        for (event, channel) in request.into_inner().events.into_iter().zip(valid.channel_ids) {
             match &self.core.backplane {
                 // why: delivered here from the subscription, like everywhere else (one order).
                 Some(backplane) => backplane.publish(channel, &event).await.map_err(Status::unavailable)?,
-                None => self.core.publish(event).await?,
+                None => self.core.publish(channel, event).await?,
             }
         }
         Ok(Response::new(pb::PublishResponse {}))
@@ -443,11 +451,10 @@ impl DispatcherInternalService for DispatcherInternalApi {
         &self,
         request: Request<pb::DisconnectUserRequest>,
     ) -> Result<Response<pb::DisconnectUserResponse>, Status> {
-        let req = request.into_inner();
-        validate::id("user_id", &req.user_id)?;
-        self.core.disconnect(&req).await;
+        let valid = wire::disconnect_user(request.get_ref())?;
+        self.core.disconnect(&valid).await;
         if let Some(backplane) = &self.core.backplane {
-            backplane.disconnect(&req).await;
+            backplane.disconnect(request.get_ref()).await;
         }
         Ok(Response::new(pb::DisconnectUserResponse {}))
     }
@@ -460,15 +467,12 @@ impl DispatcherService for DispatcherApi {
         request: Request<pb::GetPresenceRequest>,
     ) -> Result<Response<pb::GetPresenceResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let ids = request.into_inner().user_ids;
-        if ids.len() > MAX_PRESENCE_IDS {
-            return Err(invalid_field("user_ids", format!("at most {MAX_PRESENCE_IDS} ids")));
-        }
+        let valid = wire::get_presence(request.get_ref())?;
         let core = &self.core;
         let mine: HashSet<u64> = core.membership.channels_of(caller).await?.into_iter().collect();
-        let mut presences = Vec::with_capacity(ids.len());
-        for raw in ids {
-            let user = validate::id("user_ids", &raw)?;
+        let mut presences = Vec::with_capacity(valid.user_ids.len());
+        // why: each presence names the user as the caller wrote the id, so the raw strings ride along.
+        for (raw, user) in request.into_inner().user_ids.into_iter().zip(valid.user_ids) {
             let shares = user == caller || core.membership.channels_of(user).await?.iter().any(|c| mine.contains(c));
             // why: presence is shown only to people who share a channel; others see OFFLINE.
             let online = shares && core.is_online(user).await;
@@ -486,7 +490,7 @@ impl DispatcherService for DispatcherApi {
         request: Request<pb::SendTypingRequest>,
     ) -> Result<Response<pb::SendTypingResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let channel = validate::id("channel_id", &request.get_ref().channel_id)?;
+        let wire::SendTyping { channel_id: channel } = wire::send_typing(request.get_ref())?;
         let core = &self.core;
         if let Err(refused) = core.membership.require_member(channel, caller).await? {
             return Err(refusal(channel, refused));

@@ -13,12 +13,11 @@ use chatmesh_api::user::v1::{
 use chatmesh_platform::{
     auth::{Authenticator, user_of},
     config::Config,
-    error::invalid_field,
     grpc::InternalChannel,
     ids::{IdGenerator, now_ms},
     password::{PasswordHasher, Verified},
-    validate,
 };
+use chatmesh_wire::user as wire;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use tonic::{Request, Response, Status};
 
@@ -27,14 +26,6 @@ use crate::{
     model::{SessionRecord, UserRecord},
     store::{Rotation, StoreError, UserStore},
 };
-
-const MAX_EMAIL: usize = 254;
-const MIN_PASSWORD: usize = 8;
-const MAX_PASSWORD: usize = 128;
-const MAX_NAME: usize = 64;
-const MAX_URL: usize = 2048;
-const MAX_BIO: usize = 500;
-const MAX_BATCH: usize = 100;
 
 /// Shared state of the user service's handlers.
 struct Core {
@@ -113,70 +104,6 @@ fn to_pb(user: &UserRecord, own: bool) -> pb::User {
     }
 }
 
-fn validate_email(email: &str) -> Result<(), Status> {
-    if email.is_empty() {
-        return Err(invalid_field("email", "is required"));
-    }
-    if email.len() > MAX_EMAIL {
-        return Err(invalid_field("email", format!("must have at most {MAX_EMAIL} characters")));
-    }
-    let valid = match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
-    };
-    if valid { Ok(()) } else { Err(invalid_field("email", "is not a valid email address")) }
-}
-
-fn validate_password(password: &str) -> Result<(), Status> {
-    let n = password.chars().count();
-    if n < MIN_PASSWORD {
-        return Err(invalid_field("password", format!("must have at least {MIN_PASSWORD} characters")));
-    }
-    if n > MAX_PASSWORD {
-        return Err(invalid_field("password", format!("must have at most {MAX_PASSWORD} characters")));
-    }
-    Ok(())
-}
-
-fn validate_name(name: &str) -> Result<(), Status> {
-    if name.trim().is_empty() {
-        return Err(invalid_field("name", "is required"));
-    }
-    validate::text("name", name, 1, MAX_NAME)
-}
-
-/// 3 to 32 of a-z, 0-9 and _, starting with a letter (any letter case).
-fn validate_username(username: &str) -> Result<(), Status> {
-    let ok = (3..=32).contains(&username.len())
-        && username.starts_with(|c: char| c.is_ascii_alphabetic())
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid_field("username", "must be 3 to 32 letters, digits or _, starting with a letter"))
-    }
-}
-
-fn validate_url(field: &str, url: &str) -> Result<(), Status> {
-    if url.is_empty() {
-        return Ok(());
-    }
-    validate::text(field, url, 1, MAX_URL)?;
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(invalid_field(field, "must be an http(s) URL"))
-    }
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     digest::digest(&digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -229,26 +156,18 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let req = request.into_inner();
-        let email = req.email.trim().to_owned();
-        validate_email(&email)?;
-        validate_password(&req.password)?;
-        validate_name(&req.name)?;
-        let username = (!req.username.is_empty()).then_some(req.username);
-        if let Some(username) = &username {
-            validate_username(username)?;
-        }
+        let wire::CreateUser { email, password, name, username } = wire::create_user(request.get_ref())?;
         let core = &self.core;
         // why: fail fast before paying for a hash; the store re-checks atomically on insert.
         if core.store.get_user_by_email(&email.to_lowercase()).await.map_err(store_error)?.is_some() {
             return Err(UserError::EmailTaken.into());
         }
-        let password_hash = core.hasher.hash(req.password).await.map_err(|e| UserError::Store(e.to_string()))?;
+        let password_hash = core.hasher.hash(password).await.map_err(|e| UserError::Store(e.to_string()))?;
         let now = now_ms();
         let user = UserRecord {
             user_id: core.ids.next_id(),
             email,
-            name: req.name.trim().to_owned(),
+            name,
             username,
             avatar_url: String::new(),
             bio: String::new(),
@@ -262,18 +181,11 @@ impl UserService for UserApi {
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let req = request.into_inner();
-        if req.email.trim().is_empty() {
-            return Err(invalid_field("email", "is required"));
-        }
-        if req.password.is_empty() {
-            return Err(invalid_field("password", "is required"));
-        }
-        if req.password.chars().count() > MAX_PASSWORD {
+        let wire::Login { email_key, password, password_can_match } = wire::login(request.get_ref())?;
+        if !password_can_match {
             return Err(UserError::BadCredentials.into());
         }
         let core = &self.core;
-        let email_key = req.email.trim().to_lowercase();
         // why: checked before hashing, so guessing costs the attacker, not our CPU.
         if let Err(not_until) = core.login_limiter.check_key(&email_key) {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
@@ -282,7 +194,7 @@ impl UserService for UserApi {
         let user = core.store.get_user_by_email(&email_key).await.map_err(store_error)?;
         let verified = core
             .hasher
-            .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await
             .map_err(|e| UserError::Store(e.to_string()))?;
         let mut user = match (user, verified) {
@@ -319,11 +231,9 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let token = request.into_inner().refresh_token;
-        if token.is_empty() {
-            return Err(invalid_field("refresh_token", "is required"));
-        }
-        let (sid, secret) = token.split_once('.').ok_or(UserError::BadRefreshToken)?;
+        let valid = wire::refresh_token(request.get_ref())?;
+        let (sid, secret) = valid.session_and_secret.ok_or(UserError::BadRefreshToken)?;
+        let sid = sid.as_str();
         let core = &self.core;
         let new_secret = new_refresh_secret()?;
         let rotation = core
@@ -347,6 +257,7 @@ impl UserService for UserApi {
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let (user_id, sid) = user_of(&request)?;
+        wire::logout(request.get_ref())?;
         self.core.store.end_session(&sid, now_ms()).await.map_err(store_error)?;
         self.core.revoke(user_id, &sid);
         tracing::info!(user_id, session_id = %sid, "logout");
@@ -358,6 +269,7 @@ impl UserService for UserApi {
         request: Request<pb::LogoutAllRequest>,
     ) -> Result<Response<pb::LogoutAllResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
+        wire::logout_all(request.get_ref())?;
         let ended = self.core.store.end_user_sessions(user_id, now_ms()).await.map_err(store_error)?;
         for session in &ended {
             self.core.revoke(user_id, &session.session_id);
@@ -368,51 +280,34 @@ impl UserService for UserApi {
 
     async fn get_me(&self, request: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
+        wire::get_me(request.get_ref())?;
         let user = self.core.load_user(user_id).await?;
         Ok(Response::new(pb::GetMeResponse { user: Some(to_pb(&user, true)) }))
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let user_id = validate::id("user_id", &request.get_ref().user_id)?;
+        let wire::GetUser { user_id } = wire::get_user(request.get_ref())?;
         let user = self.core.load_user(user_id).await?;
         Ok(Response::new(pb::GetUserResponse { user: Some(to_pb(&user, user_id == caller)) }))
     }
 
     async fn update_me(&self, request: Request<pb::UpdateMeRequest>) -> Result<Response<pb::UpdateMeResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
-        let req = request.into_inner();
-        const FIELDS: [&str; 4] = ["name", "username", "avatar_url", "bio"];
-        for field in &req.update_mask {
-            if !FIELDS.contains(&field.as_str()) {
-                return Err(invalid_field("update_mask", format!("unknown field {field:?}")));
-            }
-        }
-        let masked = |field: &str, value: &str| {
-            if req.update_mask.is_empty() { !value.is_empty() } else { req.update_mask.iter().any(|f| f == field) }
-        };
+        // why: checked before the account is read, so a refused request touches no store.
+        let valid = wire::update_me(request.get_ref())?;
         let mut user = self.core.load_user(user_id).await?;
-        if masked("name", &req.name) {
-            validate_name(&req.name)?;
-            user.name = req.name.trim().to_owned();
+        if let Some(name) = valid.name {
+            user.name = name;
         }
-        if masked("username", &req.username) {
-            if req.username.is_empty() {
-                user.username = None;
-            } else {
-                validate_username(&req.username)?;
-                user.username = Some(req.username.clone());
-            }
+        if let Some(username) = valid.username {
+            user.username = username;
         }
-        if masked("avatar_url", &req.avatar_url) {
-            validate_url("avatar_url", &req.avatar_url)?;
-            user.avatar_url = req.avatar_url.clone();
+        if let Some(avatar_url) = valid.avatar_url {
+            user.avatar_url = avatar_url;
         }
-        if masked("bio", &req.bio) {
-            if !req.bio.is_empty() {
-                validate::text("bio", &req.bio.replace(['\n', '\t'], " "), 1, MAX_BIO)?;
-            }
-            user.bio = req.bio.clone();
+        if let Some(bio) = valid.bio {
+            user.bio = bio;
         }
         user.updated_at_ms = now_ms();
         self.core.store.update_user(&user).await.map_err(store_error)?;
@@ -426,13 +321,10 @@ impl UserInternalService for UserInternalApi {
         &self,
         request: Request<pb::BatchGetUsersRequest>,
     ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
-        let ids = request.into_inner().user_ids;
-        if ids.len() > MAX_BATCH {
-            return Err(invalid_field("user_ids", format!("at most {MAX_BATCH} ids")));
-        }
+        let valid = wire::batch_get_users(request.get_ref())?;
         let mut response = pb::BatchGetUsersResponse::default();
-        for raw in ids {
-            let id = validate::id("user_ids", &raw)?;
+        // why: missing ids are answered as the caller wrote them, so the raw strings ride along.
+        for (raw, id) in request.into_inner().user_ids.into_iter().zip(valid.user_ids) {
             match self.core.store.get_user(id).await.map_err(store_error)? {
                 Some(user) => response.users.push(to_pb(&user, false)),
                 None => response.missing_user_ids.push(raw),
@@ -445,40 +337,13 @@ impl UserInternalService for UserInternalApi {
         &self,
         request: Request<pb::ResolveUsernamesRequest>,
     ) -> Result<Response<pb::ResolveUsernamesResponse>, Status> {
-        let names = request.into_inner().usernames;
-        if names.len() > MAX_BATCH {
-            return Err(invalid_field("usernames", format!("at most {MAX_BATCH} names")));
-        }
+        let valid = wire::resolve_usernames(request.get_ref())?;
         let mut users = Vec::new();
-        for name in names {
-            let key = name.trim_start_matches('@').to_lowercase();
+        for key in valid.keys {
             if let Some(user) = self.core.store.get_user_by_username(&key).await.map_err(store_error)? {
                 users.push(to_pb(&user, false));
             }
         }
         Ok(Response::new(pb::ResolveUsernamesResponse { users }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_checked_for_shape() {
-        for ok in ["a@b.co", "first.last+tag@example.org"] {
-            assert!(validate_email(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.de", "a@@b.co", "a@.b", "a@b."] {
-            assert!(validate_email(bad).unwrap_err().message().starts_with("email"), "{bad}");
-        }
-    }
-
-    #[test]
-    fn usernames_are_checked_for_shape() {
-        assert!(validate_username("ada_99").is_ok());
-        for bad in ["ab", "9lives", "with space", "émile", &"a".repeat(33)] {
-            assert!(validate_username(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -16,8 +16,8 @@ use tantivy::tokenizer::{
 pub const WORDS: &str = "chatmesh_words";
 pub const CJK: &str = "chatmesh_cjk";
 
-/// Longest query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 256;
+/// Longest query accepted, in characters (the wire crate checks it before the analyzer runs).
+pub use chatmesh_wire::chat::MAX_QUERY_CHARS;
 /// Most words (and CJK runs) in one query.
 pub const MAX_QUERY_TERMS: usize = 16;
 

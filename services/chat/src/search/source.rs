@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Chats asked of `GetChatStates` at once, at most (the batch cap of every id list).
-pub const MAX_STATES: usize = crate::service::MAX_BATCH_IDS;
+pub const MAX_STATES: usize = chatmesh_wire::chat::MAX_BATCH_IDS;
 
 /// The current, searchable state of chats.
 #[async_trait]
