@@ -8,7 +8,6 @@ mod common;
 use std::{
     net::SocketAddr,
     path::Path,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,7 @@ use chatmesh_api::channel::v1::{
     CheckMembershipRequest, channel_internal_service_client::ChannelInternalServiceClient,
 };
 use chatmesh_platform::{auth::Authenticator, config::AuthConfig};
-use common::{Process, authed, connect, free_addr, group, sign_up};
+use common::{Process, authed, chatmesh, connect, free_addr, group, launch, sign_up};
 
 struct Listeners {
     grpc: SocketAddr,
@@ -26,18 +25,13 @@ struct Listeners {
 }
 
 fn up(data: &Path, at: &Listeners) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &at.grpc.to_string()])
+    let mut command = chatmesh(data);
+    command
+        .args(["up", "--grpc-listen", &at.grpc.to_string()])
         .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &at.ws.to_string()])
         .args(["--metrics-listen", &at.metrics.to_string()])
-        .env("CHATMESH_GRPC__INTERNAL_LISTEN", at.internal.to_string())
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .env("CHATMESH_GRPC__INTERNAL_LISTEN", at.internal.to_string());
+    launch(command, None)
 }
 
 async fn get(url: &str) -> (u16, String) {

@@ -10,7 +10,6 @@ mod common;
 use std::{
     net::SocketAddr,
     path::Path,
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -21,7 +20,7 @@ use std::{
 use chatmesh_api::chat::v1::{
     CreateChatRequest, EditChatRequest, RetractChatsRequest, SearchChatsRequest, chat_service_client::ChatServiceClient,
 };
-use common::{Process, authed, connect, free_addr, group, own_redis, sign_up};
+use common::{Process, authed, chatmesh, connect, free_addr, group, launch, own_redis, sign_up};
 use redis::AsyncCommands as _;
 use tonic::transport::Channel;
 
@@ -31,25 +30,19 @@ const SENDERS: usize = 16;
 const KILL_AT: [u32; 3] = [3, 2, 2];
 
 fn spawn(data: &Path, parts: &[&str], grpc: SocketAddr, env: &[(&str, String)], log: &str) -> Process {
-    let log = std::fs::File::create(data.join(log)).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "serve"])
+    let mut command = chatmesh(data);
+    command
+        .arg("serve")
         .args(parts)
         .args(["--grpc-listen", &grpc.to_string(), "--rest-listen", &free_addr().to_string()])
         .args(["--ws-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_LOG__FILTER", "warn")
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000")
         .env("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000")
         .env("CHATMESH_SEARCH__SOURCE", "stream")
         .env("CHATMESH_SEARCH__CLAIM_IDLE_MS", "500")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    launch(command, Some(&data.join(log)))
 }
 
 /// `chatmesh serve indexer` under `consumer`, aborting at its `kill_at`-th batch if given.
@@ -200,10 +193,7 @@ async fn an_indexer_killed_before_its_acks_leaves_the_index_equal_to_the_store()
     drop((services, last));
 
     // offline: the index equals the store, chat by chat
-    let verify = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.path().to_str().unwrap(), "admin", "verify-index", "--json"])
-        .output()
-        .unwrap();
+    let verify = chatmesh(data.path()).args(["admin", "verify-index", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout)
         .unwrap_or_else(|_| panic!("a report: {}", String::from_utf8_lossy(&verify.stderr)));
     println!(

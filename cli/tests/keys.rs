@@ -4,39 +4,24 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{net::SocketAddr, path::Path};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chatmesh_api::user::v1::{GetMeRequest, LoginRequest, user_service_client::UserServiceClient};
-use common::{Process, authed, connect, free_addr, sign_up};
+use common::{Process, admin, authed, chatmesh, connect, free_addr, launch, sign_up};
 use tonic::Code;
 
 fn up(data: &Path, grpc: SocketAddr) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
+    let mut command = chatmesh(data);
+    command
+        .args(["up", "--grpc-listen", &grpc.to_string()])
         .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &free_addr().to_string()])
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .args(["--metrics-listen", "127.0.0.1:0"]);
+    launch(command, None)
 }
 
-fn admin(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "admin", "keys"])
-        .args(args)
-        .output()
-        .expect("runs");
-    assert!(out.status.success(), "admin keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn keys(data: &Path, args: &[&str]) -> String {
+    admin(data, &[&["keys"], args].concat())
 }
 
 fn kid_of(token: &str) -> String {
@@ -63,7 +48,7 @@ async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     drop(server);
 
     // rotate: the old token still verifies, new tokens are signed with the new key
-    let rotated = admin(data.path(), &["rotate"]);
+    let rotated = keys(data.path(), &["rotate"]);
     assert!(!rotated.contains(&old_kid), "{rotated}");
     let grpc = free_addr();
     let server = up(data.path(), grpc);
@@ -73,17 +58,14 @@ async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     let new_token = users.clone().login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
     let new_kid = kid_of(&new_token);
     assert_ne!(new_kid, old_kid);
-    let listed = admin(data.path(), &["list"]);
+    let listed = keys(data.path(), &["list"]);
     assert!(listed.contains(&format!("{new_kid} (signing)")) && listed.contains(&old_kid), "{listed}");
     drop(server);
 
     // retire the old key: its tokens fail, the new key's keep working
-    let refused = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.path().to_str().unwrap(), "admin", "keys", "retire", &new_kid])
-        .output()
-        .unwrap();
+    let refused = chatmesh(data.path()).args(["admin", "keys", "retire", &new_kid]).output().unwrap();
     assert!(!refused.status.success(), "the signing key cannot be retired");
-    admin(data.path(), &["retire", &old_kid]);
+    keys(data.path(), &["retire", &old_kid]);
     let grpc = free_addr();
     let _server = up(data.path(), grpc);
     assert_eq!(get_me(grpc, &old_token).await, Code::Unauthenticated, "a retired key's tokens fail");

@@ -8,7 +8,7 @@ mod common;
 use std::{
     net::SocketAddr,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use chatmesh_api::chat::v1::{
     ChatKind, CreateChatRequest, ListChatsRequest, RemoveChatsRequest, RetractChatsRequest, SearchChatsRequest,
     chat_service_client::ChatServiceClient,
 };
-use common::{Process, authed, connect, free_addr, sign_up};
+use common::{Process, admin, authed, chatmesh, connect, free_addr, launch, sign_up};
 use tonic::transport::Channel;
 
 fn start(data: &Path, grpc: SocketAddr) -> Process {
@@ -28,21 +28,16 @@ fn start_with_ws(data: &Path, grpc: SocketAddr, ws: SocketAddr) -> Process {
 }
 
 fn start_with_env(data: &Path, grpc: SocketAddr, ws: SocketAddr, env: &[(&str, &str)]) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
+    let mut command = chatmesh(data);
+    command
         .envs(env.iter().copied())
-        .args(["--data-dir", data.to_str().unwrap(), "up", "--grpc-listen", &grpc.to_string()])
+        .args(["up", "--grpc-listen", &grpc.to_string()])
         .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &ws.to_string()])
         .args(["--metrics-listen", "127.0.0.1:0"])
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "100000")
         // why: one user holds hundreds of sockets here; the cap has its own test
-        .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000");
+    launch(command, None)
 }
 
 #[tokio::test]
@@ -147,18 +142,6 @@ async fn stop(mut server: Process) {
         assert!(started.elapsed() < Duration::from_secs(15), "the process exits within its grace period");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Runs `chatmesh admin <args>` on `data`; returns stdout, failing on a non-zero exit.
-fn admin(data: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "admin"])
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "admin {args:?}: {stdout}{stderr}");
-    stdout.into_owned()
 }
 
 /// `admin status --json` of the server on `grpc`, as JSON.

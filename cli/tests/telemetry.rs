@@ -8,12 +8,11 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     path::Path,
-    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{Process, connect, free_addr, group, sign_up};
+use common::{Process, chatmesh, connect, free_addr, group, launch, sign_up};
 use opentelemetry_proto::tonic::{
     collector::{
         metrics::v1::{
@@ -99,23 +98,17 @@ impl MetricsService for Collector {
 }
 
 fn spawn(data: &Path, parts: &[&str], grpc: SocketAddr, rest: SocketAddr, env: &[(&str, String)]) -> Process {
-    let log = std::fs::File::create(data.join(format!("{}.log", parts.join("-")))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "serve"])
+    let mut command = chatmesh(data);
+    command
+        .arg("serve")
         .args(parts)
         .args(["--grpc-listen", &grpc.to_string(), "--rest-listen", &rest.to_string()])
         .args(["--ws-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_LOG__FILTER", "warn")
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
         // why: export soon after a span ends, so the test need not wait the default 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    launch(command, Some(&data.join(format!("{}.log", parts.join("-")))))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,37 @@ use chatmesh_api::{
 };
 use tonic::{Request, transport::Channel};
 
+/// `chatmesh --data-dir <data>`, with the cheap argon2 settings every process test uses (the
+/// OWASP defaults are asserted by a unit test); the caller adds the command and flags.
+pub fn chatmesh(data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatmesh"));
+    command
+        .args(["--data-dir", data.to_str().expect("a UTF-8 path")])
+        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
+        .env("CHATMESH_PASSWORD__ITERATIONS", "1");
+    command
+}
+
+/// Runs `chatmesh admin <args>` on `data`; returns stdout, failing on a non-zero exit.
+pub fn admin(data: &std::path::Path, args: &[&str]) -> String {
+    let output = chatmesh(data).arg("admin").args(args).output().expect("the binary runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "admin {args:?}: {stdout}{stderr}");
+    stdout.into_owned()
+}
+
+/// Starts `command` as a [`Process`], its output appended to `log` (or dropped).
+pub fn launch(mut command: Command, log: Option<&std::path::Path>) -> Process {
+    let (stdout, stderr) = match log {
+        Some(path) => {
+            let file = std::fs::File::create(path).expect("a log file");
+            (Stdio::from(file.try_clone().expect("a log file")), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
+    Process(command.stdout(stdout).stderr(stderr).spawn().expect("the binary starts"))
+}
+
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }

@@ -420,17 +420,8 @@ pub fn record_activity(request: &pb::RecordActivityRequest) -> Result<RecordActi
 
 #[cfg(test)]
 mod tests {
-    use tonic::Code;
-
     use super::*;
-
-    #[track_caller]
-    fn refuses<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> String {
-        let status = result.expect_err("refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(status.message().starts_with(&format!("{field}: ")), "names {field}: {}", status.message());
-        status.message().to_owned()
-    }
+    use crate::error::refuses;
 
     fn group(name: &str) -> pb::CreateChannelRequest {
         pb::CreateChannelRequest { kind: pb::ChannelKind::Group as i32, name: name.into(), ..Default::default() }

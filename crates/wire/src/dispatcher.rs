@@ -152,21 +152,9 @@ pub fn subscribe(request: &pb::SubscribeRequest) -> Result<Subscribe, Status> {
 
 #[cfg(test)]
 mod tests {
-    use chatmesh_api::chat::v1::ChannelEvent;
-    use tonic::Code;
-
     use super::*;
-
-    /// The refusal's code is INVALID_ARGUMENT and its message names `field`.
-    fn refuses<T>(result: Result<T, Status>, field: &str) {
-        match result {
-            Ok(_) => panic!("{field}: accepted"),
-            Err(status) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-                assert!(status.message().starts_with(&format!("{field}: ")), "{field}: {}", status.message());
-            }
-        }
-    }
+    use crate::error::refuses;
+    use chatmesh_api::chat::v1::ChannelEvent;
 
     fn event(channel_id: &str) -> ChannelEvent {
         ChannelEvent { channel_id: channel_id.into(), ..Default::default() }

@@ -17,3 +17,13 @@ pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
     details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::from([("field".to_owned(), field.to_owned())]));
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
+
+/// Asserts a validation refused with INVALID_ARGUMENT naming `field`; returns its message.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn refuses<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> String {
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(status.message().starts_with(&format!("{field}: ")), "names {field}: {}", status.message());
+    status.message().to_owned()
+}

@@ -323,20 +323,8 @@ fn url(field: &str, url: &str) -> Result<(), Status> {
 
 #[cfg(test)]
 mod tests {
-    use tonic::Code;
-
     use super::*;
-
-    /// The refusal's code is INVALID_ARGUMENT and its message names `field`.
-    fn refuses<T>(result: Result<T, Status>, field: &str) {
-        match result {
-            Ok(_) => panic!("{field}: accepted"),
-            Err(status) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-                assert!(status.message().starts_with(&format!("{field}: ")), "{field}: {}", status.message());
-            }
-        }
-    }
+    use crate::error::refuses;
 
     fn new_user() -> pb::CreateUserRequest {
         pb::CreateUserRequest {
