@@ -81,7 +81,7 @@ async fn forged_tokens_are_refused_on_every_surface() {
         // REST: every route that needs a token, at the edge
         for route in &routes {
             tried += 1;
-            let path = route.path.replace('{', "").replace('}', "").replace("_id", "-1");
+            let path = route.path.replace(['{', '}'], "").replace("_id", "-1");
             let bearer = format!("Bearer {token}");
             let (status, _) =
                 chatmesh_tests::raw::http(app.rest_addr, route.method.as_str(), &path, &[("authorization", &bearer)])

@@ -202,8 +202,8 @@ pub struct ListUserChannelIds {
 /// `RecordActivity` (internal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordActivity {
-    /// The distinct channels with new chats.
-    pub channel_ids: BTreeSet<u64>,
+    /// Each channel with new chats, and the newest of them (the highest id named for it).
+    pub newest_chats: std::collections::BTreeMap<u64, u64>,
 }
 
 fn name(name: &str) -> Result<String, Status> {
@@ -409,13 +409,19 @@ pub fn list_user_channel_ids(request: &pb::ListUserChannelIdsRequest) -> Result<
     })
 }
 
-/// Validates a `RecordActivityRequest`: at most [`MAX_INTERNAL_PAGE`] ids, each valid.
+/// Validates a `RecordActivityRequest`: at most [`MAX_INTERNAL_PAGE`] channels, each id valid.
 pub fn record_activity(request: &pb::RecordActivityRequest) -> Result<RecordActivity, Status> {
-    if request.channel_ids.len() > MAX_INTERNAL_PAGE {
-        return Err(invalid_field("channel_ids", format!("at most {MAX_INTERNAL_PAGE} ids")));
+    if request.activities.len() > MAX_INTERNAL_PAGE {
+        return Err(invalid_field("activities", format!("at most {MAX_INTERNAL_PAGE} channels")));
     }
-    let channel_ids = request.channel_ids.iter().map(|id| validate::id("channel_ids", id)).collect::<Result<_, _>>()?;
-    Ok(RecordActivity { channel_ids })
+    let mut newest_chats = std::collections::BTreeMap::new();
+    for activity in &request.activities {
+        let channel_id = validate::id("activities.channel_id", &activity.channel_id)?;
+        let chat_id = validate::id("activities.newest_chat_id", &activity.newest_chat_id)?;
+        let newest = newest_chats.entry(channel_id).or_insert(chat_id);
+        *newest = (*newest).max(chat_id);
+    }
+    Ok(RecordActivity { newest_chats })
 }
 
 #[cfg(test)]
@@ -537,9 +543,13 @@ mod tests {
         );
         let internal = pb::ListUserChannelIdsRequest { user_id: "1".into(), ..Default::default() };
         assert_eq!(list_user_channel_ids(&internal).unwrap().page_size, MAX_INTERNAL_PAGE);
-        let too_many = pb::RecordActivityRequest { channel_ids: vec!["1".into(); MAX_INTERNAL_PAGE + 1] };
-        assert_eq!(refuses(record_activity(&too_many), "channel_ids"), "channel_ids: at most 1000 ids");
-        let valid = record_activity(&pb::RecordActivityRequest { channel_ids: vec!["5".into(), "5".into()] }).unwrap();
-        assert_eq!(valid.channel_ids, BTreeSet::from([5]));
+        let activity =
+            |channel: &str, chat: &str| pb::ChannelActivity { channel_id: channel.into(), newest_chat_id: chat.into() };
+        let too_many = pb::RecordActivityRequest { activities: vec![activity("1", "2"); MAX_INTERNAL_PAGE + 1] };
+        assert_eq!(refuses(record_activity(&too_many), "activities"), "activities: at most 1000 channels");
+        let no_chat = pb::RecordActivityRequest { activities: vec![activity("5", "")] };
+        refuses(record_activity(&no_chat), "activities.newest_chat_id");
+        let twice = pb::RecordActivityRequest { activities: vec![activity("5", "9"), activity("5", "7")] };
+        assert_eq!(record_activity(&twice).unwrap().newest_chats, std::collections::BTreeMap::from([(5, 9)]));
     }
 }

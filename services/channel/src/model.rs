@@ -52,6 +52,9 @@ pub struct MemberRecord {
     /// 0 when the member joined by themselves.
     pub invited_by: u64,
     pub closed: bool,
+    /// When the member closed the channel (0 when open): only a chat sent after it reopens it.
+    #[serde(default)]
+    pub closed_at_ms: u64,
 }
 
 impl From<wire::GroupKind> for Kind {

@@ -149,7 +149,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 fn member(channel_id: u64, user_id: u64, role: Role, invited_by: u64, now: u64) -> MemberRecord {
-    MemberRecord { channel_id, user_id, role, joined_at_ms: now, invited_by, closed: false }
+    MemberRecord { channel_id, user_id, role, joined_at_ms: now, invited_by, closed: false, closed_at_ms: 0 }
 }
 
 impl ChannelApi {
@@ -586,6 +586,7 @@ impl ChannelApi {
             let view = core.view(channel_id, caller).await?;
             let mut me = view.member()?.clone();
             me.closed = closed;
+            me.closed_at_ms = if closed { now_ms() } else { 0 };
             Ok((view.change(vec![Op::PutMember(me)], Vec::new()), ()))
         })
         .await
@@ -618,11 +619,17 @@ impl ChannelInternalService for ChannelInternalApi {
         &self,
         request: Request<pb::RecordActivityRequest>,
     ) -> Result<Response<pb::RecordActivityResponse>, Status> {
-        let channel_ids = wire::record_activity(request.get_ref())?.channel_ids;
+        let newest_chats = wire::record_activity(request.get_ref())?.newest_chats;
         let core = &self.core;
-        for channel_id in channel_ids {
+        // why: a chat sent before a member closed the channel must not undo that close (the
+        // relay may deliver it after); ids carry their creation time.
+        let closed_before = |member: &MemberRecord, chat_id: u64| {
+            member.closed && chatmesh_platform::ids::unix_ms_of(chat_id) > member.closed_at_ms
+        };
+        for (channel_id, chat_id) in newest_chats {
             // why: the common case (nobody closed it) costs one read and no write.
-            if core.store.list_closed_members(channel_id).await.map_err(ChannelError::from)?.is_empty() {
+            let closed = core.store.list_closed_members(channel_id).await.map_err(ChannelError::from)?;
+            if !closed.iter().any(|m| closed_before(m, chat_id)) {
                 continue;
             }
             let reopened = core
@@ -634,8 +641,10 @@ impl ChannelInternalService for ChannelInternalApi {
                         .list_closed_members(channel_id)
                         .await?
                         .into_iter()
+                        .filter(|member| closed_before(member, chat_id))
                         .map(|mut member| {
                             member.closed = false;
+                            member.closed_at_ms = 0;
                             Op::PutMember(member)
                         })
                         .collect();

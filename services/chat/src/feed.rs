@@ -8,7 +8,9 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chatmesh_api::{
-    channel::v1::{RecordActivityRequest, channel_internal_service_client::ChannelInternalServiceClient},
+    channel::v1::{
+        ChannelActivity, RecordActivityRequest, channel_internal_service_client::ChannelInternalServiceClient,
+    },
     chat::v1::{ChannelEvent, ChatKind, EventType, channel_event::Payload},
     dispatcher::v1::{PublishRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient},
 };
@@ -75,18 +77,27 @@ impl FeedSink for ActivitySink {
     }
 
     async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status> {
-        let mut channel_ids: Vec<String> = events
-            .into_iter()
-            .filter(|e| e.r#type() == EventType::ChatCreated)
-            .filter(|e| matches!(&e.payload, Some(Payload::Chat(chat)) if chat.kind() == ChatKind::Text))
-            .map(|e| e.channel_id)
-            .collect();
-        channel_ids.sort_unstable();
-        channel_ids.dedup();
-        if channel_ids.is_empty() {
+        // the newest new text chat of each channel
+        let mut newest: std::collections::BTreeMap<String, (u64, String)> = std::collections::BTreeMap::new();
+        for event in events.into_iter().filter(|e| e.r#type() == EventType::ChatCreated) {
+            let Some(Payload::Chat(chat)) = &event.payload else { continue };
+            if chat.kind() != ChatKind::Text {
+                continue;
+            }
+            let id = chat.chat_id.parse::<u64>().unwrap_or(0);
+            let entry = newest.entry(event.channel_id.clone()).or_insert((0, String::new()));
+            if id > entry.0 {
+                *entry = (id, chat.chat_id.clone());
+            }
+        }
+        if newest.is_empty() {
             return Ok(());
         }
-        self.client.clone().record_activity(RecordActivityRequest { channel_ids }).await.map(|_| ())
+        let activities = newest
+            .into_iter()
+            .map(|(channel_id, (_, newest_chat_id))| ChannelActivity { channel_id, newest_chat_id })
+            .collect();
+        self.client.clone().record_activity(RecordActivityRequest { activities }).await.map(|_| ())
     }
 }
 

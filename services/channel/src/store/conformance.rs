@@ -21,7 +21,7 @@ pub fn channel(id: u64, kind: Kind) -> ChannelRecord {
 }
 
 pub fn member(channel_id: u64, user_id: u64, role: Role) -> MemberRecord {
-    MemberRecord { channel_id, user_id, role, joined_at_ms: 1, invited_by: 0, closed: false }
+    MemberRecord { channel_id, user_id, role, joined_at_ms: 1, invited_by: 0, closed: false, closed_at_ms: 0 }
 }
 
 fn create(id: u64, members: &[(u64, Role)], seq: u64) -> Change {
