@@ -387,3 +387,41 @@ async fn one_rate_limit_per_user_spans_rest_grpc_and_websocket_whatever_the_head
     // another user is not affected
     assert_eq!(get_me(bob.token.clone()).await, Ok(()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_stalled_handshakes_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.ws.handshake_timeout_secs = 1;
+    let max = config.grpc.max_message_bytes;
+    let app = TestApp::spawn_with(config).await;
+
+    // a gRPC message over the decode limit is refused before any handler reads it
+    let huge = vec![b'x'; max + 1024];
+    let body = chatmesh_tests::raw::proto_strings(&[(1, b"big@example.com"), (2, &huge), (3, b"Big")]);
+    let refused = chatmesh_tests::raw::unary_raw(app.channel().await, "/chatmesh.user.v1.UserService/CreateUser", body)
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{}: {}",
+        refused.code(),
+        refused.message()
+    );
+    assert!(app.login("big@example.com", "whatever").await.is_err(), "nothing was created");
+
+    // a WebSocket client that connects and never finishes its handshake is dropped
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stalled = tokio::net::TcpStream::connect(app.ws_addr).await.unwrap();
+    stalled.write_all(b"GET /?token=x HTTP/1.1\r\nHost: chat\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stalled.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closed the stalled connection: {read:?}");
+    println!(
+        "a stalled handshake was closed after {:?}; a {} byte message refused: {}",
+        started.elapsed(),
+        max + 1024,
+        refused.code()
+    );
+}
