@@ -257,8 +257,15 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn position(&self) -> Result<u64, IndexError> {
-        let index = self.index.clone();
-        blocking(move || Ok(read_payload(&index)?.map_or(0, |p| p.position))).await
+        let (index, reader) = (self.index.clone(), self.reader.clone());
+        blocking(move || {
+            let position = read_payload(&index)?.map_or(0, |p| p.position);
+            // why: searches must see at least what the position claims; reading the commit
+            // first and reloading after guarantees it (another process may have committed).
+            reader.reload().map_err(backend)?;
+            Ok(position)
+        })
+        .await
     }
 
     async fn search(&self, query: IndexQuery) -> Result<Vec<u64>, IndexError> {
