@@ -12,7 +12,7 @@ CARGO_FUZZ := $(CHATMESH_CACHE)/tools/bin/cargo-fuzz
 FUZZ_TARGETS := ws_frame rest_json requests
 FUZZ_SECONDS ?= 10
 
-.PHONY: up test test-rust test-python test-deploy fuzz lint tools clean-data
+.PHONY: up test test-rust test-python test-deploy fuzz bench bench-smoke lint tools clean-data
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
@@ -54,6 +54,17 @@ fuzz: $(CARGO_FUZZ)
 
 $(CARGO_FUZZ):
 	cargo install cargo-fuzz --locked --version 0.13.2 --root $(CHATMESH_CACHE)/tools
+
+## The benchmark suite (bench/README.md), by hand: release build, results into bench/results.
+bench:
+	cargo build --release -p chatmesh-cli -p chatmesh-bench
+	$(CARGO_TARGET_DIR)/release/chatmesh-bench --out bench/results
+
+## Its ~20-second smoke version (CI): debug build, results in a temporary dir; fails only
+## when the harness could not run, never because a figure is low.
+bench-smoke:
+	cargo build -p chatmesh-cli -p chatmesh-bench
+	$(CARGO_TARGET_DIR)/debug/chatmesh-bench --smoke
 
 ## Formatting, clippy with warnings denied, and the Buf lint and format checks.
 lint: tools

@@ -1,0 +1,186 @@
+//! The real `chatmesh up` process under test: free ports, a temporary data dir, benchmark
+//! limits, and real clients (tonic, WebSocket) against it.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use chatmesh_api::{
+    channel::v1::{self as pb_channel, channel_service_client::ChannelServiceClient},
+    chat::v1::chat_service_client::ChatServiceClient,
+    user::v1::{self as pb_user, user_service_client::UserServiceClient},
+};
+use tokio::process::{Child, Command};
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+/// The password every benchmark account uses.
+const PASSWORD: &str = "correct horse battery";
+
+/// A spawned `chatmesh up` on free loopback ports over its own temporary data dir; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub grpc_addr: SocketAddr,
+    pub ws_addr: SocketAddr,
+    /// Kept for its lifetime: the data dir and the process's log live in it.
+    dir: tempfile::TempDir,
+}
+
+/// A signed-in benchmark account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// `count` free loopback ports, all held at once so they differ, then released.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>().context("free ports")?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?)
+}
+
+impl Server {
+    /// Spawns `binary up`; returns as soon as the process runs (see [`Server::wait_healthy`]).
+    pub fn spawn(binary: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("temporary data dir")?;
+        let ports = free_ports(4)?;
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        let (grpc_addr, rest_addr, ws_addr, metrics_addr) = (addr(0), addr(1), addr(2), addr(3));
+        let log = std::fs::File::create(dir.path().join("chatmesh.log")).context("server log file")?;
+        let child = Command::new(binary)
+            .current_dir(dir.path())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["up", "--grpc-listen", &grpc_addr.to_string(), "--rest-listen", &rest_addr.to_string()])
+            .args(["--ws-listen", &ws_addr.to_string(), "--metrics-listen", &metrics_addr.to_string()])
+            // why: no chatmesh.toml of the caller's working dir may change what is measured.
+            .env("CHATMESH_CONFIG", dir.path().join("absent.toml"))
+            .env("CHATMESH_LOG__FILTER", "warn")
+            // why: benchmarks measure chats, not password hashing (argon2 has its own limits).
+            .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
+            .env("CHATMESH_PASSWORD__ITERATIONS", "1")
+            .env("CHATMESH_PASSWORD__MAX_CONCURRENT_HASHES", "4")
+            .env("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000")
+            .env("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000")
+            .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
+        Ok(Self { child, grpc_addr, ws_addr, dir })
+    }
+
+    /// Spawns and waits until gRPC health answers SERVING.
+    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+        let mut server = Self::spawn(binary)?;
+        server.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(server)
+    }
+
+    /// Polls the gRPC health service until it answers SERVING; returns when it did.
+    pub async fn wait_healthy(&mut self, within: Duration) -> anyhow::Result<Instant> {
+        let deadline = Instant::now() + within;
+        let uri = format!("http://{}", self.grpc_addr);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("chatmesh exited with {status} before it was healthy; log:\n{}", self.log_tail());
+            }
+            if let Ok(channel) = Channel::from_shared(uri.clone())?.connect().await {
+                let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+                if answer.is_ok_and(|a| a.into_inner().status == ServingStatus::Serving as i32) {
+                    return Ok(Instant::now());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("chatmesh was not healthy within {within:?}; log:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The last lines the process logged (for setup failures).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("chatmesh.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The process's resident set from /proc (bytes), if it still runs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.grpc_addr))?.connect().await?)
+    }
+
+    pub async fn chats(&self) -> anyhow::Result<ChatServiceClient<Channel>> {
+        Ok(ChatServiceClient::new(self.channel().await?))
+    }
+
+    /// Registers and signs in `count` accounts named `<prefix><i>`, a few at a time.
+    pub async fn users(&self, prefix: &str, count: usize) -> anyhow::Result<Vec<User>> {
+        let client = UserServiceClient::new(self.channel().await?);
+        let tasks = futures::stream::iter(0..count).map(|i| {
+            let mut client = client.clone();
+            let email = format!("{prefix}{i}@bench.example.com");
+            async move {
+                let request = pb_user::CreateUserRequest {
+                    email: email.clone(),
+                    password: PASSWORD.into(),
+                    name: format!("Bench {i}"),
+                    username: String::new(),
+                };
+                let created = client.create_user(request).await.context("CreateUser")?.into_inner();
+                let login = pb_user::LoginRequest { email, password: PASSWORD.into() };
+                let tokens = client.login(login).await.context("Login")?.into_inner().tokens.context("no tokens")?;
+                anyhow::Ok(User { id: created.user.context("no user")?.user_id, token: tokens.access_token })
+            }
+        });
+        use futures::StreamExt;
+        tasks.buffered(8).collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    /// A private group owned by `owner` with every one of `members` (past the 100 initial members
+    /// of CreateChannel, the owner invites the rest one by one); returns its id.
+    pub async fn group(&self, owner: &User, members: &[User]) -> anyhow::Result<String> {
+        const MAX_INITIAL_MEMBERS: usize = 100;
+        let mut channels = ChannelServiceClient::new(self.channel().await?);
+        let (initial, rest) = members.split_at(members.len().min(MAX_INITIAL_MEMBERS));
+        let request = pb_channel::CreateChannelRequest {
+            kind: pb_channel::ChannelKind::Group as i32,
+            visibility: pb_channel::ChannelVisibility::Private as i32,
+            name: "bench".into(),
+            member_ids: initial.iter().map(|m| m.id.clone()).collect(),
+            ..Default::default()
+        };
+        let created = channels.create_channel(authed(&owner.token, request)).await.context("CreateChannel")?;
+        let channel_id = created.into_inner().channel.context("no channel")?.channel_id;
+        for member in rest {
+            let request =
+                pb_channel::CreateMemberRequest { channel_id: channel_id.clone(), user_id: member.id.clone() };
+            channels.create_member(authed(&owner.token, request)).await.context("CreateMember")?;
+        }
+        Ok(channel_id)
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
