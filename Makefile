@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 10
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
-	cargo run --release -- up
+	cargo run --release --bin chatmesh -- up
 
 ## Every test: Rust unit and black-box suites, the Python gRPC client suite, the manifests.
 test: tools test-rust test-python test-deploy
