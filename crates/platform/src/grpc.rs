@@ -341,14 +341,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         let path = request.uri().path().to_owned();
-        let (service, method) = crate::telemetry::rpc_labels(&path);
+        let labels = crate::telemetry::rpc_labels(&path);
         let span = tracing::info_span!(
             "grpc.server",
-            otel.name = format!("{service}/{method}"),
+            otel.name = labels.name,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = labels.service,
+            rpc.method = labels.method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         crate::telemetry::adopt(&span, request.headers());
@@ -387,13 +387,14 @@ where
                 // stream that fails later is counted when it began, as OK.
                 let code = Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code());
                 recorded.record("rpc.grpc.status_code", code as i32);
-                let labels = [("service", service), ("method", method)];
-                metrics::histogram!("chatmesh_rpc_server_duration_seconds", &labels)
+                let (service, method) = (labels.service, labels.method);
+                metrics::histogram!("chatmesh_rpc_server_duration_seconds", "service" => service, "method" => method)
                     .record(started.elapsed().as_secs_f64());
-                let [service, method] = labels;
                 metrics::counter!(
                     "chatmesh_rpc_server_requests_total",
-                    &[service, method, ("code", code_name(code).to_owned())]
+                    "service" => service,
+                    "method" => method,
+                    "code" => code_name(code)
                 )
                 .increment(1);
                 Ok(response)

@@ -91,8 +91,8 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service_name: &str) ->
     };
     let exporting = otel_layer.is_some();
     // why: the log filter (often `warn`) must not silence the spans traces are made of.
-    let registry =
-        tracing_subscriber::registry().with(otel_layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    let registry = tracing_subscriber::registry()
+        .with(otel_layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
     let subscribed = if log.format == "json" {
         registry.with(fmt::layer().json().with_current_span(true).with_filter(filter)).try_init()
     } else {
@@ -236,18 +236,46 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// An RPC as metrics and spans name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpcLabels {
+    pub service: &'static str,
+    pub method: &'static str,
+    /// `service/method`, the span's name.
+    pub name: &'static str,
+}
+
+/// The open services' methods (they are not in the contracts' descriptor pool).
+const OPEN_SERVICE_METHODS: &[(&str, &[&str])] = &[
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    ("grpc.reflection.v1.ServerReflection", &["ServerReflectionInfo"]),
+    ("grpc.reflection.v1alpha.ServerReflection", &["ServerReflectionInfo"]),
+];
+
 /// Labels of an RPC's metrics: its service and method when the path names one of ours
-/// (contracts, health, reflection), else `unknown` (bounded label values whatever clients send).
-pub fn rpc_labels(path: &str) -> (String, String) {
-    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or_default();
-    let known = crate::grpc::OPEN_SERVICES.contains(&service)
-        || chatmesh_api::descriptor_pool()
-            .get_service_by_name(service)
-            .is_some_and(|s| s.methods().any(|m| m.name() == method));
-    match known {
-        true => (service.to_owned(), method.to_owned()),
-        false => ("unknown".to_owned(), "unknown".to_owned()),
-    }
+/// (contracts, health, reflection), else `unknown` — bounded label values whatever clients
+/// send, and no allocation per call (the table is built once).
+pub fn rpc_labels(path: &str) -> RpcLabels {
+    static KNOWN: OnceLock<std::collections::HashMap<String, RpcLabels>> = OnceLock::new();
+    const UNKNOWN: RpcLabels = RpcLabels { service: "unknown", method: "unknown", name: "unknown" };
+    let known = KNOWN.get_or_init(|| {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let contracts = chatmesh_api::descriptor_pool()
+            .services()
+            .flat_map(|s| s.methods().map(|m| (s.full_name().to_owned(), m.name().to_owned())).collect::<Vec<_>>());
+        let open = OPEN_SERVICE_METHODS
+            .iter()
+            .flat_map(|(service, methods)| methods.iter().map(|m| ((*service).to_owned(), (*m).to_owned())));
+        contracts
+            .chain(open)
+            .map(|(service, method)| {
+                let name = leak(format!("{service}/{method}"));
+                let labels = RpcLabels { service: &name[..service.len()], method: &name[service.len() + 1..], name };
+                (format!("/{name}"), labels)
+            })
+            .collect()
+    });
+    known.get(path).copied().unwrap_or(UNKNOWN)
 }
 
 #[cfg(test)]
@@ -256,13 +284,21 @@ mod tests {
 
     #[test]
     fn rpc_labels_stay_bounded() {
-        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        let pair = |path| {
+            let labels = rpc_labels(path);
+            (labels.service, labels.method)
+        };
         let chat = "chatmesh.chat.v1.ChatService";
-        assert_eq!(rpc_labels("/chatmesh.chat.v1.ChatService/CreateChat"), pair(chat, "CreateChat"));
-        assert_eq!(rpc_labels("/grpc.health.v1.Health/Check"), pair("grpc.health.v1.Health", "Check"));
-        assert_eq!(rpc_labels("/chatmesh.chat.v1.ChatService/Nope123"), pair("unknown", "unknown"));
-        assert_eq!(rpc_labels("/chatmesh.nope.v1.X/CreateChat"), pair("unknown", "unknown"));
-        assert_eq!(rpc_labels("garbage"), pair("unknown", "unknown"));
+        assert_eq!(pair("/chatmesh.chat.v1.ChatService/CreateChat"), (chat, "CreateChat"));
+        assert_eq!(
+            rpc_labels("/chatmesh.chat.v1.ChatService/CreateChat").name,
+            "chatmesh.chat.v1.ChatService/CreateChat"
+        );
+        assert_eq!(pair("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        assert_eq!(pair("/grpc.health.v1.Health/xyz"), ("unknown", "unknown"), "open services too");
+        assert_eq!(pair("/chatmesh.chat.v1.ChatService/Nope123"), ("unknown", "unknown"));
+        assert_eq!(pair("/chatmesh.nope.v1.X/CreateChat"), ("unknown", "unknown"));
+        assert_eq!(pair("garbage"), ("unknown", "unknown"));
     }
 
     #[test]
