@@ -1,6 +1,6 @@
 //! Any bytes as the request of any RPC: decoded as its protobuf message (as tonic would) and
 //! validated by the function the service runs first. The first byte picks the RPC; every RPC
-//! of the contracts is listed (checked at the first run). Page tokens ride along.
+//! of the contracts is listed (checked at the first run).
 #![no_main]
 
 use chatmesh_api::{channel::v1 as channel, chat::v1 as chat, dispatcher::v1 as dispatcher, user::v1 as user};
@@ -91,7 +91,4 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
     let (_, check) = RPCS[usize::from(selector) % RPCS.len()];
     check(bytes);
-    if let Ok(token) = std::str::from_utf8(bytes) {
-        let _ = wire::page::decode_token(token);
-    }
 });

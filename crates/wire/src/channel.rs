@@ -1,8 +1,7 @@
 //! Validation of every channel-service request: each function checks one request type, names the
 //! field it refuses, and returns the values the handler works with.
 //!
-//! Page tokens are not decoded here: the handlers decode them with `chatmesh_platform::page`
-//! right after these functions return, in the order the checks always ran.
+//! Page tokens are decoded here too (the last check of a list request).
 
 use std::collections::BTreeSet;
 
@@ -103,6 +102,8 @@ pub struct GetChannel {
 pub struct ListMyChannels {
     /// Clamped to `1..=MAX_PAGE`.
     pub page_size: usize,
+    /// Continue after this (the decoded page token); `None`: the first page.
+    pub cursor: Option<u64>,
     /// Whether closed channels are listed too.
     pub include_closed: bool,
 }
@@ -154,6 +155,8 @@ pub struct ListMembers {
     pub channel_id: u64,
     /// Clamped to `1..=MAX_PAGE`.
     pub page_size: usize,
+    /// Continue after this (the decoded page token); `None`: the first page.
+    pub cursor: Option<u64>,
 }
 
 /// `UpdateMember`.
@@ -197,6 +200,8 @@ pub struct ListUserChannelIds {
     pub user_id: u64,
     /// Clamped to `1..=MAX_INTERNAL_PAGE`; `MAX_INTERNAL_PAGE` when unset.
     pub page_size: usize,
+    /// Continue after this (the decoded page token); `None`: the first page.
+    pub cursor: Option<u64>,
 }
 
 /// `RecordActivity` (internal).
@@ -298,10 +303,11 @@ pub fn get_channel(request: &pb::GetChannelRequest) -> Result<GetChannel, Status
     Ok(GetChannel { channel_id: validate::id("channel_id", &request.channel_id)? })
 }
 
-/// Validates a `ListMyChannelsRequest`: only the page size, clamped (the token is the handler's).
+/// Validates a `ListMyChannelsRequest`: the page size, clamped, and the page token.
 pub fn list_my_channels(request: &pb::ListMyChannelsRequest) -> Result<ListMyChannels, Status> {
     Ok(ListMyChannels {
         page_size: crate::page::page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE),
+        cursor: crate::page::decode_token(&request.page_token)?,
         include_closed: request.include_closed,
     })
 }
@@ -364,7 +370,11 @@ pub fn delete_member(request: &pb::DeleteMemberRequest) -> Result<DeleteMember, 
 /// handler's).
 pub fn list_members(request: &pb::ListMembersRequest) -> Result<ListMembers, Status> {
     let channel_id = validate::id("channel_id", &request.channel_id)?;
-    Ok(ListMembers { channel_id, page_size: crate::page::page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE) })
+    Ok(ListMembers {
+        channel_id,
+        page_size: crate::page::page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE),
+        cursor: crate::page::decode_token(&request.page_token)?,
+    })
 }
 
 /// Validates an `UpdateMemberRequest`.
@@ -399,13 +409,13 @@ pub fn check_membership(request: &pb::CheckMembershipRequest) -> Result<CheckMem
     Ok(CheckMembership { channel_id, user_id })
 }
 
-/// Validates a `ListUserChannelIdsRequest`: the user and the page size, clamped (the token is
-/// the handler's).
+/// Validates a `ListUserChannelIdsRequest`: the user, the page size, clamped, and the page token.
 pub fn list_user_channel_ids(request: &pb::ListUserChannelIdsRequest) -> Result<ListUserChannelIds, Status> {
     let user_id = validate::id("user_id", &request.user_id)?;
     Ok(ListUserChannelIds {
         user_id,
         page_size: crate::page::page_size(request.page_size, MAX_INTERNAL_PAGE, MAX_INTERNAL_PAGE),
+        cursor: crate::page::decode_token(&request.page_token)?,
     })
 }
 

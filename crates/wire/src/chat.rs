@@ -3,8 +3,8 @@
 //!
 //! What needs more than the request stays with the handler: membership, whether a reply or an
 //! acknowledged chat belongs to the channel, uploads as stored, the media limits of the serving
-//! process (accepted content types, largest size), the search analyzer (words of a query) and
-//! page tokens (whose encoding lives with the platform's pagination).
+//! process (accepted content types, largest size), and the search analyzer (words of a
+//! query).
 
 use std::collections::BTreeSet;
 
@@ -91,7 +91,7 @@ pub fn get_chat(request: &pb::GetChatRequest) -> Result<GetChat, Status> {
     Ok(GetChat { chat_id: validate::id("chat_id", &request.chat_id)? })
 }
 
-/// A valid ListChats. The page token is decoded by the handler.
+/// A valid ListChats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListChats {
     pub channel_id: u64,
@@ -101,6 +101,8 @@ pub struct ListChats {
     pub after: Option<u64>,
     /// Clamped to `1..=`[`MAX_PAGE`].
     pub page_size: usize,
+    /// Continue after this (the decoded page token); `None`: the first page.
+    pub cursor: Option<u64>,
 }
 
 /// Reads a ListChatsRequest.
@@ -112,7 +114,8 @@ pub fn list_chats(request: &pb::ListChatsRequest) -> Result<ListChats, Status> {
         return Err(invalid_field("after", "give either before or after, not both"));
     }
     let page_size = crate::page::page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE);
-    Ok(ListChats { channel_id, before, after, page_size })
+    let cursor = crate::page::decode_token(&request.page_token)?;
+    Ok(ListChats { channel_id, before, after, page_size, cursor })
 }
 
 /// A valid EditChat.
@@ -155,7 +158,7 @@ pub fn retract_chats(request: &pb::RetractChatsRequest) -> Result<RetractChats, 
 }
 
 /// A valid SearchChats, as far as the request alone tells: the handler still parses the query
-/// into words with the search analyzer, and decodes the page token.
+/// into words with the search analyzer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchChats {
     /// Trimmed, non-empty, at most [`MAX_QUERY_CHARS`] characters.
@@ -168,6 +171,8 @@ pub struct SearchChats {
     pub until_ms: Option<u64>,
     /// Clamped to `1..=`[`MAX_HITS`].
     pub page_size: usize,
+    /// Continue after this (the decoded page token); `None`: the first page.
+    pub cursor: Option<u64>,
 }
 
 /// Reads a SearchChatsRequest.
@@ -189,7 +194,8 @@ pub fn search_chats(request: &pb::SearchChatsRequest) -> Result<SearchChats, Sta
         return Err(invalid_field("end_time", "must be after start_time"));
     }
     let page_size = crate::page::page_size(request.page_size, DEFAULT_HITS, MAX_HITS);
-    Ok(SearchChats { query: query.to_owned(), channel_id, sender_id, from_ms, until_ms, page_size })
+    let cursor = crate::page::decode_token(&request.page_token)?;
+    Ok(SearchChats { query: query.to_owned(), channel_id, sender_id, from_ms, until_ms, page_size, cursor })
 }
 
 /// How far an AckChats moves the read pointer.

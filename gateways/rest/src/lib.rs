@@ -159,8 +159,6 @@ fn status_response(status: &tonic::Status) -> Response {
     response
 }
 
-/// The request message's JSON: the body (for `body: "*"` routes), then query parameters,
-/// then path parameters.
 fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) -> String {
     for name in FORWARDED {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())

@@ -278,10 +278,7 @@ impl ChannelService for ChannelApi {
         let (caller, _) = user_of(&request)?;
         let req = request.into_inner();
         let valid = wire::list_my_channels(&req)?;
-        let size = valid.page_size;
-        // why: page tokens are base64, which chatmesh-wire does not link; they are read here, after
-        // the wire checks, as they always were.
-        let mut cursor = page::decode_token(&req.page_token)?;
+        let (size, mut cursor) = (valid.page_size, valid.cursor);
         let mut channels = Vec::new();
         let mut exhausted = false;
         while channels.len() < size && !exhausted {
@@ -486,8 +483,7 @@ impl ChannelService for ChannelApi {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let valid = wire::list_members(request.get_ref())?;
-        let (channel_id, size) = (valid.channel_id, valid.page_size);
-        let cursor = page::decode_token(&request.get_ref().page_token)?;
+        let (channel_id, size, cursor) = (valid.channel_id, valid.page_size, valid.cursor);
         let view = self.core.view(channel_id, caller).await?;
         view.member()?;
         let members = self.core.store.list_members(channel_id, cursor, size).await.map_err(ChannelError::from)?;
@@ -663,8 +659,8 @@ impl ChannelInternalService for ChannelInternalApi {
         &self,
         request: Request<pb::ListUserChannelIdsRequest>,
     ) -> Result<Response<pb::ListUserChannelIdsResponse>, Status> {
-        let wire::ListUserChannelIds { user_id, page_size: size } = wire::list_user_channel_ids(request.get_ref())?;
-        let cursor = page::decode_token(&request.get_ref().page_token)?;
+        let wire::ListUserChannelIds { user_id, page_size: size, cursor } =
+            wire::list_user_channel_ids(request.get_ref())?;
         let memberships = self.core.store.list_memberships(user_id, cursor, size).await.map_err(ChannelError::from)?;
         let next_page_token = match memberships.last() {
             Some(last) if memberships.len() == size => page::encode_token(last.channel_id),

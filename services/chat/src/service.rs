@@ -327,8 +327,8 @@ impl ChatService for ChatApi {
         request: Request<pb::ListChatsRequest>,
     ) -> Result<Response<pb::ListChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let wire::ListChats { channel_id, before, after, page_size: size } = wire::list_chats(request.get_ref())?;
-        let cursor = page::decode_token(&request.get_ref().page_token)?;
+        let wire::ListChats { channel_id, before, after, page_size: size, cursor } =
+            wire::list_chats(request.get_ref())?;
         self.core.peers.member(channel_id, caller).await?;
         // why: the direction is the request's (after: oldest first); the token only moves the start.
         let range = match after {
@@ -424,11 +424,10 @@ impl ChatService for ChatApi {
         request: Request<pb::SearchChatsRequest>,
     ) -> Result<Response<pb::SearchChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
-        let wire::SearchChats { query, channel_id, sender_id, from_ms, until_ms, page_size: size } =
+        let wire::SearchChats { query, channel_id, sender_id, from_ms, until_ms, page_size: size, cursor } =
             wire::search_chats(request.get_ref())?;
         // why: what counts as a word (and so the word cap) is the search analyzer's, which the wire crate does not link.
         let query = search::parse_query(&query).map_err(|m| invalid_field("query", m))?;
-        let cursor = page::decode_token(&request.get_ref().page_token)?;
         let core = &self.core;
         let Some(search) = &core.search else {
             return Err(Status::unavailable("search is not served by this process"));

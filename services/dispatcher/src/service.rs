@@ -256,13 +256,15 @@ impl Core {
     async fn remote(&self, message: Remote) {
         match message {
             Remote::Event(event) => {
-                let channel = event.channel_id.parse::<u64>().unwrap_or(0);
                 // why: what comes over the backplane is checked like a Publish request before delivery.
-                let published = match chatmesh_wire::validate::id("events.channel_id", &event.channel_id) {
-                    Ok(channel) => self.publish(channel, event).await,
-                    Err(refused) => Err(refused),
+                let channel = match chatmesh_wire::validate::id("events.channel_id", &event.channel_id) {
+                    Ok(channel) => channel,
+                    Err(refused) => {
+                        tracing::warn!(error = %refused, "a malformed event from the backplane was dropped");
+                        return;
+                    }
                 };
-                if let Err(e) = published {
+                if let Err(e) = self.publish(channel, event).await {
                     // why: nobody retries a backplane message; the channel's sessions here
                     // resume from the event log instead of silently missing it.
                     tracing::warn!(channel, error = %e, "an event from the backplane was not delivered; sessions resume");
@@ -382,9 +384,9 @@ impl Core {
                 close_code: hub::CLOSE_RECONNECT,
             };
             let _ = tx.send(Ok(AttachResponse { command: Some(Down::CloseSession(close)) })).await;
-            if self.hub.close_session(&session_id, now_ms()).is_some() {
-                self.local_presence(user, false).await;
-            }
+            // why: it never came online (that is announced only after the follow), so it does
+            // not go offline either.
+            self.hub.close_session(&session_id, now_ms());
             return Ok(());
         }
         let _ = tx.send(Ok(AttachResponse { command: Some(Down::SessionReady(ready)) })).await;
