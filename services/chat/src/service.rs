@@ -675,12 +675,9 @@ impl ChatInternalService for ChatInternalApi {
         request: Request<pb::GetChatStatesRequest>,
     ) -> Result<Response<pb::GetChatStatesResponse>, Status> {
         let wire::GetChatStates { chat_ids } = wire::get_chat_states(request.get_ref())?;
-        let mut states = Vec::with_capacity(chat_ids.len());
-        for chat_id in chat_ids {
-            let state =
-                search::source::current_state(self.core.store.as_ref(), chat_id).await.map_err(ChatError::from)?;
-            states.extend(state.as_ref().map(search::source::to_state));
-        }
+        let mut found =
+            search::source::StoreSource(self.core.store.clone()).read(&chat_ids).await.map_err(ChatError::from)?;
+        let states = chat_ids.iter().filter_map(|id| found.remove(id)).map(|s| search::source::to_state(&s)).collect();
         Ok(Response::new(pb::GetChatStatesResponse { states }))
     }
 

@@ -87,7 +87,10 @@ pub async fn upserts_replace_and_deletes_forget(index: &dyn SearchIndex) {
     assert_eq!(index.search(query("draft", &[1, 2])).await.unwrap(), vec![3, 2]);
     assert_eq!(index.search(query("final", &[1, 2])).await.unwrap(), vec![1]);
     assert_eq!(index.documents().await.unwrap(), 3, "one document per chat");
-    index.write(vec![IndexChange::Delete { chat_id: 2 }, IndexChange::DeleteChannel { channel_id: 2 }]).await.unwrap();
+    index
+        .write(vec![IndexChange::Delete { chat_id: 2, version: 103 }, IndexChange::DeleteChannel { channel_id: 2 }])
+        .await
+        .unwrap();
     index.commit(102).await.unwrap();
     assert!(index.search(query("draft", &[1, 2])).await.unwrap().is_empty());
     assert_eq!(index.documents().await.unwrap(), 1);

@@ -143,14 +143,18 @@ impl Staged {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DocOp {
     Upsert(IndexedChat),
-    Delete { chat_id: u64 },
+    /// A versioned delete loses to a newer state written by another indexer (409, done).
+    Delete {
+        chat_id: u64,
+        version: Option<u64>,
+    },
 }
 
 impl DocOp {
     fn chat_id(&self) -> u64 {
         match self {
             DocOp::Upsert(chat) => chat.chat_id,
-            DocOp::Delete { chat_id } => *chat_id,
+            DocOp::Delete { chat_id, .. } => *chat_id,
         }
     }
 }
@@ -184,9 +188,10 @@ pub(crate) fn plan(changes: Vec<IndexChange>, staged: &mut Staged) -> (Vec<Step>
                 staged.track(chat.chat_id, chat.channel_id);
                 bulk.push(DocOp::Upsert(chat));
             }
-            IndexChange::Delete { chat_id } => {
+            IndexChange::Delete { chat_id, version } => {
                 staged.channel_of.remove(&chat_id);
-                bulk.push(DocOp::Delete { chat_id });
+                let version = (version > 0 && version <= MAX_EXTERNAL_VERSION).then_some(version);
+                bulk.push(DocOp::Delete { chat_id, version });
             }
             IndexChange::DeleteChannel { channel_id } => {
                 let mut ids: Vec<u64> =
@@ -194,7 +199,7 @@ pub(crate) fn plan(changes: Vec<IndexChange>, staged: &mut Staged) -> (Vec<Step>
                 ids.sort_unstable();
                 for chat_id in ids {
                     staged.channel_of.remove(&chat_id);
-                    bulk.push(DocOp::Delete { chat_id });
+                    bulk.push(DocOp::Delete { chat_id, version: None });
                 }
                 if !bulk.is_empty() {
                     steps.push(Step::Bulk(std::mem::take(&mut bulk)));
@@ -327,7 +332,10 @@ pub(crate) fn bulk_lines(ops: &[DocOp]) -> Vec<Value> {
                 }));
                 lines.push(document(chat));
             }
-            DocOp::Delete { chat_id } => lines.push(json!({ "delete": { "_id": chat_id.to_string() } })),
+            DocOp::Delete { chat_id, version: None } => lines.push(json!({ "delete": { "_id": chat_id.to_string() } })),
+            DocOp::Delete { chat_id, version: Some(version) } => lines.push(json!({
+                "delete": { "_id": chat_id.to_string(), "version": version, "version_type": "external" }
+            })),
         }
     }
     lines
@@ -692,8 +700,8 @@ impl SearchIndex for ElasticsearchIndex {
         let what = format!("recording position {position}");
         let response = self
             .client
+            // why: no refresh: `position` reads it back with a real-time GET by id
             .index(IndexParts::IndexId(&self.meta_index, "position"))
-            .refresh(Refresh::True)
             .body(json!({ "position": position }))
             .send()
             .await
@@ -853,7 +861,7 @@ mod tests {
                 ..chat(1, 1, "Meetings at the Café 猫が好き!")
             }),
             IndexChange::Upsert(chat(2, 2, "release notes")),
-            IndexChange::Delete { chat_id: 3 },
+            IndexChange::Delete { chat_id: 3, version: 103 },
             IndexChange::DeleteChannel { channel_id: 2 },
             IndexChange::Upsert(chat(4, 2, "after the delete")),
         ];
@@ -909,7 +917,7 @@ mod tests {
             DocOp::Upsert(chat(2, 1, "b")),
             DocOp::Upsert(chat(3, 1, "c")),
             DocOp::Upsert(chat(4, 1, "d")),
-            DocOp::Delete { chat_id: 5 },
+            DocOp::Delete { chat_id: 5, version: Some(7) },
         ];
         let response = json!({
             "took": 3,
@@ -950,7 +958,7 @@ mod tests {
         let ops = vec![
             DocOp::Upsert(chat(1, 1, "a")),
             DocOp::Upsert(chat(2, 1, "b")),
-            DocOp::Delete { chat_id: 1 },
+            DocOp::Delete { chat_id: 1, version: Some(4) },
             DocOp::Upsert(chat(3, 1, "c")),
         ];
         assert_eq!(with_followers(&ops, &[0]), vec![0, 2]);
@@ -966,7 +974,7 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                Step::Bulk(vec![DocOp::Delete { chat_id: 1 }]),
+                Step::Bulk(vec![DocOp::Delete { chat_id: 1, version: None }]),
                 Step::DeleteChannel { channel_id: 2, refresh_first: false }
             ]
         );
@@ -1113,7 +1121,7 @@ mod tests {
                 "POST /chatmesh-chats/_delete_by_query?conflicts=proceed&refresh=false",
                 "POST /chatmesh-chats/_bulk?refresh=false",
                 "GET /chatmesh-chats/_refresh",
-                "POST /chatmesh-chats-meta/_doc/position?refresh=true",
+                "POST /chatmesh-chats-meta/_doc/position",
                 "GET /chatmesh-chats-meta/_doc/position",
                 "POST /chatmesh-chats/_search",
                 "GET /chatmesh-chats/_count",

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::{
     IndexChange, IndexError, IndexedChat, SearchIndex,
-    source::{ChatSource, StoreSource, indexed},
+    source::{ChatSource, Searchable, StoreSource},
 };
 use crate::store::{ChatStore, StoreError};
 
@@ -141,7 +141,7 @@ pub async fn changes_for(source: &dyn ChatSource, changed: &[Changed]) -> Result
             Changed::Chat { chat_id, event_id } if last_of.get(&chat_id) == Some(&i) => {
                 changes.push(match states.remove(&chat_id) {
                     Some(state) => IndexChange::Upsert(IndexedChat { version: event_id, ..state }),
-                    None => IndexChange::Delete { chat_id },
+                    None => IndexChange::Delete { chat_id, version: event_id },
                 });
             }
             Changed::Chat { .. } => {}
@@ -160,37 +160,42 @@ pub async fn rebuild(
     mut progress: impl FnMut(u64),
 ) -> Result<u64, String> {
     let head = store.feed_head().await.map_err(|e| e.to_string())?;
-    let mut after = (0, 0);
     let mut read = 0u64;
-    let mut deleted: HashMap<u64, bool> = HashMap::new();
-    loop {
-        let page = store.scan_chats(after, REBUILD_PAGE).await.map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        after = (last.channel_id, last.chat_id);
-        read += page.len() as u64;
-        let mut changes = Vec::with_capacity(page.len());
-        for chat in page {
-            let channel_gone = match deleted.get(&chat.channel_id) {
-                Some(gone) => *gone,
-                None => {
-                    let gone = store.channel_deleted(chat.channel_id).await.map_err(|e| e.to_string())?;
-                    deleted.insert(chat.channel_id, gone);
-                    gone
-                }
-            };
-            if channel_gone {
-                continue;
-            }
-            let removed = store.removed_by(chat.chat_id).await.map_err(|e| e.to_string())?;
-            if let Some(chat) = indexed(chat, removed, head) {
-                changes.push(IndexChange::Upsert(chat));
-            }
-        }
-        refused(&index.write(changes).await.map_err(|e| e.to_string())?);
+    let mut scan = Scan::new(store);
+    while let Some((count, page)) = scan.next(head).await? {
+        read += count;
+        refused(&index.write(page.into_iter().map(IndexChange::Upsert).collect()).await.map_err(|e| e.to_string())?);
         progress(read);
     }
     index.commit(head).await.map_err(|e| e.to_string())?;
     Ok(read)
+}
+
+/// Every searchable chat of a store, a page at a time.
+struct Scan<'a> {
+    store: &'a dyn ChatStore,
+    searchable: Searchable<'a>,
+    after: (u64, u64),
+}
+
+impl<'a> Scan<'a> {
+    fn new(store: &'a dyn ChatStore) -> Self {
+        Self { store, searchable: Searchable::new(store), after: (0, 0) }
+    }
+
+    /// The next page: how many chats were read, and the searchable states among them at
+    /// `version`; `None` at the end.
+    async fn next(&mut self, version: u64) -> Result<Option<(u64, Vec<IndexedChat>)>, String> {
+        let page = self.store.scan_chats(self.after, REBUILD_PAGE).await.map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { return Ok(None) };
+        self.after = (last.channel_id, last.chat_id);
+        let read = page.len() as u64;
+        let mut states = Vec::with_capacity(page.len());
+        for chat in page {
+            states.extend(self.searchable.state(chat, version).await.map_err(|e| e.to_string())?);
+        }
+        Ok(Some((read, states)))
+    }
 }
 
 /// How an index differs from the store's searchable chats.
@@ -217,26 +222,9 @@ impl Comparison {
 /// Compares every searchable chat of the store with what the index holds of it (by digest).
 pub async fn compare(store: &dyn ChatStore, index: &dyn SearchIndex) -> Result<Comparison, String> {
     let mut expected: HashMap<u64, u64> = HashMap::new();
-    let mut after = (0, 0);
-    let mut deleted: HashMap<u64, bool> = HashMap::new();
-    loop {
-        let page = store.scan_chats(after, REBUILD_PAGE).await.map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        after = (last.channel_id, last.chat_id);
-        for chat in page {
-            let gone = match deleted.get(&chat.channel_id) {
-                Some(gone) => *gone,
-                None => {
-                    let gone = store.channel_deleted(chat.channel_id).await.map_err(|e| e.to_string())?;
-                    *deleted.entry(chat.channel_id).or_insert(gone)
-                }
-            };
-            let chat_id = chat.chat_id;
-            let removed = store.removed_by(chat_id).await.map_err(|e| e.to_string())?;
-            if let Some(state) = indexed(chat, removed, 0).filter(|_| !gone) {
-                expected.insert(chat_id, state.digest());
-            }
-        }
+    let mut scan = Scan::new(store);
+    while let Some((_, page)) = scan.next(0).await? {
+        expected.extend(page.iter().map(|state| (state.chat_id, state.digest())));
     }
     let mut comparison = Comparison { searchable: expected.len() as u64, ..Comparison::default() };
     let mut after_id = 0;

@@ -92,8 +92,9 @@ pub struct Rejected {
 pub enum IndexChange {
     /// Replaces whatever the index holds for the chat.
     Upsert(IndexedChat),
-    /// Forgets the chat (retracted, or no longer a text chat).
-    Delete { chat_id: u64 },
+    /// Forgets the chat (retracted, or no longer a text chat). `version` orders it against
+    /// states written by other indexers, like an upsert's (0: unordered).
+    Delete { chat_id: u64, version: u64 },
     /// Forgets every chat of a deleted channel.
     DeleteChannel { channel_id: u64 },
 }

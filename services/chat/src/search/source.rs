@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Chats asked of `GetChatStates` at once, at most (the batch cap of every id list).
-pub const MAX_STATES: usize = chatmesh_wire::chat::MAX_BATCH_IDS;
+const MAX_STATES: usize = chatmesh_wire::chat::MAX_BATCH_IDS;
 
 /// The current, searchable state of chats.
 #[async_trait]
@@ -41,30 +41,59 @@ pub(crate) fn indexed(chat: ChatRecord, removed_for: Vec<u64>, version: u64) -> 
     })
 }
 
-/// A chat's current searchable state in `store`.
-pub async fn current_state(store: &dyn ChatStore, chat_id: u64) -> Result<Option<IndexedChat>, StoreError> {
-    let Some(chat) = store.get_chat(chat_id).await? else { return Ok(None) };
-    // why: a change taken over from a dead indexer may come after its channel's deletion.
-    if store.channel_deleted(chat.channel_id).await? {
-        return Ok(None);
+/// Searchable states read from a store, each channel's deletion read once for as long as this
+/// lives (one batch of changes, or one scan of the store).
+pub(crate) struct Searchable<'a> {
+    store: &'a dyn ChatStore,
+    channel_gone: HashMap<u64, bool>,
+}
+
+impl<'a> Searchable<'a> {
+    pub(crate) fn new(store: &'a dyn ChatStore) -> Self {
+        Self { store, channel_gone: HashMap::new() }
     }
-    let removed = store.removed_by(chat_id).await?;
-    Ok(indexed(chat, removed, 0))
+
+    /// `chat`'s searchable state at `version`, or `None` when it must not be found (also when
+    /// its channel was deleted: a change taken over from a dead indexer may come after that).
+    pub(crate) async fn state(&mut self, chat: ChatRecord, version: u64) -> Result<Option<IndexedChat>, StoreError> {
+        let gone = match self.channel_gone.get(&chat.channel_id) {
+            Some(gone) => *gone,
+            None => {
+                let gone = self.store.channel_deleted(chat.channel_id).await?;
+                self.channel_gone.insert(chat.channel_id, gone);
+                gone
+            }
+        };
+        if gone {
+            return Ok(None);
+        }
+        let removed = self.store.removed_by(chat.chat_id).await?;
+        Ok(indexed(chat, removed, version))
+    }
 }
 
 /// The chat store of this process.
 pub struct StoreSource(pub Arc<dyn ChatStore>);
 
-#[async_trait]
-impl ChatSource for StoreSource {
-    async fn states(&self, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, String> {
+impl StoreSource {
+    /// [`ChatSource::states`] with the store's own error.
+    pub async fn read(&self, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, StoreError> {
+        let mut searchable = Searchable::new(self.0.as_ref());
         let mut states = HashMap::with_capacity(chat_ids.len());
         for chat_id in chat_ids {
-            if let Some(state) = current_state(self.0.as_ref(), *chat_id).await.map_err(|e| e.to_string())? {
+            let Some(chat) = self.0.get_chat(*chat_id).await? else { continue };
+            if let Some(state) = searchable.state(chat, 0).await? {
                 states.insert(*chat_id, state);
             }
         }
         Ok(states)
+    }
+}
+
+#[async_trait]
+impl ChatSource for StoreSource {
+    async fn states(&self, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, String> {
+        self.read(chat_ids).await.map_err(|e| e.to_string())
     }
 }
 

@@ -229,7 +229,7 @@ impl SearchIndex for TantivyIndex {
                             writer.add_document(doc).map_err(backend)?;
                         }
                     }
-                    IndexChange::Delete { chat_id } => {
+                    IndexChange::Delete { chat_id, .. } => {
                         writer.delete_term(Term::from_field_u64(f.chat_id, chat_id));
                     }
                     IndexChange::DeleteChannel { channel_id } => {
