@@ -89,11 +89,7 @@ impl Gateway {
             let gateway = self.clone();
             let stop = shutdown.clone();
             sessions.spawn(async move {
-                let mut stream = stream;
                 let _ = stream.set_nodelay(true);
-                if answer_probe(&mut stream).await {
-                    return;
-                }
                 if let Some((socket, identity, _slot)) = gateway.handshake(stream).await {
                     tracing::debug!(%peer, user_id = identity.user_id, "websocket session opened");
                     session::run(gateway, socket, identity, stop).await;
@@ -169,34 +165,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// Answers an HTTP probe (`GET /healthz` or `GET /readyz`, no upgrade) on the WebSocket port
-/// with 200 while the gateway accepts connections; true when the connection was one.
-async fn answer_probe(stream: &mut tokio::net::TcpStream) -> bool {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    const PROBES: [&[u8]; 2] = [b"GET /healthz", b"GET /readyz"];
-    let mut head = [0u8; 12];
-    // why: a client that sends nothing yet is left to the handshake and its timeout.
-    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), stream.peek(&mut head)).await else {
-        return false;
-    };
-    if !PROBES.iter().any(|probe| head[..n].starts_with(probe)) {
-        return false;
-    }
-    // read the request before answering: closing with unread bytes would reset the connection
-    let mut request = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut chunk)).await {
-            Ok(Ok(read)) if read > 0 => request.extend_from_slice(&chunk[..read]),
-            _ => break,
-        }
-    }
-    let answer = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-    let _ = stream.write_all(answer.as_bytes()).await;
-    let _ = stream.shutdown().await;
-    true
 }
 
 /// One of a user's session places on this gateway, given back when dropped.
