@@ -1,4 +1,4 @@
-//! Operator commands: rebuilding the search index, and a running server's status.
+//! Operator commands: rebuilding and verifying the search index, and a running server's status.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -10,7 +10,7 @@ use chatmesh_chat::{
 };
 use chatmesh_platform::{
     auth::Authenticator,
-    config::Config,
+    config::{Config, StoreBackend},
     grpc::{ServiceAuth, internal_channel, remote_channel},
     ids::IdGenerator,
 };
@@ -23,7 +23,7 @@ use crate::search_dir;
 /// in use. The new index is built beside the old one and replaces it only when complete.
 pub async fn reindex(config: &Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let store = open_store(config, "reindex")?;
+    let store = open_store(config, "reindex").await?;
     let live = search_dir(config);
     let fresh = live.with_extension("rebuild");
     remove_dir(&fresh)?;
@@ -32,7 +32,7 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/~{len} chats ({per_sec}, {eta} left)")
             .context("progress style")?,
     );
-    let read = rebuild(&store, &index, |n| {
+    let read = rebuild(store.as_ref(), &index, |n| {
         bar.set_length(bar.length().unwrap_or(0).max(n));
         bar.set_position(n);
     })
@@ -59,10 +59,10 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
 /// Compares the search index with the chat store, offline (the data dir must not be in use by
 /// a chat part; an Elasticsearch index may be live). Fails when they differ.
 pub async fn verify_index(config: &Config, json: bool) -> anyhow::Result<()> {
-    let store = open_store(config, "verify-index")?;
+    let store = open_store(config, "verify-index").await?;
     let index = crate::search_index(config, false).await?;
     let comparison =
-        chatmesh_chat::search::indexer::compare(&store, index.as_ref()).await.map_err(anyhow::Error::msg)?;
+        chatmesh_chat::search::indexer::compare(store.as_ref(), index.as_ref()).await.map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string(&comparison)?);
     } else {
@@ -81,19 +81,24 @@ pub async fn verify_index(config: &Config, json: bool) -> anyhow::Result<()> {
     }
 }
 
-/// The chat store of the data dir, opened by an offline command.
-fn open_store(config: &Config, command: &str) -> anyhow::Result<FjallChatStore> {
+/// The chat store, opened by an offline command: the data dir's embedded store (which must not
+/// be in use), or the ScyllaDB keyspace.
+async fn open_store(config: &Config, command: &str) -> anyhow::Result<Arc<dyn ChatStore>> {
+    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
+    if config.store.backend == StoreBackend::Scylla {
+        return crate::stores::Stores::open(config, true).await?.chat(ids).await;
+    }
     let chat_dir = config.data_dir.join("chat");
     if !chat_dir.exists() {
         anyhow::bail!("no chat store in {}", config.data_dir.display());
     }
-    let ids = Arc::new(IdGenerator::new(config.node_id).map_err(anyhow::Error::msg)?);
-    FjallChatStore::open(&chat_dir, ids).map_err(|e| {
+    let store = FjallChatStore::open(&chat_dir, ids).map_err(|e| {
         anyhow::anyhow!(
             "opening the chat store in {}: {e} ({command} runs offline: stop the server using this data dir first)",
             chat_dir.display()
         )
-    })
+    })?;
+    Ok(Arc::new(store))
 }
 
 fn remove_dir(dir: &Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! Binaries only wire; every rule lives in a service or the platform crate.
 
 pub mod admin;
+pub mod stores;
 
 use std::{collections::BTreeSet, net::SocketAddr, str::FromStr, sync::Arc};
 
@@ -153,13 +154,6 @@ pub async fn start(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Run
         }
         "stream" => {}
         other => anyhow::bail!("search.source = {other:?}: \"feed\" or \"stream\""),
-    }
-    if config.store.backend != "embedded" && parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat))
-    {
-        anyhow::bail!(
-            "store.backend = {:?}: only the embedded store is built so far (the ScyllaDB backend is planned)",
-            config.store.backend
-        );
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
@@ -332,6 +326,9 @@ async fn grpc_routes(
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<(Routes, Health)> {
     let max = config.grpc.max_message_bytes;
+    let stores =
+        stores::Stores::open(config, parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat)))
+            .await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -359,20 +356,16 @@ async fn grpc_routes(
     }
 
     if parts.contains(&Part::User) {
-        let store = chatmesh_user::store::FjallUserStore::open(&config.data_dir.join("user"))
-            .context("opening the user store")?;
+        let store = stores.user().await?;
         let live = peers.dispatcher.clone().map(|d| internal_channel(d, ServiceAuth::new(auth.clone(), "user")));
-        let (public, internal) = chatmesh_user::UserApi::new(config, Arc::new(store), auth.clone(), ids.clone(), live)
+        let (public, internal) = chatmesh_user::UserApi::new(config, store, auth.clone(), ids.clone(), live)
             .await
             .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
         add!(UserServiceServer, public);
         add!(UserInternalServiceServer, internal);
     }
     if parts.contains(&Part::Channel) {
-        let store: Arc<dyn chatmesh_channel::store::ChannelStore> = Arc::new(
-            chatmesh_channel::store::FjallChannelStore::open(&config.data_dir.join("channel"))
-                .context("opening the channel store")?,
-        );
+        let store = stores.channel().await?;
         let credentials = ServiceAuth::new(auth.clone(), "channel");
         let users = chatmesh_channel::GrpcUserDirectory::new(internal_channel(
             peers.need(&peers.user, "channel", "user")?,
@@ -396,10 +389,7 @@ async fn grpc_routes(
         add!(ChannelInternalServiceServer, internal);
     }
     if parts.contains(&Part::Chat) {
-        let store: Arc<dyn chatmesh_chat::store::ChatStore> = Arc::new(
-            chatmesh_chat::store::FjallChatStore::open(&config.data_dir.join("chat"), ids.clone())
-                .context("opening the chat store")?,
-        );
+        let store = stores.chat(ids.clone()).await?;
         let credentials = ServiceAuth::new(auth.clone(), "chat");
         let membership = MembershipClient::new(
             internal_channel(peers.need(&peers.channel, "chat", "channel")?, credentials.clone()),

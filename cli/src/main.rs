@@ -80,6 +80,9 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create the ScyllaDB keyspace (`[store.scylla]`) if needed and apply the schema
+    /// migrations not yet applied there; safe to run again, and from several places at once.
+    Migrate,
     /// Health and search-index lag of a running server.
     Status {
         /// The server's gRPC address [default: the configured grpc.listen].
@@ -245,6 +248,7 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Migrate => chatmesh_cli::stores::migrate(&config).await,
         AdminCommand::Reindex => admin::reindex(&config).await,
         AdminCommand::VerifyIndex { json } => admin::verify_index(&config, json).await,
         AdminCommand::Status { grpc, json } => admin::status(&config, grpc, json).await,

@@ -232,18 +232,55 @@ mod empty_is_none {
     }
 }
 
-/// Where users, channels and chats are kept. `embedded` (fjall under the data dir) is the only
-/// backend built so far; naming another one refuses to start rather than keep state in a
-/// volume the operator did not plan for.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    pub backend: String,
+/// Where users, channels and chats are kept.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// fjall keyspaces under the data dir: one process owns them.
+    #[default]
+    Embedded,
+    /// ScyllaDB (`[store.scylla]`): the user, channel and chat parts keep no state of their own
+    /// and may run replicated.
+    Scylla,
 }
 
-impl Default for StoreConfig {
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub scylla: ScyllaStoreConfig,
+}
+
+/// The ScyllaDB cluster of `backend = "scylla"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScyllaStoreConfig {
+    /// `host:port` of a few nodes; the driver discovers the others.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// The local datacenter: reads and writes stay there (LOCAL_QUORUM, LOCAL_SERIAL).
+    pub datacenter: String,
+    /// Empty: no authentication.
+    pub username: String,
+    pub password: String,
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Replicas per datacenter when `chatmesh admin migrate` creates the keyspace.
+    pub replication_factor: u32,
+}
+
+impl Default for ScyllaStoreConfig {
     fn default() -> Self {
-        Self { backend: "embedded".into() }
+        Self {
+            contact_points: vec!["127.0.0.1:9042".into()],
+            keyspace: "chatmesh".into(),
+            datacenter: "datacenter1".into(),
+            username: String::new(),
+            password: String::new(),
+            request_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            replication_factor: 3,
+        }
     }
 }
 

@@ -29,6 +29,11 @@ impl IdGenerator {
         Ok(Self { node: u64::from(node_id), state: Mutex::new((0, 0)) })
     }
 
+    /// The node id this generator mints for.
+    pub fn node_id(&self) -> u16 {
+        self.node as u16
+    }
+
     pub fn next_id(&self) -> u64 {
         let now = now_ms().saturating_sub(EPOCH_MS);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,14 +6,19 @@
 //! caller read (compare-and-set). The service decides rules on what it read; the store makes
 //! sure nothing changed in between. Partitions stay bounded: members by channel, memberships
 //! by user, each paginated.
+//!
+//! Backends: [`FjallChannelStore`] (embedded, one process) and [`ScyllaChannelStore`]
+//! (ScyllaDB: each change one conditional batch on the channel's partition, its writes to other
+//! partitions recorded in that batch and finished right after).
 
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;
+mod scylla;
 
 use async_trait::async_trait;
 
-pub use self::fjall::FjallChannelStore;
+pub use self::{fjall::FjallChannelStore, scylla::ScyllaChannelStore};
 use crate::model::{ChannelRecord, MemberRecord};
 
 /// One operation of a [`Change`].

@@ -235,6 +235,12 @@ pub async fn uploads_attach_once_to_their_uploaders_chat_and_are_reclaimed_when_
         CreateOutcome::UploadUnavailable(4),
         "another channel's"
     );
+    assert_eq!(
+        store.create_chat(with(&[1, 4], 7)).await.unwrap(),
+        CreateOutcome::UploadUnavailable(4),
+        "one unavailable upload refuses the chat"
+    );
+    assert_eq!(store.get_upload(1).await.unwrap().unwrap().state, UploadState::Pending, "and attaches none");
     let CreateOutcome::Created(chat) = store.create_chat(with(&[1, 2], 7)).await.unwrap() else { panic!("created") };
     assert_eq!(chat.attachments.len(), 2);
     assert_eq!(store.get_upload(1).await.unwrap().unwrap().state, UploadState::Attached(chat.chat_id));
@@ -280,6 +286,26 @@ pub fn channel_deleted(channel_id: u64) -> ExternalEvent {
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! chat_store_suite {
+    (async $make:expr) => {
+        chatmesh_platform::conformance_suite!(
+            chat_store_conformance,
+            $crate::store::conformance,
+            async $make,
+            [
+                chats_are_idempotent_per_sender_channel_and_key,
+                history_pages_run_both_ways,
+                edits_and_retractions_belong_to_the_sender_and_leave_tombstones,
+                removed_chats_are_hidden_from_their_remover_only,
+                read_pointers_only_move_forward_and_unread_counts_follow,
+                appended_events_are_recorded_once_with_their_announcement,
+                the_feed_orders_every_channel_and_cursors_persist,
+                removals_enter_the_feed_privately_once,
+                chats_scan_in_channel_order_and_deleted_channels_are_known,
+                uploads_attach_once_to_their_uploaders_chat_and_are_reclaimed_when_released,
+                a_deleted_channel_releases_its_uploads
+            ]
+        );
+    };
     ($make:expr) => {
         chatmesh_platform::conformance_suite!(
             chat_store_conformance,

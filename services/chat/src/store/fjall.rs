@@ -860,12 +860,17 @@ impl Writer {
                 _ => CreateOutcome::KeyConflict(existing_id),
             });
         }
-        let chat_id = self.ids.next_id();
+        // why: every upload is checked before any is attached, so a refused chat attaches none
+        let mut uploads = Vec::with_capacity(chat.attachments.len());
         for attachment in &chat.attachments {
             let upload = b.upload(attachment.upload_id)?.filter(|u| {
                 u.state == UploadState::Pending && u.uploader_id == chat.sender_id && u.channel_id == chat.channel_id
             });
-            let Some(mut upload) = upload else { return Ok(CreateOutcome::UploadUnavailable(attachment.upload_id)) };
+            let Some(upload) = upload else { return Ok(CreateOutcome::UploadUnavailable(attachment.upload_id)) };
+            uploads.push(upload);
+        }
+        let chat_id = self.ids.next_id();
+        for mut upload in uploads {
             upload.state = UploadState::Attached(chat_id);
             b.put_upload(&upload)?;
             b.delete(PENDING, upload.upload_id.to_be_bytes().to_vec())?;

@@ -5,15 +5,21 @@
 //! assigned by the store in commit order, so a reader tailing a channel "after the last id I
 //! saw" never misses a chat committed later. Partitions stay bounded by channel (chats and
 //! events keyed channel first) or by user.
+//!
+//! Backends: [`FjallChatStore`] (embedded, one process) and [`ScyllaChatStore`] (ScyllaDB).
 
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;
+mod scylla;
 
 use async_trait::async_trait;
 use chatmesh_api::chat::v1::ChannelEvent;
 
-pub use self::fjall::{FjallChatStore, SyncHook};
+pub use self::{
+    fjall::{FjallChatStore, SyncHook},
+    scylla::ScyllaChatStore,
+};
 use crate::model::{ChatRecord, NewChat, ReadPointer, UploadRecord};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

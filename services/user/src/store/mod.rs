@@ -1,13 +1,16 @@
 //! The user store: accounts and login sessions, in domain types. Uniqueness of email and
 //! username (case-insensitive) is the store's job, atomically with the write.
+//!
+//! Backends: [`FjallUserStore`] (embedded, one process) and [`ScyllaUserStore`] (ScyllaDB).
 
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;
+mod scylla;
 
 use async_trait::async_trait;
 
-pub use self::fjall::FjallUserStore;
+pub use self::{fjall::FjallUserStore, scylla::ScyllaUserStore};
 use crate::model::{SessionRecord, UserRecord};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,211 @@
+//! Versioned schema migrations: `migrations/NNNN_name.cql`, applied in order by
+//! `chatmesh admin migrate`. Each statement is `CREATE TABLE IF NOT EXISTS`, so applying one
+//! twice (two operators at once, a retry after a crash) changes nothing; the keyspace's
+//! `schema_migrations` table records each applied version with its checksum, and a recorded
+//! migration whose file has changed since is refused rather than silently skipped.
+
+use std::sync::Arc;
+
+use scylla::statement::unprepared::Statement as Unprepared;
+
+use crate::{Cql, CqlError, ScyllaConfig, ScyllaCql, schema::Schema};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub cql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration { version: $version, name: $name, cql: include_str!(concat!("../migrations/", $name, ".cql")) }
+    };
+}
+
+/// Every migration, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_users"),
+    migration!(2, "0002_channels"),
+    migration!(3, "0003_chats"),
+    migration!(4, "0004_chat_feed_and_uploads"),
+];
+
+/// The schema a fully migrated keyspace has.
+pub fn schema() -> Result<Schema, String> {
+    Schema::parse(MIGRATIONS.iter().map(|m| (m.name, m.cql)))
+}
+
+/// A stable checksum of a migration's statements (FNV-1a over the normalized text).
+pub fn checksum(migration: &Migration) -> String {
+    let text = crate::schema::statements(migration.cql).join(";");
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// How the keyspace is replicated when `migrate` creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// Datacenter name → replicas there (NetworkTopologyStrategy).
+    pub datacenters: Vec<(String, u32)>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Versions applied by this run.
+    pub applied: Vec<i32>,
+    /// The keyspace's version afterwards.
+    pub version: i32,
+}
+
+fn failed(statement: &'static str, e: impl std::fmt::Display) -> CqlError {
+    CqlError::Failed { statement, message: e.to_string() }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 48 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+async fn run(session: &ScyllaCql, what: &'static str, cql: String) -> Result<(), CqlError> {
+    let mut statement = Unprepared::new(cql);
+    statement.set_consistency(scylla::statement::Consistency::All);
+    session.session().query_unpaged(statement, ()).await.map_err(|e| failed(what, e))?;
+    Ok(())
+}
+
+/// Creates the keyspace if needed and applies every migration not yet recorded there.
+pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result<Applied, CqlError> {
+    let ks = &config.keyspace;
+    if !valid_name(ks) {
+        return Err(failed("migrate", format!("keyspace name {ks:?}: letters, digits and _ only, at most 48")));
+    }
+    let session = ScyllaCql::connect(config, false).await?;
+    let replicas: Vec<String> = replication.datacenters.iter().map(|(dc, n)| format!("'{dc}': {n}")).collect();
+    if replicas.is_empty() {
+        return Err(failed("migrate", "no datacenter to replicate to"));
+    }
+    run(
+        &session,
+        "migrate.keyspace",
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', {}}}",
+            replicas.join(", ")
+        ),
+    )
+    .await?;
+    run(
+        &session,
+        "migrate.history",
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (version int PRIMARY KEY, name text, checksum text, \
+             applied_at_ms bigint)"
+        ),
+    )
+    .await?;
+    session.session().use_keyspace(ks, false).await.map_err(|e| failed("migrate.use_keyspace", e))?;
+    let recorded = session
+        .session()
+        .query_unpaged("SELECT version, name, checksum FROM schema_migrations", ())
+        .await
+        .map_err(|e| failed("migrate.read_history", e))?
+        .into_rows_result()
+        .map_err(|e| failed("migrate.read_history", e))?;
+    let recorded: Vec<(i32, String, String)> = recorded
+        .rows::<(i32, String, String)>()
+        .map_err(|e| failed("migrate.read_history", e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed("migrate.read_history", e))?;
+    let mut outcome = Applied::default();
+    for migration in MIGRATIONS {
+        if let Some((_, _, sum)) = recorded.iter().find(|(v, _, _)| *v == migration.version) {
+            if *sum != checksum(migration) {
+                return Err(failed(
+                    "migrate",
+                    format!(
+                        "{} was applied with checksum {sum} and has changed since: add a new migration instead",
+                        migration.name
+                    ),
+                ));
+            }
+            outcome.version = migration.version;
+            continue;
+        }
+        for statement in crate::schema::statements(migration.cql) {
+            run(&session, migration.name, statement).await?;
+        }
+        session.session().await_schema_agreement().await.map_err(|e| failed(migration.name, e))?;
+        let mut record = Unprepared::new(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms) VALUES (?, ?, ?, ?)",
+        );
+        record.set_consistency(scylla::statement::Consistency::Quorum);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        session
+            .session()
+            .query_unpaged(record, (migration.version, migration.name, checksum(migration), now))
+            .await
+            .map_err(|e| failed("migrate.record", e))?;
+        tracing::info!(version = migration.version, name = migration.name, "applied a migration");
+        outcome.applied.push(migration.version);
+        outcome.version = migration.version;
+    }
+    Ok(outcome)
+}
+
+/// For a store's conformance suite against a real cluster: a fresh, migrated keyspace for one
+/// test case, when `CHATMESH_TEST_SCYLLA` names a contact point (`host:port[,host:port]`);
+/// otherwise `None`, after printing that the case was skipped. `CHATMESH_TEST_SCYLLA_DC` names
+/// the datacenter (default `datacenter1`).
+pub async fn test_keyspace(case: &str) -> Option<Cql> {
+    let Ok(points) = std::env::var("CHATMESH_TEST_SCYLLA") else {
+        println!("skipped: CHATMESH_TEST_SCYLLA not set ({case})");
+        return None;
+    };
+    let dc = std::env::var("CHATMESH_TEST_SCYLLA_DC").unwrap_or_else(|_| "datacenter1".into());
+    let hash = case.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let config = ScyllaConfig {
+        contact_points: points.split(',').map(str::to_owned).collect(),
+        keyspace: format!("chatmesh_test_{hash:016x}"),
+        datacenter: Some(dc.clone()),
+        username: std::env::var("CHATMESH_TEST_SCYLLA_USER").ok(),
+        password: std::env::var("CHATMESH_TEST_SCYLLA_PASSWORD").ok(),
+        request_timeout: std::time::Duration::from_secs(10),
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let admin = ScyllaCql::connect(&config, false).await.expect("connecting to CHATMESH_TEST_SCYLLA");
+    run(&admin, "test.drop_keyspace", format!("DROP KEYSPACE IF EXISTS {}", config.keyspace))
+        .await
+        .expect("dropping the test keyspace");
+    migrate(&config, &Replication { datacenters: vec![(dc, 1)] }).await.expect("migrating the test keyspace");
+    let session = ScyllaCql::connect(&config, true).await.expect("connecting to the test keyspace");
+    Some(Cql::scylla(Arc::new(session)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_parse() {
+        for (n, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, n + 1, "{}", m.name);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)), "{}", m.name);
+        }
+        schema().unwrap();
+    }
+
+    #[test]
+    fn checksums_ignore_comments_and_layout_only() {
+        let a = Migration {
+            version: 1,
+            name: "a",
+            cql: "-- x\nCREATE TABLE IF NOT EXISTS t (a bigint,\n PRIMARY KEY (a));",
+        };
+        let b = Migration { version: 1, name: "a", cql: "CREATE TABLE IF NOT EXISTS t (a bigint, PRIMARY KEY (a));" };
+        let c = Migration { version: 1, name: "a", cql: "CREATE TABLE IF NOT EXISTS t (a int, PRIMARY KEY (a));" };
+        assert_eq!(checksum(&a), checksum(&b));
+        assert_ne!(checksum(&a), checksum(&c));
+    }
+}

@@ -1,0 +1,162 @@
+//! The ScyllaDB side of [`crate::Cql`]: one driver session per process, token- and
+//! datacenter-aware, statements prepared once, retried by the driver only when idempotent.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use scylla::{
+    client::{execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder},
+    policies::{load_balancing::DefaultPolicy, retry::DefaultRetryPolicy},
+    response::query_result::QueryResult,
+    statement::{
+        Consistency, SerialConsistency,
+        batch::{Batch, BatchType},
+        prepared::PreparedStatement,
+    },
+    value::{CqlValue, Row},
+};
+use tokio::sync::RwLock;
+
+use crate::{BatchKind, CqlError, FromRow, Statement, Value};
+
+/// Where the cluster is and how to talk to it (`[store.scylla]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaConfig {
+    /// `host:port` of a few nodes; the driver discovers the rest.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// The local datacenter: requests go to its replicas (LOCAL_QUORUM), never elsewhere.
+    pub datacenter: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A connected session with its prepared statements.
+pub struct ScyllaCql {
+    session: Session,
+    prepared: RwLock<HashMap<&'static str, PreparedStatement>>,
+}
+
+impl std::fmt::Debug for ScyllaCql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaCql").finish_non_exhaustive()
+    }
+}
+
+fn failed(statement: &'static str, e: impl std::fmt::Display) -> CqlError {
+    CqlError::Failed { statement, message: e.to_string() }
+}
+
+impl ScyllaCql {
+    /// Connects; with `use_keyspace` the session works in the configured keyspace (which must
+    /// exist: `chatmesh admin migrate` creates it).
+    pub async fn connect(config: &ScyllaConfig, use_keyspace: bool) -> Result<Self, CqlError> {
+        let mut policy = DefaultPolicy::builder().token_aware(true).permit_dc_failover(false);
+        if let Some(dc) = &config.datacenter {
+            policy = policy.prefer_datacenter(dc.clone());
+        }
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .load_balancing_policy(policy.build())
+            // why: the default policy retries only statements marked idempotent
+            .retry_policy(Arc::new(DefaultRetryPolicy::new()))
+            .request_timeout(Some(config.request_timeout))
+            .build();
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.contact_points)
+            .connection_timeout(config.connect_timeout)
+            .default_execution_profile_handle(profile.into_handle());
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.user(user.clone(), password.clone());
+        }
+        if use_keyspace {
+            builder = builder.use_keyspace(config.keyspace.clone(), false);
+        }
+        let session = builder.build().await.map_err(|e| failed("connect", e))?;
+        Ok(ScyllaCql { session, prepared: RwLock::new(HashMap::new()) })
+    }
+
+    /// The driver session, for schema statements (migrations).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub(crate) async fn prepare(&self, statements: &[&'static Statement]) -> Result<(), CqlError> {
+        for stmt in statements {
+            self.prepared_of(stmt).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepared_of(&self, stmt: &'static Statement) -> Result<PreparedStatement, CqlError> {
+        if let Some(p) = self.prepared.read().await.get(stmt.name) {
+            return Ok(p.clone());
+        }
+        let mut prepared = self.session.prepare(stmt.cql).await.map_err(|e| failed(stmt.name, e))?;
+        prepared.set_consistency(stmt.consistency);
+        prepared.set_serial_consistency(stmt.serial_consistency());
+        prepared.set_is_idempotent(stmt.idempotent);
+        self.prepared.write().await.insert(stmt.name, prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn run(&self, stmt: &'static Statement, values: Vec<Value>) -> Result<QueryResult, CqlError> {
+        let prepared = self.prepared_of(stmt).await?;
+        self.session.execute_unpaged(&prepared, values).await.map_err(|e| failed(stmt.name, e))
+    }
+
+    pub(crate) async fn rows<R: FromRow>(
+        &self,
+        stmt: &'static Statement,
+        values: Vec<Value>,
+    ) -> Result<Vec<R>, CqlError> {
+        let result = self.run(stmt, values).await?.into_rows_result().map_err(|e| failed(stmt.name, e))?;
+        let rows = result.rows::<R>().map_err(|e| CqlError::Schema { statement: stmt.name, message: e.to_string() })?;
+        rows.collect::<Result<Vec<R>, _>>()
+            .map_err(|e| CqlError::Schema { statement: stmt.name, message: e.to_string() })
+    }
+
+    pub(crate) async fn execute(&self, stmt: &'static Statement, values: Vec<Value>) -> Result<(), CqlError> {
+        self.run(stmt, values).await.map(|_| ())
+    }
+
+    pub(crate) async fn lwt(&self, stmt: &'static Statement, values: Vec<Value>) -> Result<bool, CqlError> {
+        applied(stmt.name, self.run(stmt, values).await?)
+    }
+
+    pub(crate) async fn batch(
+        &self,
+        kind: BatchKind,
+        items: Vec<(&'static Statement, Vec<Value>)>,
+    ) -> Result<bool, CqlError> {
+        let name = items[0].0.name;
+        let mut batch = Batch::new(match kind {
+            BatchKind::Logged => BatchType::Logged,
+            BatchKind::Unlogged => BatchType::Unlogged,
+        });
+        let conditional = items.iter().any(|(s, _)| s.is_conditional());
+        batch.set_consistency(Consistency::LocalQuorum);
+        batch.set_serial_consistency(conditional.then_some(SerialConsistency::LocalSerial));
+        batch.set_is_idempotent(items.iter().all(|(s, _)| s.idempotent));
+        let mut values = Vec::with_capacity(items.len());
+        for (stmt, v) in items {
+            batch.append_statement(self.prepared_of(stmt).await?);
+            values.push(v);
+        }
+        let result = self.session.batch(&batch, values).await.map_err(|e| failed(name, e))?;
+        if conditional { applied(name, result) } else { Ok(true) }
+    }
+}
+
+/// The `[applied]` column a lightweight transaction answers with.
+fn applied(statement: &'static str, result: QueryResult) -> Result<bool, CqlError> {
+    let rows = result.into_rows_result().map_err(|e| failed(statement, e))?;
+    let first =
+        rows.rows::<Row>().map_err(|e| failed(statement, e))?.next().transpose().map_err(|e| failed(statement, e))?;
+    match first.as_ref().and_then(|row| row.columns.first()) {
+        Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
+        _ => Err(failed(statement, "a lightweight transaction answered without [applied]")),
+    }
+}
