@@ -179,8 +179,10 @@ def test_config_ports_services_and_probes_agree(overlay):
     # the engines ConfigMap names only settings that exist
     (engines,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "chatmesh-engines"]
     for variable in engines["data"]:
-        section, _, key = variable.removeprefix("CHATMESH_").lower().partition("__")
-        assert section in example and key in example[section], variable
+        known = example
+        for part in variable.removeprefix("CHATMESH_").lower().split("__"):
+            assert isinstance(known, dict) and part in known, variable
+            known = known[part]
     # every Service port reaches a named container port of its pods
     deployments = {component(d): d for d in of_kind(objects, "Deployment")}
     for service in of_kind(objects, "Service"):
