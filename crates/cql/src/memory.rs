@@ -370,10 +370,12 @@ impl MemoryCql {
                 if !table.clustering.is_empty() && ck.is_empty() && writes_regular {
                     return Err(schema_error(stmt.name, "writes regular columns without the clustering key"));
                 }
-                if is_insert || writes_regular || table.clustering.is_empty() {
-                    if table.clustering.is_empty() || !ck.is_empty() {
-                        partition.rows.entry(ck.clone()).or_default();
-                    }
+                // why: an INSERT makes its row exist (as CQL's row marker does); an UPDATE only
+                // when it writes a regular column
+                if (is_insert || writes_regular || table.clustering.is_empty())
+                    && (table.clustering.is_empty() || !ck.is_empty())
+                {
+                    partition.rows.entry(ck.clone()).or_default();
                 }
                 for (column, marker) in columns {
                     if table.is_key(column) {
@@ -682,10 +684,8 @@ fn check_key(table: &Table, kind: &Kind, restrictions: &[Cond]) -> Result<(), St
         }
         Kind::Update { set } => {
             let ranged = restrictions.len() > table.partition_key.len() + prefix;
-            if ranged
-                || (!whole_row
-                    && !(prefix == 0 && set.iter().all(|(c, _)| table.column(c).is_some_and(|c| c.is_static))))
-            {
+            let only_statics = prefix == 0 && set.iter().all(|(c, _)| table.column(c).is_some_and(|c| c.is_static));
+            if ranged || !(whole_row || only_statics) {
                 return Err("UPDATE needs the whole primary key (or only the partition key, for static columns)".into());
             }
         }

@@ -144,6 +144,81 @@ pub(crate) fn tokens(text: &str) -> Vec<String> {
     out
 }
 
+/// CQL's reserved keywords (Cassandra and ScyllaDB): never usable as unquoted names.
+const RESERVED: &[&str] = &[
+    "ADD",
+    "ALLOW",
+    "ALTER",
+    "AND",
+    "APPLY",
+    "ASC",
+    "AUTHORIZE",
+    "BATCH",
+    "BEGIN",
+    "BY",
+    "COLUMNFAMILY",
+    "CREATE",
+    "DELETE",
+    "DESC",
+    "DESCRIBE",
+    "DROP",
+    "ENTRIES",
+    "EXECUTE",
+    "FROM",
+    "FULL",
+    "GRANT",
+    "IF",
+    "IN",
+    "INDEX",
+    "INFINITY",
+    "INSERT",
+    "INTO",
+    "IS",
+    "KEYSPACE",
+    "LIMIT",
+    "MATERIALIZED",
+    "MBEAN",
+    "MBEANS",
+    "MODIFY",
+    "NAN",
+    "NORECURSIVE",
+    "NOT",
+    "NULL",
+    "OF",
+    "ON",
+    "OR",
+    "ORDER",
+    "PRIMARY",
+    "RENAME",
+    "REPLACE",
+    "REVOKE",
+    "SCHEMA",
+    "SELECT",
+    "SET",
+    "TABLE",
+    "TO",
+    "TOKEN",
+    "TRUNCATE",
+    "UNLOGGED",
+    "UNSET",
+    "UPDATE",
+    "USE",
+    "USING",
+    "VIEW",
+    "WHERE",
+    "WITH",
+];
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if RESERVED.contains(&name.to_ascii_uppercase().as_str()) {
+        return Err(format!("{what} {name} is a reserved CQL keyword"));
+    }
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!("{what} {name}: lowercase letters, digits and _ only (unquoted names fold to lowercase)"));
+    }
+    Ok(())
+}
+
 fn parse_table(statement: &str) -> Result<Table, String> {
     let t = tokens(statement);
     let upper: Vec<String> = t.iter().map(|s| s.to_ascii_uppercase()).collect();
@@ -223,6 +298,10 @@ fn parse_table(statement: &str) -> Result<Table, String> {
     if partition_key.is_empty() {
         return Err("no primary key".into());
     }
+    check_name("table", &name)?;
+    for column in &columns {
+        check_name("column", &column.name)?;
+    }
     let table = Table { name, columns, partition_key, clustering };
     for key in table.partition_key.iter().chain(table.clustering.iter().map(|(k, _)| k)) {
         let column = table.column(key).ok_or_else(|| format!("key column {key} is not declared"))?;
@@ -259,6 +338,16 @@ mod tests {
         assert_eq!(m.partition_key, vec!["c", "b"]);
         assert_eq!(m.clustering, vec![("u".to_owned(), Order::Desc)]);
         assert!(m.column("name").unwrap().is_static);
+    }
+
+    #[test]
+    fn reserved_and_case_folded_names_are_refused() {
+        let err = Schema::parse([("0001", "CREATE TABLE IF NOT EXISTS t (a bigint, token text, PRIMARY KEY (a));")])
+            .unwrap_err();
+        assert!(err.contains("reserved"), "{err}");
+        let err = Schema::parse([("0001", "CREATE TABLE IF NOT EXISTS t (a bigint, userId text, PRIMARY KEY (a));")])
+            .unwrap_err();
+        assert!(err.contains("lowercase"), "{err}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ use chatmesh_cql::{BatchKind, Cql, CqlError, Statement, Value, statement, values
 use chatmesh_platform::ids::{IdGenerator, now_ms, unix_ms_of};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
 use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats};
 use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState, timestamp};
@@ -64,6 +64,8 @@ use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, Upl
 /// a partition holds 216,000 chats (~90 MB); quiet channels skip empty buckets through
 /// `chat_buckets`. The arithmetic is in docs/scylla.md.
 const BUCKET_MS: u64 = 21_600_000;
+/// Writes in flight at once across channels (each holds its channel's lock).
+const MAX_IN_FLIGHT: usize = 256;
 /// Channel lock stripes.
 const STRIPES: usize = 1024;
 /// Rows read per query when a loop pages through a partition.
@@ -450,6 +452,8 @@ struct Inner {
     now: fn() -> u64,
     /// Channel write locks, by a hash of the channel id.
     locks: Box<[Mutex<()>]>,
+    /// Bounds the writes in flight across channels ([`MAX_IN_FLIGHT`]).
+    in_flight: Semaphore,
     /// Event ids taken and not yet written (or failed).
     inflight: feed::Inflight,
     /// This process's node id: the feed and its cursors are per node (see feed.rs).
@@ -497,6 +501,12 @@ impl Buckets {
     }
 }
 
+/// A channel's write lock (or two channels'), with a write slot.
+struct Held<'a> {
+    _guards: (MutexGuard<'a, ()>, Option<MutexGuard<'a, ()>>),
+    _permit: Option<SemaphorePermit<'a>>,
+}
+
 /// Which way a page of history runs.
 #[derive(Debug, Clone, Copy)]
 enum Direction {
@@ -524,6 +534,7 @@ impl ScyllaChatStore {
                 ids,
                 now,
                 locks,
+                in_flight: Semaphore::new(MAX_IN_FLIGHT),
                 inflight: feed::Inflight::with_clock(now),
                 node,
                 known: std::sync::Mutex::new(HashSet::new()),
@@ -553,20 +564,29 @@ impl ScyllaChatStore {
         (channel_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - STRIPES.trailing_zeros())) as usize
     }
 
-    async fn lock(&self, channel_id: u64) -> MutexGuard<'_, ()> {
-        self.inner.locks[Self::stripe(channel_id)].lock().await
+    async fn lock(&self, channel_id: u64) -> Held<'_> {
+        let permit = self.write_slot().await;
+        Held { _guards: (self.inner.locks[Self::stripe(channel_id)].lock().await, None), _permit: permit }
     }
 
     /// The locks of two channels, taken in stripe order (no deadlock with another pair).
-    async fn lock_both(&self, a: u64, b: u64) -> (MutexGuard<'_, ()>, Option<MutexGuard<'_, ()>>) {
+    async fn lock_both(&self, a: u64, b: u64) -> Held<'_> {
+        let permit = self.write_slot().await;
         let (sa, sb) = (Self::stripe(a), Self::stripe(b));
         if sa == sb {
-            return (self.inner.locks[sa].lock().await, None);
+            return Held { _guards: (self.inner.locks[sa].lock().await, None), _permit: permit };
         }
         let (first, second) = if sa < sb { (sa, sb) } else { (sb, sa) };
         let first = self.inner.locks[first].lock().await;
         let second = self.inner.locks[second].lock().await;
-        (first, Some(second))
+        Held { _guards: (first, Some(second)), _permit: permit }
+    }
+
+    /// One of the writes allowed in flight at once, across channels: under a burst, writes
+    /// queue here rather than pile onto the cluster (and its coordinators' timeouts).
+    async fn write_slot(&self) -> Option<SemaphorePermit<'_>> {
+        // why: the semaphore is never closed; None would only mean "unbounded"
+        self.inner.in_flight.acquire().await.ok()
     }
 
     /// Runs a batch, logged (all or nothing across partitions).
