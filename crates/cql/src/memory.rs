@@ -128,6 +128,8 @@ pub struct MemoryCql {
     schema: Schema,
     parsed: Mutex<HashMap<&'static str, Arc<Parsed>>>,
     data: Mutex<Data>,
+    /// Writes still to fail (tests of write timeouts), and whether they apply anyway.
+    faults: Mutex<(usize, bool)>,
 }
 
 fn schema_error(statement: &'static str, message: impl Into<String>) -> CqlError {
@@ -136,7 +138,19 @@ fn schema_error(statement: &'static str, message: impl Into<String>) -> CqlError
 
 impl MemoryCql {
     pub fn new(schema: Schema) -> Self {
-        MemoryCql { schema, parsed: Mutex::new(HashMap::new()), data: Mutex::new(Data::default()) }
+        MemoryCql {
+            schema,
+            parsed: Mutex::new(HashMap::new()),
+            data: Mutex::new(Data::default()),
+            faults: Mutex::new((0, false)),
+        }
+    }
+
+    /// Makes the next `count` writes (statements or batches) fail as a write timeout does:
+    /// with `applied`, they are applied anyway (as a batchlog replay or a late replica would),
+    /// otherwise not at all.
+    pub fn fail_writes(&self, count: usize, applied: bool) {
+        *self.faults.lock().expect("faults") = (count, applied);
     }
 
     /// An empty executor on the schema of every migration.
@@ -289,6 +303,18 @@ impl MemoryCql {
                 return Err(schema_error(first.0.name, "a conditional batch spans partitions"));
             }
         }
+        let fault = {
+            let mut faults = self.faults.lock().expect("faults");
+            (faults.0 > 0).then(|| {
+                faults.0 -= 1;
+                faults.1
+            })
+        };
+        let timed_out =
+            || CqlError::Failed { statement: prepared[0].0.name, message: "write timeout (injected)".into() };
+        if fault == Some(false) {
+            return Err(timed_out());
+        }
         let mut data = self.data.lock().expect("memory data");
         for (stmt, parsed, bound) in &prepared {
             if parsed.condition_present() && !self.holds(stmt, parsed, bound, &data)? {
@@ -297,6 +323,9 @@ impl MemoryCql {
         }
         for (stmt, parsed, bound) in &prepared {
             self.apply(stmt, parsed, bound, &mut data)?;
+        }
+        if fault == Some(true) {
+            return Err(timed_out());
         }
         Ok(true)
     }

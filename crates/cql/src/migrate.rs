@@ -85,15 +85,18 @@ pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result
     if replicas.is_empty() {
         return Err(failed("migrate", "no datacenter to replicate to"));
     }
-    run(
-        &session,
-        "migrate.keyspace",
-        format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', {}}}",
-            replicas.join(", ")
-        ),
-    )
-    .await?;
+    let keyspace = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', {}}}",
+        replicas.join(", ")
+    );
+    // why: lightweight transactions need vnode-based replication on ScyllaDB 6.x (a new
+    // keyspace uses tablets by default there); ScyllaDB 5.x knows no `tablets` option
+    if let Err(e) = run(&session, "migrate.keyspace", format!("{keyspace} AND tablets = {{'enabled': false}}")).await {
+        if !e.to_string().to_ascii_lowercase().contains("tablets") {
+            return Err(e);
+        }
+        run(&session, "migrate.keyspace", keyspace).await?;
+    }
     run(
         &session,
         "migrate.history",
@@ -104,9 +107,11 @@ pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result
     )
     .await?;
     session.session().use_keyspace(ks, false).await.map_err(|e| failed("migrate.use_keyspace", e))?;
+    let mut history = Unprepared::new("SELECT version, name, checksum FROM schema_migrations");
+    history.set_consistency(scylla::statement::Consistency::LocalQuorum);
     let recorded = session
         .session()
-        .query_unpaged("SELECT version, name, checksum FROM schema_migrations", ())
+        .query_unpaged(history, ())
         .await
         .map_err(|e| failed("migrate.read_history", e))?
         .into_rows_result()
@@ -138,7 +143,7 @@ pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result
         let mut record = Unprepared::new(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms) VALUES (?, ?, ?, ?)",
         );
-        record.set_consistency(scylla::statement::Consistency::Quorum);
+        record.set_consistency(scylla::statement::Consistency::LocalQuorum);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

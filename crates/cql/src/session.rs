@@ -5,7 +5,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use scylla::{
     client::{execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder},
-    policies::{load_balancing::DefaultPolicy, retry::DefaultRetryPolicy},
+    policies::{
+        load_balancing::DefaultPolicy, retry::DefaultRetryPolicy, timestamp_generator::MonotonicTimestampGenerator,
+    },
     response::query_result::QueryResult,
     statement::{
         Consistency, SerialConsistency,
@@ -52,10 +54,12 @@ impl ScyllaCql {
     /// Connects; with `use_keyspace` the session works in the configured keyspace (which must
     /// exist: `chatmesh admin migrate` creates it).
     pub async fn connect(config: &ScyllaConfig, use_keyspace: bool) -> Result<Self, CqlError> {
-        let mut policy = DefaultPolicy::builder().token_aware(true).permit_dc_failover(false);
-        if let Some(dc) = &config.datacenter {
-            policy = policy.prefer_datacenter(dc.clone());
-        }
+        // why: LOCAL_QUORUM and LOCAL_SERIAL mean "in the coordinator's datacenter"; without a
+        // pinned one, two claims of one key through two datacenters could both be applied
+        let Some(dc) = config.datacenter.clone().filter(|dc| !dc.is_empty()) else {
+            return Err(failed("connect", "no datacenter configured (store.scylla.datacenter)"));
+        };
+        let policy = DefaultPolicy::builder().token_aware(true).permit_dc_failover(false).prefer_datacenter(dc);
         let profile = ExecutionProfile::builder()
             .consistency(Consistency::LocalQuorum)
             .serial_consistency(Some(SerialConsistency::LocalSerial))
@@ -67,6 +71,9 @@ impl ScyllaCql {
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.contact_points)
             .connection_timeout(config.connect_timeout)
+            // why: write timestamps from this process, monotonic, so overwrites it sends through
+            // different coordinators apply in the order it sent them (not by coordinator clocks)
+            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
             .default_execution_profile_handle(profile.into_handle());
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             builder = builder.user(user.clone(), password.clone());

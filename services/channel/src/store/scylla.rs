@@ -78,6 +78,9 @@ static GET_MEMBER: Statement = statement!(
     "SELECT role, joined_at_ms, invited_by, closed, closed_at_ms, kind FROM channel_members WHERE channel_id = ? \
      AND user_id = ?"
 );
+/// Closed members read per page.
+const CLOSED_PAGE: usize = 500;
+
 static LIST_MEMBERS: Statement = statement!(
     "channel.list_members",
     idempotent,
@@ -160,7 +163,7 @@ static LIST_CLOSED: Statement = statement!(
     "channel.list_closed",
     idempotent,
     "SELECT user_id, role, joined_at_ms, invited_by, closed, closed_at_ms FROM channel_closed_members \
-     WHERE channel_id = ?"
+     WHERE channel_id = ? AND user_id > ? LIMIT ?"
 );
 static FIND_DIRECT: Statement = statement!(
     "channel.find_direct",
@@ -805,13 +808,21 @@ impl ChannelStore for ScyllaChannelStore {
 
     #[tracing::instrument(name = "channel_store.list_closed_members", skip_all, fields(db.system = "scylladb"))]
     async fn list_closed_members(&self, channel_id: u64) -> Result<Vec<MemberRecord>, StoreError> {
-        let rows: Vec<(i64, String, i64, i64, bool, i64)> =
-            self.cql.rows(&LIST_CLOSED, values![channel_id]).await.map_err(backend)?;
-        rows.into_iter()
-            .map(|(user, role, joined, invited_by, closed, closed_at)| {
-                member_of(channel_id, id(user), (role, joined, invited_by, closed, closed_at))
-            })
-            .collect()
+        // why: paged, so a channel with many closed members never needs one unbounded read
+        let mut out = Vec::new();
+        let mut after = -1i64;
+        loop {
+            let rows: Vec<(i64, String, i64, i64, bool, i64)> =
+                self.cql.rows(&LIST_CLOSED, values![channel_id, after, CLOSED_PAGE as i32]).await.map_err(backend)?;
+            let full = rows.len() == CLOSED_PAGE;
+            for (user, role, joined, invited_by, closed, closed_at) in rows {
+                after = user;
+                out.push(member_of(channel_id, id(user), (role, joined, invited_by, closed, closed_at))?);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     #[tracing::instrument(name = "channel_store.find_direct", skip_all, fields(db.system = "scylladb"))]

@@ -90,12 +90,16 @@ static INSERT_SESSION: Statement = statement!(
     "INSERT INTO sessions (session_id, user_id, refresh_hash, used_hashes, created_at_ms, expires_at_ms, ended_at_ms) \
      VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
 );
-static GET_SESSION: Statement = statement!(
-    "user.get_session",
-    idempotent,
-    "SELECT user_id, refresh_hash, used_hashes, created_at_ms, expires_at_ms, ended_at_ms FROM sessions \
-     WHERE session_id = ?"
-);
+/// Read at LOCAL_SERIAL: sessions are written by lightweight transactions only, and one whose
+/// outcome was unknown (a timeout after its accept phase) is settled by a serial read, never
+/// missed by it.
+static GET_SESSION: Statement = Statement {
+    name: "user.get_session",
+    cql: "SELECT user_id, refresh_hash, used_hashes, created_at_ms, expires_at_ms, ended_at_ms FROM sessions \
+          WHERE session_id = ?",
+    consistency: chatmesh_cql::Consistency::LocalSerial,
+    idempotent: true,
+};
 static ROTATE_SESSION: Statement = statement!(
     "user.rotate_session",
     not_idempotent,

@@ -47,6 +47,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -64,6 +65,8 @@ use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, Upl
 /// a partition holds 216,000 chats (~90 MB); quiet channels skip empty buckets through
 /// `chat_buckets`. The arithmetic is in docs/scylla.md.
 const BUCKET_MS: u64 = 21_600_000;
+/// How long a failed batch is retried in the background before its ids are released.
+const SETTLE_FOR: Duration = Duration::from_secs(3600);
 /// Writes in flight at once across channels (each holds its channel's lock).
 const MAX_IN_FLIGHT: usize = 256;
 /// Channel lock stripes.
@@ -591,7 +594,10 @@ impl ScyllaChatStore {
 
     /// Runs a batch, logged (all or nothing across partitions).
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.cql().batch(BatchKind::Logged, batch.writes).await.map_err(cql_error)?;
+        if let Err(e) = self.cql().batch(BatchKind::Logged, batch.writes.clone()).await {
+            self.settle(batch, &e);
+            return Err(cql_error(e));
+        }
         self.synced(&batch.ids);
         let mut known = self.inner.known.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() + batch.known.len() > KNOWN_MAX {
@@ -599,6 +605,35 @@ impl ScyllaChatStore {
         }
         known.extend(batch.known);
         Ok(())
+    }
+
+    /// After a failed batch: a logged batch whose request failed (a timeout) may still be
+    /// applied later by the cluster's batchlog, below a feed cursor that has moved on. So its
+    /// ids stay in flight (no feed reader passes them) while the same idempotent batch is
+    /// retried in the background until it is applied one way or the other. The caller was
+    /// answered with the error, so the write is not acknowledged either way.
+    fn settle(&self, batch: Batch, error: &CqlError) {
+        if matches!(error, CqlError::Schema { .. }) {
+            return; // refused before it was sent: nothing can apply later
+        }
+        let held: Vec<feed::InflightGuard> = batch.ids.iter().map(|id| self.inner.inflight.begin(*id)).collect();
+        let cql = self.cql().clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(100);
+            let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+            loop {
+                tokio::time::sleep(wait).await;
+                match cql.batch(BatchKind::Logged, batch.writes.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        tracing::error!(error = %e, ids = ?batch.ids, "a failed chat write could not be settled; releasing its ids");
+                        break;
+                    }
+                    Err(_) => wait = (wait * 2).min(Duration::from_secs(30)),
+                }
+            }
+            drop(held);
+        });
     }
 
     /// Adds an index row's writes unless this process wrote them before.
@@ -1955,5 +1990,34 @@ mod tests {
         let stats = store.stats();
         assert_eq!(stats.writes, 128);
         assert!(stats.syncs >= 128 && stats.durable_id > 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_holds_the_feed_back_until_it_is_settled() {
+        let engine = MemoryCql::migrated();
+        let store = ScyllaChatStore::new(Cql::memory(engine.clone()), Arc::new(IdGenerator::new(1).unwrap()));
+        // a write timeout whose batch is not applied (yet): the caller gets an error ...
+        engine.fail_writes(1, false);
+        assert!(store.create_chat(crate::store::conformance::text(1, 7, "lost?", "")).await.is_err());
+        // ... a later chat in another channel commits at once, with a larger id ...
+        let CreateOutcome::Created(later) =
+            store.create_chat(crate::store::conformance::text(2, 7, "later", "")).await.unwrap()
+        else {
+            panic!("created")
+        };
+        // ... but the feed holds it back while the failed batch may still apply below it
+        assert!(store.feed(0, 10).await.unwrap().is_empty(), "nothing passes an unsettled write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let feed = loop {
+            let feed = store.feed(0, 10).await.unwrap();
+            if !feed.is_empty() || std::time::Instant::now() > deadline {
+                break feed;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let channels: Vec<&str> = feed.iter().map(|e| e.channel_id.as_str()).collect();
+        assert_eq!(channels, vec!["1", "2"], "the settled write first, in id order");
+        assert_eq!(store.list_chats(1, Range::After(0), 10, 0).await.unwrap().len(), 1);
+        assert_eq!(store.get_chat(later.chat_id).await.unwrap().unwrap().text, "later");
     }
 }
