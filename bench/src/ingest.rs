@@ -112,6 +112,22 @@ async fn server_run(binary: &Path, duration: Duration) -> anyhow::Result<Run> {
     Ok(run)
 }
 
+/// A plain text chat as the store takes it (no idempotency key), for writers that bypass the API.
+pub(crate) fn text_chat(channel_id: u64, sender_id: u64, text: String) -> NewChat {
+    NewChat {
+        channel_id,
+        sender_id,
+        kind: ChatKind::Text,
+        body_hash: format!("hash of {text}"),
+        text,
+        client_msg_id: String::new(),
+        reply_to: 0,
+        mentions: Vec::new(),
+        announcement: None,
+        attachments: Vec::new(),
+    }
+}
+
 /// The floor: `FjallChatStore::create_chat` in-process, 64 tasks, same duration.
 async fn store_run(duration: Duration) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
@@ -120,19 +136,7 @@ async fn store_run(duration: Duration) -> anyhow::Result<Run> {
     closed_loop(duration, move |i, n| {
         let store = store.clone();
         async move {
-            let text = format!("ingest {i} {n}");
-            let chat = NewChat {
-                channel_id: 1 + (i % ACCOUNTS) as u64,
-                sender_id: 1000 + (i % ACCOUNTS) as u64,
-                kind: ChatKind::Text,
-                body_hash: format!("hash of {text}"),
-                text,
-                client_msg_id: String::new(),
-                reply_to: 0,
-                mentions: Vec::new(),
-                announcement: None,
-                attachments: Vec::new(),
-            };
+            let chat = text_chat(1 + (i % ACCOUNTS) as u64, 1000 + (i % ACCOUNTS) as u64, format!("ingest {i} {n}"));
             store.create_chat(chat).await.is_ok()
         }
     })

@@ -59,7 +59,7 @@ fn due_of(frame: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Reads `socket` until `expected` stamped frames arrived or `until`; returns their latencies.
 async fn receive(mut socket: Socket, base: Instant, expected: u64, until: tokio::time::Instant) -> Histogram<u64> {
@@ -149,7 +149,7 @@ async fn chatmesh(binary: &Path, scenario: Scenario) -> anyhow::Result<Deliverie
 }
 
 /// A session of the gateway, past its `ready` frame.
-async fn connect_session(ws: SocketAddr, token: String) -> anyhow::Result<Socket> {
+pub(crate) async fn connect_session(ws: SocketAddr, token: String) -> anyhow::Result<Socket> {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{ws}/?token={token}")).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -162,7 +162,7 @@ async fn connect_session(ws: SocketAddr, token: String) -> anyhow::Result<Socket
 }
 
 /// The floor: a bare broadcast server. `/pub` publishes; every other socket subscribes.
-async fn broadcast_server() -> anyhow::Result<SocketAddr> {
+pub(crate) async fn broadcast_server() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, _) = broadcast::channel::<Message>(65_536);

@@ -4,6 +4,9 @@
 //! because a figure is low.
 
 mod coldstart;
+mod fanout;
+mod history;
+mod idle;
 mod ingest;
 mod latency;
 mod report;
@@ -24,7 +27,7 @@ struct Cli {
     /// The ~20-second version CI runs so the harness cannot rot (figures are not meaningful).
     #[arg(long)]
     smoke: bool,
-    /// Only these benchmarks, comma-separated (built so far: a, c, g).
+    /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// The chatmesh binary [default: `chatmesh` beside this executable].
@@ -33,10 +36,17 @@ struct Cli {
     /// Where results go [default: bench/results; with --smoke a temporary dir].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Internal: serve the bare WebSocket baseline of (d) and print its address.
+    #[arg(long, hide = true)]
+    serve_idle_baseline: bool,
+    /// Internal: serve the bare broadcast baseline of (b) and print its address.
+    #[arg(long, hide = true)]
+    serve_broadcast_baseline: bool,
 }
 
 /// The benchmarks built so far, in the order they run (cold start first, on a quiet machine).
-const BUILT: [&str; 3] = ["g", "c", "a"];
+/// (e) also reports (f) and (g) with data: they share its loaded chats.
+const BUILT: [&str; 6] = ["g", "c", "a", "b", "d", "e"];
 
 /// `YYYY-MM-DDTHH-MM-SSZ` for now (UTC), usable as a file name.
 fn utc_stamp() -> String {
@@ -55,9 +65,24 @@ fn utc_stamp() -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// Raises this process's open-files limit to its hard limit (thousands of sockets per run).
+fn raise_open_files() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => eprintln!("chatmesh-bench: open-files limit {limit}"),
+        Err(e) => eprintln!("chatmesh-bench: could not raise the open-files limit: {e}"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.serve_idle_baseline {
+        return idle::serve_baseline().await;
+    }
+    if cli.serve_broadcast_baseline {
+        return fanout::serve_baseline().await;
+    }
+    raise_open_files();
     let started = Instant::now();
     let binary = match cli.binary {
         Some(path) => path,
@@ -98,12 +123,40 @@ async fn main() -> anyhow::Result<()> {
         ]
     };
 
+    let fanouts: Vec<fanout::Scenario> = if cli.smoke {
+        vec![fanout::Scenario { subscribers: 100, per_second: 20, duration: Duration::from_secs(2) }]
+    } else {
+        // why: 50,000 deliveries/s in both, so the two sizes differ in fan-out width only
+        vec![
+            fanout::Scenario { subscribers: 1000, per_second: 50, duration: Duration::from_secs(10) },
+            fanout::Scenario { subscribers: 10_000, per_second: 5, duration: Duration::from_secs(10) },
+        ]
+    };
+    // (d) idle sessions and (e) history sizes
+    let (idle_sessions, history) = if cli.smoke {
+        (200, history::Sizes { chats: 10_000, queries: 100, per_second: 200 })
+    } else {
+        (10_000, history::Sizes { chats: 1_000_000, queries: 5_000, per_second: 500 })
+    };
+
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
     for id in BUILT.iter().filter(|id| selected.iter().any(|s| s == *id)) {
         let runs: Vec<anyhow::Result<report::Outcome>> = match *id {
             "g" => vec![coldstart::run(&binary, cold_repeats).await],
             "c" => vec![ingest::run(&binary, ingest_for, cores).await],
+            "b" => {
+                let mut runs = Vec::new();
+                for scenario in &fanouts {
+                    runs.push(fanout::run(&binary, *scenario).await);
+                }
+                runs
+            }
+            "d" => vec![idle::run(&binary, idle_sessions).await],
+            "e" => match history::run(&binary, history).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            },
             _ => {
                 let mut runs = Vec::new();
                 for scenario in &scenarios {

@@ -21,13 +21,24 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 /// The password every benchmark account uses.
 const PASSWORD: &str = "correct horse battery";
 
-/// A spawned `chatmesh up` on free loopback ports over its own temporary data dir; killed on drop.
+/// A spawned `chatmesh up` on free loopback ports over a data dir; killed on drop.
 pub struct Server {
     pub child: Child,
     pub grpc_addr: SocketAddr,
     pub ws_addr: SocketAddr,
-    /// Kept for its lifetime: the data dir and the process's log live in it.
-    dir: tempfile::TempDir,
+    pub metrics_addr: SocketAddr,
+    /// Where the data dir (`data/`) and the process's log live.
+    root: std::path::PathBuf,
+    /// A temporary root, removed with the server.
+    _owned: Option<tempfile::TempDir>,
+}
+
+/// A process's resident set from /proc (bytes), if it still runs.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A signed-in benchmark account.
@@ -45,21 +56,33 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
 }
 
 impl Server {
-    /// Spawns `binary up`; returns as soon as the process runs (see [`Server::wait_healthy`]).
+    /// Spawns `binary up` over a temporary data dir; returns as soon as the process runs (see
+    /// [`Server::wait_healthy`]).
     pub fn spawn(binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temporary data dir")?;
+        let mut server = Self::spawn_at(binary, dir.path())?;
+        server._owned = Some(dir);
+        Ok(server)
+    }
+
+    /// Spawns `binary up` with its data dir under `root` (kept: a later server may reopen it).
+    pub fn spawn_at(binary: &Path, root: &Path) -> anyhow::Result<Self> {
         let ports = free_ports(4)?;
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let (grpc_addr, rest_addr, ws_addr, metrics_addr) = (addr(0), addr(1), addr(2), addr(3));
-        let log = std::fs::File::create(dir.path().join("chatmesh.log")).context("server log file")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("chatmesh.log"))
+            .context("server log file")?;
         let child = Command::new(binary)
-            .current_dir(dir.path())
+            .current_dir(root)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(root.join("data"))
             .args(["up", "--grpc-listen", &grpc_addr.to_string(), "--rest-listen", &rest_addr.to_string()])
             .args(["--ws-listen", &ws_addr.to_string(), "--metrics-listen", &metrics_addr.to_string()])
             // why: no chatmesh.toml of the caller's working dir may change what is measured.
-            .env("CHATMESH_CONFIG", dir.path().join("absent.toml"))
+            .env("CHATMESH_CONFIG", root.join("absent.toml"))
             .env("CHATMESH_LOG__FILTER", "warn")
             // why: benchmarks measure chats, not password hashing (argon2 has its own limits).
             .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
@@ -74,7 +97,7 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
-        Ok(Self { child, grpc_addr, ws_addr, dir })
+        Ok(Self { child, grpc_addr, ws_addr, metrics_addr, root: root.to_owned(), _owned: None })
     }
 
     /// Spawns and waits until gRPC health answers SERVING.
@@ -107,18 +130,42 @@ impl Server {
 
     /// The last lines the process logged (for setup failures).
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("chatmesh.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.root.join("chatmesh.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// A gauge or counter from the process's Prometheus endpoint (`None` until it is exported).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr).await?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n").await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok()))
+    }
+
     /// The process's resident set from /proc (bytes), if it still runs.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let pid = self.child.id()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        rss_of(self.child.id()?)
+    }
+
+    /// Stops the server as an operator would (SIGTERM, then its drain) and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().context("kill -TERM")?;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => self.child.kill().await?,
+        }
+        Ok(())
     }
 
     pub async fn channel(&self) -> anyhow::Result<Channel> {

@@ -1,0 +1,414 @@
+//! (e) History: ListChats pages of 50 at random points of a channel holding `chats` chats,
+//! written by the bulk loader straight through the chat store (not the API); beside the same
+//! pages read from the store in-process. (f) Search over the same chats: indexing throughput
+//! (the server's indexer catching up with the loaded feed) and SearchChats over a fixed query
+//! mix, beside the same queries on the index in-process. And (g) with that data: cold start of
+//! `chatmesh up` to healthy and its idle RSS, beside an empty start in the same run.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use chatmesh_api::chat::v1 as pb_chat;
+use chatmesh_chat::{
+    search::{IndexQuery, SearchIndex, TantivyIndex, parse_query},
+    store::{ChatStore, CreateOutcome, FjallChatStore, Range},
+};
+use chatmesh_platform::ids::IdGenerator;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::json;
+
+use crate::{
+    ingest::text_chat,
+    report::{self, Outcome, num, percentiles, ratio, show_ratio},
+    server::{Server, authed},
+};
+
+/// The page every query asks for.
+const PAGE: usize = 50;
+/// Sends the loader keeps in flight (the store's group commit batches them).
+const LOADING: usize = 256;
+/// The loader's node id: its ids never collide with the server's.
+const LOADER_NODE: u16 = 1000;
+/// Words the loaded chats are made of (English and CJK, for search over the same data).
+const WORDS: [&str; 24] = [
+    "release",
+    "notes",
+    "deploy",
+    "review",
+    "meeting",
+    "lunch",
+    "budget",
+    "design",
+    "bug",
+    "fix",
+    "ship",
+    "today",
+    "tomorrow",
+    "weekend",
+    "coffee",
+    "猫が好き",
+    "会议",
+    "明天",
+    "发布",
+    "周末",
+    "咖啡",
+    "设计",
+    "한국어",
+    "회의",
+];
+
+/// The search mix: English words, a phrase, and Chinese, Japanese and Korean.
+const QUERIES: [&str; 8] =
+    ["release", "deploy review", "\"release notes\"", "coffee weekend", "猫が好き", "会议", "设计 发布", "한국어"];
+/// Hits per search page.
+const HITS: usize = 20;
+
+/// The sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub chats: usize,
+    pub queries: u64,
+    pub per_second: u32,
+}
+
+/// A chat's text: a few words picked by its number.
+fn text_of(n: usize, rng: &mut StdRng) -> String {
+    let words = 4 + n % 8;
+    (0..words).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `count` chats of `sender` in `channel` straight into the store; returns their ids.
+async fn load(store: Arc<FjallChatStore>, channel: u64, sender: u64, count: usize) -> anyhow::Result<Vec<u64>> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let texts: Vec<String> = (0..count).map(|n| text_of(n, &mut rng)).collect();
+    let sends = futures::stream::iter(texts.into_iter().map(|text| {
+        let store = store.clone();
+        async move {
+            match store.create_chat(text_chat(channel, sender, text)).await? {
+                CreateOutcome::Created(chat) => anyhow::Ok(chat.chat_id),
+                other => anyhow::bail!("the loader's chat was not created: {other:?}"),
+            }
+        }
+    }));
+    let mut ids: Vec<u64> =
+        sends.buffer_unordered(LOADING).collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The random points every query starts at (the same for chatmesh and the baseline).
+fn points(ids: &[u64], queries: u64) -> Vec<u64> {
+    let mut rng = StdRng::seed_from_u64(42);
+    (0..queries).map(|_| ids[rng.random_range(PAGE..ids.len().max(PAGE + 1))]).collect()
+}
+
+/// The floor: the same pages from the store in-process, one after another.
+async fn store_pages(
+    store: &FjallChatStore,
+    channel: u64,
+    viewer: u64,
+    points: &[u64],
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latency = report::histogram();
+    for &before in points {
+        let started = Instant::now();
+        let page = store.list_chats(channel, Range::Before(Some(before)), PAGE, viewer).await?;
+        report::record(&mut latency, started.elapsed());
+        anyhow::ensure!(page.len() == PAGE, "a page of {} chats before {before}", page.len());
+    }
+    Ok(latency)
+}
+
+/// chatmesh: ListChats over gRPC on a fixed timetable, timed from when each query was due.
+async fn server_pages(
+    server: &Server,
+    token: &str,
+    channel: &str,
+    points: &[u64],
+    per_second: u32,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let client = server.chats().await?;
+    let period = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let tasks: Vec<_> = points
+        .iter()
+        .enumerate()
+        .map(|(k, before)| {
+            let (mut client, token, channel) = (client.clone(), token.to_owned(), channel.to_owned());
+            let due = start + period * u32::try_from(k).unwrap_or(u32::MAX);
+            let before = before.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                let request = pb_chat::ListChatsRequest {
+                    channel_id: channel,
+                    before,
+                    page_size: PAGE as i32,
+                    ..Default::default()
+                };
+                let answer = client.list_chats(authed(&token, request)).await;
+                let elapsed = due.elapsed();
+                answer.ok().filter(|a| a.get_ref().chats.len() == PAGE).map(|_| elapsed)
+            })
+        })
+        .collect();
+    let mut latency = report::histogram();
+    let mut failed = 0;
+    for task in tasks {
+        match task.await? {
+            Some(elapsed) => report::record(&mut latency, elapsed),
+            None => failed += 1,
+        }
+    }
+    Ok((latency, failed))
+}
+
+/// chatmesh: SearchChats over gRPC, the mix in turn, on a fixed timetable from when each was due.
+async fn server_searches(
+    server: &Server,
+    token: &str,
+    count: u64,
+    per_second: u32,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let client = server.chats().await?;
+    let period = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let tasks: Vec<_> = (0..count)
+        .map(|k| {
+            let (mut client, token) = (client.clone(), token.to_owned());
+            let due = start + period * u32::try_from(k).unwrap_or(u32::MAX);
+            let query = QUERIES[k as usize % QUERIES.len()].to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                let request = pb_chat::SearchChatsRequest { query, page_size: HITS as i32, ..Default::default() };
+                let answer = client.search_chats(authed(&token, request)).await;
+                let elapsed = due.elapsed();
+                answer.ok().filter(|a| !a.get_ref().hits.is_empty()).map(|_| elapsed)
+            })
+        })
+        .collect();
+    let mut latency = report::histogram();
+    let mut failed = 0;
+    for task in tasks {
+        match task.await? {
+            Some(elapsed) => report::record(&mut latency, elapsed),
+            None => failed += 1,
+        }
+    }
+    Ok((latency, failed))
+}
+
+/// The floor: the same queries on the server's index, opened read-only in-process.
+async fn index_searches(dir: &Path, channel: u64, viewer: u64, count: u64) -> anyhow::Result<Histogram<u64>> {
+    let index = TantivyIndex::open_reader(dir).map_err(|e| anyhow::anyhow!("opening the index: {e}"))?;
+    let mut latency = report::histogram();
+    for k in 0..count {
+        let text = QUERIES[k as usize % QUERIES.len()];
+        let query = IndexQuery {
+            query: parse_query(text).map_err(|e| anyhow::anyhow!("{text}: {e:?}"))?,
+            channel_ids: vec![channel],
+            sender_id: None,
+            from_ms: None,
+            until_ms: None,
+            before_chat_id: None,
+            viewer,
+            limit: HITS,
+        };
+        let started = Instant::now();
+        let hits = index.search(query).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
+        report::record(&mut latency, started.elapsed());
+        anyhow::ensure!(!hits.is_empty(), "no hit for {text}");
+    }
+    Ok(latency)
+}
+
+/// Waits until the server's index holds `documents`; returns how long it took (or `None`).
+async fn indexed(server: &Server, documents: usize, within: Duration) -> anyhow::Result<Option<Duration>> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if server.metric("chatmesh_search_documents").await?.is_some_and(|d| d >= documents as f64) {
+            return Ok(Some(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
+}
+
+/// Latency rows: p50, p99, p999 of chatmesh beside the baseline.
+fn latency_rows(measured: &serde_json::Value, floor: &serde_json::Value) -> Vec<[String; 4]> {
+    let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    ["p50_ms", "p99_ms", "p999_ms"]
+        .iter()
+        .map(|k| {
+            [
+                k.replace("_ms", " (ms)"),
+                num(p(measured, k)),
+                num(p(floor, k)),
+                show_ratio(&ratio(p(measured, k), p(floor, k))),
+            ]
+        })
+        .collect()
+}
+
+/// Runs (e), (f) and (g) over a channel of `sizes.chats` chats.
+pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
+    let root = tempfile::tempdir().context("a data dir")?;
+    // an empty start first: the baseline of the start with data
+    let empty_dir = tempfile::tempdir().context("a data dir")?;
+    let mut empty = Server::spawn_at(binary, empty_dir.path())?;
+    let spawned = Instant::now();
+    let healthy = empty.wait_healthy(Duration::from_secs(60)).await?;
+    let empty_start = healthy.duration_since(spawned);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let empty_rss = empty.rss_bytes().unwrap_or(0);
+    empty.stop().await?;
+
+    // an account and its channel, through the API
+    let mut server = Server::spawn_at(binary, root.path())?;
+    server.wait_healthy(Duration::from_secs(60)).await?;
+    let owner = server.users("history", 1).await?.pop().context("no user")?;
+    let channel = server.group(&owner, &[]).await?;
+    server.stop().await?;
+
+    // the bulk loader, straight into the stopped server's chat store
+    let (channel_id, owner_id): (u64, u64) = (channel.parse()?, owner.id.parse()?);
+    let store = Arc::new(
+        FjallChatStore::open(
+            &root.path().join("data/chat"),
+            Arc::new(IdGenerator::new(LOADER_NODE).map_err(anyhow::Error::msg)?),
+        )
+        .context("opening the stopped server's chat store")?,
+    );
+    let loading = Instant::now();
+    let ids = load(store.clone(), channel_id, owner_id, sizes.chats).await?;
+    let load_secs = loading.elapsed().as_secs_f64();
+    let points = points(&ids, sizes.queries);
+    let floor = store_pages(&store, channel_id, owner_id, &points).await?;
+    drop(store);
+    // why: the store's writer thread lets go of the data dir as it ends
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // the server again, over the loaded data
+    let mut server = Server::spawn_at(binary, root.path())?;
+    let spawned = Instant::now();
+    let healthy = server.wait_healthy(Duration::from_secs(120)).await?;
+    let loaded_start = healthy.duration_since(spawned);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded_rss = server.rss_bytes().unwrap_or(0);
+    // why: the indexer catches up with the loaded feed first, so neither measurement below
+    // runs beside it (and its pace is (f)'s indexing throughput)
+    let within = Duration::from_secs(60) + Duration::from_millis(sizes.chats as u64);
+    let indexing = indexed(&server, sizes.chats, within).await?;
+    let (measured, failed) = server_pages(&server, &owner.token, &channel, &points, sizes.per_second).await?;
+    let (found, unfound) = server_searches(&server, &owner.token, sizes.queries, sizes.per_second).await?;
+    server.stop().await?;
+    anyhow::ensure!(measured.len() > 0, "no ListChats page was answered");
+    let search_floor = index_searches(&root.path().join("data/search"), channel_id, owner_id, sizes.queries).await?;
+
+    let (mp, bp) = (percentiles(&measured), percentiles(&floor));
+    let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let rows = latency_rows(&mp, &bp);
+    let history = Outcome {
+        id: "e",
+        title: format!("history: pages of {PAGE} over {} chats", sizes.chats),
+        notes: vec![
+            format!(
+                "{} chats of one channel written by the bulk loader through FjallChatStore::create_chat ({} in flight) \
+                 in {:.1} s ({:.0} chats/s)",
+                sizes.chats,
+                LOADING,
+                load_secs,
+                sizes.chats as f64 / load_secs
+            ),
+            format!(
+                "chatmesh: {} ListChats (before a random chat, page {PAGE}) over gRPC at {}/s on a fixed timetable, \
+                 timed from when each was due; {failed} failed",
+                sizes.queries, sizes.per_second
+            ),
+            "baseline: the same pages from FjallChatStore::list_chats in-process, one after another".into(),
+        ],
+        rows,
+        goal: Some("p99 ≤ 2 ms".into()),
+        goal_met: Some(p(&mp, "p99_ms") <= 2.0),
+        data: json!({"chats": sizes.chats, "load_secs": load_secs, "queries": sizes.queries,
+                     "per_second": sizes.per_second, "failed": failed, "chatmesh": mp, "baseline": bp,
+                     "ratio_p99": ratio(p(&mp, "p99_ms"), p(&bp, "p99_ms"))}),
+    };
+    let (sp, sb) = (percentiles(&found), percentiles(&search_floor));
+    let index_rate = indexing.map(|d| sizes.chats as f64 / d.as_secs_f64());
+    let load_rate = sizes.chats as f64 / load_secs;
+    let mut search_rows = latency_rows(&sp, &sb);
+    search_rows.push([
+        "indexing (chats/s)".into(),
+        index_rate.map_or_else(|| "not caught up".into(), num),
+        num(load_rate),
+        index_rate.map_or_else(|| "—".into(), |r| show_ratio(&ratio(r, load_rate))),
+    ]);
+    let search = Outcome {
+        id: "f",
+        title: format!("search over {} chats", sizes.chats),
+        notes: vec![
+            format!(
+                "indexing: from the restart until the server's index held every loaded chat \
+                 (`chatmesh_search_documents`), beside the bulk loader's store write rate{}",
+                if indexing.is_none() {
+                    format!(" — NOT caught up within {} s", within.as_secs())
+                } else {
+                    String::new()
+                }
+            ),
+            format!(
+                "chatmesh: {} SearchChats (page {HITS}) over gRPC at {}/s on a fixed timetable, the mix {:?} in turn; \
+                 {unfound} answered no hit or failed",
+                sizes.queries, sizes.per_second, QUERIES
+            ),
+            "baseline: the same queries on the same index opened read-only in-process (TantivyIndex::search), one \
+             after another"
+                .into(),
+        ],
+        rows: search_rows,
+        goal: Some("p99 ≤ 10 ms".into()),
+        goal_met: Some(p(&sp, "p99_ms") <= 10.0 && found.len() > 0),
+        data: json!({"chats": sizes.chats, "queries": sizes.queries, "mix": QUERIES, "unfound": unfound,
+                     "indexing_secs": indexing.map(|d| d.as_secs_f64()), "index_rate": index_rate,
+                     "load_rate": load_rate, "chatmesh": sp, "baseline": sb,
+                     "ratio_p99": ratio(p(&sp, "p99_ms"), p(&sb, "p99_ms"))}),
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    let start = Outcome {
+        id: "g",
+        title: format!("cold start with {} chats", sizes.chats),
+        notes: vec![
+            format!(
+                "`chatmesh up` to gRPC health SERVING over a data dir holding {} chats; RSS 1 s later",
+                sizes.chats
+            ),
+            "baseline: the same binary's start over an empty data dir, in this run".into(),
+        ],
+        rows: vec![
+            [
+                "start to healthy (ms)".into(),
+                num(ms(loaded_start)),
+                num(ms(empty_start)),
+                show_ratio(&ratio(ms(loaded_start), ms(empty_start))),
+            ],
+            [
+                "idle RSS (MiB)".into(),
+                num(mib(loaded_rss)),
+                num(mib(empty_rss)),
+                show_ratio(&ratio(mib(loaded_rss), mib(empty_rss))),
+            ],
+        ],
+        goal: None,
+        goal_met: None,
+        data: json!({"chats": sizes.chats, "start_ms": ms(loaded_start), "empty_start_ms": ms(empty_start),
+                     "rss_bytes": loaded_rss, "empty_rss_bytes": empty_rss}),
+    };
+    Ok(vec![history, search, start])
+}
