@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{
     latency::{Socket, broadcast_server, connect_session},
     report::{Outcome, num, ratio, show_ratio},
-    server::{Server, authed},
+    server::{Target, authed},
 };
 
 /// Accounts of the channel; the sessions are spread over them (fan-out is per session).
@@ -119,14 +119,17 @@ where
     }
 }
 
-async fn chatmesh(binary: &Path, scenario: Scenario) -> anyhow::Result<Delivered> {
-    let server = Server::start(binary).await?;
+/// chatmesh (cluster mode: sessions alternate between two gateways; CPU of both processes).
+async fn chatmesh(binary: &Path, scenario: Scenario, cluster: bool) -> anyhow::Result<Delivered> {
+    let target = Target::start(binary, cluster).await?;
+    let server = &target.core;
     let users = server.users(&format!("fan{}u", scenario.subscribers), USERS.min(scenario.subscribers)).await?;
     let (owner, members) = users.split_first().context("no users")?;
     let channel_id = server.group(owner, members).await?;
-    let ws = server.ws_addr;
+    let gateways = target.ws_addrs();
     let sockets: Vec<Socket> = futures::stream::iter(
-        (0..scenario.subscribers).map(|i| connect_session(ws, users[i % users.len()].token.clone())),
+        (0..scenario.subscribers)
+            .map(|i| connect_session(gateways[i % gateways.len()], users[i % users.len()].token.clone())),
     )
     .buffer_unordered(OPENING)
     .collect::<Vec<_>>()
@@ -135,11 +138,12 @@ async fn chatmesh(binary: &Path, scenario: Scenario) -> anyhow::Result<Delivered
     .collect::<Result<_, _>>()
     .with_context(|| format!("opening sessions; server log:\n{}", server.log_tail()))?;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = server.child.id().context("server pid")?;
+    let pids = target.pids();
+    let cpu = || pids.iter().map(|pid| cpu_secs(*pid)).sum::<Option<f64>>().context("server CPU time");
     let client = server.chats().await?;
     let until = tokio::time::Instant::now() + scenario.duration + DRAIN;
     let receivers = tokio::spawn(count(sockets, until));
-    let (cpu_before, started) = (cpu_secs(pid).context("server CPU time")?, Instant::now());
+    let (cpu_before, started) = (cpu()?, Instant::now());
     let token = owner.token.clone();
     timetable(scenario, |k| {
         let (mut client, token, channel_id) = (client.clone(), token.clone(), channel_id.clone());
@@ -152,11 +156,11 @@ async fn chatmesh(binary: &Path, scenario: Scenario) -> anyhow::Result<Delivered
     .await;
     let deliveries = receivers.await?;
     let wall_secs = started.elapsed().as_secs_f64() - DRAIN.as_secs_f64();
-    let cpu = cpu_secs(pid).context("server CPU time")? - cpu_before;
+    let used = cpu()? - cpu_before;
     Ok(Delivered {
         deliveries,
         expected: scenario.sends() * scenario.subscribers as u64,
-        cpu_secs: cpu,
+        cpu_secs: used,
         wall_secs: wall_secs.max(scenario.duration.as_secs_f64()),
     })
 }
@@ -215,12 +219,62 @@ async fn baseline(scenario: Scenario) -> anyhow::Result<Delivered> {
     })
 }
 
+/// (b) in cluster mode: the same scenario on two processes joined by Redis (CPU of both), as
+/// a ratio to `chatmesh up` measured again in this run.
+pub async fn run_cluster(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
+    let up = chatmesh(binary, scenario, false).await?;
+    let cluster = chatmesh(binary, scenario, true).await?;
+    let rows = vec![
+        [
+            "deliveries per server CPU-second".into(),
+            num(cluster.per_cpu_second()),
+            num(up.per_cpu_second()),
+            show_ratio(&ratio(cluster.per_cpu_second(), up.per_cpu_second())),
+        ],
+        [
+            "deliveries per second".into(),
+            num(cluster.per_second()),
+            num(up.per_second()),
+            show_ratio(&ratio(cluster.per_second(), up.per_second())),
+        ],
+        [
+            "deliveries".into(),
+            format!("{} / {}", cluster.deliveries, cluster.expected),
+            format!("{} / {}", up.deliveries, up.expected),
+            "—".into(),
+        ],
+    ];
+    Ok(Outcome {
+        id: "b",
+        title: format!("fan-out in cluster mode, {} subscribers", scenario.subscribers),
+        notes: vec![
+            format!(
+                "cluster: `serve user channel chat indexer dispatcher rest ws` and `serve dispatcher ws` joined by \
+                 Redis ({}); sessions alternate between the two gateways; CPU of both processes; the same timetable \
+                 as (b) ({}/s for {} s)",
+                crate::server::redis_url(),
+                scenario.per_second,
+                scenario.duration.as_secs()
+            ),
+            "baseline column: `chatmesh up` with the same scenario, measured again in this run".into(),
+        ],
+        rows,
+        goal: None,
+        goal_met: None,
+        data: json!({"subscribers": scenario.subscribers,
+                     "cluster": {"deliveries": cluster.deliveries, "cpu_secs": cluster.cpu_secs,
+                                 "per_cpu_second": cluster.per_cpu_second()},
+                     "up": {"deliveries": up.deliveries, "cpu_secs": up.cpu_secs, "per_cpu_second": up.per_cpu_second()},
+                     "ratio_per_cpu_second": ratio(cluster.per_cpu_second(), up.per_cpu_second())}),
+    })
+}
+
 /// The goal: deliveries per CPU-second ≥ 0.7 × the baseline's.
 const GOAL_RATIO: f64 = 0.7;
 
 /// Runs (b) for one scenario: chatmesh, then the bare broadcast baseline.
 pub async fn run(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
-    let measured = chatmesh(binary, scenario).await?;
+    let measured = chatmesh(binary, scenario, false).await?;
     let floor = baseline(scenario).await?;
     let per_cpu = ratio(measured.per_cpu_second(), floor.per_cpu_second());
     let met = per_cpu.as_f64().is_some_and(|r| r >= GOAL_RATIO);

@@ -41,6 +41,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// What one side measured.
 struct Held {
+    /// Right after the process became healthy.
+    at_start: u64,
     before: u64,
     after: u64,
     sessions: usize,
@@ -56,6 +58,7 @@ impl Held {
 /// chatmesh: authenticated sessions past their `ready` frame, spread over [`USERS`] accounts.
 async fn chatmesh(binary: &Path, sessions: usize) -> anyhow::Result<Held> {
     let server = Server::start(binary).await?;
+    let at_start = server.rss_bytes().context("the server's RSS")?;
     let users = server.users("idle", USERS).await?;
     let ws = server.ws_addr;
     let open = |range: std::ops::Range<usize>| {
@@ -77,7 +80,7 @@ async fn chatmesh(binary: &Path, sessions: usize) -> anyhow::Result<Held> {
     tokio::time::sleep(SETTLE).await;
     let after = server.rss_bytes().context("the server's RSS")?;
     drop((warm, held));
-    Ok(Held { before, after, sessions, open_secs })
+    Ok(Held { at_start, before, after, sessions, open_secs })
 }
 
 /// The floor: this binary as a bare WebSocket server holding every connection idle.
@@ -105,6 +108,7 @@ async fn baseline(sessions: usize) -> anyhow::Result<Held> {
     let mut lines = BufReader::new(stdout).lines();
     let addr: SocketAddr = lines.next_line().await?.context("the baseline printed no address")?.parse()?;
     let pid = child.id().context("baseline pid")?;
+    let at_start = rss_of(pid).context("the baseline's RSS")?;
     let open = |count: usize| {
         futures::stream::iter(
             (0..count)
@@ -122,7 +126,7 @@ async fn baseline(sessions: usize) -> anyhow::Result<Held> {
     tokio::time::sleep(SETTLE).await;
     let after = rss_of(pid).context("the baseline's RSS")?;
     drop((warm, held));
-    Ok(Held { before, after, sessions, open_secs })
+    Ok(Held { at_start, before, after, sessions, open_secs })
 }
 
 /// Runs (d) with `sessions` idle sessions on each side.
@@ -133,13 +137,14 @@ pub async fn run(binary: &Path, sessions: usize) -> anyhow::Result<Outcome> {
     let per_gib = |bytes: f64| if bytes > 0.0 { GIB / bytes } else { f64::INFINITY };
     let met = per_gib(mb) >= GOAL_PER_GIB;
     let kib = |bytes: f64| bytes / 1024.0;
+    let mib = |bytes: u64| num(bytes as f64 / 1_048_576.0);
     let rows = vec![
         ["KiB per idle session".into(), num(kib(mb)), num(kib(bb)), show_ratio(&ratio(mb, bb))],
         ["sessions per GiB".into(), num(per_gib(mb)), num(per_gib(bb)), show_ratio(&ratio(per_gib(mb), per_gib(bb)))],
         [
-            "RSS before → after (MiB)".into(),
-            format!("{} → {}", num(measured.before as f64 / 1048576.0), num(measured.after as f64 / 1048576.0)),
-            format!("{} → {}", num(floor.before as f64 / 1048576.0), num(floor.after as f64 / 1048576.0)),
+            "RSS at start → before → after (MiB)".into(),
+            format!("{} → {} → {}", mib(measured.at_start), mib(measured.before), mib(measured.after)),
+            format!("{} → {} → {}", mib(floor.at_start), mib(floor.before), mib(floor.after)),
             "—".into(),
         ],
         [
@@ -167,9 +172,9 @@ pub async fn run(binary: &Path, sessions: usize) -> anyhow::Result<Outcome> {
         goal_met: Some(met),
         data: json!({
             "sessions": sessions,
-            "chatmesh": {"rss_before": measured.before, "rss_after": measured.after, "bytes_per_session": mb,
+            "chatmesh": {"rss_at_start": measured.at_start, "rss_before": measured.before, "rss_after": measured.after, "bytes_per_session": mb,
                          "open_secs": measured.open_secs},
-            "baseline": {"rss_before": floor.before, "rss_after": floor.after, "bytes_per_session": bb,
+            "baseline": {"rss_at_start": floor.at_start, "rss_before": floor.before, "rss_after": floor.after, "bytes_per_session": bb,
                          "open_secs": floor.open_secs},
             "ratio_bytes": ratio(mb, bb),
         }),

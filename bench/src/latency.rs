@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Message, handshake::server as handshake};
 
 use crate::{
     report::{self, Outcome, num, percentiles, ratio, show_ratio},
-    server::{Server, authed},
+    server::{Target, authed},
 };
 
 /// The marker before the due time (µs since the run's base instant) in each chat's text.
@@ -100,20 +100,24 @@ fn due(start: tokio::time::Instant, base: Instant, period: Duration, k: u64) -> 
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// chatmesh: a group of `subscribers` users, one WebSocket session each; the owner sends.
-async fn chatmesh(binary: &Path, scenario: Scenario) -> anyhow::Result<Deliveries> {
-    let server = Server::start(binary).await?;
+/// In cluster mode the sessions alternate between the two gateways.
+async fn chatmesh(binary: &Path, scenario: Scenario, cluster: bool) -> anyhow::Result<Deliveries> {
+    let target = Target::start(binary, cluster).await?;
+    let server = &target.core;
     let users = server.users(&format!("lat{}u", scenario.subscribers), scenario.subscribers).await?;
     let (owner, members) = users.split_first().context("no users")?;
     let channel_id = server.group(owner, members).await?;
 
-    let ws = server.ws_addr;
-    let sockets = futures::stream::iter(users.iter().map(|u| connect_session(ws, u.token.clone())))
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()
-        .with_context(|| format!("WebSocket sessions; server log:\n{}", server.log_tail()))?;
+    let gateways = target.ws_addrs();
+    let sockets = futures::stream::iter(
+        users.iter().enumerate().map(|(i, u)| connect_session(gateways[i % gateways.len()], u.token.clone())),
+    )
+    .buffer_unordered(32)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<Vec<_>>>()
+    .with_context(|| format!("WebSocket sessions; server log:\n{}", server.log_tail()))?;
     // why: live events are held for 0.5 s after `ready` (room for a resume); start past that.
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -234,7 +238,7 @@ const GOAL_AT_100: (f64, f64) = (2.0, 10.0);
 
 /// Runs (a) for one scenario: chatmesh, then the bare broadcast baseline.
 pub async fn run(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
-    let measured = chatmesh(binary, scenario).await?;
+    let measured = chatmesh(binary, scenario, false).await?;
     let floor = baseline(scenario).await?;
     let (mp, bp) = (percentiles(&measured.latency), percentiles(&floor.latency));
     let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
@@ -290,6 +294,46 @@ pub async fn run(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
                                     "send_errors": floor.send_errors },
             "ratios": ratios,
         }),
+    })
+}
+
+/// (a) in cluster mode: the same scenario on two processes joined by Redis, as a ratio to
+/// `chatmesh up` measured again in this run.
+pub async fn run_cluster(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
+    let up = chatmesh(binary, scenario, false).await?;
+    let cluster = chatmesh(binary, scenario, true).await?;
+    let (cp, up_p) = (percentiles(&cluster.latency), percentiles(&up.latency));
+    let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let mut rows = Vec::new();
+    for (label, key) in [("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("p999 ms", "p999_ms")] {
+        rows.push([
+            label.to_owned(),
+            num(p(&cp, key)),
+            num(p(&up_p, key)),
+            show_ratio(&ratio(p(&cp, key), p(&up_p, key))),
+        ]);
+    }
+    let delivered = |d: &Deliveries| format!("{} / {}", d.latency.len(), d.expected);
+    rows.push(["deliveries".into(), delivered(&cluster), delivered(&up), "—".into()]);
+    Ok(Outcome {
+        id: "a",
+        title: format!("end-to-end latency in cluster mode, {} subscribers", scenario.subscribers),
+        notes: vec![
+            format!(
+                "cluster: `serve user channel chat indexer dispatcher rest ws` and `serve dispatcher ws` joined by \
+                 Redis ({}); sessions alternate between the two gateways; the same timetable as (a) ({}/s for {:.1} s)",
+                crate::server::redis_url(),
+                scenario.per_second,
+                scenario.duration.as_secs_f64()
+            ),
+            "baseline column: `chatmesh up` with the same scenario, measured again in this run".into(),
+        ],
+        rows,
+        goal: None,
+        goal_met: None,
+        data: json!({"subscribers": scenario.subscribers, "cluster": cp, "up": up_p,
+                     "delivered": [cluster.latency.len(), up.latency.len()], "expected": cluster.expected,
+                     "ratio_p99": ratio(p(&cp, "p99_ms"), p(&up_p, "p99_ms"))}),
     })
 }
 

@@ -134,10 +134,23 @@ async fn main() -> anyhow::Result<()> {
     };
     // (d) idle sessions and (e) history sizes
     let (idle_sessions, history) = if cli.smoke {
-        (200, history::Sizes { chats: 10_000, queries: 100, per_second: 200 })
+        (200, history::Sizes { chats: 10_000, queries: 100, per_second: 200, searches: 50, searches_per_second: 50 })
     } else {
-        (10_000, history::Sizes { chats: 1_000_000, queries: 5_000, per_second: 500 })
+        let sizes = history::Sizes {
+            chats: 1_000_000,
+            queries: 5_000,
+            per_second: 500,
+            searches: 2_000,
+            searches_per_second: 100,
+        };
+        (10_000, sizes)
     };
+
+    // cluster mode of (a) and (b) needs Redis; without one it is skipped (said, not failed)
+    let cluster = server::redis_reachable().await;
+    if !cluster && selected.iter().any(|s| s == "a" || s == "b") {
+        eprintln!("chatmesh-bench: cluster mode of (a) and (b) skipped: no Redis at {}", server::redis_url());
+    }
 
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
@@ -150,6 +163,9 @@ async fn main() -> anyhow::Result<()> {
                 for scenario in &fanouts {
                     runs.push(fanout::run(&binary, *scenario).await);
                 }
+                if cluster {
+                    runs.push(fanout::run_cluster(&binary, fanouts[0]).await);
+                }
                 runs
             }
             "d" => vec![idle::run(&binary, idle_sessions).await],
@@ -161,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
                 let mut runs = Vec::new();
                 for scenario in &scenarios {
                     runs.push(latency::run(&binary, *scenario).await);
+                }
+                if cluster {
+                    runs.push(latency::run_cluster(&binary, scenarios[0]).await);
                 }
                 runs
             }

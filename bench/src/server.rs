@@ -67,6 +67,17 @@ impl Server {
 
     /// Spawns `binary up` with its data dir under `root` (kept: a later server may reopen it).
     pub fn spawn_at(binary: &Path, root: &Path) -> anyhow::Result<Self> {
+        Self::spawn_parts(binary, root, None, &[])
+    }
+
+    /// Spawns `binary serve <parts>` (or `up` without parts) with its data dir under `root` and
+    /// extra `CHATMESH_*` settings.
+    pub fn spawn_parts(
+        binary: &Path,
+        root: &Path,
+        parts: Option<&[&str]>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let ports = free_ports(4)?;
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let (grpc_addr, rest_addr, ws_addr, metrics_addr) = (addr(0), addr(1), addr(2), addr(3));
@@ -75,11 +86,16 @@ impl Server {
             .append(true)
             .open(root.join("chatmesh.log"))
             .context("server log file")?;
+        let command = match parts {
+            None => vec!["up"],
+            Some(parts) => std::iter::once("serve").chain(parts.iter().copied()).collect(),
+        };
         let child = Command::new(binary)
             .current_dir(root)
             .arg("--data-dir")
             .arg(root.join("data"))
-            .args(["up", "--grpc-listen", &grpc_addr.to_string(), "--rest-listen", &rest_addr.to_string()])
+            .args(command)
+            .args(["--grpc-listen", &grpc_addr.to_string(), "--rest-listen", &rest_addr.to_string()])
             .args(["--ws-listen", &ws_addr.to_string(), "--metrics-listen", &metrics_addr.to_string()])
             // why: no chatmesh.toml of the caller's working dir may change what is measured.
             .env("CHATMESH_CONFIG", root.join("absent.toml"))
@@ -91,6 +107,7 @@ impl Server {
             .env("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000")
             .env("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000")
             .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -220,6 +237,62 @@ impl Server {
             channels.create_member(authed(&owner.token, request)).await.context("CreateMember")?;
         }
         Ok(channel_id)
+    }
+}
+
+/// The Redis cluster mode runs on (`CHATMESH_BENCH_REDIS_URL`, default the local one).
+pub fn redis_url() -> String {
+    std::env::var("CHATMESH_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether something answers at the Redis URL's address.
+pub async fn redis_reachable() -> bool {
+    let url = redis_url();
+    let authority = url.trim_start_matches("redis://").split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default().to_owned();
+    matches!(tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(host_port)).await, Ok(Ok(_)))
+}
+
+/// What a benchmark drives: `chatmesh up`, or cluster mode — a process with every part but
+/// a second dispatcher + WebSocket gateway process, joined by Redis — with sessions spread
+/// over both gateways.
+pub struct Target {
+    pub core: Server,
+    pub edge: Option<Server>,
+    _root: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    pub async fn start(binary: &Path, cluster: bool) -> anyhow::Result<Self> {
+        if !cluster {
+            return Ok(Target { core: Server::start(binary).await?, edge: None, _root: None });
+        }
+        let root = tempfile::tempdir().context("temporary data dir")?;
+        let redis = ("CHATMESH_REDIS_URL", redis_url());
+        let all = ["user", "channel", "chat", "indexer", "dispatcher", "rest", "ws"];
+        let mut core = Server::spawn_parts(binary, root.path(), Some(&all), &[redis.clone()])?;
+        core.wait_healthy(Duration::from_secs(30)).await?;
+        let peer = format!("http://{}", core.grpc_addr);
+        let env = [
+            redis,
+            ("CHATMESH_PEERS__USER", peer.clone()),
+            ("CHATMESH_PEERS__CHANNEL", peer.clone()),
+            ("CHATMESH_PEERS__CHAT", peer),
+        ];
+        // why: the same data dir, for the signing keys the core generated (the edge opens no store)
+        let mut edge = Server::spawn_parts(binary, root.path(), Some(&["dispatcher", "ws"]), &env)?;
+        edge.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(Target { core, edge: Some(edge), _root: Some(root) })
+    }
+
+    /// The WebSocket gateways, sessions go to them in turn.
+    pub fn ws_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.core.ws_addr).chain(self.edge.as_ref().map(|e| e.ws_addr)).collect()
+    }
+
+    /// Every process's id.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.core).chain(self.edge.as_ref()).filter_map(|s| s.child.id()).collect()
     }
 }
 
