@@ -76,14 +76,16 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// Counts frames carrying [`MARKER`] on every socket until `until`.
-async fn count(sockets: Vec<Socket>, until: tokio::time::Instant) -> u64 {
+/// Counts frames carrying [`MARKER`] on every socket until each has `expected` or `until`.
+async fn count(sockets: Vec<Socket>, expected: u64, until: tokio::time::Instant) -> u64 {
     let tasks: Vec<_> = sockets
         .into_iter()
         .map(|mut socket| {
             tokio::spawn(async move {
                 let mut seen = 0u64;
-                while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, socket.next()).await {
+                while seen < expected
+                    && let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, socket.next()).await
+                {
                     if let Message::Text(text) = message
                         && text.contains(MARKER)
                     {
@@ -142,7 +144,7 @@ async fn chatmesh(binary: &Path, scenario: Scenario, cluster: bool) -> anyhow::R
     let cpu = || pids.iter().map(|pid| cpu_secs(*pid)).sum::<Option<f64>>().context("server CPU time");
     let client = server.chats().await?;
     let until = tokio::time::Instant::now() + scenario.duration + DRAIN;
-    let receivers = tokio::spawn(count(sockets, until));
+    let receivers = tokio::spawn(count(sockets, scenario.sends(), until));
     let (cpu_before, started) = (cpu()?, Instant::now());
     let token = owner.token.clone();
     timetable(scenario, |k| {
@@ -197,7 +199,7 @@ async fn baseline(scenario: Scenario) -> anyhow::Result<Delivered> {
     let publisher = std::sync::Arc::new(tokio::sync::Mutex::new(publisher));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let until = tokio::time::Instant::now() + scenario.duration + DRAIN;
-    let receivers = tokio::spawn(count(sockets, until));
+    let receivers = tokio::spawn(count(sockets, scenario.sends(), until));
     let (cpu_before, started) = (cpu_secs(pid).context("baseline CPU time")?, Instant::now());
     timetable(scenario, |k| {
         let publisher = publisher.clone();

@@ -224,9 +224,10 @@ async fn server_searches(
 }
 
 /// The floor: the same queries on the server's index, opened read-only in-process.
-async fn index_searches(dir: &Path, channel: u64, viewer: u64, count: u64) -> anyhow::Result<Histogram<u64>> {
+async fn index_searches(dir: &Path, channel: u64, viewer: u64, count: u64) -> anyhow::Result<(Histogram<u64>, u64)> {
     let index = TantivyIndex::open_reader(dir).map_err(|e| anyhow::anyhow!("opening the index: {e}"))?;
     let mut latency = report::histogram();
+    let mut unfound = 0;
     for k in 0..count {
         let text = QUERIES[k as usize % QUERIES.len()];
         let query = IndexQuery {
@@ -242,9 +243,9 @@ async fn index_searches(dir: &Path, channel: u64, viewer: u64, count: u64) -> an
         let started = Instant::now();
         let hits = index.search(query).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
         report::record(&mut latency, started.elapsed());
-        anyhow::ensure!(!hits.is_empty(), "no hit for {text}");
+        unfound += u64::from(hits.is_empty());
     }
-    Ok(latency)
+    Ok((latency, unfound))
 }
 
 /// Waits until the server's index holds `documents`; returns how long it took (or `None`).
@@ -327,8 +328,9 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
     let (measured, failed) = server_pages(&server, &owner.token, &channel, &points, sizes.per_second).await?;
     let (found, unfound) = server_searches(&server, &owner.token, sizes.searches, sizes.searches_per_second).await?;
     server.stop().await?;
-    anyhow::ensure!(measured.len() > 0, "no ListChats page was answered");
-    let search_floor = index_searches(&root.path().join("data/search"), channel_id, owner_id, sizes.searches).await?;
+    anyhow::ensure!(!measured.is_empty(), "no ListChats page was answered");
+    let (search_floor, floor_unfound) =
+        index_searches(&root.path().join("data/search"), channel_id, owner_id, sizes.searches).await?;
 
     let (mp, bp) = (percentiles(&measured), percentiles(&floor));
     let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
@@ -384,16 +386,17 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
             ),
             format!(
                 "chatmesh: {} SearchChats (page {HITS}) over gRPC at {}/s on a fixed timetable, the mix {:?} in turn; \
-                 {unfound} answered no hit or failed",
+                 {unfound} answered no hit or failed (a rare pair of words may have none in a small corpus)",
                 sizes.searches, sizes.searches_per_second, QUERIES
             ),
-            "baseline: the same queries on the same index opened read-only in-process (TantivyIndex::search), one \
-             after another"
-                .into(),
+            format!(
+                "baseline: the same queries on the same index opened read-only in-process (TantivyIndex::search), one \
+                 after another; {floor_unfound} found no hit"
+            ),
         ],
         rows: search_rows,
         goal: Some("p99 ≤ 10 ms".into()),
-        goal_met: Some(p(&sp, "p99_ms") <= 10.0 && found.len() > 0),
+        goal_met: Some(p(&sp, "p99_ms") <= 10.0 && !found.is_empty()),
         data: json!({"chats": sizes.chats, "searches": sizes.searches, "per_second": sizes.searches_per_second,
                      "mix": QUERIES, "unfound": unfound,
                      "indexing_secs": indexing.map(|d| d.as_secs_f64()), "index_rate": index_rate,
@@ -407,7 +410,8 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
         title: format!("cold start with {} chats", sizes.chats),
         notes: vec![
             format!(
-                "`chatmesh up` to gRPC health SERVING over a data dir holding {} chats; RSS 1 s later",
+                "`chatmesh up` to gRPC health SERVING over a data dir holding {} chats; RSS 1 s after its indexer \
+                 caught up with them",
                 sizes.chats
             ),
             "baseline: the same binary's start over an empty data dir, in this run".into(),

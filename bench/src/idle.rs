@@ -36,8 +36,10 @@ const OPENING: usize = 64;
 const GOAL_PER_GIB: f64 = 100_000.0;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// How long memory is left to settle before a reading.
-const SETTLE: Duration = Duration::from_secs(2);
+/// How long memory is left to settle before a reading (shorter for the smoke run's few sessions).
+fn settle(sessions: usize) -> Duration {
+    if sessions >= 1000 { Duration::from_secs(2) } else { Duration::from_millis(500) }
+}
 
 /// What one side measured.
 struct Held {
@@ -68,7 +70,7 @@ async fn chatmesh(binary: &Path, sessions: usize) -> anyhow::Result<Held> {
             .collect::<Vec<_>>()
     };
     let warm: Vec<_> = open(0..WARM_UP).await.into_iter().collect::<Result<_, _>>().context("warm-up sessions")?;
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle(sessions)).await;
     let before = server.rss_bytes().context("the server's RSS")?;
     let started = Instant::now();
     let opened = open(WARM_UP..WARM_UP + sessions).await;
@@ -77,7 +79,7 @@ async fn chatmesh(binary: &Path, sessions: usize) -> anyhow::Result<Held> {
         .into_iter()
         .collect::<Result<_, _>>()
         .with_context(|| format!("opening {sessions} sessions; server log:\n{}", server.log_tail()))?;
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle(sessions)).await;
     let after = server.rss_bytes().context("the server's RSS")?;
     drop((warm, held));
     Ok(Held { at_start, before, after, sessions, open_secs })
@@ -118,12 +120,12 @@ async fn baseline(sessions: usize) -> anyhow::Result<Held> {
         .collect::<Vec<_>>()
     };
     let warm: Vec<_> = open(WARM_UP).await.into_iter().collect::<Result<_, _>>()?;
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle(sessions)).await;
     let before = rss_of(pid).context("the baseline's RSS")?;
     let started = Instant::now();
     let held: Vec<_> = open(sessions).await.into_iter().collect::<Result<_, _>>()?;
     let open_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle(sessions)).await;
     let after = rss_of(pid).context("the baseline's RSS")?;
     drop((warm, held));
     Ok(Held { at_start, before, after, sessions, open_secs })
@@ -160,8 +162,8 @@ pub async fn run(binary: &Path, sessions: usize) -> anyhow::Result<Outcome> {
         notes: vec![
             format!(
                 "chatmesh: {sessions} WebSocket sessions authenticated by token and past `ready`, over {USERS} \
-                 accounts, after {WARM_UP} warm-up sessions; RSS read from /proc {} s after the last opened",
-                SETTLE.as_secs()
+                 accounts, after {WARM_UP} warm-up sessions; RSS read from /proc {:.1} s after the last opened",
+                settle(sessions).as_secs_f64()
             ),
             "baseline: a bare tokio-tungstenite server (a child process) holding as many plain connections, \
              measured the same way"

@@ -111,9 +111,9 @@ async fn main() -> anyhow::Result<()> {
     let mode = if cli.smoke { "smoke" } else { "full" };
     eprintln!("chatmesh-bench: {mode} run of {} on {cores} cores, binary {}", selected.join(","), binary.display());
 
-    let (ingest_for, cold_repeats) = if cli.smoke { (Duration::from_secs(2), 3) } else { (Duration::from_secs(10), 5) };
+    let (ingest_for, cold_repeats) = if cli.smoke { (Duration::from_secs(1), 3) } else { (Duration::from_secs(10), 5) };
     let scenarios: Vec<latency::Scenario> = if cli.smoke {
-        vec![latency::Scenario { subscribers: 100, per_second: 50, duration: Duration::from_secs(2) }]
+        vec![latency::Scenario { subscribers: 20, per_second: 50, duration: Duration::from_secs(1) }]
     } else {
         vec![
             latency::Scenario { subscribers: 100, per_second: 200, duration: Duration::from_secs(10) },
@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let fanouts: Vec<fanout::Scenario> = if cli.smoke {
-        vec![fanout::Scenario { subscribers: 100, per_second: 20, duration: Duration::from_secs(2) }]
+        vec![fanout::Scenario { subscribers: 20, per_second: 20, duration: Duration::from_secs(1) }]
     } else {
         // why: 50,000 deliveries/s in both, so the two sizes differ in fan-out width only
         vec![
@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     };
     // (d) idle sessions and (e) history sizes
     let (idle_sessions, history) = if cli.smoke {
-        (200, history::Sizes { chats: 10_000, queries: 100, per_second: 200, searches: 50, searches_per_second: 50 })
+        (100, history::Sizes { chats: 5_000, queries: 50, per_second: 200, searches: 24, searches_per_second: 50 })
     } else {
         let sizes = history::Sizes {
             chats: 1_000_000,

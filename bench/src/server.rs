@@ -270,7 +270,7 @@ impl Target {
         let root = tempfile::tempdir().context("temporary data dir")?;
         let redis = ("CHATMESH_REDIS_URL", redis_url());
         let all = ["user", "channel", "chat", "indexer", "dispatcher", "rest", "ws"];
-        let mut core = Server::spawn_parts(binary, root.path(), Some(&all), &[redis.clone()])?;
+        let mut core = Server::spawn_parts(binary, root.path(), Some(&all), std::slice::from_ref(&redis))?;
         core.wait_healthy(Duration::from_secs(30)).await?;
         let peer = format!("http://{}", core.grpc_addr);
         let env = [
