@@ -49,3 +49,57 @@ pub fn assert_covers(statements: &[&'static Statement], calls: &[Call]) {
         assert!(names.insert(s.name), "two statements named {}", s.name);
     }
 }
+
+/// Takes the calls recorded so far (leaving the log empty for the next operation).
+pub fn taken(log: &std::sync::Mutex<Vec<Call>>) -> Vec<Call> {
+    std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A golden file's name: the operation's, or the one given.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __golden_name {
+    ($op:ident) => {
+        stringify!($op)
+    };
+    ($op:ident, $file:literal) => {
+        $file
+    };
+}
+
+/// A store's golden tests, in a `golden` module: for each operation (an async fn of the
+/// calling module returning the calls it recorded) a test comparing them with
+/// `<crate>/src/store/golden/<prefix><name>.txt`, and one test that every statement of
+/// `statements` is run by them (and by the `also` runs, which have no file of their own).
+#[macro_export]
+macro_rules! golden_files {
+    (
+        prefix: $prefix:literal,
+        statements: $statements:expr,
+        also: [$($also:ident),* $(,)?],
+        [$($op:ident $(=> $file:literal)?),+ $(,)?]
+    ) => {
+        mod golden {
+            $(
+                #[tokio::test]
+                async fn $op() {
+                    let path = format!(
+                        "{}/src/store/golden/{}{}.txt",
+                        env!("CARGO_MANIFEST_DIR"),
+                        $prefix,
+                        $crate::__golden_name!($op $(, $file)?)
+                    );
+                    $crate::golden::check(path, &super::$op().await);
+                }
+            )+
+
+            #[tokio::test]
+            async fn every_statement_is_run_by_a_golden_test() {
+                let mut calls = Vec::new();
+                $(calls.extend(super::$op().await);)+
+                $(calls.extend(super::$also().await);)*
+                $crate::golden::assert_covers(&$statements, &calls);
+            }
+        }
+    };
+}

@@ -527,9 +527,7 @@ mod tests {
         (setup, store, log)
     }
 
-    fn taken(log: &Mutex<Vec<Call>>) -> Vec<Call> {
-        std::mem::take(&mut *log.lock().unwrap())
-    }
+    use chatmesh_cql::golden::taken;
 
     async fn insert_user() -> Vec<Call> {
         let (setup, store, log) = scene();
@@ -634,32 +632,11 @@ mod tests {
         taken(&log)
     }
 
-    fn golden_path(op: &str) -> String {
-        format!("{}/src/store/golden/{op}.txt", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    macro_rules! golden {
-        ($($op:ident),+ $(,)?) => {
-            mod golden {
-                use super::*;
-                $(
-                    #[tokio::test]
-                    async fn $op() {
-                        chatmesh_cql::golden::check(golden_path(stringify!($op)), &super::$op().await);
-                    }
-                )+
-
-                #[tokio::test]
-                async fn every_statement_is_in_a_golden_file() {
-                    let mut calls = Vec::new();
-                    $(calls.extend(super::$op().await);)+
-                    chatmesh_cql::golden::assert_covers(STATEMENTS, &calls);
-                }
-            }
-        };
-    }
-
-    golden!(
+    chatmesh_cql::golden_files!(
+        prefix: "",
+        statements: super::STATEMENTS,
+        also: [],
+        [
         insert_user,
         get_user,
         get_user_by_email,
@@ -671,5 +648,6 @@ mod tests {
         end_session,
         end_user_sessions,
         sessions_ended_since,
+        ]
     );
 }

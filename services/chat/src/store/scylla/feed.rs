@@ -498,9 +498,7 @@ mod tests {
         ]
     }
 
-    fn taken(log: &Mutex<Vec<Call>>) -> Vec<Call> {
-        std::mem::take(&mut *log.lock().unwrap())
-    }
+    use chatmesh_cql::golden::taken;
 
     #[tokio::test]
     async fn the_feed_runs_in_id_order_across_minutes_days_and_periods() {
@@ -599,10 +597,6 @@ mod tests {
 
     // golden: the calls of each operation, on a scene written beforehand
 
-    fn golden_path(op: &str) -> String {
-        format!("{}/src/store/golden/feed_{op}.txt", env!("CARGO_MANIFEST_DIR"))
-    }
-
     async fn scene() -> (Cql, Arc<Mutex<Vec<Call>>>) {
         let memory = MemoryCql::migrated();
         write(&Cql::memory(memory.clone()), &scene_events()).await;
@@ -642,32 +636,16 @@ mod tests {
         taken(&log)
     }
 
-    macro_rules! golden {
-        ($($op:ident => $file:literal),+ $(,)?) => {
-            mod golden {
-                use super::*;
-                $(
-                    #[tokio::test]
-                    async fn $op() {
-                        chatmesh_cql::golden::check(golden_path($file), &super::$op().await);
-                    }
-                )+
-
-                #[tokio::test]
-                async fn every_statement_is_in_a_golden_file() {
-                    let mut calls = Vec::new();
-                    $(calls.extend(super::$op().await);)+
-                    chatmesh_cql::golden::assert_covers(STATEMENTS, &calls);
-                }
-            }
-        };
-    }
-
-    golden!(
+    chatmesh_cql::golden_files!(
+        prefix: "feed_",
+        statements: super::STATEMENTS,
+        also: [],
+        [
         writes => "writes",
         feed_read => "feed",
         feed_head_read => "feed_head",
         feed_count_read => "feed_count",
         channel_deleted_read => "channel_deleted",
+        ]
     );
 }

@@ -1517,9 +1517,7 @@ mod tests {
         next.fetch_add((days * 86_400_000) << 22, Ordering::AcqRel);
     }
 
-    fn taken(log: &StdMutex<Vec<Call>>) -> Vec<Call> {
-        std::mem::take(&mut *log.lock().unwrap())
-    }
+    use chatmesh_cql::golden::taken;
 
     async fn send(store: &ScyllaChatStore, channel: u64, sender: u64, body: &str) -> ChatRecord {
         match store.create_chat(text(channel, sender, body, "")).await.unwrap() {
@@ -1787,32 +1785,11 @@ mod tests {
         taken(&log)
     }
 
-    fn golden_path(op: &str) -> String {
-        format!("{}/src/store/golden/{op}.txt", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    macro_rules! golden {
-        ($($op:ident),+ $(,)?) => {
-            mod golden {
-                $(
-                    #[tokio::test]
-                    async fn $op() {
-                        chatmesh_cql::golden::check(super::golden_path(stringify!($op)), &super::$op().await);
-                    }
-                )+
-
-                #[tokio::test]
-                async fn every_statement_of_the_chat_store_is_run_by_a_golden_run() {
-                    let mut calls = Vec::new();
-                    $(calls.extend(super::$op().await);)+
-                    calls.extend(super::delegated().await);
-                    chatmesh_cql::golden::assert_covers(&super::all_statements(), &calls);
-                }
-            }
-        };
-    }
-
-    golden!(
+    chatmesh_cql::golden_files!(
+        prefix: "",
+        statements: super::all_statements(),
+        also: [delegated],
+        [
         create_chat,
         edit_chat,
         retract_chats,
@@ -1829,6 +1806,7 @@ mod tests {
         newest_chat_at_or_before,
         removed_by,
         scan_chats,
+        ]
     );
 
     #[tokio::test]

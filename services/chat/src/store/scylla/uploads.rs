@@ -716,13 +716,7 @@ mod tests {
 
     // golden: the calls of each operation, on a scene set up beforehand
 
-    fn golden_path(op: &str) -> String {
-        format!("{}/src/store/golden/upload_{op}.txt", env!("CARGO_MANIFEST_DIR"))
-    }
-
-    fn taken(log: &Mutex<Vec<Call>>) -> Vec<Call> {
-        std::mem::take(&mut *log.lock().unwrap())
-    }
+    use chatmesh_cql::golden::taken;
 
     /// Uploads 1, 2, 3 and NEW in channel 5, 4 in channel 6 (all by 7); 1 and 2 attached to 100.
     async fn scene() -> (Cql, Arc<Mutex<Vec<Call>>>) {
@@ -795,28 +789,11 @@ mod tests {
         taken(&log)
     }
 
-    macro_rules! golden {
-        ($($op:ident => $file:literal),+ $(,)?) => {
-            mod golden {
-                use super::*;
-                $(
-                    #[tokio::test]
-                    async fn $op() {
-                        chatmesh_cql::golden::check(golden_path($file), &super::$op().await);
-                    }
-                )+
-
-                #[tokio::test]
-                async fn every_statement_is_in_a_golden_file() {
-                    let mut calls = Vec::new();
-                    $(calls.extend(super::$op().await);)+
-                    chatmesh_cql::golden::assert_covers(STATEMENTS, &calls);
-                }
-            }
-        };
-    }
-
-    golden!(
+    chatmesh_cql::golden_files!(
+        prefix: "upload_",
+        statements: super::STATEMENTS,
+        also: [],
+        [
         create => "create_upload",
         get => "get_upload",
         claim_refused => "claim",
@@ -825,5 +802,6 @@ mod tests {
         channel_release => "release_channel",
         reclaimable => "reclaimable_uploads",
         forget => "forget_uploads",
+        ]
     );
 }
