@@ -248,16 +248,19 @@ async fn index_searches(dir: &Path, channel: u64, viewer: u64, count: u64) -> an
     Ok((latency, unfound))
 }
 
-/// Waits until the server's index holds `documents`; returns how long it took (or `None`).
-async fn indexed(server: &Server, documents: usize, within: Duration) -> anyhow::Result<Option<Duration>> {
+/// Waits until the server's index holds `documents`; returns how long it took, or the last
+/// count it reported.
+async fn indexed(server: &Server, documents: usize, within: Duration) -> anyhow::Result<Result<Duration, f64>> {
     let started = Instant::now();
+    let mut last = 0.0;
     while started.elapsed() < within {
-        if server.metric("chatmesh_search_documents").await?.is_some_and(|d| d >= documents as f64) {
-            return Ok(Some(started.elapsed()));
+        last = server.metric("chatmesh_search_documents").await?.unwrap_or(last);
+        if last >= documents as f64 {
+            return Ok(Ok(started.elapsed()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(None)
+    Ok(Err(last))
 }
 
 /// Latency rows: p50, p99, p999 of chatmesh beside the baseline.
@@ -322,7 +325,10 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
     // why: the indexer catches up with the loaded feed first, so no measurement below runs
     // beside it; its pace from the spawn on is (f)'s indexing throughput
     let within = Duration::from_secs(60) + Duration::from_millis(sizes.chats as u64);
-    let indexing = indexed(&server, sizes.chats, within).await?.map(|_| spawned.elapsed());
+    let (indexing, indexed_last) = match indexed(&server, sizes.chats, within).await? {
+        Ok(_) => (Some(spawned.elapsed()), sizes.chats as f64),
+        Err(last) => (None, last),
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let loaded_rss = server.rss_bytes().unwrap_or(0);
     let (measured, failed) = server_pages(&server, &owner.token, &channel, &points, sizes.per_second).await?;
@@ -379,7 +385,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                 "indexing: from the restart's spawn until the server's index held every loaded chat \
                  (`chatmesh_search_documents`, polled every 100 ms), beside the bulk loader's store write rate{}",
                 if indexing.is_none() {
-                    format!(" — NOT caught up within {} s", within.as_secs())
+                    format!(" — NOT caught up within {} s ({indexed_last} documents)", within.as_secs())
                 } else {
                     String::new()
                 }

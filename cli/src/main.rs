@@ -81,7 +81,7 @@ enum AdminCommand {
         json: bool,
     },
     /// Create the ScyllaDB keyspace (`[store.scylla]`) if needed and apply the schema
-    /// migrations not yet applied there; safe to run again, and from several places at once.
+    /// migrations not yet applied there; safe to run again.
     Migrate,
     /// Health and search-index lag of a running server.
     Status {

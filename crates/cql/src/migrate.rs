@@ -1,6 +1,7 @@
 //! Versioned schema migrations: `migrations/NNNN_name.cql`, applied in order by
 //! `chatmesh admin migrate`. Each statement is `CREATE TABLE IF NOT EXISTS`, so applying one
-//! twice (two operators at once, a retry after a crash) changes nothing; the keyspace's
+//! twice (a retry after a crash; two operators at once where the schema is Raft-managed,
+//! ScyllaDB 5.4+) changes nothing; the keyspace's
 //! `schema_migrations` table records each applied version with its checksum, and a recorded
 //! migration whose file has changed since is refused rather than silently skipped.
 

@@ -361,6 +361,9 @@ impl Indexer<'_> {
         }
         self.committed = position;
         self.position = Some(position);
+        // why: the gauge reports the index from the start (a start-up build commits outside
+        // `commit`, and an idle indexer may not commit again for a long time)
+        metrics::gauge!("chatmesh_search_documents").set(self.index.documents().await? as f64);
         Ok(position)
     }
 
