@@ -118,6 +118,26 @@ pub struct ReadPointer {
 pub use chatmesh_platform::ids::timestamp;
 
 impl ChatRecord {
+    /// The record of a chat just sent, under the id the store gave it.
+    pub fn created(chat: NewChat, chat_id: u64) -> Self {
+        ChatRecord {
+            chat_id,
+            channel_id: chat.channel_id,
+            sender_id: chat.sender_id,
+            kind: chat.kind,
+            text: chat.text,
+            client_msg_id: chat.client_msg_id,
+            reply_to: chat.reply_to,
+            mentions: chat.mentions,
+            announcement: chat.announcement,
+            body_hash: chat.body_hash,
+            created_at_ms: chatmesh_platform::ids::unix_ms_of(chat_id),
+            edited_at_ms: None,
+            retracted_at_ms: None,
+            attachments: chat.attachments,
+        }
+    }
+
     pub fn is_retracted(&self) -> bool {
         self.retracted_at_ms.is_some()
     }

@@ -32,14 +32,14 @@ use std::{
 };
 
 use async_trait::async_trait;
-use chatmesh_api::chat::v1::{self as pb, ChannelEvent, EventType, channel_event::Payload};
+use chatmesh_api::chat::v1::{ChannelEvent, EventType, channel_event::Payload};
 use chatmesh_platform::ids::{IdGenerator, now_ms, unix_ms_of};
 use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace, Snapshot};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats};
-use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState, timestamp};
+use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats, chat_event};
+use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState};
 
 const FORMAT_VERSION: &str = "1";
 /// Writes waiting for the writer; senders wait (backpressure) when it is full.
@@ -154,24 +154,6 @@ fn decode_chat(bytes: &[u8]) -> Result<ChatRecord, StoreError> {
 
 fn decode_upload(bytes: &[u8]) -> Result<UploadRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(backend)
-}
-
-/// A chat event as logged: the chat by id only; readers fill in its current state.
-fn chat_event(event_id: u64, kind: EventType, actor: u64, chat: &ChatRecord, key: String) -> ChannelEvent {
-    ChannelEvent {
-        event_id: event_id.to_string(),
-        channel_id: chat.channel_id.to_string(),
-        r#type: kind as i32,
-        occurred_at: Some(timestamp(unix_ms_of(event_id))),
-        actor_id: actor.to_string(),
-        idempotency_key: key,
-        payload: Some(Payload::Chat(pb::Chat {
-            chat_id: chat.chat_id.to_string(),
-            channel_id: chat.channel_id.to_string(),
-            ..Default::default()
-        })),
-        changed_fields: Vec::new(),
-    }
 }
 
 impl FjallChatStore {
@@ -875,22 +857,7 @@ impl Writer {
             b.put_upload(&upload)?;
             b.delete(PENDING, upload.upload_id.to_be_bytes().to_vec())?;
         }
-        let record = ChatRecord {
-            chat_id,
-            channel_id: chat.channel_id,
-            sender_id: chat.sender_id,
-            kind: chat.kind,
-            text: chat.text,
-            client_msg_id: chat.client_msg_id,
-            reply_to: chat.reply_to,
-            mentions: chat.mentions,
-            announcement: chat.announcement,
-            body_hash: chat.body_hash,
-            created_at_ms: unix_ms_of(chat_id),
-            edited_at_ms: None,
-            retracted_at_ms: None,
-            attachments: chat.attachments,
-        };
+        let record = ChatRecord::created(chat, chat_id);
         b.put_chat(&record)?;
         b.put(CHAT_CHANNEL, chat_id.to_be_bytes().to_vec(), record.channel_id.to_be_bytes().to_vec())?;
         if let Some(key) = idem {

@@ -14,13 +14,14 @@ mod fjall;
 mod scylla;
 
 use async_trait::async_trait;
-use chatmesh_api::chat::v1::ChannelEvent;
+use chatmesh_api::chat::v1::{self as pb, ChannelEvent, EventType, channel_event::Payload};
+use chatmesh_platform::ids::unix_ms_of;
 
 pub use self::{
     fjall::{FjallChatStore, SyncHook},
     scylla::ScyllaChatStore,
 };
-use crate::model::{ChatRecord, NewChat, ReadPointer, UploadRecord};
+use crate::model::{ChatRecord, NewChat, ReadPointer, UploadRecord, timestamp};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -155,4 +156,23 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Roughly how many chats the store holds (for progress displays).
     fn chats_estimate(&self) -> u64;
     fn stats(&self) -> WriteStats;
+}
+
+/// A chat event as every backend logs it: the chat by id only; readers fill in its current
+/// state (so a log never keeps text that was edited or retracted since).
+pub(crate) fn chat_event(event_id: u64, kind: EventType, actor: u64, chat: &ChatRecord, key: String) -> ChannelEvent {
+    ChannelEvent {
+        event_id: event_id.to_string(),
+        channel_id: chat.channel_id.to_string(),
+        r#type: kind as i32,
+        occurred_at: Some(timestamp(unix_ms_of(event_id))),
+        actor_id: actor.to_string(),
+        idempotency_key: key,
+        payload: Some(Payload::Chat(pb::Chat {
+            chat_id: chat.chat_id.to_string(),
+            channel_id: chat.channel_id.to_string(),
+            ..Default::default()
+        })),
+        changed_fields: Vec::new(),
+    }
 }

@@ -51,15 +51,15 @@ use std::{
 };
 
 use async_trait::async_trait;
-use chatmesh_api::chat::v1::{self as pb, ChannelEvent, EventType, channel_event::Payload};
+use chatmesh_api::chat::v1::{ChannelEvent, EventType, channel_event::Payload};
 use chatmesh_cql::{BatchKind, Cql, CqlError, Statement, Value, statement, values};
 use chatmesh_platform::ids::{IdGenerator, now_ms, unix_ms_of};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
-use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats};
-use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState, timestamp};
+use super::{ChatStore, CreateOutcome, ExternalEvent, ItemOutcome, Range, StoreError, Unread, WriteStats, chat_event};
+use crate::model::{ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState};
 
 /// A chat or event bucket spans 6 hours of ids: at 10 chats/s, the most one channel sustains,
 /// a partition holds 216,000 chats (~90 MB); quiet channels skip empty buckets through
@@ -341,43 +341,6 @@ fn decode_event(bytes: &[u8]) -> Result<ChannelEvent, StoreError> {
 
 fn parse_id(what: &str, text: &str) -> Result<u64, StoreError> {
     text.parse().map_err(|_| backend(format!("{what} {text:?} is not an id")))
-}
-
-/// A chat event as logged: the chat by id only; readers fill in its current state.
-fn chat_event(event_id: u64, kind: EventType, actor: u64, chat: &ChatRecord, key: String) -> ChannelEvent {
-    ChannelEvent {
-        event_id: event_id.to_string(),
-        channel_id: chat.channel_id.to_string(),
-        r#type: kind as i32,
-        occurred_at: Some(timestamp(unix_ms_of(event_id))),
-        actor_id: actor.to_string(),
-        idempotency_key: key,
-        payload: Some(Payload::Chat(pb::Chat {
-            chat_id: chat.chat_id.to_string(),
-            channel_id: chat.channel_id.to_string(),
-            ..Default::default()
-        })),
-        changed_fields: Vec::new(),
-    }
-}
-
-fn new_record(chat: NewChat, chat_id: u64) -> ChatRecord {
-    ChatRecord {
-        chat_id,
-        channel_id: chat.channel_id,
-        sender_id: chat.sender_id,
-        kind: chat.kind,
-        text: chat.text,
-        client_msg_id: chat.client_msg_id,
-        reply_to: chat.reply_to,
-        mentions: chat.mentions,
-        announcement: chat.announcement,
-        body_hash: chat.body_hash,
-        created_at_ms: unix_ms_of(chat_id),
-        edited_at_ms: None,
-        retracted_at_ms: None,
-        attachments: chat.attachments,
-    }
 }
 
 /// The chats row of a record (written whole by create, edit and retract).
@@ -827,7 +790,7 @@ impl ScyllaChatStore {
             let chat_id = self.inner.ids.next();
             let inflight = self.event_id();
             let event_id = inflight.event_id();
-            let record = new_record(chat.clone(), chat_id);
+            let record = ChatRecord::created(chat.clone(), chat_id);
             let keyed = !record.client_msg_id.is_empty();
             if keyed {
                 let claim = values![
@@ -962,7 +925,7 @@ impl ScyllaChatStore {
             Some(chat) => {
                 let chat_id = self.inner.ids.next();
                 let inflight = self.event_id();
-                Some((new_record(chat, chat_id), inflight.event_id(), inflight))
+                Some((ChatRecord::created(chat, chat_id), inflight.event_id(), inflight))
             }
             None => None,
         };
@@ -1572,7 +1535,7 @@ mod tests {
 
     /// The claim a send leaves when its process stops before writing the chat.
     async fn stage_lost_send(store: &ScyllaChatStore, plain: &Cql, chat: NewChat) -> ChatRecord {
-        let record = new_record(chat, store.inner.ids.next());
+        let record = ChatRecord::created(chat, store.inner.ids.next());
         let event_id = store.inner.ids.next();
         let claim = values![
             record.sender_id,
@@ -1822,7 +1785,7 @@ mod tests {
         let mut event = joined("k1");
         let event_id = store.inner.ids.next();
         event.event.event_id = event_id.to_string();
-        let record = new_record(event.announcement.clone().unwrap(), store.inner.ids.next());
+        let record = ChatRecord::created(event.announcement.clone().unwrap(), store.inner.ids.next());
         let chat_event_id = store.inner.ids.next();
         let claim =
             values!["k1", event_id, 1u64, event.event.encode_to_vec(), chat_event_id, encode_chat(&record).unwrap()];
