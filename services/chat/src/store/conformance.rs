@@ -119,8 +119,9 @@ pub async fn read_pointers_only_move_forward_and_unread_counts_follow(store: &dy
     assert_eq!(store.unread(1, 9).await.unwrap().count, 3, "for another member: mine, a and b");
 }
 
-pub async fn appended_events_are_recorded_once_with_their_announcement(store: &dyn ChatStore) {
-    let event = |key: &str| ExternalEvent {
+/// `member.joined` of user 7 in channel 1 under idempotency key `key`, announced in history.
+pub fn member_joined(key: &str) -> ExternalEvent {
+    ExternalEvent {
         event: ChannelEvent {
             channel_id: "1".into(),
             r#type: EventType::MemberJoined as i32,
@@ -133,7 +134,11 @@ pub async fn appended_events_are_recorded_once_with_their_announcement(store: &d
             announcement: Some(Announcement { kind: "member.joined".into(), actor_id: 7, subject_user_id: 0 }),
             ..text(1, 7, "<@7> joined", "")
         }),
-    };
+    }
+}
+
+pub async fn appended_events_are_recorded_once_with_their_announcement(store: &dyn ChatStore) {
+    let event = member_joined;
     let first = store.append_events(vec![event("k1"), event("k2")]).await.unwrap();
     let again = store.append_events(vec![event("k1")]).await.unwrap();
     assert_eq!(again, vec![first[0]], "a redelivered event is recorded once");
@@ -195,7 +200,8 @@ pub async fn chats_scan_in_channel_order_and_deleted_channels_are_known(store: &
     assert!(!store.channel_deleted(1).await.unwrap());
 }
 
-fn upload(upload_id: u64, channel_id: u64, uploader_id: u64, created_at_ms: u64) -> UploadRecord {
+/// A pending upload of a 10-byte PNG.
+pub fn upload(upload_id: u64, channel_id: u64, uploader_id: u64, created_at_ms: u64) -> UploadRecord {
     UploadRecord {
         upload_id,
         uploader_id,
@@ -208,7 +214,8 @@ fn upload(upload_id: u64, channel_id: u64, uploader_id: u64, created_at_ms: u64)
     }
 }
 
-fn attached(upload_id: u64) -> AttachmentRecord {
+/// That upload as a chat's attachment.
+pub fn attached(upload_id: u64) -> AttachmentRecord {
     AttachmentRecord {
         upload_id,
         file_name: "f.png".into(),

@@ -1435,10 +1435,7 @@ mod tests {
     use chatmesh_platform::ids::EPOCH_MS;
 
     use super::*;
-    use crate::{
-        model::{Announcement, AttachmentRecord},
-        store::conformance::{channel_deleted, text},
-    };
+    use crate::store::conformance::{self, channel_deleted, text};
 
     mod memory {
         use super::*;
@@ -1490,47 +1487,15 @@ mod tests {
     }
 
     fn upload(upload_id: u64, channel_id: u64, uploader_id: u64) -> UploadRecord {
-        UploadRecord {
-            upload_id,
-            uploader_id,
-            channel_id,
-            file_name: "f.png".into(),
-            content_type: "image/png".into(),
-            size_bytes: 10,
-            created_at_ms: NOW,
-            state: UploadState::Pending,
-        }
+        conformance::upload(upload_id, channel_id, uploader_id, NOW)
     }
 
     fn with_upload(channel: u64, sender: u64, body: &str, key: &str, upload_id: u64) -> NewChat {
-        NewChat {
-            attachments: vec![AttachmentRecord {
-                upload_id,
-                file_name: "f.png".into(),
-                content_type: "image/png".into(),
-                size_bytes: 10,
-                width: 0,
-                height: 0,
-            }],
-            ..text(channel, sender, body, key)
-        }
+        NewChat { attachments: vec![conformance::attached(upload_id)], ..text(channel, sender, body, key) }
     }
 
     fn joined(key: &str) -> ExternalEvent {
-        ExternalEvent {
-            event: ChannelEvent {
-                channel_id: "1".into(),
-                r#type: EventType::MemberJoined as i32,
-                actor_id: "7".into(),
-                idempotency_key: key.into(),
-                ..Default::default()
-            },
-            announcement: Some(NewChat {
-                kind: ChatKind::System,
-                announcement: Some(Announcement { kind: "member.joined".into(), actor_id: 7, subject_user_id: 0 }),
-                ..text(1, 7, "<@7> joined", "")
-            }),
-        }
+        conformance::member_joined(key)
     }
 
     /// The claim a send leaves when its process stops before writing the chat.

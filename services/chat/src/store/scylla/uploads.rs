@@ -545,19 +545,10 @@ mod tests {
     use chatmesh_cql::{Call, MemoryCql};
 
     use super::*;
-    use crate::model::{AttachmentRecord, ChatKind};
+    use crate::{model::ChatKind, store::conformance};
 
     fn upload(upload_id: u64, channel_id: u64, uploader_id: u64) -> UploadRecord {
-        UploadRecord {
-            upload_id,
-            uploader_id,
-            channel_id,
-            file_name: "f.png".into(),
-            content_type: "image/png".into(),
-            size_bytes: 10,
-            created_at_ms: 1,
-            state: UploadState::Pending,
-        }
+        conformance::upload(upload_id, channel_id, uploader_id, 1)
     }
 
     fn chat(chat_id: u64, uploads: &[u64]) -> ChatRecord {
@@ -575,17 +566,7 @@ mod tests {
             created_at_ms: 1,
             edited_at_ms: None,
             retracted_at_ms: None,
-            attachments: uploads
-                .iter()
-                .map(|u| AttachmentRecord {
-                    upload_id: *u,
-                    file_name: "f.png".into(),
-                    content_type: "image/png".into(),
-                    size_bytes: 10,
-                    width: 0,
-                    height: 0,
-                })
-                .collect(),
+            attachments: uploads.iter().map(|u| conformance::attached(*u)).collect(),
         }
     }
 
