@@ -145,35 +145,23 @@ async fn store_pages(
     Ok(latency)
 }
 
-/// chatmesh: ListChats over gRPC on a fixed timetable, timed from when each query was due.
-async fn server_pages(
-    server: &Server,
-    token: &str,
-    channel: &str,
-    points: &[u64],
-    per_second: u32,
-) -> anyhow::Result<(Histogram<u64>, u64)> {
-    let client = server.chats().await?;
+/// Runs `count` calls on a fixed timetable at `per_second`, each its own task timed from when
+/// it was due; `call(k)` answers whether call `k` succeeded (with a result worth counting).
+async fn on_timetable<F, Fut>(count: u64, per_second: u32, call: F) -> anyhow::Result<(Histogram<u64>, u64)>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     let period = Duration::from_secs_f64(1.0 / f64::from(per_second));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let tasks: Vec<_> = points
-        .iter()
-        .enumerate()
-        .map(|(k, before)| {
-            let (mut client, token, channel) = (client.clone(), token.to_owned(), channel.to_owned());
+    let tasks: Vec<_> = (0..count)
+        .map(|k| {
             let due = start + period * u32::try_from(k).unwrap_or(u32::MAX);
-            let before = before.to_string();
+            let call = call(k);
             tokio::spawn(async move {
                 tokio::time::sleep_until(due).await;
-                let request = pb_chat::ListChatsRequest {
-                    channel_id: channel,
-                    before,
-                    page_size: PAGE as i32,
-                    ..Default::default()
-                };
-                let answer = client.list_chats(authed(&token, request)).await;
-                let elapsed = due.elapsed();
-                answer.ok().filter(|a| a.get_ref().chats.len() == PAGE).map(|_| elapsed)
+                let ok = call.await;
+                ok.then(|| due.elapsed())
             })
         })
         .collect();
@@ -188,7 +176,29 @@ async fn server_pages(
     Ok((latency, failed))
 }
 
-/// chatmesh: SearchChats over gRPC, the mix in turn, on a fixed timetable from when each was due.
+/// chatmesh: ListChats over gRPC before each point, on a fixed timetable.
+async fn server_pages(
+    server: &Server,
+    token: &str,
+    channel: &str,
+    points: &[u64],
+    per_second: u32,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let client = server.chats().await?;
+    on_timetable(points.len() as u64, per_second, |k| {
+        let (mut client, token) = (client.clone(), token.to_owned());
+        let request = pb_chat::ListChatsRequest {
+            channel_id: channel.to_owned(),
+            before: points[k as usize].to_string(),
+            page_size: PAGE as i32,
+            ..Default::default()
+        };
+        async move { client.list_chats(authed(&token, request)).await.is_ok_and(|a| a.get_ref().chats.len() == PAGE) }
+    })
+    .await
+}
+
+/// chatmesh: SearchChats over gRPC, the mix in turn, on a fixed timetable.
 async fn server_searches(
     server: &Server,
     token: &str,
@@ -196,31 +206,13 @@ async fn server_searches(
     per_second: u32,
 ) -> anyhow::Result<(Histogram<u64>, u64)> {
     let client = server.chats().await?;
-    let period = Duration::from_secs_f64(1.0 / f64::from(per_second));
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let tasks: Vec<_> = (0..count)
-        .map(|k| {
-            let (mut client, token) = (client.clone(), token.to_owned());
-            let due = start + period * u32::try_from(k).unwrap_or(u32::MAX);
-            let query = QUERIES[k as usize % QUERIES.len()].to_owned();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(due).await;
-                let request = pb_chat::SearchChatsRequest { query, page_size: HITS as i32, ..Default::default() };
-                let answer = client.search_chats(authed(&token, request)).await;
-                let elapsed = due.elapsed();
-                answer.ok().filter(|a| !a.get_ref().hits.is_empty()).map(|_| elapsed)
-            })
-        })
-        .collect();
-    let mut latency = report::histogram();
-    let mut failed = 0;
-    for task in tasks {
-        match task.await? {
-            Some(elapsed) => report::record(&mut latency, elapsed),
-            None => failed += 1,
-        }
-    }
-    Ok((latency, failed))
+    on_timetable(count, per_second, |k| {
+        let (mut client, token) = (client.clone(), token.to_owned());
+        let query = QUERIES[k as usize % QUERIES.len()].to_owned();
+        let request = pb_chat::SearchChatsRequest { query, page_size: HITS as i32, ..Default::default() };
+        async move { client.search_chats(authed(&token, request)).await.is_ok_and(|a| !a.get_ref().hits.is_empty()) }
+    })
+    .await
 }
 
 /// The floor: the same queries on the server's index, opened read-only in-process.
