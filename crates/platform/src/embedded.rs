@@ -26,12 +26,14 @@ pub fn open_versioned(dir: &Path, what: &str, version: &str) -> Result<SingleWri
 }
 
 /// Instantiates a store trait's conformance suite for one backend: one `#[tokio::test]` per
-/// case, each on a fresh store from `$make` (which returns `(guard, store)`).
+/// case, each on a fresh store from `$make` (which returns `(guard, store)`). A suite's own
+/// macro names its cases once and passes its caller's constructor through in parentheses:
+/// `($($make:tt)+) => conformance_suite!(module, $crate::store::conformance, ($($make)+), [cases])`.
 #[macro_export]
 macro_rules! conformance_suite {
     // A backend behind a server: `$make(case)` is async and returns `None` (after printing why)
     // when no server is configured, so every case is skipped with a printed reason.
-    ($module:ident, $suite:path, async $make:expr, [$($case:ident),+ $(,)?]) => {
+    ($module:ident, $suite:path, (async $make:expr), [$($case:ident),+ $(,)?]) => {
         mod $module {
             use super::*;
             use $suite as suite;
@@ -46,7 +48,7 @@ macro_rules! conformance_suite {
             )+
         }
     };
-    ($module:ident, $suite:path, $make:expr, [$($case:ident),+ $(,)?]) => {
+    ($module:ident, $suite:path, ($make:expr), [$($case:ident),+ $(,)?]) => {
         mod $module {
             use super::*;
             use $suite as suite;

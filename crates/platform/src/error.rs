@@ -150,10 +150,20 @@ pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration
     status
 }
 
-/// An internal failure: logged in full, answered without internals.
+/// An internal failure: logged in full with the request id, answered with the id only, so a
+/// client never sees backend text and an operator finds the log line from the answer.
 pub fn internal(context: &str, error: impl std::fmt::Display) -> Status {
-    tracing::error!(%error, context, "internal error");
-    Status::internal(format!("internal error ({context})"))
+    let request_id = crate::request_id::current();
+    tracing::error!(%error, context, %request_id, "internal error");
+    Status::internal(format!("internal error (request {request_id})"))
+}
+
+/// A dependency (a store, an object store, a search backend, a peer) that did not answer:
+/// logged in full with the request id, answered with the id only; the client may retry.
+pub fn unavailable(context: &str, error: impl std::fmt::Display) -> Status {
+    let request_id = crate::request_id::current();
+    tracing::warn!(%error, context, %request_id, "dependency unavailable");
+    Status::unavailable(format!("service unavailable, retry later (request {request_id})"))
 }
 
 /// The REST error body for a gRPC status, per the error-code table.
@@ -228,6 +238,27 @@ mod tests {
         for (grpc, http) in expect {
             assert_eq!(ErrorCode::from_grpc(grpc).http_status().as_u16(), http, "{grpc:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn internal_and_unavailable_answers_carry_the_request_id_not_the_error() {
+        let status = crate::request_id::scope("req-7f3a".into(), async {
+            internal("chat store", "io error: /var/lib/chatmesh/chats: permission denied")
+        })
+        .await;
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error (request req-7f3a)");
+        let status = crate::request_id::scope("req-7f3b".into(), async {
+            unavailable("media", "connection refused: http://10.0.0.7:9000")
+        })
+        .await;
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().ends_with("(request req-7f3b)"), "{}", status.message());
+        assert!(!status.message().contains("10.0.0.7"));
+        // outside a request a fresh id is made, so the answer still names a log line
+        let status = internal("indexer", "boom");
+        assert!(status.message().starts_with("internal error (request "), "{}", status.message());
+        assert!(!status.message().contains("boom"));
     }
 
     #[test]

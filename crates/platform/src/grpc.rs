@@ -350,11 +350,14 @@ where
             rpc.service = labels.service,
             rpc.method = labels.method,
             rpc.grpc.status_code = tracing::field::Empty,
+            request_id = tracing::field::Empty,
         );
+        let request_id = crate::request_id::from_headers(request.headers());
+        span.record("request_id", request_id.as_str());
         crate::telemetry::adopt(&span, request.headers());
         let started = std::time::Instant::now();
         let hidden = self.public_only && is_internal(&path);
-        let handled = Box::pin(async move {
+        let handled = Box::pin(crate::request_id::scope(request_id, async move {
             if hidden {
                 return Ok::<_, Infallible>(
                     Status::unimplemented("this service is not served on this listener").into_http(),
@@ -378,7 +381,7 @@ where
                 Err(_) => return Ok(Status::deadline_exceeded("deadline exceeded").into_http()),
             };
             Ok(remap_decode_error(response))
-        });
+        }));
         let recorded = span.clone();
         Box::pin(tracing::Instrument::instrument(
             async move {

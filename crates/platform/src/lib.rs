@@ -15,6 +15,7 @@ pub mod password;
 pub mod redis_keys;
 pub mod redis_pool;
 pub mod relay;
+pub mod request_id;
 pub mod shared_limits;
 pub mod shutdown;
 pub mod telemetry;

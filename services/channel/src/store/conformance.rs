@@ -145,26 +145,11 @@ pub async fn the_outbox_keeps_order_until_deleted(store: &dyn ChannelStore) {
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! channel_store_suite {
-    (async $make:expr) => {
+    ($($make:tt)+) => {
         chatmesh_platform::conformance_suite!(
             channel_store_conformance,
             $crate::store::conformance,
-            async $make,
-            [
-                changes_apply_only_on_the_version_read,
-                members_are_listed_by_channel_and_by_user,
-                removing_members_and_channels_clears_both_indexes,
-                closed_members_are_listed_until_reopened_or_gone,
-                a_pair_has_one_direct_channel,
-                the_outbox_keeps_order_until_deleted
-            ]
-        );
-    };
-    ($make:expr) => {
-        chatmesh_platform::conformance_suite!(
-            channel_store_conformance,
-            $crate::store::conformance,
-            $make,
+            ($($make)+),
             [
                 changes_apply_only_on_the_version_read,
                 members_are_listed_by_channel_and_by_user,

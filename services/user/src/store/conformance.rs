@@ -87,24 +87,11 @@ pub async fn sessions_end_one_or_all(store: &dyn UserStore) {
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! user_store_suite {
-    (async $make:expr) => {
+    ($($make:tt)+) => {
         chatmesh_platform::conformance_suite!(
             user_store_conformance,
             $crate::store::conformance,
-            async $make,
-            [
-                emails_and_usernames_are_unique_case_insensitively,
-                username_changes_move_the_index,
-                refresh_rotation_detects_reuse,
-                sessions_end_one_or_all
-            ]
-        );
-    };
-    ($make:expr) => {
-        chatmesh_platform::conformance_suite!(
-            user_store_conformance,
-            $crate::store::conformance,
-            $make,
+            ($($make)+),
             [
                 emails_and_usernames_are_unique_case_insensitively,
                 username_changes_move_the_index,
