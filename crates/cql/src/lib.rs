@@ -3,14 +3,17 @@
 //! Every statement a store runs is a [`Statement`]: a `static` with its CQL text, consistency
 //! and idempotence, prepared once when the store connects. Bound values are [`Value`]s and
 //! result rows are typed tuples checked by the driver. [`Cql`] runs statements either on a
-//! ScyllaDB [`scylla::client::session::Session`] or on [`memory::MemoryCql`], an in-memory
+//! ScyllaDB [`scylla::client::session::Session`] or on `memory::MemoryCql`, an in-memory
 //! executor of the same statement subset over the tables declared by the `.cql` migrations: it
 //! serializes every bound value with the driver against the column types of the migrated
 //! schema and deserializes every result row with the driver, so a statement whose values or
 //! rows disagree with the schema fails in tests run on every machine. Golden tests record the
-//! calls ([`Call`]) a store operation makes.
+//! calls ([`Call`]) a store operation makes. The in-memory executor and the golden-file helpers
+//! are test code: they are built for this crate's tests and with the `testsuite` feature.
 
+#[cfg(any(test, feature = "testsuite"))]
 pub mod golden;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod memory;
 pub mod migrate;
 pub mod schema;
@@ -29,10 +32,9 @@ use scylla::{
     statement::SerialConsistency,
 };
 
-pub use self::{
-    memory::MemoryCql,
-    session::{ScyllaConfig, ScyllaCql},
-};
+#[cfg(any(test, feature = "testsuite"))]
+pub use self::memory::MemoryCql;
+pub use self::session::{ScyllaConfig, ScyllaCql};
 
 /// One statement a store runs, declared as a `static`.
 #[derive(Debug)]
@@ -234,6 +236,7 @@ pub struct Cql {
 #[derive(Clone)]
 enum Engine {
     Scylla(Arc<ScyllaCql>),
+    #[cfg(any(test, feature = "testsuite"))]
     Memory(Arc<MemoryCql>),
 }
 
@@ -241,6 +244,7 @@ impl std::fmt::Debug for Cql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let engine = match self.engine {
             Engine::Scylla(_) => "scylla",
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(_) => "memory",
         };
         f.debug_struct("Cql").field("engine", &engine).finish()
@@ -256,6 +260,7 @@ impl Cql {
         Cql { engine: Engine::Scylla(session), recorder: None }
     }
 
+    #[cfg(any(test, feature = "testsuite"))]
     pub fn memory(engine: Arc<MemoryCql>) -> Self {
         Cql { engine: Engine::Memory(engine), recorder: None }
     }
@@ -271,6 +276,7 @@ impl Cql {
     pub async fn prepare(&self, statements: &[&'static Statement]) -> Result<(), CqlError> {
         match &self.engine {
             Engine::Scylla(s) => s.prepare(statements).await,
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(m) => statements.iter().try_for_each(|s| m.check(s)),
         }
     }
@@ -294,6 +300,7 @@ impl Cql {
         self.record(stmt, &values, None);
         match &self.engine {
             Engine::Scylla(s) => s.rows(stmt, values).await,
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(m) => m.rows(stmt, values),
         }
     }
@@ -309,6 +316,7 @@ impl Cql {
         self.record(stmt, &values, None);
         match &self.engine {
             Engine::Scylla(s) => s.execute(stmt, values).await,
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(m) => m.execute(stmt, values).map(|_| ()),
         }
     }
@@ -319,6 +327,7 @@ impl Cql {
         self.record(stmt, &values, None);
         match &self.engine {
             Engine::Scylla(s) => s.lwt(stmt, values).await,
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(m) => m.execute(stmt, values),
         }
     }
@@ -334,6 +343,7 @@ impl Cql {
         }
         match &self.engine {
             Engine::Scylla(s) => s.batch(kind, items).await,
+            #[cfg(any(test, feature = "testsuite"))]
             Engine::Memory(m) => m.batch(items),
         }
     }

@@ -5,11 +5,9 @@
 //! `schema_migrations` table records each applied version with its checksum, and a recorded
 //! migration whose file has changed since is refused rather than silently skipped.
 
-use std::sync::Arc;
-
 use scylla::statement::unprepared::Statement as Unprepared;
 
-use crate::{Cql, CqlError, ScyllaConfig, ScyllaCql, schema::Schema};
+use crate::{CqlError, ScyllaConfig, ScyllaCql, schema::Schema};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -164,7 +162,8 @@ pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result
 /// test case, when `CHATMESH_TEST_SCYLLA` names a contact point (`host:port[,host:port]`);
 /// otherwise `None`, after printing that the case was skipped. `CHATMESH_TEST_SCYLLA_DC` names
 /// the datacenter (default `datacenter1`).
-pub async fn test_keyspace(case: &str) -> Option<Cql> {
+#[cfg(any(test, feature = "testsuite"))]
+pub async fn test_keyspace(case: &str) -> Option<crate::Cql> {
     let Ok(points) = std::env::var("CHATMESH_TEST_SCYLLA") else {
         println!("skipped: CHATMESH_TEST_SCYLLA not set ({case})");
         return None;
@@ -186,7 +185,7 @@ pub async fn test_keyspace(case: &str) -> Option<Cql> {
         .expect("dropping the test keyspace");
     migrate(&config, &Replication { datacenters: vec![(dc, 1)] }).await.expect("migrating the test keyspace");
     let session = ScyllaCql::connect(&config, true).await.expect("connecting to the test keyspace");
-    Some(Cql::scylla(Arc::new(session)))
+    Some(crate::Cql::scylla(std::sync::Arc::new(session)))
 }
 
 #[cfg(test)]

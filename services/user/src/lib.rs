@@ -1,10 +1,14 @@
 //! User service: accounts, login sessions with rotating refresh tokens, and profiles.
 
+mod core;
 mod error;
 mod model;
 mod service;
 pub mod store;
 
-pub use error::UserError;
-pub use model::{SessionRecord, UserRecord};
-pub use service::{UserApi, UserInternalApi};
+pub use self::{
+    core::{LoggedIn, Tokens, UserCore},
+    error::UserError,
+    model::{SessionRecord, UserRecord},
+    service::{UserApi, UserInternalApi},
+};

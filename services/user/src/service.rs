@@ -1,12 +1,7 @@
-//! The tonic handlers of UserService and UserInternalService: validation, rules, mapping.
+//! The tonic handlers of UserService and UserInternalService: wire → core → protobuf.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use aws_lc_rs::{digest, rand::SecureRandom};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chatmesh_api::dispatcher::v1::{
-    DisconnectUserRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient,
-};
 use chatmesh_api::user::v1::{
     self as pb, user_internal_service_server::UserInternalService, user_service_server::UserService,
 };
@@ -14,40 +9,27 @@ use chatmesh_platform::{
     auth::{Authenticator, user_of},
     config::Config,
     grpc::InternalChannel,
-    ids::{IdGenerator, now_ms},
-    password::{PasswordHasher, Verified},
+    ids::IdGenerator,
 };
 use chatmesh_wire::user as wire;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    error::UserError,
-    model::{SessionRecord, UserRecord},
-    store::{Rotation, StoreError, UserStore},
+    core::{Tokens, UserCore},
+    model::UserRecord,
+    store::UserStore,
 };
-
-/// Shared state of the user service's handlers.
-struct Core {
-    /// Live sessions to close when a login session ends (the dispatcher), if one runs.
-    live: Option<DispatcherInternalServiceClient<InternalChannel>>,
-    store: Arc<dyn UserStore>,
-    hasher: PasswordHasher,
-    auth: Arc<Authenticator>,
-    ids: Arc<IdGenerator>,
-    login_limiter: DefaultKeyedRateLimiter<String>,
-}
 
 /// UserService: the public surface.
 #[derive(Clone)]
 pub struct UserApi {
-    core: Arc<Core>,
+    core: Arc<UserCore>,
 }
 
 /// UserInternalService: what other services ask (service principals only).
 #[derive(Clone)]
 pub struct UserInternalApi {
-    core: Arc<Core>,
+    core: Arc<UserCore>,
 }
 
 impl UserApi {
@@ -60,29 +42,15 @@ impl UserApi {
         ids: Arc<IdGenerator>,
         live: Option<InternalChannel>,
     ) -> Result<(Self, UserInternalApi), Box<dyn std::error::Error + Send + Sync>> {
-        let hasher = PasswordHasher::new(&config.password)?;
-        let per_minute = NonZeroU32::new(config.limits.login_per_minute_per_account).unwrap_or(NonZeroU32::MIN);
-        let token_window_ms = (config.auth.access_ttl_secs + config.auth.leeway_secs) * 1000;
-        for sid in store.sessions_ended_since(now_ms().saturating_sub(token_window_ms)).await? {
-            auth.revocations().revoke(&sid, now_ms() + token_window_ms);
-        }
-        let core = Arc::new(Core {
-            live: live.map(DispatcherInternalServiceClient::new),
-            store,
-            hasher,
-            auth,
-            ids,
-            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
-        });
-        Ok((Self { core: core.clone() }, UserInternalApi { core }))
+        let core = UserCore::new(config, store, auth, ids, live)?;
+        core.rearm_revocations().await?;
+        Ok(Self::over(core))
     }
-}
 
-fn store_error(e: StoreError) -> Status {
-    match e {
-        StoreError::EmailTaken => UserError::EmailTaken.into(),
-        StoreError::UsernameTaken(name) => UserError::UsernameTaken(name).into(),
-        StoreError::Backend(e) => UserError::Store(e).into(),
+    /// Both surfaces over one core.
+    pub fn over(core: UserCore) -> (Self, UserInternalApi) {
+        let core = Arc::new(core);
+        (Self { core: core.clone() }, UserInternalApi { core })
     }
 }
 
@@ -90,63 +58,27 @@ fn timestamp(ms: u64) -> Option<prost_types::Timestamp> {
     Some(chatmesh_platform::ids::timestamp(ms))
 }
 
-/// The wire form of an account; the email only when `own` (the caller's own account).
-fn to_pb(user: &UserRecord, own: bool) -> pb::User {
+/// The wire form of an account as the core let the caller see it (an empty email: not theirs).
+fn to_pb(user: UserRecord) -> pb::User {
     pb::User {
         user_id: user.user_id.to_string(),
-        name: user.name.clone(),
-        username: user.username.clone().unwrap_or_default(),
-        email: if own { user.email.clone() } else { String::new() },
-        avatar_url: user.avatar_url.clone(),
-        bio: user.bio.clone(),
+        name: user.name,
+        username: user.username.unwrap_or_default(),
+        email: user.email,
+        avatar_url: user.avatar_url,
+        bio: user.bio,
         created_at: timestamp(user.created_at_ms),
         updated_at: timestamp(user.updated_at_ms),
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    digest::digest(&digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A refresh token is `<sid>.<secret>`; only the secret's hash is stored.
-fn new_refresh_secret() -> Result<String, Status> {
-    let mut secret = [0u8; 32];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut secret)
-        .map_err(|_| chatmesh_platform::error::internal("refresh token", "no randomness"))?;
-    Ok(URL_SAFE_NO_PAD.encode(secret))
-}
-
-impl Core {
-    fn token_pair(&self, user_id: u64, sid: &str, secret: &str) -> pb::TokenPair {
-        let access = self.auth.issue_access(user_id, sid);
-        pb::TokenPair {
-            access_token: access.token,
-            refresh_token: format!("{sid}.{secret}"),
-            expires_in: access.expires_in_secs as i64,
-            token_type: "Bearer".into(),
-            session_id: sid.to_owned(),
-        }
-    }
-
-    /// Ends a login session's tokens at once and closes its live sockets.
-    fn revoke(&self, user_id: u64, sid: &str) {
-        let config = self.auth.config();
-        self.auth.revocations().revoke(sid, now_ms() + (config.access_ttl_secs + config.leeway_secs) * 1000);
-        if let Some(live) = &self.live {
-            let mut live = live.clone();
-            let request = DisconnectUserRequest { user_id: user_id.to_string(), login_session_id: sid.to_owned() };
-            // why: the tokens are already refused; closing sockets is best-effort and must not fail a logout.
-            tokio::spawn(async move {
-                if let Err(e) = live.disconnect_user(request).await {
-                    tracing::warn!(error = %e, "closing live sessions after logout failed");
-                }
-            });
-        }
-    }
-
-    async fn load_user(&self, user_id: u64) -> Result<UserRecord, Status> {
-        self.store.get_user(user_id).await.map_err(store_error)?.ok_or_else(|| UserError::UserNotFound(user_id).into())
+fn token_pair(tokens: Tokens) -> pb::TokenPair {
+    pb::TokenPair {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        expires_in: tokens.expires_in_secs as i64,
+        token_type: "Bearer".into(),
+        session_id: tokens.session_id,
     }
 }
 
@@ -156,74 +88,17 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let wire::CreateUser { email, password, name, username } = wire::create_user(request.get_ref())?;
-        let core = &self.core;
-        // why: fail fast before paying for a hash; the store re-checks atomically on insert.
-        if core.store.get_user_by_email(&email.to_lowercase()).await.map_err(store_error)?.is_some() {
-            return Err(UserError::EmailTaken.into());
-        }
-        let password_hash = core.hasher.hash(password).await.map_err(|e| UserError::Store(e.to_string()))?;
-        let now = now_ms();
-        let user = UserRecord {
-            user_id: core.ids.next_id(),
-            email,
-            name,
-            username,
-            avatar_url: String::new(),
-            bio: String::new(),
-            password_hash,
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
-        core.store.insert_user(&user).await.map_err(store_error)?;
-        tracing::info!(user_id = user.user_id, "user created");
-        Ok(Response::new(pb::CreateUserResponse { user: Some(to_pb(&user, true)) }))
+        let cmd = wire::create_user(request.get_ref())?;
+        let user = self.core.create_user(cmd).await?;
+        Ok(Response::new(pb::CreateUserResponse { user: Some(to_pb(user)) }))
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let wire::Login { email_key, password, password_can_match } = wire::login(request.get_ref())?;
-        if !password_can_match {
-            return Err(UserError::BadCredentials.into());
-        }
-        let core = &self.core;
-        // why: checked before hashing, so guessing costs the attacker, not our CPU.
-        if let Err(not_until) = core.login_limiter.check_key(&email_key) {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            return Err(UserError::LoginThrottled(wait.max(Duration::from_secs(1))).into());
-        }
-        let user = core.store.get_user_by_email(&email_key).await.map_err(store_error)?;
-        let verified = core
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-            .await
-            .map_err(|e| UserError::Store(e.to_string()))?;
-        let mut user = match (user, verified) {
-            (Some(user), Verified::Yes) => user,
-            (Some(mut user), Verified::YesRehashed(hash)) => {
-                user.password_hash = hash;
-                core.store.update_user(&user).await.map_err(store_error)?;
-                user
-            }
-            _ => return Err(UserError::BadCredentials.into()),
-        };
-        user.password_hash.clear();
-        let sid = uuid::Uuid::new_v4().simple().to_string();
-        let secret = new_refresh_secret()?;
-        let now = now_ms();
-        let session = SessionRecord {
-            session_id: sid.clone(),
-            user_id: user.user_id,
-            refresh_hash: sha256_hex(secret.as_bytes()),
-            used_hashes: Vec::new(),
-            created_at_ms: now,
-            expires_at_ms: now + core.auth.config().refresh_ttl_secs * 1000,
-            ended_at_ms: None,
-        };
-        core.store.insert_session(&session).await.map_err(store_error)?;
-        tracing::info!(user_id = user.user_id, session_id = %sid, "login");
+        let cmd = wire::login(request.get_ref())?;
+        let logged_in = self.core.login(cmd).await?;
         Ok(Response::new(pb::LoginResponse {
-            tokens: Some(core.token_pair(user.user_id, &sid, &secret)),
-            user: Some(to_pb(&user, true)),
+            tokens: Some(token_pair(logged_in.tokens)),
+            user: Some(to_pb(logged_in.user)),
         }))
     }
 
@@ -231,36 +106,15 @@ impl UserService for UserApi {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let valid = wire::refresh_token(request.get_ref())?;
-        let (sid, secret) = valid.session_and_secret.ok_or(UserError::BadRefreshToken)?;
-        let sid = sid.as_str();
-        let core = &self.core;
-        let new_secret = new_refresh_secret()?;
-        let rotation = core
-            .store
-            .rotate_session(sid, &sha256_hex(secret.as_bytes()), &sha256_hex(new_secret.as_bytes()), now_ms())
-            .await
-            .map_err(store_error)?;
-        match rotation {
-            Rotation::Rotated(session) => Ok(Response::new(pb::RefreshTokenResponse {
-                tokens: Some(core.token_pair(session.user_id, sid, &new_secret)),
-            })),
-            Rotation::Reused(session) => {
-                core.revoke(session.user_id, sid);
-                tracing::warn!(user_id = session.user_id, session_id = %sid, "refresh token reused, session ended");
-                Err(UserError::RefreshReuse.into())
-            }
-            Rotation::Ended => Err(UserError::SessionEnded.into()),
-            Rotation::Unknown => Err(UserError::BadRefreshToken.into()),
-        }
+        let cmd = wire::refresh_token(request.get_ref())?;
+        let tokens = self.core.refresh(cmd).await?;
+        Ok(Response::new(pb::RefreshTokenResponse { tokens: Some(token_pair(tokens)) }))
     }
 
     async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let (user_id, sid) = user_of(&request)?;
         wire::logout(request.get_ref())?;
-        self.core.store.end_session(&sid, now_ms()).await.map_err(store_error)?;
-        self.core.revoke(user_id, &sid);
-        tracing::info!(user_id, session_id = %sid, "logout");
+        self.core.logout(user_id, &sid).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -270,48 +124,30 @@ impl UserService for UserApi {
     ) -> Result<Response<pb::LogoutAllResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
         wire::logout_all(request.get_ref())?;
-        let ended = self.core.store.end_user_sessions(user_id, now_ms()).await.map_err(store_error)?;
-        for session in &ended {
-            self.core.revoke(user_id, &session.session_id);
-        }
-        tracing::info!(user_id, sessions = ended.len(), "logout everywhere");
-        Ok(Response::new(pb::LogoutAllResponse { ended_sessions: ended.len() as i32 }))
+        let ended = self.core.logout_all(user_id).await?;
+        Ok(Response::new(pb::LogoutAllResponse { ended_sessions: ended as i32 }))
     }
 
     async fn get_me(&self, request: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
         wire::get_me(request.get_ref())?;
-        let user = self.core.load_user(user_id).await?;
-        Ok(Response::new(pb::GetMeResponse { user: Some(to_pb(&user, true)) }))
+        let user = self.core.get_user(user_id, user_id).await?;
+        Ok(Response::new(pb::GetMeResponse { user: Some(to_pb(user)) }))
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let wire::GetUser { user_id } = wire::get_user(request.get_ref())?;
-        let user = self.core.load_user(user_id).await?;
-        Ok(Response::new(pb::GetUserResponse { user: Some(to_pb(&user, user_id == caller)) }))
+        let user = self.core.get_user(caller, user_id).await?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(to_pb(user)) }))
     }
 
     async fn update_me(&self, request: Request<pb::UpdateMeRequest>) -> Result<Response<pb::UpdateMeResponse>, Status> {
         let (user_id, _) = user_of(&request)?;
         // why: checked before the account is read, so a refused request touches no store.
-        let valid = wire::update_me(request.get_ref())?;
-        let mut user = self.core.load_user(user_id).await?;
-        if let Some(name) = valid.name {
-            user.name = name;
-        }
-        if let Some(username) = valid.username {
-            user.username = username;
-        }
-        if let Some(avatar_url) = valid.avatar_url {
-            user.avatar_url = avatar_url;
-        }
-        if let Some(bio) = valid.bio {
-            user.bio = bio;
-        }
-        user.updated_at_ms = now_ms();
-        self.core.store.update_user(&user).await.map_err(store_error)?;
-        Ok(Response::new(pb::UpdateMeResponse { user: Some(to_pb(&user, true)) }))
+        let cmd = wire::update_me(request.get_ref())?;
+        let user = self.core.update_me(user_id, cmd).await?;
+        Ok(Response::new(pb::UpdateMeResponse { user: Some(to_pb(user)) }))
     }
 }
 
@@ -321,12 +157,13 @@ impl UserInternalService for UserInternalApi {
         &self,
         request: Request<pb::BatchGetUsersRequest>,
     ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
-        let valid = wire::batch_get_users(request.get_ref())?;
+        let cmd = wire::batch_get_users(request.get_ref())?;
+        let found = self.core.batch_get_users(&cmd.user_ids).await?;
         let mut response = pb::BatchGetUsersResponse::default();
         // why: missing ids are answered as the caller wrote them, so the raw strings ride along.
-        for (raw, id) in request.into_inner().user_ids.into_iter().zip(valid.user_ids) {
-            match self.core.store.get_user(id).await.map_err(store_error)? {
-                Some(user) => response.users.push(to_pb(&user, false)),
+        for (raw, user) in request.into_inner().user_ids.into_iter().zip(found) {
+            match user {
+                Some(user) => response.users.push(to_pb(user)),
                 None => response.missing_user_ids.push(raw),
             }
         }
@@ -337,13 +174,119 @@ impl UserInternalService for UserInternalApi {
         &self,
         request: Request<pb::ResolveUsernamesRequest>,
     ) -> Result<Response<pb::ResolveUsernamesResponse>, Status> {
-        let valid = wire::resolve_usernames(request.get_ref())?;
-        let mut users = Vec::new();
-        for key in valid.keys {
-            if let Some(user) = self.core.store.get_user_by_username(&key).await.map_err(store_error)? {
-                users.push(to_pb(&user, false));
-            }
+        let cmd = wire::resolve_usernames(request.get_ref())?;
+        let users = self.core.resolve_usernames(&cmd.keys).await?;
+        Ok(Response::new(pb::ResolveUsernamesResponse { users: users.into_iter().map(to_pb).collect() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use chatmesh_platform::auth::Caller;
+    use tonic::Code;
+
+    use super::*;
+    use crate::{
+        model::SessionRecord,
+        store::{Rotation, StoreError},
+    };
+
+    /// What the failing store's backend says; it must never reach a client.
+    const BACKEND_TEXT: &str = "scylla 10.9.8.7:9042: connection refused by node dc1-rack2";
+
+    /// A store whose every call fails as a backend would.
+    struct FailingStore;
+
+    fn failed<T>() -> Result<T, StoreError> {
+        Err(StoreError::Backend(BACKEND_TEXT.into()))
+    }
+
+    #[async_trait]
+    impl UserStore for FailingStore {
+        async fn insert_user(&self, _: &UserRecord) -> Result<(), StoreError> {
+            failed()
         }
-        Ok(Response::new(pb::ResolveUsernamesResponse { users }))
+        async fn get_user(&self, _: u64) -> Result<Option<UserRecord>, StoreError> {
+            failed()
+        }
+        async fn get_user_by_email(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
+            failed()
+        }
+        async fn get_user_by_username(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
+            failed()
+        }
+        async fn update_user(&self, _: &UserRecord) -> Result<(), StoreError> {
+            failed()
+        }
+        async fn insert_session(&self, _: &SessionRecord) -> Result<(), StoreError> {
+            failed()
+        }
+        async fn get_session(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
+            failed()
+        }
+        async fn rotate_session(&self, _: &str, _: &str, _: &str, _: u64) -> Result<Rotation, StoreError> {
+            failed()
+        }
+        async fn end_session(&self, _: &str, _: u64) -> Result<Option<SessionRecord>, StoreError> {
+            failed()
+        }
+        async fn end_user_sessions(&self, _: u64, _: u64) -> Result<Vec<SessionRecord>, StoreError> {
+            failed()
+        }
+        async fn sessions_ended_since(&self, _: u64) -> Result<Vec<String>, StoreError> {
+            failed()
+        }
+    }
+
+    fn apis() -> (tempfile::TempDir, UserApi, UserInternalApi) {
+        let mut config = Config::default();
+        config.password.memory_kib = 64;
+        config.password.iterations = 1;
+        config.password.parallelism = 1;
+        let keys = tempfile::tempdir().unwrap();
+        let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), keys.path()).unwrap());
+        let ids = Arc::new(IdGenerator::new(1).unwrap());
+        let core = UserCore::new(&config, Arc::new(FailingStore), auth, ids, None).unwrap();
+        let (api, internal) = UserApi::over(core);
+        (keys, api, internal)
+    }
+
+    fn as_user<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(Caller::User { user_id: 7, session_id: "s7".into() });
+        request
+    }
+
+    fn assert_no_backend_text(status: Status) {
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(!status.message().contains(BACKEND_TEXT), "{}", status.message());
+        assert!(!status.message().contains("10.9.8.7"), "{}", status.message());
+        assert!(status.message().contains("request"), "the answer names the request: {}", status.message());
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_answers_internal_with_the_request_id_and_no_backend_text() {
+        let (_keys, api, internal) = apis();
+        let sign_up = pb::CreateUserRequest {
+            email: "ada@example.com".into(),
+            password: "correct horse battery".into(),
+            name: "Ada".into(),
+            username: String::new(),
+        };
+        assert_no_backend_text(api.create_user(Request::new(sign_up)).await.unwrap_err());
+        let login = pb::LoginRequest { email: "ada@example.com".into(), password: "correct horse battery".into() };
+        assert_no_backend_text(api.login(Request::new(login)).await.unwrap_err());
+        let refresh = pb::RefreshTokenRequest { refresh_token: "sid.secret".into() };
+        assert_no_backend_text(api.refresh_token(Request::new(refresh)).await.unwrap_err());
+        assert_no_backend_text(api.get_me(as_user(pb::GetMeRequest {})).await.unwrap_err());
+        assert_no_backend_text(api.logout(as_user(pb::LogoutRequest {})).await.unwrap_err());
+        let batch = pb::BatchGetUsersRequest { user_ids: vec!["7".into()] };
+        assert_no_backend_text(internal.batch_get_users(Request::new(batch)).await.unwrap_err());
+        // the same answer inside a request carries that request's id
+        let status = chatmesh_platform::request_id::scope("req-42".into(), api.get_me(as_user(pb::GetMeRequest {})))
+            .await
+            .unwrap_err();
+        assert_eq!(status.message(), "internal error (request req-42)");
     }
 }

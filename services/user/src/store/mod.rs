@@ -3,6 +3,7 @@
 //!
 //! Backends: [`FjallUserStore`] (embedded, one process) and [`ScyllaUserStore`] (ScyllaDB).
 
+#[cfg(any(test, feature = "testsuite"))]
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;
