@@ -1,6 +1,7 @@
 //! A gRPC codec for messages known only by their descriptors.
 
 use bytes::Buf;
+use chatmesh_platform::error::internal;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::{
@@ -40,7 +41,8 @@ impl Encoder for DynamicEncoder {
 
     fn encode(&mut self, item: DynamicMessage, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.reserve(item.encoded_len());
-        item.encode(dst).map_err(|e| Status::internal(e.to_string()))
+        // why: the request was built from the contract's descriptor; failing here is our bug, not the client's
+        item.encode(dst).map_err(|e| internal("encoding a request", e))
     }
 }
 
@@ -50,6 +52,6 @@ impl Decoder for DynamicDecoder {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, Status> {
         let bytes = src.copy_to_bytes(src.remaining());
-        DynamicMessage::decode(self.0.clone(), bytes).map(Some).map_err(|e| Status::internal(e.to_string()))
+        DynamicMessage::decode(self.0.clone(), bytes).map(Some).map_err(|e| internal("decoding an answer", e))
     }
 }

@@ -20,7 +20,7 @@ use axum::{
 use chatmesh_platform::{
     ErrorCode,
     auth::{Authenticator, bearer_token},
-    error::{http_error_body, http_response},
+    error::{http_error_body, http_response, unavailable},
     grpc::GrpcChannel,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -221,16 +221,20 @@ async fn handle(
     let request_id = forward(&parts.headers, &mut grpc_request);
     let Ok(path) = route.grpc_path.parse() else { return http_response(ErrorCode::Internal, "bad route") };
     let mut grpc = tonic::client::Grpc::new(state.services.clone());
-    let call = async {
-        grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    // why: in the request's scope, a failure answered below names the id the client gets back
+    let call = chatmesh_platform::request_id::scope(request_id.clone(), async {
+        grpc.ready().await.map_err(|e| unavailable("services", e))?;
         grpc.unary(grpc_request, path, codec::DynamicCodec { output: route.output.clone() }).await
-    };
+    });
     let mut response = match tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), call).await {
         Err(_) => http_response(ErrorCode::DeadlineExceeded, "the request timed out"),
         Ok(Err(status)) => status_response(&status),
         Ok(Ok(answer)) => match serde_json::to_value(answer.into_inner()) {
             Ok(json) => axum::Json(json).into_response(),
-            Err(e) => http_response(ErrorCode::Internal, &format!("could not encode the answer: {e}")),
+            Err(e) => {
+                tracing::error!(error = %e, %request_id, "could not encode the answer");
+                http_response(ErrorCode::Internal, &format!("internal error (request {request_id})"))
+            }
         },
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {

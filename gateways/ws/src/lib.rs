@@ -7,6 +7,7 @@
 
 pub mod frames;
 mod link;
+mod protocol;
 mod session;
 
 use std::{
@@ -177,7 +178,10 @@ impl Slot {
     fn take(open: &Arc<Mutex<std::collections::HashMap<u64, usize>>>, user_id: u64, cap: usize) -> Option<Self> {
         let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(user_id).or_insert(0);
-        if *count >= cap {
+        if !protocol::may_open_session(*count, cap) {
+            if *count == 0 {
+                counts.remove(&user_id);
+            }
             return None;
         }
         *count += 1;
@@ -210,30 +214,38 @@ fn plain(status: StatusCode, body: String) -> ErrorResponse {
 /// or the browser form `Sec-WebSocket-Protocol: bearer, <token>` (echoed back as `bearer`).
 fn identify(auth: &Authenticator, request: &Request) -> Result<(Identity, Option<&'static str>), AuthError> {
     let query = request.uri().query().unwrap_or_default();
-    let param =
-        |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')));
     let protocols = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let from_protocol = protocols
-        .split(',')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .windows(2)
-        .find(|pair| pair[0].eq_ignore_ascii_case("bearer"))
-        .map(|pair| pair[1].to_owned());
-    let (token, protocol) = match (param("token").filter(|t| !t.is_empty()), from_protocol) {
-        (Some(token), _) => (token.to_owned(), None),
-        (None, Some(token)) => (token, Some("bearer")),
-        (None, None) => (chatmesh_platform::auth::bearer_token(request.headers())?.to_owned(), None),
+    let (token, protocol) = match protocol::handshake_token(query, protocols) {
+        Some(found) => found,
+        None => (chatmesh_platform::auth::bearer_token(request.headers())?.to_owned(), None),
     };
     let (caller, expires_at_secs) = auth.verify_until(&token)?;
     let Caller::User { user_id, session_id } = caller else {
         return Err(AuthError::Invalid("a user token is required".into()));
     };
-    let channel_id = match param("channel_id") {
+    let channel_id = match protocol::query_param(query, "channel_id") {
         Some(raw) => {
             Some(chatmesh_platform::ids::parse_id(raw).ok_or(AuthError::Invalid("channel_id is not an id".into()))?)
         }
         None => None,
     };
     Ok((Identity { user_id, login_session: session_id, token, expires_at_secs, channel_id }, protocol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_sessions_are_capped_and_a_closed_one_frees_its_place() {
+        let open = Arc::default();
+        let first = Slot::take(&open, 7, 2).expect("a first session");
+        let _second = Slot::take(&open, 7, 2).expect("a second session");
+        assert!(Slot::take(&open, 7, 2).is_none(), "a third is over the cap");
+        assert!(Slot::take(&open, 8, 2).is_some(), "another user has their own places");
+        drop(first);
+        assert!(Slot::take(&open, 7, 2).is_some(), "a closed session gives its place back");
+        assert!(Slot::take(&open, 9, 0).is_none());
+        assert!(!open.lock().unwrap().contains_key(&9), "a refused user leaves no entry");
+    }
 }

@@ -15,7 +15,7 @@ use chatmesh_api::{
     },
     dispatcher::v1::{SendTypingRequest, SessionOpened, dispatcher_service_client::DispatcherServiceClient},
 };
-use chatmesh_platform::{auth::Caller, grpc::GrpcChannel, ids::now_ms, shutdown::CancellationToken};
+use chatmesh_platform::{grpc::GrpcChannel, ids::now_ms, shutdown::CancellationToken};
 use chatmesh_wire::frames::ClientFrame;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use tokio::{net::TcpStream, sync::mpsc, task::JoinHandle};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        Error as WsError, Message,
+        Message,
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
@@ -33,6 +33,7 @@ use crate::{
     Gateway,
     frames::{self, client, close, server},
     link::{Control, Frame, Registration},
+    protocol,
 };
 
 /// Who connected, from the verified handshake.
@@ -187,12 +188,8 @@ impl Session {
 
     /// Queues a live frame unless this connection already sent that event.
     fn push_live(&mut self, frame: &Frame) -> bool {
-        if let (Some(channel), Some(event_id)) = (frame.channel, frame.event_id) {
-            let last = self.last_sent.entry(channel).or_insert(0);
-            if event_id <= *last {
-                return true;
-            }
-            *last = event_id;
+        if !protocol::first_sending(&mut self.last_sent, frame.channel, frame.event_id) {
+            return true;
         }
         let queued = self.push(frame.text.clone());
         if queued {
@@ -216,10 +213,8 @@ impl Session {
             Ok(Ok(channels)) => channels,
             _ => return (close::RECONNECT, "the dispatcher did not answer".into()),
         };
-        if let Some(wanted) = self.identity.channel_id
-            && !channels.contains(&wanted)
-        {
-            return (close::CHANNEL_NOT_FOUND, format!("channel {wanted} not found"));
+        if let Some(refused) = protocol::scope_refusal(self.identity.channel_id, &channels) {
+            return refused;
         }
         self.channels = channels.into_iter().collect();
         if !self.send_ready().await {
@@ -311,9 +306,10 @@ impl Session {
                     Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                     Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return (1000, "bye".into()),
-                    Some(Err(WsError::Capacity(_))) => return (1009, "message too big".into()),
-                    Some(Err(WsError::Utf8(_))) => return (1007, "invalid UTF-8".into()),
-                    Some(Err(_)) => return (1002, "protocol error".into()),
+                    Some(Err(error)) => {
+                        let (code, reason) = protocol::close_for(&error);
+                        return (code, reason.into());
+                    }
                 },
             }
         }
@@ -321,8 +317,7 @@ impl Session {
 
     /// How long until the access token expires (it may be renewed in band).
     fn expiry(&self) -> Duration {
-        let now = now_ms() / 1000;
-        Duration::from_secs(self.identity.expires_at_secs.saturating_sub(now).max(1))
+        protocol::until_expiry(self.identity.expires_at_secs, now_ms() / 1000)
     }
 
     async fn send_ready(&mut self) -> bool {
@@ -355,6 +350,10 @@ impl Session {
                 return None;
             }
         };
+        if let Some((code, message)) = protocol::refused_frame(&frame, resuming) {
+            self.push(frames::error(code, &message));
+            return None;
+        }
         match frame {
             ClientFrame::Ping => {
                 self.push(frames::frame(server::PONG, json!({})));
@@ -362,18 +361,14 @@ impl Session {
             ClientFrame::Ack(request) => self.on_ack(request),
             ClientFrame::Typing(request) => self.on_typing(request),
             ClientFrame::Auth { token } => self.on_auth(&token),
-            ClientFrame::Resume { .. } if resuming => {
-                self.push(frames::error("RESUME_IN_PROGRESS", "wait for `resumed` before resuming again"));
-            }
             ClientFrame::Resume { channels, refused } => {
                 for channel in refused {
                     self.push(frames::error("INVALID_ARGUMENT", &format!("channels: {channel:?} is not a channel id")));
                 }
                 return self.on_resume(channels);
             }
-            ClientFrame::Unknown(other) => {
-                self.push(frames::error("UNKNOWN_EVENT", &format!("unknown event {other:?}")));
-            }
+            // why: refused above
+            ClientFrame::Unknown(_) => {}
         }
         None
     }
@@ -416,8 +411,8 @@ impl Session {
     /// Renews the session's token in band, so sockets need not reconnect at expiry.
     fn on_auth(&mut self, token: &str) {
         match self.gateway.auth.verify_until(token) {
-            Ok((Caller::User { user_id, session_id }, expires))
-                if user_id == self.identity.user_id && session_id == self.identity.login_session =>
+            Ok((caller, expires))
+                if protocol::may_renew(self.identity.user_id, &self.identity.login_session, &caller) =>
             {
                 self.identity.token = token.to_owned();
                 self.identity.expires_at_secs = expires;
@@ -435,18 +430,9 @@ impl Session {
     /// Starts a replay of the event log after the given event ids; live events are buffered
     /// meanwhile and sent after it, deduplicated.
     fn on_resume(&mut self, wanted: Vec<(u64, u64)>) -> Option<JoinHandle<Replay>> {
-        let mut plan = Vec::new();
-        for (channel, last) in wanted {
-            let sent = self.last_sent.entry(channel).or_insert(0);
-            if *sent > last {
-                // why: live events past the resume point already went out; replaying the gap now
-                // would be out of order, so the client refetches instead.
-                self.push(frames::resync(channel, "live_ahead"));
-                continue;
-            }
-            // why: nothing at or before the resume point may be sent again on this connection.
-            *sent = last;
-            plan.push((channel, last));
+        let (plan, live_ahead) = protocol::resume_plan(&mut self.last_sent, wanted);
+        for channel in live_ahead {
+            self.push(frames::resync(channel, "live_ahead"));
         }
         let (chat, token, cap) = (self.chat(), self.identity.token.clone(), self.gateway.settings.replay_cap);
         Some(tokio::spawn(replay(chat, token, plan, cap)))
@@ -488,12 +474,8 @@ impl Session {
 
     /// Like `push_live`, but waits (up to `deadline`) for room: a replay is bounded by the cap.
     async fn send_waiting(&mut self, frame: &Frame, deadline: Duration) -> bool {
-        if let (Some(channel), Some(event_id)) = (frame.channel, frame.event_id) {
-            let last = self.last_sent.entry(channel).or_insert(0);
-            if event_id <= *last {
-                return true;
-            }
-            *last = event_id;
+        if !protocol::first_sending(&mut self.last_sent, frame.channel, frame.event_id) {
+            return true;
         }
         matches!(tokio::time::timeout(deadline, self.out.send(Out::Text(frame.text.clone()))).await, Ok(Ok(())))
     }
@@ -510,8 +492,7 @@ async fn replay(mut chat: ChatServiceClient<GrpcChannel>, token: String, plan: V
             let request = ListEventsRequest { channel_id: channel.to_string(), after_event_id, page_size: 500 };
             let page = match chat.list_events(authed(&token, request)).await {
                 Ok(page) => page.into_inner(),
-                Err(status) if status.code() == tonic::Code::NotFound => break Err("not_found"),
-                Err(_) => break Err("unavailable"),
+                Err(status) => break Err(protocol::replay_failure(status.code())),
             };
             if let Some(last) = page.events.last() {
                 cursor = last.event_id.parse().unwrap_or(cursor);

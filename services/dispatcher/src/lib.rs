@@ -4,10 +4,16 @@
 //! share events through the Redis backplane.
 
 mod backplane;
+mod core;
+mod error;
 mod hub;
 mod presence;
 mod service;
 
-pub use backplane::{Inbound, RedisBackplane, Remote};
-pub use presence::RedisPresence;
-pub use service::{Cluster, DispatcherApi, DispatcherInternalApi};
+pub use self::{
+    backplane::{Inbound, RedisBackplane, Remote},
+    core::{Cluster, DispatcherCore},
+    error::DispatcherError,
+    presence::RedisPresence,
+    service::{DispatcherApi, DispatcherInternalApi},
+};
