@@ -1,0 +1,316 @@
+//! The ScyllaDB channel store on the schema-checked in-memory executor: the conformance suite
+//! (and on a real server when `CHATMESH_TEST_SCYLLA` is set), the golden files of what each
+//! operation runs (`src/store/golden/`), and recovery from a process stopped mid-change.
+
+use std::sync::{Arc, Mutex};
+
+use chatmesh_cql::{Call, MemoryCql, golden::taken};
+
+use super::{
+    changes::{Pending, Write},
+    *,
+};
+use crate::{
+    model::{Kind, Role},
+    store::{
+        Op,
+        conformance::{channel, member},
+    },
+};
+
+mod memory {
+    use super::*;
+
+    crate::channel_store_suite!(|| ((), ScyllaChannelStore::new(Cql::memory(MemoryCql::migrated()))));
+}
+
+mod scylla {
+    use super::*;
+
+    // skipped with a printed "skipped: CHATMESH_TEST_SCYLLA not set" unless a server is configured
+    crate::channel_store_suite!(async |case: &'static str| async move {
+        let cql = chatmesh_cql::migrate::test_keyspace(case).await?;
+        Some(((), ScyllaChannelStore::new(cql)))
+    });
+}
+
+#[tokio::test]
+async fn every_statement_parses_against_the_migrations() {
+    ScyllaChannelStore::new(Cql::memory(MemoryCql::migrated())).prepare().await.unwrap();
+}
+
+fn create(id: u64, members: &[(u64, Role)], outbox: &[u64]) -> Change {
+    let mut ops = vec![Op::PutChannel(channel(id, Kind::Group))];
+    ops.extend(members.iter().map(|(user, role)| Op::PutMember(member(id, *user, *role))));
+    let outbox = outbox.iter().map(|seq| OutboxEntry { seq: *seq, event: vec![*seq as u8] }).collect();
+    Change { channel_id: id, expected_version: None, ops, outbox }
+}
+
+fn direct(id: u64, low: u64, high: u64) -> Change {
+    Change {
+        channel_id: id,
+        expected_version: None,
+        ops: vec![
+            Op::ClaimDirectPair { low, high },
+            Op::PutChannel(channel(id, Kind::Direct)),
+            Op::PutMember(member(id, low, Role::Member)),
+            Op::PutMember(member(id, high, Role::Member)),
+        ],
+        outbox: vec![],
+    }
+}
+
+fn put_member(id: u64, version: u64, record: MemberRecord) -> Change {
+    Change { channel_id: id, expected_version: Some(version), ops: vec![Op::PutMember(record)], outbox: vec![] }
+}
+
+fn closed(id: u64, user: u64, closed: bool) -> MemberRecord {
+    MemberRecord { closed, closed_at_ms: if closed { 5 } else { 0 }, ..member(id, user, Role::Member) }
+}
+
+/// One executor; `store` sets up unrecorded, `recorded()` gives a store whose calls are kept.
+struct Bench {
+    cql: Cql,
+    store: ScyllaChannelStore,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let cql = Cql::memory(MemoryCql::migrated());
+        Bench { store: ScyllaChannelStore::new(cql.clone()), cql }
+    }
+
+    fn recorded(&self) -> (ScyllaChannelStore, Arc<Mutex<Vec<Call>>>) {
+        let (cql, log) = self.cql.recording();
+        (ScyllaChannelStore::new(cql), log)
+    }
+}
+
+/// A create, a member join (with an event), a stale change refused, a direct pair claimed.
+async fn golden_apply() -> Vec<Call> {
+    let bench = Bench::new();
+    let (store, log) = bench.recorded();
+    store.apply(create(10, &[(1, Role::Owner), (2, Role::Member)], &[100])).await.unwrap();
+    let join = |version| Change {
+        channel_id: 10,
+        expected_version: Some(version),
+        ops: vec![
+            Op::PutChannel(ChannelRecord { member_count: 3, updated_at_ms: 2, ..channel(10, Kind::Group) }),
+            Op::PutMember(member(10, 3, Role::Member)),
+        ],
+        outbox: vec![OutboxEntry { seq: 101, event: vec![101] }],
+    };
+    store.apply(join(1)).await.unwrap();
+    assert_eq!(store.apply(join(1)).await, Err(StoreError::Conflict));
+    store.apply(direct(20, 1, 2)).await.unwrap();
+    taken(&log)
+}
+
+/// Closing, reopening and leaving: closed rows are written and deleted only as needed.
+async fn golden_apply_members() -> Vec<Call> {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner), (2, Role::Member), (3, Role::Member)], &[])).await.unwrap();
+    let (store, log) = bench.recorded();
+    store.apply(put_member(10, 1, closed(10, 2, true))).await.unwrap();
+    store.apply(put_member(10, 2, closed(10, 2, false))).await.unwrap();
+    let leave = Change {
+        channel_id: 10,
+        expected_version: Some(3),
+        ops: vec![Op::DeleteMember { user_id: 3 }],
+        outbox: vec![],
+    };
+    store.apply(leave).await.unwrap();
+    taken(&log)
+}
+
+/// Deleting a channel: removal committed with a purge, memberships and closed list
+/// removed, then the partition.
+async fn golden_apply_delete_channel() -> Vec<Call> {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner), (2, Role::Member), (3, Role::Member)], &[])).await.unwrap();
+    bench.store.apply(put_member(10, 1, closed(10, 2, true))).await.unwrap();
+    let (store, log) = bench.recorded();
+    let delete = Change {
+        channel_id: 10,
+        expected_version: Some(2),
+        ops: vec![Op::DeleteChannel],
+        outbox: vec![OutboxEntry { seq: 102, event: vec![102] }],
+    };
+    store.apply(delete).await.unwrap();
+    assert!(bench.store.get_channel(10).await.unwrap().is_none());
+    assert!(bench.store.list_memberships(2, None, 10).await.unwrap().is_empty());
+    assert!(bench.store.list_closed_members(10).await.unwrap().is_empty());
+    taken(&log)
+}
+
+/// A pair taken; a pair held by an abandoned claim (fenced, released, claimed again); a
+/// claim released because the channel's batch was refused (the fenced id).
+async fn golden_apply_direct_pair() -> Vec<Call> {
+    let bench = Bench::new();
+    bench.store.apply(direct(20, 1, 2)).await.unwrap();
+    assert!(bench.cql.lwt(&CLAIM_DIRECT, values![3u64, 4u64, 30u64]).await.unwrap(), "an abandoned claim");
+    let (store, log) = bench.recorded();
+    assert_eq!(store.apply(direct(21, 1, 2)).await, Err(StoreError::DirectPairTaken(20)));
+    store.apply(direct(31, 3, 4)).await.unwrap();
+    assert_eq!(store.apply(direct(30, 5, 6)).await, Err(StoreError::Conflict), "30 is fenced");
+    assert_eq!(bench.store.find_direct(3, 4).await.unwrap(), Some(31));
+    assert_eq!(bench.store.find_direct(5, 6).await.unwrap(), None, "released");
+    assert!(bench.store.get_channel(30).await.unwrap().is_none());
+    taken(&log)
+}
+
+/// A read that first finishes the pending writes of a change whose process stopped, then a
+/// plain read.
+async fn golden_get_channel() -> Vec<Call> {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    let join = Change {
+        channel_id: 10,
+        expected_version: Some(1),
+        ops: vec![Op::PutMember(member(10, 2, Role::Member))],
+        outbox: vec![OutboxEntry { seq: 101, event: vec![101] }],
+    };
+    bench.store.commit(join).await.unwrap();
+    let (store, log) = bench.recorded();
+    assert_eq!(store.get_channel(10).await.unwrap().unwrap().version, 2);
+    assert_eq!(store.get_channel(10).await.unwrap().unwrap().version, 2);
+    assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1, "recovered");
+    taken(&log)
+}
+
+async fn setup_three() -> Bench {
+    let bench = Bench::new();
+    for id in [10, 20, 30] {
+        bench.store.apply(create(id, &[(1, Role::Owner), (2, Role::Member)], &[id + 90])).await.unwrap();
+    }
+    bench.store.apply(put_member(10, 1, closed(10, 2, true))).await.unwrap();
+    bench
+}
+
+async fn golden_get_member() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    assert!(store.get_member(10, 2).await.unwrap().unwrap().closed);
+    assert!(store.get_member(10, 9).await.unwrap().is_none());
+    taken(&log)
+}
+
+async fn golden_list_members() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    assert_eq!(store.list_members(10, None, 1).await.unwrap()[0].user_id, 1);
+    assert_eq!(store.list_members(10, Some(1), 10).await.unwrap()[0].user_id, 2);
+    taken(&log)
+}
+
+async fn golden_list_memberships() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    let first: Vec<u64> = store.list_memberships(2, None, 2).await.unwrap().iter().map(|m| m.channel_id).collect();
+    assert_eq!(first, vec![30, 20]);
+    let rest: Vec<u64> = store.list_memberships(2, Some(20), 2).await.unwrap().iter().map(|m| m.channel_id).collect();
+    assert_eq!(rest, vec![10]);
+    taken(&log)
+}
+
+async fn golden_list_closed_members() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    assert_eq!(store.list_closed_members(10).await.unwrap(), vec![closed(10, 2, true)]);
+    taken(&log)
+}
+
+async fn golden_find_direct() -> Vec<Call> {
+    let bench = Bench::new();
+    bench.store.apply(direct(20, 1, 2)).await.unwrap();
+    let (store, log) = bench.recorded();
+    assert_eq!(store.find_direct(1, 2).await.unwrap(), Some(20));
+    taken(&log)
+}
+
+async fn golden_list_outbox() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    let seqs: Vec<u64> = store.list_outbox(Some(100), 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![110, 120]);
+    taken(&log)
+}
+
+async fn golden_delete_outbox() -> Vec<Call> {
+    let bench = setup_three().await;
+    let (store, log) = bench.recorded();
+    store.delete_outbox(110).await.unwrap();
+    assert_eq!(bench.store.list_outbox(None, 10).await.unwrap().len(), 1);
+    taken(&log)
+}
+
+chatmesh_cql::golden_files!(
+    prefix: "",
+    statements: super::STATEMENTS,
+    also: [],
+    [
+        golden_apply => "apply",
+        golden_apply_members => "apply_members",
+        golden_apply_delete_channel => "apply_delete_channel",
+        golden_apply_direct_pair => "apply_direct_pair",
+        golden_get_channel => "get_channel",
+        golden_get_member => "get_member",
+        golden_list_members => "list_members",
+        golden_list_memberships => "list_memberships",
+        golden_list_closed_members => "list_closed_members",
+        golden_find_direct => "find_direct",
+        golden_list_outbox => "list_outbox",
+        golden_delete_outbox => "delete_outbox",
+    ]
+);
+
+#[tokio::test]
+async fn a_change_committed_by_a_stopped_process_is_finished_by_the_next_change() {
+    let bench = Bench::new();
+    bench.store.commit(create(10, &[(1, Role::Owner)], &[7])).await.unwrap();
+    assert!(bench.store.list_memberships(1, None, 10).await.unwrap().is_empty(), "not finished yet");
+    bench.store.apply(put_member(10, 1, member(10, 2, Role::Member))).await.unwrap();
+    assert_eq!(bench.store.list_memberships(1, None, 10).await.unwrap().len(), 1);
+    assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1);
+    assert_eq!(bench.store.list_outbox(None, 10).await.unwrap().len(), 1);
+    assert_eq!(bench.store.read_head(10).await.unwrap().pending, None, "cleared");
+}
+
+#[tokio::test]
+async fn a_deleted_channel_hides_its_members_until_its_partition_is_gone() {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner), (2, Role::Member)], &[])).await.unwrap();
+    let delete = Change { channel_id: 10, expected_version: Some(1), ops: vec![Op::DeleteChannel], outbox: vec![] };
+    bench.store.commit(delete).await.unwrap();
+    assert!(bench.store.get_member(10, 2).await.unwrap().is_none());
+    assert!(bench.store.list_members(10, None, 10).await.unwrap().is_empty());
+    assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1, "not purged yet");
+    assert!(bench.store.get_channel(10).await.unwrap().is_none());
+    assert!(bench.store.list_memberships(2, None, 10).await.unwrap().is_empty(), "purged by the read");
+    bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    assert_eq!(bench.store.get_channel(10).await.unwrap().unwrap().version, 1, "created again");
+}
+
+#[tokio::test]
+async fn a_young_claim_without_its_channel_is_taken_not_fenced() {
+    let bench = Bench::new();
+    let young = chatmesh_platform::ids::IdGenerator::new(1).unwrap().next_id();
+    assert!(bench.cql.lwt(&CLAIM_DIRECT, values![1u64, 2u64, young]).await.unwrap());
+    assert_eq!(bench.store.apply(direct(21, 1, 2)).await, Err(StoreError::DirectPairTaken(young)));
+    assert_eq!(bench.store.read_head(young).await.unwrap().version, None, "not fenced");
+}
+
+#[tokio::test]
+async fn pending_writes_survive_encoding() {
+    let pending = Pending {
+        writes: vec![
+            Write::Membership(closed(10, 2, true)),
+            Write::NoMembership { user_id: 3 },
+            Write::Closed(closed(10, 2, true)),
+            Write::NotClosed { user_id: 4 },
+            Write::Outbox { seq: 9, event: vec![0, 1, 254, 255] },
+        ],
+        purge: true,
+    };
+    assert_eq!(Pending::decode(10, &pending.encode(10).unwrap()).unwrap(), pending);
+}
