@@ -13,11 +13,9 @@ use std::{
 
 use anyhow::Context;
 use chatmesh_api::chat::v1 as pb_chat;
-use chatmesh_chat::{
-    search::{IndexQuery, SearchIndex, TantivyIndex, parse_query},
-    store::{ChatStore, CreateOutcome, FjallChatStore, Range},
-};
+use chatmesh_chat::store::{Chats, CreateOutcome, FjallChatStore, Range};
 use chatmesh_platform::ids::IdGenerator;
+use chatmesh_search::{IndexQuery, SearchIndex, TantivyIndex, parse_query};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};

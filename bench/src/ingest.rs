@@ -11,7 +11,7 @@ use anyhow::Context;
 use chatmesh_api::chat::v1 as pb_chat;
 use chatmesh_chat::{
     ChatKind, NewChat,
-    store::{ChatStore, FjallChatStore},
+    store::{Chats, FjallChatStore},
 };
 use chatmesh_platform::ids::IdGenerator;
 use hdrhistogram::Histogram;

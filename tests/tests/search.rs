@@ -230,3 +230,71 @@ async fn a_deleted_channel_is_not_searched_and_leaves_the_index() {
     let all: BTreeSet<String> = found(&mut chats, &alice, query("narwhal")).await.into_iter().collect();
     assert_eq!(all, BTreeSet::from([survivor]));
 }
+
+/// A stand-in for Elasticsearch: it takes the index set-up (templates, indices) and answers as
+/// an empty index does, but fails every search with an answer naming its internals. Sending on
+/// the returned channel closes it, so later requests find a closed port.
+async fn failing_elasticsearch() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    async fn answer(method: axum::http::Method, uri: axum::http::Uri) -> (axum::http::StatusCode, String) {
+        let path = uri.path();
+        let (status, body) = if path.ends_with("/_search") {
+            let reason = "all shards failed on node 127.0.0.1:9300: secret-backend-detail";
+            (500, serde_json::json!({ "error": { "type": "search_phase_execution_exception", "reason": reason } }))
+        } else if method == axum::http::Method::GET && path.ends_with("/_doc/position") {
+            (404, serde_json::json!({ "found": false }))
+        } else if path.ends_with("/_count") {
+            (200, serde_json::json!({ "count": 0 }))
+        } else {
+            (200, serde_json::json!({ "acknowledged": true }))
+        };
+        (axum::http::StatusCode::from_u16(status).expect("status"), body.to_string())
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (close, closed) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let app = axum::Router::new().fallback(answer);
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = closed.await;
+            })
+            .await;
+    });
+    (url, close, server)
+}
+
+/// Whether a failed search answered with nothing of the backend's own words.
+fn assert_generic(status: &tonic::Status) {
+    assert!(matches!(status.code(), Code::Internal | Code::Unavailable), "{status:?}");
+    assert!(status.message().contains("request"), "the answer names the request id: {status:?}");
+    let details = String::from_utf8_lossy(status.details());
+    let leaks = ["127.0.0.1", "secret-backend-detail", "search_phase_execution_exception", "HTTP 500", "error sending"];
+    for leak in leaks {
+        assert!(!status.message().contains(leak), "{leak:?} reached the client: {status:?}");
+        assert!(!details.contains(leak), "{leak:?} reached the client in the details: {status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_search_index_answers_without_its_internals() {
+    let (url, close, server) = failing_elasticsearch().await;
+    let dir = tempfile::tempdir().expect("temporary data dir");
+    let mut config = test_config(dir.path().to_owned());
+    config.search.backend = chatmesh_platform::config::SearchBackend::Elasticsearch;
+    config.search.elasticsearch_url = url;
+    let app = TestApp::spawn_with(config).await;
+    let alice = app.user("alice").await;
+    let group = app.group(&alice, ChannelVisibility::Private, &[]).await;
+    let mut chats = app.chats().await;
+    send(&mut chats, &alice, &group.channel_id, "hello there").await;
+
+    // the index answers, but with a failure naming its node
+    let refused = search(&mut chats, &alice, query("hello")).await.expect_err("the index fails");
+    assert_generic(&refused);
+
+    // the index is gone: its port is closed
+    close.send(()).expect("the stand-in runs");
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the stand-in closes").expect("stand-in");
+    let unreachable = search(&mut chats, &alice, query("hello")).await.expect_err("the index is unreachable");
+    assert_generic(&unreachable);
+}

@@ -1,21 +1,28 @@
 //! Chat service: chats, history, read pointers and unread counts, and each channel's ordered
 //! event log (with the global change feed that publishing and search consume), and full-text
 //! search over it.
+//!
+//! `service` translates gRPC to [`ChatCore`] (the rules), which works on the `store`, asks the
+//! channel and user services through the [`Directory`], and hands committed events to the
+//! change feed's consumers (`delivery`).
 
 mod announce;
+mod convert;
+mod core;
+mod delivery;
+mod directory;
 mod error;
-mod feed;
 pub mod media;
 mod model;
-mod peers;
-pub mod search;
+pub mod search_source;
 mod service;
 pub mod store;
 
-pub use error::ChatError;
-pub use feed::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_relay};
-pub use model::{
-    Announcement, AttachmentRecord, ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState,
+pub use self::{
+    core::{ChatCore, ChatDeps, Search},
+    delivery::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_delivery},
+    directory::{Access, Directory},
+    error::ChatError,
+    model::{Announcement, AttachmentRecord, ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState},
+    service::{ChatApi, ChatInternalApi},
 };
-pub use peers::Peers;
-pub use service::{ChatApi, ChatDeps, ChatInternalApi, Search};

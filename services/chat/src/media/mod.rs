@@ -9,7 +9,11 @@ pub mod local;
 
 use std::{path::Path as FsPath, sync::Arc, time::Duration};
 
-use chatmesh_platform::{config::MediaConfig, ids::now_ms, shutdown::CancellationToken};
+use chatmesh_platform::{
+    config::{MediaBackend, MediaConfig},
+    ids::now_ms,
+    shutdown::CancellationToken,
+};
 use object_store::{
     Attribute, GetOptions, ObjectStore, ObjectStoreExt as _,
     aws::{AmazonS3, AmazonS3Builder},
@@ -69,8 +73,8 @@ impl Media {
     /// and are signed with a key kept in `data_dir/keys/media.key`; the handler serving them is
     /// [`Media::local_router`].
     pub fn open(config: &MediaConfig, data_dir: &FsPath) -> Result<Self, MediaError> {
-        match config.backend.as_str() {
-            "local" => {
+        match config.backend {
+            MediaBackend::Local => {
                 let root = if config.local_root.is_empty() {
                     data_dir.join("media")
                 } else {
@@ -82,7 +86,7 @@ impl Media {
                 let signer = local::LocalSigner::new(key, config.public_url.clone());
                 Ok(Self { store, signing: Signing::Local(Box::new(signer)), config: config.clone() })
             }
-            "s3" => {
+            MediaBackend::S3 => {
                 if config.s3_bucket.is_empty() {
                     return Err(backend("media.s3_bucket is required for the s3 backend"));
                 }
@@ -96,7 +100,6 @@ impl Media {
                 let s3 = Arc::new(builder.build().map_err(backend)?);
                 Ok(Self { store: s3.clone(), signing: Signing::S3(s3), config: config.clone() })
             }
-            other => Err(backend(format!("media.backend {other:?}: one of local, s3"))),
         }
     }
 
@@ -122,12 +125,9 @@ impl Media {
         self.config.max_bytes
     }
 
-    /// Whether `content_type` (lowercase, no parameters) is accepted.
-    pub fn accepts(&self, content_type: &str) -> bool {
-        self.config.content_types.iter().any(|allowed| match allowed.strip_suffix("/*") {
-            Some(family) => content_type.split_once('/').is_some_and(|(f, sub)| f == family && !sub.is_empty()),
-            None => allowed == content_type,
-        })
+    /// The content types accepted; `type/*` accepts a whole family (see [`accepts`]).
+    pub fn content_types(&self) -> &[String] {
+        &self.config.content_types
     }
 
     /// A URL to PUT exactly `size` bytes of `content_type` to `key`.
@@ -200,6 +200,15 @@ impl Media {
     fn sweep_interval(&self) -> Duration {
         Duration::from_secs(self.config.sweep_interval_secs.max(1))
     }
+}
+
+/// Whether `content_type` (lowercase, no parameters) is one of `accepted`, where `type/*`
+/// accepts a whole family.
+pub fn accepts(accepted: &[String], content_type: &str) -> bool {
+    accepted.iter().any(|allowed| match allowed.strip_suffix("/*") {
+        Some(family) => content_type.split_once('/').is_some_and(|(f, sub)| f == family && !sub.is_empty()),
+        None => allowed == content_type,
+    })
 }
 
 /// Uploads handled per sweep step.

@@ -366,7 +366,7 @@ pub(super) async fn release_for_chat(cql: &Cql, chat: &ChatRecord) -> Result<(),
 }
 
 /// The write queueing a deleted channel's uploads for release: put it in the logged batch of
-/// its `channel.deleted` event (`feed::channel_deleted_writes` does).
+/// its `channel.deleted` event (`change_feed::channel_deleted_writes` does).
 pub(super) fn channel_release_writes(channel_id: u64) -> Vec<(&'static Statement, Vec<Value>)> {
     vec![(&QUEUE_CHANNEL, values![SHARD, channel_id])]
 }
@@ -640,7 +640,7 @@ mod tests {
         create_upload(&cql, upload(3, 5, 7)).await.unwrap();
         assert_eq!(claim(&cql, 7, 5, &[3], 100).await.unwrap(), None);
         // queued with channel.deleted; the sweep releases it (as after a crash before release_channel)
-        cql.batch(BatchKind::Logged, super::super::feed::channel_deleted_writes(5)).await.unwrap();
+        cql.batch(BatchKind::Logged, super::super::change_feed::channel_deleted_writes(5)).await.unwrap();
         assert_eq!(reclaimable_ids(&cql).await, vec![1, 3]);
         assert_eq!(state(&cql, 3).await, Some(UploadState::Reclaiming), "attached ones too");
         assert_eq!(state(&cql, 2).await, Some(UploadState::Pending));

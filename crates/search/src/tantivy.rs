@@ -18,7 +18,7 @@ use tantivy::{
     schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions},
 };
 
-use super::{
+use crate::{
     IndexChange, IndexEntry, IndexError, IndexQuery, IndexedChat, Rejected, SearchIndex,
     analysis::{self, Clause},
 };
@@ -327,9 +327,9 @@ mod tests {
         let writer = TantivyIndex::open(dir.path(), 20_000_000).unwrap();
         let reader = TantivyIndex::open_reader(dir.path()).unwrap();
         assert!(reader.write(Vec::new()).await.is_err(), "a reader does not write");
-        writer.write(vec![IndexChange::Upsert(super::super::conformance::chat(1, 1, 7, "shared"))]).await.unwrap();
+        writer.write(vec![IndexChange::Upsert(crate::conformance::chat(1, 1, 7, "shared"))]).await.unwrap();
         writer.commit(3).await.unwrap();
-        let query = || super::super::conformance::query("shared", &[1]);
+        let query = || crate::conformance::query("shared", &[1]);
         let started = std::time::Instant::now();
         while reader.search(query()).await.unwrap().is_empty() {
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reader never saw the commit");

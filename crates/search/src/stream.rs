@@ -1,8 +1,9 @@
 //! The change stream (`search.source = "stream"`): the chat part relays its durable change feed
 //! into a Redis Stream, and indexers in any process read it as one consumer group.
 //!
-//! Relay: XADD, then the feed cursor moves ([`crate::run_feed_relay`]), so an entry is relayed
-//! at least once and never lost; a store write and a Redis write cannot be one transaction.
+//! Relay: XADD ([`StreamSink::relay`], which the chat part runs as a consumer of its feed), then
+//! the feed cursor moves, so an entry is relayed at least once and never lost; a store write and
+//! a Redis write cannot be one transaction.
 //! Indexer: XREADGROUP, the current state of each changed chat written to the index and
 //! committed, and only then XACK. An indexer killed before its XACK leaves its entries pending:
 //! it reads them again when it restarts under the same name, and another consumer takes them
@@ -11,7 +12,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use chatmesh_api::chat::v1::ChannelEvent;
 use chatmesh_platform::{fault, redis_keys, shutdown::CancellationToken};
 use redis::{
@@ -19,14 +19,11 @@ use redis::{
     aio::ConnectionManager,
     streams::{StreamAutoClaimOptions, StreamId, StreamPendingReply, StreamReadOptions, StreamReadReply},
 };
-use tonic::Status;
 
-use super::{
-    IndexerStatus, SearchIndex,
+use crate::{
+    ChatSource, IndexerStatus, SearchIndex,
     indexer::{Changed, changed_by, changes_for, refused},
-    source::ChatSource,
 };
-use crate::feed::FeedSink;
 
 /// Entries read or claimed per step.
 const BATCH: usize = 512;
@@ -38,14 +35,38 @@ const HOUSEKEEPING: Duration = Duration::from_secs(30);
 /// A consumer with nothing pending, silent this long, is removed from the group.
 const CONSUMER_GONE: Duration = Duration::from_secs(3600);
 
-/// The feed consumer that relays index-relevant changes into the stream.
+/// The feed consumer that relays index-relevant changes into the stream (its feed cursor is
+/// [`StreamSink::CURSOR`]).
 pub struct StreamSink {
     redis: ConnectionManager,
 }
 
+/// The stream could not be written; the same events must be relayed again.
+#[derive(Debug, thiserror::Error)]
+#[error("change stream: {0}")]
+pub struct RelayError(#[from] redis::RedisError);
+
 impl StreamSink {
+    /// The name of the feed cursor the relay moves.
+    pub const CURSOR: &'static str = "stream";
+
     pub fn new(redis: ConnectionManager) -> Self {
         Self { redis }
+    }
+
+    /// Appends an entry for every index-relevant change of `events` to the stream.
+    pub async fn relay(&self, events: &[ChannelEvent]) -> Result<(), RelayError> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for change in events.iter().filter_map(changed_by) {
+            pipe.xadd(redis_keys::change_stream(), "*", &entry_fields(change)).ignore();
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut redis = self.redis.clone();
+        Ok(pipe.query_async::<()>(&mut redis).await?)
     }
 }
 
@@ -62,27 +83,6 @@ fn parse_entry(entry: &StreamId) -> Option<Changed> {
         (Some(event_id), Some(chat_id), None) => Some(Changed::Chat { chat_id, event_id }),
         (Some(_), None, Some(channel_id)) => Some(Changed::Channel { channel_id }),
         _ => None,
-    }
-}
-
-#[async_trait]
-impl FeedSink for StreamSink {
-    fn cursor(&self) -> &'static str {
-        "stream"
-    }
-
-    async fn deliver(&self, events: Vec<ChannelEvent>) -> Result<(), Status> {
-        let mut pipe = redis::pipe();
-        let mut any = false;
-        for change in events.iter().filter_map(changed_by) {
-            pipe.xadd(redis_keys::change_stream(), "*", &entry_fields(change)).ignore();
-            any = true;
-        }
-        if !any {
-            return Ok(());
-        }
-        let mut redis = self.redis.clone();
-        pipe.query_async::<()>(&mut redis).await.map_err(|e| Status::unavailable(format!("change stream: {e}")))
     }
 }
 
@@ -283,7 +283,7 @@ impl Consumer {
                 None => dead.push((entry.id.clone(), 0, "not a change entry".to_owned())),
             }
         }
-        let changes = changes_for(self.source.as_ref(), &changed).await?;
+        let changes = changes_for(self.source.as_ref(), &changed).await.map_err(|e| e.to_string())?;
         let count = changes.len() as u64;
         let rejected = self.index.write(changes).await.map_err(|e| e.to_string())?;
         refused(&rejected);

@@ -1,5 +1,6 @@
-//! What the chat service asks of other services: membership (through the platform's cached
-//! client) and usernames.
+//! What the chat service looks up in other services: who belongs to a channel and with which
+//! role (the channel service, through the platform's cached membership client), and which user
+//! a username names (the user service).
 
 use chatmesh_api::{
     channel::v1::{ChannelKind, MemberRole},
@@ -19,13 +20,15 @@ pub struct Access {
     pub kind: ChannelKind,
 }
 
+/// The chat service's lookups in the channel and user services: channel membership and roles,
+/// and usernames.
 #[derive(Debug, Clone)]
-pub struct Peers {
+pub struct Directory {
     membership: MembershipClient,
     users: UserInternalServiceClient<InternalChannel>,
 }
 
-impl Peers {
+impl Directory {
     pub fn new(membership: MembershipClient, users: InternalChannel) -> Self {
         Self { membership, users: UserInternalServiceClient::new(users) }
     }

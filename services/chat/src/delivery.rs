@@ -1,8 +1,9 @@
-//! Consumers of the change feed. The feed is the outbox: a relay per consumer reads it after
-//! its durable cursor, delivers, and only then moves the cursor, so a failed delivery never
-//! fails a send and is retried until it succeeds. Consumers: the dispatcher (live delivery),
-//! the channel service (reopening closed channels when a chat arrives), and the search indexer
-//! (which keeps its position in the index itself; see `search::indexer`).
+//! Delivery of the change feed to its consumers. The feed is the outbox: one delivery task per
+//! consumer reads it after the consumer's durable cursor, delivers, and only then moves the
+//! cursor, so a failed delivery never fails a send and is retried until it succeeds. Consumers:
+//! the dispatcher (live delivery), the channel service (reopening closed channels when a chat
+//! arrives), and the search indexer (which keeps its position in the index itself; see
+//! `search::indexer`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -120,8 +121,8 @@ impl Publisher for GrpcPublisher {
     }
 }
 
-/// Feeds `sink` until `shutdown`; `wake` changes after each committed write.
-pub async fn run_feed_relay(
+/// Delivers the change feed to `sink` until `shutdown`; `wake` changes after each committed write.
+pub async fn run_feed_delivery(
     store: Arc<dyn ChatStore>,
     sink: Arc<dyn FeedSink>,
     mut wake: watch::Receiver<u64>,
@@ -141,7 +142,7 @@ pub async fn run_feed_relay(
                 continue;
             }
             Err(e) => {
-                // why: log a failure streak once; the relay keeps retrying quietly.
+                // why: log a failure streak once; delivery keeps retrying quietly.
                 if !failing {
                     tracing::warn!(consumer = sink.cursor(), error = %e, "feed delivery failed; retrying with backoff");
                 }
@@ -210,7 +211,7 @@ mod tests {
         let (_wake, woken) = watch::channel(0);
         let shutdown = CancellationToken::new();
         let sink = Arc::new(PublishSink(publisher.clone()));
-        let relay = tokio::spawn(run_feed_relay(store.clone(), sink, woken, shutdown.clone()));
+        let delivery = tokio::spawn(run_feed_delivery(store.clone(), sink, woken, shutdown.clone()));
         for _ in 0..100 {
             if publisher.published.lock().unwrap().len() == 5 {
                 break;
@@ -218,7 +219,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         shutdown.cancel();
-        relay.await.unwrap();
+        delivery.await.unwrap();
         let expected: Vec<String> = store.feed(0, 10).await.unwrap().into_iter().map(|e| e.event_id).collect();
         assert_eq!(*publisher.published.lock().unwrap(), expected, "every event once, in commit order");
         assert_eq!(store.cursor("publisher").await.unwrap().to_string(), expected[4]);

@@ -299,7 +299,7 @@ pub(super) async fn channel_deleted(cql: &Cql, channel_id: u64) -> Result<bool, 
 }
 
 /// Up to `limit` changes after `after_event` in event id order, chats as they are now (filled
-/// in by [`super::hydrate`], as for a channel's log). Leaves out ids this process may still
+/// in by [`super::read::hydrate`], as for a channel's log). Leaves out ids this process may still
 /// commit below (see [`Inflight`]).
 pub(super) async fn feed(
     cql: &Cql,
@@ -319,7 +319,7 @@ pub(super) async fn feed(
                 .map_err(|e| StoreError::Backend(format!("chat feed: event {id} does not decode: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    super::hydrate(cql, events).await
+    super::read::hydrate(cql, events).await
 }
 
 /// How many feed entries follow `after_event`, counting up to `cap`.

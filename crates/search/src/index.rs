@@ -1,34 +1,9 @@
-//! Full-text search: the index trait, its embedded tantivy backend, and the indexer that keeps
-//! it following the change feed.
-//!
-//! The index is eventually consistent and holds only what a query needs to find and filter
-//! chats (ids, channel, sender, time, who removed it, analyzed text); results are always
-//! checked against the store before anyone sees them, and snippets are cut from the store's
-//! current text.
-
-pub mod analysis;
-#[doc(hidden)]
-pub mod conformance;
-mod elasticsearch;
-pub mod indexer;
-pub mod source;
-pub mod stream;
-mod tantivy;
+//! The index: what it holds of a chat, the changes written to it, the queries it answers, and
+//! the trait every backend implements.
 
 use async_trait::async_trait;
 
-pub use self::elasticsearch::{ElasticsearchIndex, ElasticsearchSettings};
-pub use self::{
-    analysis::{ParsedQuery, matches, parse_query, snippet},
-    indexer::{IndexerSettings, IndexerStatus, SearchStatus, rebuild, run_indexer, status},
-    tantivy::TantivyIndex,
-};
-
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum IndexError {
-    #[error("search index: {0}")]
-    Backend(String),
-}
+use crate::{IndexError, analysis::ParsedQuery};
 
 /// A chat as the index keeps it: the store's state of the chat when it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! One behaviour suite for every search index backend; `search_index_suite!` instantiates it.
 
-use super::{IndexChange, IndexQuery, IndexedChat, SearchIndex, parse_query};
+use crate::{IndexChange, IndexQuery, IndexedChat, SearchIndex, parse_query};
 
 pub fn chat(chat_id: u64, channel_id: u64, sender_id: u64, text: &str) -> IndexedChat {
     IndexedChat {
@@ -137,11 +137,11 @@ pub async fn nothing_is_searchable_before_a_commit(index: &dyn SearchIndex) {
 /// Instantiates the suite for a backend constructor returning `(guard, index)`.
 #[macro_export]
 macro_rules! search_index_suite {
-    ($make:expr) => {
+    ($($make:tt)+) => {
         chatmesh_platform::conformance_suite!(
             search_index_conformance,
-            $crate::search::conformance,
-            $make,
+            $crate::conformance,
+            ($($make)+),
             [
                 words_are_stemmed_and_cjk_phrases_match_as_written,
                 filters_narrow_and_pages_run_newest_first,

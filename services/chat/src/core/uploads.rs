@@ -1,0 +1,226 @@
+//! Uploads and attachments: starting an upload, what makes an upload attachable, and download
+//! URLs for the attachments a caller may read.
+
+use chatmesh_platform::ids::unix_ms_of;
+use chatmesh_wire::chat as wire;
+
+use super::ChatCore;
+use crate::{
+    error::ChatError,
+    media::{self, SignedUrl, Stored},
+    model::{AttachmentRecord, UploadRecord, UploadState},
+};
+
+/// Whether an upload of `size_bytes` bytes of `content_type` may start, given the content types
+/// this process accepts and its largest file. Returns the size.
+pub fn upload_allowed(
+    accepted: &[String],
+    max_bytes: u64,
+    content_type: &str,
+    size_bytes: i64,
+) -> Result<u64, ChatError> {
+    if !media::accepts(accepted, content_type) {
+        return Err(ChatError::ContentTypeNotAccepted(content_type.to_owned()));
+    }
+    match u64::try_from(size_bytes) {
+        Ok(size) if (1..=max_bytes).contains(&size) => Ok(size),
+        _ => Err(ChatError::SizeOutOfRange { max: max_bytes }),
+    }
+}
+
+/// Whether upload `upload_id` (`upload`, as stored) may be attached by `caller` to a chat in
+/// `channel_id`: it is theirs, of that channel, and still pending.
+pub fn attachable(
+    upload_id: u64,
+    upload: Option<UploadRecord>,
+    caller: u64,
+    channel_id: u64,
+) -> Result<UploadRecord, ChatError> {
+    let upload = match upload {
+        Some(u) if u.uploader_id == caller && u.channel_id == channel_id => u,
+        _ => return Err(ChatError::UploadNotYours(upload_id)),
+    };
+    match upload.state {
+        UploadState::Pending => Ok(upload),
+        UploadState::Attached(_) => Err(ChatError::UploadAttached(upload_id)),
+        UploadState::Reclaiming => Err(ChatError::UploadExpired(upload_id)),
+    }
+}
+
+/// Whether what is stored under an upload's key (`stored`, `None`: nothing yet) is what was
+/// declared: its size, and its type where the backend keeps one. On
+/// [`ChatError::UploadMismatch`] the caller deletes the file.
+pub fn stored_as_declared(upload: &UploadRecord, stored: Option<&Stored>) -> Result<(), ChatError> {
+    let Some(stored) = stored else { return Err(ChatError::UploadNotFinished(upload.upload_id)) };
+    let type_matches = stored.content_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case(&upload.content_type));
+    if stored.size != upload.size_bytes || !type_matches {
+        return Err(ChatError::UploadMismatch {
+            upload_id: upload.upload_id,
+            size_bytes: upload.size_bytes,
+            content_type: upload.content_type.clone(),
+        });
+    }
+    Ok(())
+}
+
+impl ChatCore {
+    /// Starts an upload: records it (pending) and hands out the URL to PUT its bytes to.
+    pub async fn create_upload(
+        &self,
+        caller: u64,
+        cmd: wire::CreateUpload,
+        size_bytes: i64,
+    ) -> Result<(UploadRecord, SignedUrl), ChatError> {
+        let wire::CreateUpload { channel_id, file_name, content_type } = cmd;
+        let media = self.media()?;
+        // why: what is accepted is this process's media setting, so the check is here, not in the wire crate.
+        let size_bytes = upload_allowed(media.content_types(), media.max_bytes(), &content_type, size_bytes)?;
+        self.writer(channel_id, caller).await?;
+        let upload_id = self.ids.next_id();
+        let upload = UploadRecord {
+            upload_id,
+            uploader_id: caller,
+            channel_id,
+            file_name,
+            content_type,
+            size_bytes,
+            created_at_ms: unix_ms_of(upload_id),
+            state: UploadState::Pending,
+        };
+        self.store.create_upload(upload.clone()).await?;
+        let signed = media.upload_url(&upload.object_key(), &upload.content_type, upload.size_bytes).await?;
+        Ok((upload, signed))
+    }
+
+    /// A URL to download an attachment of a chat the caller may read; any other upload is
+    /// not found.
+    pub async fn get_attachment_url(&self, caller: u64, cmd: wire::GetAttachmentUrl) -> Result<SignedUrl, ChatError> {
+        let upload_id = cmd.upload_id;
+        let media = self.media()?;
+        let not_found = || ChatError::AttachmentNotFound(upload_id);
+        let upload = self.store.get_upload(upload_id).await?.ok_or_else(not_found)?;
+        let UploadState::Attached(chat_id) = upload.state else { return Err(not_found()) };
+        match self.readable_chat(chat_id, caller).await {
+            Ok(chat) if !chat.is_retracted() => {}
+            Ok(_) | Err(ChatError::ChatNotFound(_) | ChatError::NotAMember(_)) => return Err(not_found()),
+            Err(e) => return Err(e),
+        }
+        Ok(media.download_url(&upload.object_key(), &upload.content_type, &upload.file_name).await?)
+    }
+
+    /// Upload `upload_id` as a chat of `caller` in `channel_id` will carry it, once the rules
+    /// allow it and its file is what was declared. A finished upload that does not match is
+    /// deleted.
+    pub(super) async fn attachment(
+        &self,
+        upload_id: u64,
+        caller: u64,
+        channel_id: u64,
+    ) -> Result<AttachmentRecord, ChatError> {
+        let media = self.media()?;
+        let upload = attachable(upload_id, self.store.get_upload(upload_id).await?, caller, channel_id)?;
+        let key = upload.object_key();
+        let stored = media.inspect(&key).await?;
+        if let Err(refused) = stored_as_declared(&upload, stored.as_ref()) {
+            if matches!(refused, ChatError::UploadMismatch { .. }) {
+                media.delete(&key).await?;
+            }
+            return Err(refused);
+        }
+        // why: the stored size is the declared one now, and says how much to read.
+        let (width, height) = if upload.content_type.starts_with("image/") {
+            media.dimensions(&key, upload.size_bytes).await.unwrap_or((0, 0))
+        } else {
+            (0, 0)
+        };
+        Ok(AttachmentRecord {
+            upload_id,
+            file_name: upload.file_name,
+            content_type: upload.content_type,
+            size_bytes: upload.size_bytes,
+            width,
+            height,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(state: UploadState) -> UploadRecord {
+        UploadRecord {
+            upload_id: 9,
+            uploader_id: 1,
+            channel_id: 5,
+            file_name: "cat.png".into(),
+            content_type: "image/png".into(),
+            size_bytes: 100,
+            created_at_ms: 0,
+            state,
+        }
+    }
+
+    #[test]
+    fn only_ones_own_pending_upload_of_the_channel_is_attachable() {
+        let cases = [
+            (Some(upload(UploadState::Pending)), 1, 5, "ok"),
+            (None, 1, 5, "not yours"),
+            (Some(upload(UploadState::Pending)), 2, 5, "not yours"),
+            (Some(upload(UploadState::Pending)), 1, 6, "not yours"),
+            (Some(upload(UploadState::Attached(3))), 1, 5, "attached"),
+            (Some(upload(UploadState::Reclaiming)), 1, 5, "expired"),
+        ];
+        for (record, caller, channel, expected) in cases {
+            let verdict = match attachable(9, record.clone(), caller, channel) {
+                Ok(upload) if upload.upload_id == 9 => "ok",
+                Err(ChatError::UploadNotYours(9)) => "not yours",
+                Err(ChatError::UploadAttached(9)) => "attached",
+                Err(ChatError::UploadExpired(9)) => "expired",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(verdict, expected, "{record:?} by {caller} in {channel}");
+        }
+    }
+
+    #[test]
+    fn the_stored_file_must_be_what_was_declared() {
+        let declared = upload(UploadState::Pending);
+        let stored =
+            |size: u64, content_type: Option<&str>| Stored { size, content_type: content_type.map(Into::into) };
+        let cases = [
+            (Some(stored(100, Some("image/png"))), "ok"),
+            (Some(stored(100, Some("IMAGE/PNG"))), "ok"),
+            // local files keep no type: their handler refused any other at upload
+            (Some(stored(100, None)), "ok"),
+            (None, "not finished"),
+            (Some(stored(99, Some("image/png"))), "mismatch"),
+            (Some(stored(100, Some("image/gif"))), "mismatch"),
+            (Some(stored(101, None)), "mismatch"),
+        ];
+        for (stored, expected) in cases {
+            let verdict = match stored_as_declared(&declared, stored.as_ref()) {
+                Ok(()) => "ok",
+                Err(ChatError::UploadNotFinished(9)) => "not finished",
+                Err(ChatError::UploadMismatch { upload_id: 9, size_bytes: 100, .. }) => "mismatch",
+                Err(e) => panic!("{e:?}"),
+            };
+            assert_eq!(verdict, expected, "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn uploads_start_only_for_accepted_types_and_sizes() {
+        let accepted = vec!["image/*".to_owned(), "application/pdf".to_owned()];
+        let allowed = |content_type: &str, size: i64| upload_allowed(&accepted, 1000, content_type, size);
+        assert_eq!(allowed("image/png", 1).unwrap(), 1);
+        assert_eq!(allowed("application/pdf", 1000).unwrap(), 1000);
+        assert!(matches!(allowed("image/", 10), Err(ChatError::ContentTypeNotAccepted(_))));
+        assert!(matches!(allowed("text/html", 10), Err(ChatError::ContentTypeNotAccepted(_))));
+        assert!(matches!(allowed("image/png", 0), Err(ChatError::SizeOutOfRange { max: 1000 })));
+        assert!(matches!(allowed("image/png", -1), Err(ChatError::SizeOutOfRange { max: 1000 })));
+        assert!(matches!(allowed("image/png", 1001), Err(ChatError::SizeOutOfRange { max: 1000 })));
+        // the type is checked first, as it always was
+        assert!(matches!(allowed("text/html", 0), Err(ChatError::ContentTypeNotAccepted(_))));
+    }
+}

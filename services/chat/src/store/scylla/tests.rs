@@ -1,0 +1,514 @@
+//! The ScyllaDB chat store's own tests: the whole conformance suite on the in-memory executor
+//! (and on a cluster when `CHATMESH_TEST_SCYLLA` is set), golden files of every operation's
+//! statements, and what the suite cannot stage: lost writes, many buckets, busy channels,
+//! concurrency and failed batches.
+
+use std::sync::{
+    Arc, Mutex as StdMutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use chatmesh_api::chat::v1::channel_event::Payload;
+use chatmesh_cql::{Call, Cql, MemoryCql, golden::taken, values};
+use chatmesh_platform::ids::{EPOCH_MS, IdGenerator};
+use prost::Message;
+
+use super::{
+    Ids, ScyllaChatStore, encode_chat,
+    read::PAGE,
+    statements::{CLAIM_EVENT_KEY, CLAIM_KEY, all_statements},
+};
+use crate::{
+    model::{ChatRecord, NewChat, UploadRecord, UploadState},
+    store::{
+        ChangeFeed, Chats, CreateOutcome, EventLog, ExternalEvent, ItemOutcome, Range, ReadPointers, Uploads,
+        conformance::{self, channel_deleted, text},
+    },
+};
+
+mod memory {
+    use super::*;
+
+    crate::chat_store_suite!(|| {
+        let ids = Arc::new(IdGenerator::new(1).expect("node id"));
+        ((), ScyllaChatStore::new(Cql::memory(MemoryCql::migrated()), ids))
+    });
+}
+
+mod scylla {
+    use super::*;
+
+    // skipped with a printed "skipped: CHATMESH_TEST_SCYLLA not set" unless a server is configured
+    crate::chat_store_suite!(async |case: &'static str| async move {
+        let cql = chatmesh_cql::migrate::test_keyspace(case).await?;
+        let store = ScyllaChatStore::new(cql, Arc::new(IdGenerator::new(1).expect("node id")));
+        store.prepare().await.expect("the chat store's statements prepare on the migrated keyspace");
+        Some(((), store))
+    });
+}
+
+/// The first id of a deterministic store: 500 days after the id epoch (2025-05-15).
+const FIRST_ID: u64 = (500 * 86_400_000) << 22;
+/// Its clock: a minute later.
+const NOW: u64 = EPOCH_MS + 500 * 86_400_000 + 60_000;
+
+/// A store with ids counting from [`FIRST_ID`] and a fixed clock, recording its calls; and
+/// the same executor, not recording (to stage what a store left half done).
+fn fixed() -> (ScyllaChatStore, Cql, Arc<StdMutex<Vec<Call>>>) {
+    let plain = Cql::memory(MemoryCql::migrated());
+    let (cql, log) = plain.recording();
+    (ScyllaChatStore::with(cql, Ids::Sequence(AtomicU64::new(FIRST_ID)), || NOW), plain, log)
+}
+
+/// Moves the store's next id `days` later.
+fn skip_days(store: &ScyllaChatStore, days: u64) {
+    let Ids::Sequence(next) = &store.inner.ids else { panic!("a fixed store") };
+    next.fetch_add((days * 86_400_000) << 22, Ordering::AcqRel);
+}
+
+async fn send(store: &ScyllaChatStore, channel: u64, sender: u64, body: &str) -> ChatRecord {
+    match store.create_chat(text(channel, sender, body, "")).await.unwrap() {
+        CreateOutcome::Created(chat) => chat,
+        other => panic!("expected a new chat, got {other:?}"),
+    }
+}
+
+fn upload(upload_id: u64, channel_id: u64, uploader_id: u64) -> UploadRecord {
+    conformance::upload(upload_id, channel_id, uploader_id, NOW)
+}
+
+fn with_upload(channel: u64, sender: u64, body: &str, key: &str, upload_id: u64) -> NewChat {
+    NewChat { attachments: vec![conformance::attached(upload_id)], ..text(channel, sender, body, key) }
+}
+
+fn joined(key: &str) -> ExternalEvent {
+    conformance::member_joined(key)
+}
+
+/// The claim a send leaves when its process stops before writing the chat.
+async fn stage_lost_send(store: &ScyllaChatStore, plain: &Cql, chat: NewChat) -> ChatRecord {
+    let record = ChatRecord::created(chat, store.inner.ids.next());
+    let event_id = store.inner.ids.next();
+    let claim = values![
+        record.sender_id,
+        record.channel_id,
+        record.client_msg_id.as_str(),
+        record.chat_id,
+        event_id,
+        record.body_hash.as_str(),
+        encode_chat(&record).unwrap()
+    ];
+    assert!(plain.lwt(&CLAIM_KEY, claim).await.unwrap());
+    record
+}
+
+// golden: each operation's calls on a staged store
+
+async fn create_chat() -> Vec<Call> {
+    let (store, plain, log) = fixed();
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    let lost = stage_lost_send(&store, &plain, text(1, 7, "lost in a crash", "k3")).await;
+    taken(&log);
+    // a keyed send with an upload; its retry; a send whose upload is taken; a retry of a
+    // send whose process stopped between its claim and its write
+    let CreateOutcome::Created(chat) = store.create_chat(with_upload(1, 7, "hi", "k1", 11)).await.unwrap() else {
+        panic!("created")
+    };
+    let again = store.create_chat(with_upload(1, 7, "hi", "k1", 11)).await.unwrap();
+    assert_eq!(again, CreateOutcome::Duplicate(chat));
+    let taken_upload = store.create_chat(with_upload(1, 7, "again", "k2", 11)).await.unwrap();
+    assert_eq!(taken_upload, CreateOutcome::UploadUnavailable(11));
+    let finished = store.create_chat(text(1, 7, "lost in a crash", "k3")).await.unwrap();
+    assert_eq!(finished, CreateOutcome::Duplicate(lost));
+    taken(&log)
+}
+
+async fn edit_chat() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "hello").await;
+    taken(&log);
+    assert!(matches!(store.edit_chat(chat.chat_id, 7, "hello!".into()).await.unwrap(), ItemOutcome::Done(_)));
+    taken(&log)
+}
+
+async fn retract_chats() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    let CreateOutcome::Created(chat) = store.create_chat(with_upload(1, 7, "a file", "", 11)).await.unwrap() else {
+        panic!("created")
+    };
+    taken(&log);
+    let outcomes = store.retract_chats(7, vec![chat.chat_id, 999]).await.unwrap();
+    assert!(matches!(outcomes[..], [ItemOutcome::Done(_), ItemOutcome::NotFound]));
+    taken(&log)
+}
+
+async fn remove_chats() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await;
+    taken(&log);
+    store.remove_chats(8, vec![chat.chat_id, chat.chat_id, 999]).await.unwrap();
+    taken(&log)
+}
+
+async fn append_events() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    taken(&log);
+    // an announced event, its redelivery, a channel's deletion (its upload released)
+    let first = store.append_events(vec![joined("k1")]).await.unwrap();
+    assert_eq!(store.append_events(vec![joined("k1")]).await.unwrap(), first);
+    store.append_events(vec![channel_deleted(1)]).await.unwrap();
+    taken(&log)
+}
+
+async fn ack() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let a = send(&store, 1, 7, "a").await.chat_id;
+    let b = send(&store, 1, 7, "b").await.chat_id;
+    taken(&log);
+    // a first pointer, moved forward, an older ack ignored
+    store.ack(1, 8, a).await.unwrap();
+    store.ack(1, 8, b).await.unwrap();
+    assert_eq!(store.ack(1, 8, a).await.unwrap().last_read_chat_id, b);
+    taken(&log)
+}
+
+async fn set_cursor() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    store.set_cursor("publisher", FIRST_ID + 5).await.unwrap();
+    taken(&log)
+}
+
+async fn cursor() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    store.set_cursor("publisher", FIRST_ID + 5).await.unwrap();
+    taken(&log);
+    assert_eq!(store.cursor("publisher").await.unwrap(), FIRST_ID + 5);
+    taken(&log)
+}
+
+async fn get_chat() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await;
+    taken(&log);
+    assert_eq!(store.get_chat(chat.chat_id).await.unwrap(), Some(chat));
+    taken(&log)
+}
+
+async fn is_removed() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await;
+    store.remove_chats(8, vec![chat.chat_id]).await.unwrap();
+    taken(&log);
+    assert!(store.is_removed(8, chat.chat_id).await.unwrap());
+    taken(&log)
+}
+
+async fn list_chats() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let a = send(&store, 1, 7, "a").await.chat_id;
+    let b = send(&store, 1, 7, "b").await.chat_id;
+    let c = send(&store, 1, 7, "c").await.chat_id;
+    store.remove_chats(8, vec![b]).await.unwrap();
+    taken(&log);
+    // newest first for a viewer who removed one; then oldest first after an id
+    let ids = |chats: Vec<ChatRecord>| chats.iter().map(|c| c.chat_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_chats(1, Range::Before(None), 2, 8).await.unwrap()), vec![c, a]);
+    assert_eq!(ids(store.list_chats(1, Range::After(a), 10, 8).await.unwrap()), vec![c]);
+    taken(&log)
+}
+
+async fn list_events() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await;
+    store.edit_chat(chat.chat_id, 7, "b".into()).await.unwrap();
+    taken(&log);
+    let events = store.list_events(1, 0, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    taken(&log)
+}
+
+async fn unread() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let a = send(&store, 1, 7, "a").await.chat_id;
+    send(&store, 1, 8, "mine").await;
+    let c = send(&store, 1, 7, "c").await.chat_id;
+    send(&store, 1, 7, "d").await;
+    store.ack(1, 8, a).await.unwrap();
+    store.remove_chats(8, vec![c]).await.unwrap();
+    taken(&log);
+    assert_eq!(store.unread(1, 8).await.unwrap().count, 1);
+    taken(&log)
+}
+
+async fn newest_chat_at_or_before() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let a = send(&store, 1, 7, "a").await.chat_id;
+    send(&store, 1, 7, "b").await;
+    taken(&log);
+    assert_eq!(store.newest_chat_at_or_before(1, a + 1).await.unwrap(), Some(a));
+    taken(&log)
+}
+
+async fn removed_by() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await.chat_id;
+    store.remove_chats(8, vec![chat]).await.unwrap();
+    store.remove_chats(9, vec![chat]).await.unwrap();
+    taken(&log);
+    assert_eq!(store.removed_by(chat).await.unwrap(), vec![8, 9]);
+    taken(&log)
+}
+
+async fn scan_chats() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let a = send(&store, 2, 7, "a").await.chat_id;
+    let b = send(&store, 1, 7, "b").await.chat_id;
+    taken(&log);
+    let scanned: Vec<u64> = store.scan_chats((0, 0), 10).await.unwrap().iter().map(|c| c.chat_id).collect();
+    assert_eq!(scanned, vec![b, a]);
+    taken(&log)
+}
+
+/// The operations delegated to the feed and upload modules (their golden files are theirs),
+/// for the coverage of every statement of the store.
+async fn delegated() -> Vec<Call> {
+    let (store, _, log) = fixed();
+    let chat = send(&store, 1, 7, "a").await.chat_id;
+    store.remove_chats(8, vec![chat]).await.unwrap();
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    store.create_upload(upload(12, 1, 7)).await.unwrap();
+    store.create_upload(upload(13, 2, 7)).await.unwrap();
+    store.get_upload(11).await.unwrap();
+    // a send whose second upload is refused gives the first one back
+    let refused = store.create_chat(NewChat {
+        attachments: [with_upload(1, 7, "f", "", 11).attachments, with_upload(1, 7, "f", "", 13).attachments].concat(),
+        ..text(1, 7, "f", "")
+    });
+    assert_eq!(refused.await.unwrap(), CreateOutcome::UploadUnavailable(13));
+    store.append_events(vec![channel_deleted(2)]).await.unwrap();
+    assert_eq!(store.get_upload(13).await.unwrap().map(|u| u.state), Some(UploadState::Reclaiming));
+    store.feed(0, 10).await.unwrap();
+    store.feed_head().await.unwrap();
+    store.feed_count(0, 10).await.unwrap();
+    store.channel_deleted(2).await.unwrap();
+    store.expire_uploads(NOW + 1, 10).await.unwrap();
+    let reclaimable: Vec<u64> = store.reclaimable_uploads(10).await.unwrap().iter().map(|u| u.upload_id).collect();
+    store.forget_uploads(reclaimable).await.unwrap();
+    taken(&log)
+}
+
+chatmesh_cql::golden_files!(
+    prefix: "",
+    statements: super::all_statements(),
+    also: [delegated],
+    [
+    create_chat,
+    edit_chat,
+    retract_chats,
+    remove_chats,
+    append_events,
+    ack,
+    set_cursor,
+    cursor,
+    get_chat,
+    is_removed,
+    list_chats,
+    list_events,
+    unread,
+    newest_chat_at_or_before,
+    removed_by,
+    scan_chats,
+    ]
+);
+
+#[tokio::test]
+async fn every_statement_prepares_on_the_migrated_schema() {
+    let (store, _, _) = fixed();
+    store.prepare().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_append_whose_write_was_lost_is_finished_by_its_redelivery() {
+    let (store, plain, _) = fixed();
+    // the claim an append leaves when its process stops before the write
+    let mut event = joined("k1");
+    let event_id = store.inner.ids.next();
+    event.event.event_id = event_id.to_string();
+    let record = ChatRecord::created(event.announcement.clone().unwrap(), store.inner.ids.next());
+    let chat_event_id = store.inner.ids.next();
+    let claim =
+        values!["k1", event_id, 1u64, event.event.encode_to_vec(), chat_event_id, encode_chat(&record).unwrap()];
+    assert!(plain.lwt(&CLAIM_EVENT_KEY, claim).await.unwrap());
+    assert!(store.list_events(1, 0, 10).await.unwrap().is_empty());
+
+    assert_eq!(store.append_events(vec![joined("k1")]).await.unwrap(), vec![event_id]);
+    let events = store.list_events(1, 0, 10).await.unwrap();
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(ids, vec![event_id.to_string(), chat_event_id.to_string()]);
+    assert_eq!(store.get_chat(record.chat_id).await.unwrap(), Some(record));
+    assert_eq!(store.feed(0, 10).await.unwrap().len(), 2, "in the feed too");
+}
+
+#[tokio::test]
+async fn a_lost_send_is_finished_with_its_uploads_or_given_up_when_they_went_elsewhere() {
+    let (store, plain, _) = fixed();
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    store.create_upload(upload(12, 1, 7)).await.unwrap();
+    // lost before its upload was attached: the retry attaches it and writes the chat
+    let lost = stage_lost_send(&store, &plain, with_upload(1, 7, "f", "k1", 11)).await;
+    let retried = store.create_chat(with_upload(1, 7, "f", "k1", 11)).await.unwrap();
+    assert_eq!(retried, CreateOutcome::Duplicate(lost.clone()));
+    assert_eq!(store.get_upload(11).await.unwrap().unwrap().state, UploadState::Attached(lost.chat_id));
+    assert_eq!(store.get_chat(lost.chat_id).await.unwrap(), Some(lost));
+    // lost, and its upload went to another chat meanwhile: the claim is given up and the
+    // retry is a send like any other (here refused: the upload is taken)
+    let gone = stage_lost_send(&store, &plain, with_upload(1, 7, "g", "k2", 12)).await;
+    let other = store.create_chat(with_upload(1, 7, "other", "", 12)).await.unwrap();
+    assert!(matches!(other, CreateOutcome::Created(_)));
+    let retried = store.create_chat(with_upload(1, 7, "g", "k2", 12)).await.unwrap();
+    assert_eq!(retried, CreateOutcome::UploadUnavailable(12));
+    assert_eq!(store.get_chat(gone.chat_id).await.unwrap(), None);
+    assert!(matches!(store.create_chat(text(1, 7, "g", "k2")).await.unwrap(), CreateOutcome::Created(_)));
+}
+
+#[tokio::test]
+async fn a_send_whose_upload_is_refused_leaves_its_key_free() {
+    let (store, _, _) = fixed();
+    store.create_upload(upload(11, 1, 8)).await.unwrap();
+    assert_eq!(
+        store.create_chat(with_upload(1, 7, "f", "k1", 11)).await.unwrap(),
+        CreateOutcome::UploadUnavailable(11),
+        "another's upload"
+    );
+    assert!(matches!(store.create_chat(text(1, 7, "f", "k1")).await.unwrap(), CreateOutcome::Created(_)));
+}
+
+#[tokio::test]
+async fn pages_cross_buckets_and_skip_empty_ones() {
+    let (store, _, _) = fixed();
+    let mut ids = Vec::new();
+    // 70 buckets with one chat each (more than a page of buckets), gaps of empty buckets
+    for i in 0..70 {
+        ids.push(send(&store, 1, 7, &format!("m{i}")).await.chat_id);
+        skip_days(&store, if i % 7 == 0 { 25 } else { 10 });
+    }
+    send(&store, 2, 7, "elsewhere").await;
+    let listed = |chats: Vec<ChatRecord>| chats.iter().map(|c| c.chat_id).collect::<Vec<_>>();
+    let newest = listed(store.list_chats(1, Range::Before(None), 100, 0).await.unwrap());
+    assert_eq!(newest, ids.iter().rev().copied().collect::<Vec<_>>());
+    let after = listed(store.list_chats(1, Range::After(ids[3]), 3, 0).await.unwrap());
+    assert_eq!(after, ids[4..7]);
+    let before = listed(store.list_chats(1, Range::Before(Some(ids[3])), 10, 0).await.unwrap());
+    assert_eq!(before, vec![ids[2], ids[1], ids[0]]);
+    assert_eq!(store.newest_chat_at_or_before(1, ids[40] + 1).await.unwrap(), Some(ids[40]));
+    assert_eq!(store.newest_chat_at_or_before(1, ids[0] - 1).await.unwrap(), None);
+    assert_eq!(store.list_events(1, ids[68], 10).await.unwrap().len(), 2, "two created events after");
+    let unread = store.unread(1, 8).await.unwrap();
+    assert_eq!((unread.count, unread.last_chat_id), (70, ids[69]));
+    assert_eq!(store.scan_chats((0, 0), 100).await.unwrap().len(), 71);
+}
+
+#[tokio::test]
+async fn unread_counts_and_removals_page_through_busy_channels() {
+    let (store, _, _) = fixed();
+    let mut ids = Vec::new();
+    for i in 0..(PAGE + 20) {
+        ids.push(send(&store, 1, 7, &format!("m{i}")).await.chat_id);
+    }
+    store.remove_chats(8, ids[..PAGE + 3].to_vec()).await.unwrap();
+    assert_eq!(store.unread(1, 8).await.unwrap().count, 17);
+    assert_eq!(store.unread(1, 9).await.unwrap().count, PAGE as u64 + 20);
+    let seen = store.list_chats(1, Range::After(0), 10, 8).await.unwrap();
+    assert_eq!(seen.iter().map(|c| c.chat_id).collect::<Vec<_>>(), ids[PAGE + 3..PAGE + 13]);
+    for user in 100..(100 + PAGE as u64 + 2) {
+        store.remove_chats(user, vec![ids[0]]).await.unwrap();
+    }
+    assert_eq!(store.removed_by(ids[0]).await.unwrap().len(), PAGE + 3);
+}
+
+#[tokio::test]
+async fn scans_walk_channels_across_slots_and_shards() {
+    let (store, _, _) = fixed();
+    let channels = [1u64, (3 << 40) + 2, (3 << 40) + 9, (5 << 56) + 1, (127 << 56) + 4];
+    let mut expected = Vec::new();
+    for channel in channels.iter().rev() {
+        let first = send(&store, *channel, 7, "a").await;
+        let second = send(&store, *channel, 7, "b").await;
+        expected.push((*channel, [first.chat_id, second.chat_id]));
+    }
+    expected.sort();
+    let expected: Vec<u64> = expected.iter().flat_map(|(_, ids)| *ids).collect();
+    let all: Vec<u64> = store.scan_chats((0, 0), 100).await.unwrap().iter().map(|c| c.chat_id).collect();
+    assert_eq!(all, expected);
+    // page by page, resuming after the last (channel, chat) seen
+    let mut after = (0, 0);
+    let mut paged = Vec::new();
+    loop {
+        let page = store.scan_chats(after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = (last.channel_id, last.chat_id);
+        paged.extend(page.iter().map(|c| c.chat_id));
+    }
+    assert_eq!(paged, expected);
+    assert!(store.scan_chats((channels[2], u64::MAX), 100).await.unwrap().len() == 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_in_one_channel_commit_in_id_order() {
+    let store = ScyllaChatStore::new(Cql::memory(MemoryCql::migrated()), Arc::new(IdGenerator::new(1).unwrap()));
+    let senders = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for j in 0..8 {
+                store.create_chat(text(1, i, &format!("{i}/{j}"), "")).await.unwrap();
+            }
+        })
+    });
+    futures::future::join_all(senders).await.into_iter().for_each(|r| r.unwrap());
+    let chats = store.list_chats(1, Range::After(0), 1000, 0).await.unwrap();
+    assert_eq!(chats.len(), 128);
+    let events = store.list_events(1, 0, 1000).await.unwrap();
+    let created: Vec<String> = events
+        .iter()
+        .map(|e| match &e.payload {
+            Some(Payload::Chat(chat)) => chat.chat_id.clone(),
+            _ => panic!("a chat event"),
+        })
+        .collect();
+    let ids: Vec<String> = chats.iter().map(|c| c.chat_id.to_string()).collect();
+    assert_eq!(created, ids, "chat ids and their events' ids in the same order");
+    let stats = store.stats();
+    assert_eq!(stats.writes, 128);
+    assert!(stats.syncs >= 128 && stats.durable_id > 0);
+}
+
+#[tokio::test]
+async fn a_failed_write_holds_the_feed_back_until_it_is_settled() {
+    let engine = MemoryCql::migrated();
+    let store = ScyllaChatStore::new(Cql::memory(engine.clone()), Arc::new(IdGenerator::new(1).unwrap()));
+    // a write timeout whose batch is not applied (yet): the caller gets an error ...
+    engine.fail_writes(1, false);
+    assert!(store.create_chat(crate::store::conformance::text(1, 7, "lost?", "")).await.is_err());
+    // ... a later chat in another channel commits at once, with a larger id ...
+    let CreateOutcome::Created(later) =
+        store.create_chat(crate::store::conformance::text(2, 7, "later", "")).await.unwrap()
+    else {
+        panic!("created")
+    };
+    // ... but the feed holds it back while the failed batch may still apply below it
+    assert!(store.feed(0, 10).await.unwrap().is_empty(), "nothing passes an unsettled write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let feed = loop {
+        let feed = store.feed(0, 10).await.unwrap();
+        if !feed.is_empty() || std::time::Instant::now() > deadline {
+            break feed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let channels: Vec<&str> = feed.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(channels, vec!["1", "2"], "the settled write first, in id order");
+    assert_eq!(store.list_chats(1, Range::After(0), 10, 0).await.unwrap().len(), 1);
+    assert_eq!(store.get_chat(later.chat_id).await.unwrap().unwrap().text, "later");
+}
