@@ -4,16 +4,14 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chatmesh_api::chat::v1::{GetSearchStatusRequest, chat_internal_service_client::ChatInternalServiceClient};
-use chatmesh_chat::{
-    search::{SearchIndex, TantivyIndex, rebuild},
-    store::{ChatStore, FjallChatStore},
-};
+use chatmesh_chat::store::{ChatStore, FjallChatStore};
 use chatmesh_platform::{
     auth::Authenticator,
     config::{Config, StoreBackend},
     grpc::{ServiceAuth, internal_channel, remote_channel},
     ids::IdGenerator,
 };
+use chatmesh_search::{SearchIndex, TantivyIndex, rebuild};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -61,8 +59,7 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
 pub async fn verify_index(config: &Config, json: bool) -> anyhow::Result<()> {
     let store = open_store(config, "verify-index").await?;
     let index = crate::search_index(config, false).await?;
-    let comparison =
-        chatmesh_chat::search::indexer::compare(store.as_ref(), index.as_ref()).await.map_err(anyhow::Error::msg)?;
+    let comparison = chatmesh_search::compare(store.as_ref(), index.as_ref()).await.map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string(&comparison)?);
     } else {

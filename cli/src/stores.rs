@@ -2,7 +2,7 @@
 //! dir, owned by one process) or ScyllaDB (one driver session per process, shared by every
 //! part it runs; statements prepared at start so a schema mismatch stops the process at once).
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use chatmesh_channel::store::{ChannelStore, FjallChannelStore, ScyllaChannelStore};
@@ -15,14 +15,17 @@ use chatmesh_platform::{
 use chatmesh_user::store::{FjallUserStore, UserStore};
 
 /// Opens the stores a process needs.
-pub struct Stores<'c> {
-    config: &'c Config,
+pub struct Stores {
+    backend: StoreBackend,
+    /// Where the embedded stores live.
+    data_dir: PathBuf,
+    /// The ScyllaDB session, when it is the backend.
     scylla: Option<Cql>,
 }
 
-impl std::fmt::Debug for Stores<'_> {
+impl std::fmt::Debug for Stores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores").field("backend", &self.config.store.backend).finish()
+        f.debug_struct("Stores").field("backend", &self.backend).finish()
     }
 }
 
@@ -41,9 +44,9 @@ pub fn scylla_config(config: &Config) -> ScyllaConfig {
     }
 }
 
-impl<'c> Stores<'c> {
+impl Stores {
     /// Connects to ScyllaDB when it is the backend and `needed` (a part with a store runs).
-    pub async fn open(config: &'c Config, needed: bool) -> anyhow::Result<Self> {
+    pub async fn open(config: &Config, needed: bool) -> anyhow::Result<Self> {
         let scylla = match (config.store.backend, needed) {
             (StoreBackend::Scylla, true) => {
                 let settings = scylla_config(config);
@@ -57,7 +60,7 @@ impl<'c> Stores<'c> {
             }
             _ => None,
         };
-        Ok(Stores { config, scylla })
+        Ok(Stores { backend: config.store.backend, data_dir: config.data_dir.clone(), scylla })
     }
 
     pub async fn user(&self) -> anyhow::Result<Arc<dyn UserStore>> {
@@ -67,9 +70,7 @@ impl<'c> Stores<'c> {
                 store.prepare().await.map_err(|e| anyhow::anyhow!("preparing the user store's statements: {e}"))?;
                 Arc::new(store)
             }
-            None => {
-                Arc::new(FjallUserStore::open(&self.config.data_dir.join("user")).context("opening the user store")?)
-            }
+            None => Arc::new(FjallUserStore::open(&self.data_dir.join("user")).context("opening the user store")?),
         })
     }
 
@@ -80,9 +81,9 @@ impl<'c> Stores<'c> {
                 store.prepare().await.map_err(|e| anyhow::anyhow!("preparing the channel store's statements: {e}"))?;
                 Arc::new(store)
             }
-            None => Arc::new(
-                FjallChannelStore::open(&self.config.data_dir.join("channel")).context("opening the channel store")?,
-            ),
+            None => {
+                Arc::new(FjallChannelStore::open(&self.data_dir.join("channel")).context("opening the channel store")?)
+            }
         })
     }
 
@@ -93,9 +94,7 @@ impl<'c> Stores<'c> {
                 store.prepare().await.map_err(|e| anyhow::anyhow!("preparing the chat store's statements: {e}"))?;
                 Arc::new(store)
             }
-            None => Arc::new(
-                FjallChatStore::open(&self.config.data_dir.join("chat"), ids).context("opening the chat store")?,
-            ),
+            None => Arc::new(FjallChatStore::open(&self.data_dir.join("chat"), ids).context("opening the chat store")?),
         })
     }
 }

@@ -135,7 +135,7 @@ fn s3_config() -> Option<(tempfile::TempDir, Config)> {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path().to_owned());
-    config.media.backend = "s3".into();
+    config.media.backend = chatmesh_platform::config::MediaBackend::S3;
     config.media.s3_endpoint = endpoint;
     config.media.s3_allow_http = true;
     config.media.s3_bucket = format!("chatmesh-{}", std::process::id());

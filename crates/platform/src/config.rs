@@ -101,8 +101,7 @@ impl Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// "local" (files under `local_root`, served under /media on the REST listener) or "s3".
-    pub backend: String,
+    pub backend: MediaBackend,
     /// Empty: `<data_dir>/media`.
     pub local_root: String,
     /// The origin clients reach /media at (e.g. `https://chat.example.com`). Empty: the REST
@@ -131,7 +130,7 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
-            backend: "local".into(),
+            backend: MediaBackend::Local,
             local_root: String::new(),
             public_url: String::new(),
             s3_bucket: String::new(),
@@ -150,6 +149,40 @@ impl Default for MediaConfig {
     }
 }
 
+/// Where attachments' bytes live.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// Files under `local_root`, served under /media on the REST listener.
+    #[default]
+    Local,
+    /// An S3 bucket (`s3_bucket`), or an S3-compatible store at `s3_endpoint`.
+    S3,
+}
+
+/// What the search indexer follows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchSource {
+    /// The chat store's change feed, in the chat part's process.
+    #[default]
+    Feed,
+    /// A Redis Stream the chat part relays the feed into, read by a consumer group: indexers
+    /// in any process, several at once.
+    Stream,
+}
+
+/// Where the search index lives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    /// tantivy under the data dir.
+    #[default]
+    Embedded,
+    /// An Elasticsearch cluster (`elasticsearch_url`).
+    Elasticsearch,
+}
+
 /// The search index and its indexer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -160,12 +193,10 @@ pub struct SearchConfig {
     pub commit_batch: usize,
     /// Memory the index writer may buffer, in MiB (at least 15).
     pub writer_memory_mib: usize,
-    /// What the indexer follows: `feed` (the chat store's change feed, in the chat part's
-    /// process) or `stream` (a Redis Stream the chat part relays the feed into, read by a
-    /// consumer group: indexers in any process, several at once).
-    pub source: String,
-    /// Where the index lives: `embedded` (tantivy under the data dir) or `elasticsearch`.
-    pub backend: String,
+    /// What the indexer follows.
+    pub source: SearchSource,
+    /// Where the index lives.
+    pub backend: SearchBackend,
     pub elasticsearch_url: String,
     pub elasticsearch_index: String,
     pub elasticsearch_username: String,
@@ -184,8 +215,8 @@ impl Default for SearchConfig {
             commit_interval_ms: 500,
             commit_batch: 10_000,
             writer_memory_mib: 64,
-            source: "feed".into(),
-            backend: "embedded".into(),
+            source: SearchSource::Feed,
+            backend: SearchBackend::Embedded,
             elasticsearch_url: String::new(),
             elasticsearch_index: "chatmesh-chats".into(),
             elasticsearch_username: String::new(),
@@ -457,8 +488,18 @@ pub struct LimitsConfig {
 pub struct LogConfig {
     /// `tracing` filter, e.g. "info,chatmesh=debug".
     pub filter: String,
-    /// "text" or "json".
-    pub format: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line, with the current span, for log collectors.
+    Json,
 }
 
 impl Default for Config {
@@ -529,7 +570,7 @@ impl Default for LimitsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info,fjall=warn,lsm_tree=warn".into(), format: "text".into() }
+        Self { filter: "info,fjall=warn,lsm_tree=warn".into(), format: LogFormat::Text }
     }
 }
 
@@ -637,6 +678,43 @@ mod tests {
             jail.set_env("CHATMESH_GRPC__INTERNAL_LISTEN", "port 50052");
             let err = Config::load(None, serde_json::json!({})).unwrap_err();
             assert!(err.to_string().to_lowercase().contains("internal_listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_choice_outside_its_enum_is_refused_naming_key_and_value() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("chatmesh.toml", "[search]\nbackend = \"solr\"\n")?;
+            let err = Config::load(Some(std::path::Path::new("chatmesh.toml")), serde_json::json!({})).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("search.backend") && message.contains("solr"), "{message}");
+            assert!(message.contains("embedded") && message.contains("elasticsearch"), "{message}");
+            jail.set_env("CHATMESH_MEDIA__BACKEND", "ftp");
+            // why: figment names a key read from the environment in the environment's case.
+            let message = Config::load(None, serde_json::json!({})).unwrap_err().to_string().to_lowercase();
+            assert!(message.contains("media.backend") && message.contains("ftp"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn choices_load_in_their_documented_spellings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "chatmesh.toml",
+                "[search]\nsource = \"stream\"\nbackend = \"elasticsearch\"\n[media]\nbackend = \"s3\"\n",
+            )?;
+            jail.set_env("CHATMESH_LOG__FORMAT", "json");
+            let config =
+                Config::load(Some(std::path::Path::new("chatmesh.toml")), serde_json::json!({})).expect("loads");
+            assert_eq!(
+                (config.search.source, config.search.backend, config.media.backend, config.log.format),
+                (SearchSource::Stream, SearchBackend::Elasticsearch, MediaBackend::S3, LogFormat::Json)
+            );
+            let flags = serde_json::json!({ "log": { "format": "xml" } });
+            let err = Config::load(None, flags).unwrap_err();
+            assert!(err.to_string().contains("log.format") && err.to_string().contains("xml"), "{err}");
             Ok(())
         });
     }

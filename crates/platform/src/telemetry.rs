@@ -93,7 +93,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service_name: &str) ->
     // why: the log filter (often `warn`) must not silence the spans traces are made of.
     let registry = tracing_subscriber::registry()
         .with(otel_layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
-    let subscribed = if log.format == "json" {
+    let subscribed = if log.format == crate::config::LogFormat::Json {
         registry.with(fmt::layer().json().with_current_span(true).with_filter(filter)).try_init()
     } else {
         registry.with(fmt::layer().with_target(false).with_filter(filter)).try_init()

@@ -1,0 +1,163 @@
+//! One process being wired: what its parts share, and a method per part that starts it.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use chatmesh_chat::media::Media;
+use chatmesh_platform::{
+    auth::Authenticator,
+    config::Config,
+    grpc::{InternalChannel, LateChannel, PlatformLayer, Policy, ServiceAuth, in_process_channel, internal_channel},
+    ids::IdGenerator,
+    membership::EpochBoard,
+};
+use tokio::net::TcpListener;
+
+use crate::{Part, Running, background::Background, peers::PeerAddrs};
+
+/// A process's parts while they start: the config, what they share, and where they are bound.
+pub(crate) struct Node {
+    pub(crate) config: Config,
+    pub(crate) parts: BTreeSet<Part>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) ids: Arc<IdGenerator>,
+    /// Membership epochs shared by the parts of this process.
+    pub(crate) epochs: Arc<EpochBoard>,
+    pub(crate) peers: PeerAddrs,
+    /// The in-process transport between parts, set once the gRPC routes exist.
+    local: LateChannel,
+    /// Attachments' bytes, when the chat part runs here.
+    pub(crate) media: Option<Arc<Media>>,
+    pub(crate) background: Background,
+    running: Running,
+}
+
+impl Node {
+    /// Opens what every part of `parts` shares: the data dir, the signing keys, the node id,
+    /// the metrics listener, the membership epochs and the transports to the other parts.
+    pub(crate) async fn open(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        let auth = Arc::new(
+            Authenticator::from_data_dir(config.auth.clone(), &config.data_dir).context("loading the signing keys")?,
+        );
+        let mut background = Background::new();
+        let node_id = background.node_id(&config, parts).await?;
+        let ids = Arc::new(IdGenerator::new(node_id).map_err(anyhow::Error::msg)?);
+        let mut running = Running::new(auth.clone(), background.shutdown.clone());
+        if config.metrics.enabled {
+            running.metrics_addr = Some(background.serve_metrics(&config).await?);
+        }
+        let local = LateChannel::new();
+        let epochs = background.membership_epochs(&config, &auth).await?;
+        let peers = PeerAddrs::new(&config, parts, &local)?;
+        let media = match parts.contains(&Part::Chat) {
+            true => Some(Arc::new(Media::open(&config.media, &config.data_dir).context("opening the media store")?)),
+            false => None,
+        };
+        let parts = parts.clone();
+        Ok(Self { config, parts, auth, ids, epochs, peers, local, media, background, running })
+    }
+
+    pub(crate) fn runs(&self, part: Part) -> bool {
+        self.parts.contains(&part)
+    }
+
+    /// The credentials `part` calls other parts' internal services with.
+    pub(crate) fn credentials(&self, part: Part) -> ServiceAuth {
+        ServiceAuth::new(self.auth.clone(), part.name())
+    }
+
+    /// The internal transport to `peer` with `credentials`, which `part` cannot run without.
+    pub(crate) fn internal(
+        &self,
+        peer: Part,
+        part: Part,
+        credentials: &ServiceAuth,
+    ) -> anyhow::Result<InternalChannel> {
+        Ok(internal_channel(self.peers.need(peer, part)?, credentials.clone()))
+    }
+
+    /// The gRPC parts of this process behind the platform layer: in process, on `grpc.listen`
+    /// and, when configured, on `grpc.internal_listen`.
+    pub(crate) async fn grpc(&mut self) -> anyhow::Result<()> {
+        let layer = PlatformLayer::new(Arc::new(self.policy().await?));
+        let (routes, health) = self.grpc_routes().await?;
+        let in_process = in_process_channel(routes.clone(), layer.clone());
+        self.local.set(in_process.clone());
+        self.running.in_process = Some(in_process);
+        self.running.health = Some(health);
+        let public = match self.config.grpc.internal_listen {
+            Some(addr) => {
+                let listener = ("internal gRPC", addr);
+                let bound = self.background.serve_grpc(listener, &self.config, layer.clone(), routes.clone()).await?;
+                self.running.internal_grpc_addr = Some(bound);
+                layer.public_only()
+            }
+            None => layer,
+        };
+        let listener = ("gRPC", self.config.grpc.listen);
+        self.running.grpc_addr = Some(self.background.serve_grpc(listener, &self.config, public, routes).await?);
+        Ok(())
+    }
+
+    /// Who may call what, how often: per process, or shared through Redis when configured.
+    async fn policy(&self) -> anyhow::Result<Policy> {
+        let policy = Policy::new(self.auth.clone(), &self.config);
+        let Some(url) = self.config.limits_url() else { return Ok(policy) };
+        let timeout = Duration::from_millis(self.config.redis.timeout_ms);
+        let limits = &self.config.limits;
+        let redis = self.background.redis(url).await?;
+        let shared = chatmesh_platform::shared_limits::SharedLimiter::new(
+            &redis,
+            limits.user_calls_per_sec,
+            limits.user_calls_burst,
+            timeout,
+        );
+        Ok(policy.with_shared_limits(shared))
+    }
+
+    /// The REST gateway, with local media files served beside it.
+    pub(crate) async fn rest(&mut self) -> anyhow::Result<()> {
+        let services = self.peers.by_service();
+        let mut router = chatmesh_gateway_rest::router(self.auth.clone(), services, &self.config.rest.cors_origins);
+        // why: local media URLs are served beside the REST gateway, not by it (no JSON, no gRPC).
+        if let Some(files) = self.media.as_ref().and_then(|m| m.local_router()) {
+            router = files.merge(router);
+        }
+        let grace = Duration::from_secs(self.config.rest.drain_secs);
+        let addr = self.background.serve_http(("REST", self.config.rest.listen), grace, router).await?;
+        self.running.rest_addr = Some(addr);
+        if let Some(media) = &self.media {
+            media.set_default_origin(format!("http://{addr}"));
+        }
+        Ok(())
+    }
+
+    /// The WebSocket gateway, bridged to the chat and dispatcher parts.
+    pub(crate) async fn ws(&mut self) -> anyhow::Result<()> {
+        let listen = self.config.ws.listen;
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("binding WebSocket on {listen}"))?;
+        let addr = listener.local_addr()?;
+        self.running.ws_addr = Some(addr);
+        let gateway = chatmesh_gateway_ws::Gateway::new(
+            self.auth.clone(),
+            self.peers.need(Part::Chat, Part::Ws)?,
+            self.peers.need(Part::Dispatcher, Part::Ws)?,
+            self.config.ws.clone(),
+        );
+        let attach = self.internal(Part::Dispatcher, Part::Ws, &self.credentials(Part::Ws))?;
+        let stop = self.background.shutdown.clone();
+        self.background.spawn(async move { gateway.serve(listener, attach, stop).await.context("WebSocket gateway") });
+        tracing::info!(%addr, "WebSocket listening");
+        Ok(())
+    }
+
+    /// The running process: its addresses, and its tasks to drain when it stops.
+    pub(crate) fn finish(self) -> Running {
+        let mut running = self.running;
+        running.tasks = self.background.into_tasks();
+        running._local = Some(self.local);
+        running
+    }
+}

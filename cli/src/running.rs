@@ -1,0 +1,93 @@
+//! A started process: its bound addresses, and how it stops.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use chatmesh_platform::{
+    auth::Authenticator,
+    grpc::{GrpcChannel, LateChannel},
+    shutdown::CancellationToken,
+};
+use tokio::task::JoinSet;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// A running process: its bound addresses, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The gRPC listener, when a gRPC part runs here (public services only when an
+    /// internal listener is configured).
+    pub grpc_addr: Option<SocketAddr>,
+    /// The internal gRPC listener (every service), when configured.
+    pub internal_grpc_addr: Option<SocketAddr>,
+    pub rest_addr: Option<SocketAddr>,
+    pub ws_addr: Option<SocketAddr>,
+    /// Where Prometheus metrics are served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The process's own routes behind the platform layer stack (no socket).
+    pub in_process: Option<GrpcChannel>,
+    pub auth: Arc<Authenticator>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: JoinSet<anyhow::Result<()>>,
+    pub(crate) health: Option<Health>,
+    /// The in-process transport between parts; dropping it frees the parts and their stores.
+    pub(crate) _local: Option<LateChannel>,
+}
+
+/// The health reporter and every service name it reports on.
+#[derive(Debug)]
+pub(crate) struct Health {
+    pub(crate) reporter: HealthReporter,
+    pub(crate) served: Vec<&'static str>,
+}
+
+impl Running {
+    /// Nothing bound yet; `shutdown` stops what will be.
+    pub(crate) fn new(auth: Arc<Authenticator>, shutdown: CancellationToken) -> Self {
+        Self {
+            grpc_addr: None,
+            internal_grpc_addr: None,
+            rest_addr: None,
+            ws_addr: None,
+            metrics_addr: None,
+            in_process: None,
+            auth,
+            shutdown,
+            tasks: JoinSet::new(),
+            health: None,
+            _local: None,
+        }
+    }
+
+    /// A token that stops the process when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the shutdown token is cancelled, reports NOT_SERVING, drains, and returns.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.drain().await
+    }
+
+    /// Stops now: NOT_SERVING, then drain.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        // why: readiness fails first, so balancers stop sending before the listeners close.
+        if let Some(health) = &self.health {
+            for name in &health.served {
+                health.reporter.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+        }
+        self.shutdown.cancel();
+        let mut first_error = None;
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result.map_err(anyhow::Error::from).and_then(|r| r) {
+                tracing::error!(error = %e, "part stopped with an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
