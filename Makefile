@@ -11,8 +11,11 @@ PYTHON := $(VENV)/bin/python
 CARGO_FUZZ := $(CHATMESH_CACHE)/tools/bin/cargo-fuzz
 FUZZ_TARGETS := ws_frame rest_json requests
 FUZZ_SECONDS ?= 10
+# The v1 contracts as last released, a Buf image (`make released-contracts` writes it);
+# `make lint` refuses a proto change that breaks them (buf.yaml: breaking rules FILE).
+RELEASED_CONTRACTS := proto/released/chatmesh-v1.binpb
 
-.PHONY: up test test-rust test-python test-deploy fuzz bench bench-smoke lint tools clean-data
+.PHONY: up test test-rust test-python test-deploy fuzz bench bench-smoke lint released-contracts tools clean-data
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
@@ -33,8 +36,9 @@ test-python: tools
 	cargo build -p chatmesh-cli
 	$(PYTHON) -m pytest -q tests/python
 
-## The Kubernetes manifests: each overlay rendered (k8s/render.py), validated against the
-## Kubernetes schemas, and checked for probes, limits, drain, lock-down and exposure.
+## The Kubernetes manifests: each overlay rendered by `kubectl kustomize` (Debian's kubectl;
+## .ci/run installs it when missing), validated against the Kubernetes schemas, and checked for
+## probes, limits, drain, lock-down and exposure.
 test-deploy: tools
 	$(PYTHON) -m pytest -q tests/deploy
 
@@ -66,12 +70,19 @@ bench-smoke:
 	cargo build -p chatmesh-cli -p chatmesh-bench
 	$(CARGO_TARGET_DIR)/debug/chatmesh-bench --smoke
 
-## Formatting, clippy with warnings denied, and the Buf lint and format checks.
+## Formatting, clippy with warnings denied, the Buf lint and format checks, and no breaking
+## change against the released contracts.
 lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint
 	$(BUF) format -d --exit-code
+	$(BUF) breaking --against $(RELEASED_CONTRACTS)
+
+## On a release, from its tagged commit: record its contracts as the ones every later change
+## must stay compatible with (commit the refreshed image with the release).
+released-contracts: tools
+	$(BUF) build --exclude-source-info -o $(RELEASED_CONTRACTS)
 
 tools: $(BUF) $(PYTHON)
 

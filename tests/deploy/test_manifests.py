@@ -1,18 +1,21 @@
-"""The Kubernetes manifests, rendered from each overlay: every object valid against the
-Kubernetes schemas (1.30, the oldest release with `preStop.sleep` on by default, and the newest
-the validator knows), and the rules a deployment of chatmesh relies on."""
+"""The Kubernetes manifests, rendered from each overlay by `kubectl kustomize`: every object
+valid against the Kubernetes schemas (1.30, the oldest release with `preStop.sleep` on by
+default, and the newest the validator knows), and the rules a deployment of chatmesh relies on."""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -23,14 +26,25 @@ GATEWAYS = {"rest", "ws"}
 PUBLIC_GRPC_PORT, INTERNAL_GRPC_PORT = 50051, 50052
 DRAIN_SECS = 10  # grpc.drain_secs, rest.drain_secs and ws.drain_secs default
 
-spec = importlib.util.spec_from_file_location("render", K8S / "render.py")
-render = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(render)
 GATEWAY_SCHEMA = json.loads((K8S / "schemas" / "gateway-api-v1.json").read_text())
 
 
+def kustomize(directory: Path) -> str:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl not found: the manifests are rendered by `kubectl kustomize` (.ci/run installs it)")
+    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True)
+    assert done.returncode == 0, f"kubectl kustomize {directory}: {done.stderr}"
+    return done.stdout
+
+
+@functools.cache
+def kustomized(overlay: str) -> str:
+    return kustomize(K8S / "overlays" / overlay)
+
+
 def rendered(overlay: str) -> list[dict]:
-    return render.render(K8S / "overlays" / overlay)
+    """The overlay's objects, parsed afresh on each call (a test may alter its copy)."""
+    return [doc for doc in yaml.safe_load_all(kustomized(overlay)) if doc is not None]
 
 
 def of_kind(objects: list[dict], kind: str) -> list[dict]:
@@ -65,6 +79,19 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(overlay):
         checked += 1
     print(f"{overlay}: {checked} of {len(objects)} objects valid (Kubernetes {', '.join(VERSIONS)}; Gateway API v1)")
     assert checked == len(objects)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_patch_of_an_overlay_changes_what_it_renders(overlay, tmp_path):
+    # why: kustomize skips a patch whose target matches nothing, silently: a typo in a target
+    # (a label, a kind) would drop the patch with no error
+    kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+    for i, patch in enumerate(kustomization["patches"]):
+        copy = tmp_path / str(i)
+        shutil.copytree(K8S, copy)
+        without = {**kustomization, "patches": kustomization["patches"][:i] + kustomization["patches"][i + 1 :]}
+        (copy / "overlays" / overlay / "kustomization.yaml").write_text(yaml.safe_dump(without, sort_keys=False))
+        assert kustomize(copy / "overlays" / overlay) != kustomized(overlay), f"{overlay}: {patch['path']} changes nothing"
 
 
 def test_a_broken_manifest_is_caught():
