@@ -362,7 +362,7 @@ fn new_refresh_secret() -> Result<String, UserError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{FjallUserStore, conformance::user};
 
@@ -433,17 +433,23 @@ mod tests {
         assert_eq!((session.expires_at_ms, session.ended_at_ms), (6_000, None));
     }
 
-    /// A core over a fresh embedded store, with cheap password hashing.
-    fn core() -> (tempfile::TempDir, tempfile::TempDir, UserCore) {
+    /// A core over `store`, with cheap password hashing and keys in a temporary folder.
+    pub(crate) fn core_over(store: Arc<dyn UserStore>) -> (tempfile::TempDir, UserCore) {
         let mut config = Config::default();
         config.password.memory_kib = 64;
         config.password.iterations = 1;
         config.password.parallelism = 1;
         let keys = tempfile::tempdir().unwrap();
         let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), keys.path()).unwrap());
-        let (dir, store) = FjallUserStore::temp();
         let ids = Arc::new(IdGenerator::new(1).unwrap());
-        (dir, keys, UserCore::new(&config, Arc::new(store), auth, ids, None).unwrap())
+        (keys, UserCore::new(&config, store, auth, ids, None).unwrap())
+    }
+
+    /// A core over a fresh embedded store.
+    fn core() -> (tempfile::TempDir, tempfile::TempDir, UserCore) {
+        let (dir, store) = FjallUserStore::temp();
+        let (keys, core) = core_over(Arc::new(store));
+        (dir, keys, core)
     }
 
     fn sign_up(email: &str) -> wire::CreateUser {

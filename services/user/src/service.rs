@@ -240,14 +240,7 @@ mod tests {
     }
 
     fn apis() -> (tempfile::TempDir, UserApi, UserInternalApi) {
-        let mut config = Config::default();
-        config.password.memory_kib = 64;
-        config.password.iterations = 1;
-        config.password.parallelism = 1;
-        let keys = tempfile::tempdir().unwrap();
-        let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), keys.path()).unwrap());
-        let ids = Arc::new(IdGenerator::new(1).unwrap());
-        let core = UserCore::new(&config, Arc::new(FailingStore), auth, ids, None).unwrap();
+        let (keys, core) = crate::core::tests::core_over(Arc::new(FailingStore));
         let (api, internal) = UserApi::over(core);
         (keys, api, internal)
     }
