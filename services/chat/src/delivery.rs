@@ -3,7 +3,7 @@
 //! cursor, so a failed delivery never fails a send and is retried until it succeeds. Consumers:
 //! the dispatcher (live delivery), the channel service (reopening closed channels when a chat
 //! arrives), and the search indexer (which keeps its position in the index itself; see
-//! `search::indexer`).
+//! `chatmesh_search::run_indexer`).
 
 use std::{sync::Arc, time::Duration};
 

@@ -166,8 +166,8 @@ impl RedisBackplane {
     ///
     /// Channel events are delivered from the subscription only — by every dispatcher, this one
     /// included — so each channel has one order everywhere: the order Redis executed the
-    /// PUBLISHes in. Not published, an event is an error for the caller to retry (the feed relay
-    /// does; sends never wait on it).
+    /// PUBLISHes in. Not published, an event is an error for the caller to retry (the chat
+    /// service's feed delivery does; sends never wait on it).
     pub async fn publish(&self, channel: u64, event: &ChannelEvent) -> Result<(), String> {
         let mut connection = self.publisher.clone();
         let message = envelope(self.origin, &Remote::Event(event.clone()));
