@@ -166,6 +166,21 @@ pub fn unavailable(context: &str, error: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("service unavailable, retry later (request {request_id})"))
 }
 
+/// A peer's answer as this service passes it on: its refusals (a refusal code, or any status
+/// with details) unchanged; its failures, whose text may name hosts or OS errors, logged and
+/// answered with this request's id.
+pub fn upstream(context: &str, status: Status) -> Status {
+    if !status.details().is_empty() {
+        return status;
+    }
+    let failure = || format!("{:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => unavailable(context, failure()),
+        Code::Internal | Code::Unknown | Code::DataLoss => internal(context, failure()),
+        _ => status,
+    }
+}
+
 /// The REST error body for a gRPC status, per the error-code table.
 pub fn http_error_body(status: &Status) -> (StatusCode, serde_json::Value) {
     let code = ErrorCode::from_grpc(status.code());
@@ -242,13 +257,13 @@ mod tests {
 
     #[tokio::test]
     async fn internal_and_unavailable_answers_carry_the_request_id_not_the_error() {
-        let status = crate::request_id::scope("req-7f3a".into(), async {
+        let status = crate::request_id::scope(Some("req-7f3a".into()), async {
             internal("chat store", "io error: /var/lib/chatmesh/chats: permission denied")
         })
         .await;
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error (request req-7f3a)");
-        let status = crate::request_id::scope("req-7f3b".into(), async {
+        let status = crate::request_id::scope(Some("req-7f3b".into()), async {
             unavailable("media", "connection refused: http://10.0.0.7:9000")
         })
         .await;
@@ -259,6 +274,20 @@ mod tests {
         let status = internal("indexer", "boom");
         assert!(status.message().starts_with("internal error (request "), "{}", status.message());
         assert!(!status.message().contains("boom"));
+    }
+
+    #[test]
+    fn a_peers_failures_are_reworded_and_its_refusals_pass_on() {
+        let failed = upstream("peer", Status::unavailable("tcp connect error: 10.1.2.3:50051"));
+        assert_eq!(failed.code(), Code::Unavailable);
+        assert!(!failed.message().contains("10.1.2.3"), "{}", failed.message());
+        let failed = upstream("peer", Status::unknown("h2 protocol error"));
+        assert_eq!(failed.code(), Code::Internal);
+        assert!(!failed.message().contains("h2"), "{}", failed.message());
+        let refused = upstream("peer", Status::not_found("channel 7 not found"));
+        assert_eq!((refused.code(), refused.message()), (Code::NotFound, "channel 7 not found"));
+        let detailed = status_with_reason(Code::Unavailable, "channel busy", "CHANNEL_BUSY", &[]);
+        assert_eq!(upstream("peer", detailed).message(), "channel busy");
     }
 
     #[test]

@@ -352,8 +352,11 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
             request_id = tracing::field::Empty,
         );
+        // why: only a caller's id is recorded here; one made for an error is logged with it.
         let request_id = crate::request_id::from_headers(request.headers());
-        span.record("request_id", request_id.as_str());
+        if let Some(id) = &request_id {
+            span.record("request_id", id.as_str());
+        }
         crate::telemetry::adopt(&span, request.headers());
         let started = std::time::Instant::now();
         let hidden = self.public_only && is_internal(&path);

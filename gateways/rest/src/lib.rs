@@ -34,7 +34,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// services' own default deadline, 10 s, usually answers first).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Headers carried from HTTP into the gRPC call.
-const FORWARDED: [&str; 4] = ["authorization", "x-request-id", "traceparent", "tracestate"];
+const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
 
 struct State {
     auth: Arc<Authenticator>,
@@ -159,6 +159,8 @@ fn status_response(status: &tonic::Status) -> Response {
     response
 }
 
+/// Forwards the caller's headers and gives the call its request id: the client's own when it
+/// is a short printable token, else a new one; the services log under the same id.
 fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) -> String {
     for name in FORWARDED {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
@@ -167,16 +169,11 @@ fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) ->
             request.metadata_mut().insert(name, value);
         }
     }
-    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) => id.to_owned(),
-        None => {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            if let Ok(value) = id.parse() {
-                request.metadata_mut().insert("x-request-id", value);
-            }
-            id
-        }
+    let id = chatmesh_platform::request_id::from_headers(headers).unwrap_or_else(chatmesh_platform::request_id::fresh);
+    if let Ok(value) = id.parse() {
+        request.metadata_mut().insert("x-request-id", value);
     }
+    id
 }
 
 async fn handle(
@@ -222,7 +219,7 @@ async fn handle(
     let Ok(path) = route.grpc_path.parse() else { return http_response(ErrorCode::Internal, "bad route") };
     let mut grpc = tonic::client::Grpc::new(state.services.clone());
     // why: in the request's scope, a failure answered below names the id the client gets back
-    let call = chatmesh_platform::request_id::scope(request_id.clone(), async {
+    let call = chatmesh_platform::request_id::scope(Some(request_id.clone()), async {
         grpc.ready().await.map_err(|e| unavailable("services", e))?;
         grpc.unary(grpc_request, path, codec::DynamicCodec { output: route.output.clone() }).await
     });

@@ -5,8 +5,8 @@
 //! index) and of a peer are logged with the request id and answered with the id only: no
 //! backend text reaches a client.
 
-use chatmesh_platform::error::{internal, invalid_field, status_with_reason, unavailable};
-use chatmesh_search::{IndexError, SearchError};
+use chatmesh_platform::error::{internal, invalid_field, status_with_reason, unavailable, upstream};
+use chatmesh_search::SearchError;
 use tonic::{Code, Status};
 
 use crate::{media::MediaError, store::StoreError};
@@ -65,8 +65,6 @@ pub enum ChatError {
     Store(String),
     #[error(transparent)]
     Media(#[from] MediaError),
-    #[error(transparent)]
-    Index(#[from] IndexError),
     /// A failure of an operation over both the index and the store (the index's status).
     #[error(transparent)]
     Search(#[from] SearchError),
@@ -140,9 +138,8 @@ impl From<ChatError> for Status {
             ChatError::Store(e) => internal("chat store", e),
             ChatError::Media(e) => unavailable("media", e),
             // why: search's own mapping tells a broken index (INTERNAL) from an unreachable one (UNAVAILABLE).
-            ChatError::Index(e) => e.into(),
             ChatError::Search(e) => e.into(),
-            ChatError::Upstream(status) => upstream(status),
+            ChatError::Upstream(status) => upstream("peer", status),
         }
     }
 }
@@ -150,15 +147,6 @@ impl From<ChatError> for Status {
 /// A peer's answer, passed on with its code: its refusals as they are (their reasons and
 /// details are meant for the client), its failures with the generic message of this process
 /// (the peer's own text, which may name its backend, goes to the log).
-fn upstream(status: Status) -> Status {
-    let failure = format!("{:?}: {}", status.code(), status.message());
-    match status.code() {
-        Code::Internal if status.details().is_empty() => internal("peer", failure),
-        Code::Unavailable if status.details().is_empty() => unavailable("peer", failure),
-        _ => status,
-    }
-}
-
 impl From<StoreError> for ChatError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -171,6 +159,7 @@ impl From<StoreError> for ChatError {
 #[cfg(test)]
 mod tests {
     use chatmesh_platform::error::http_error_body;
+    use chatmesh_search::IndexError;
 
     use super::*;
 
@@ -257,8 +246,8 @@ mod tests {
         let cases = [
             (ChatError::from(StoreError::Backend(secret.into())), Code::Internal),
             (ChatError::from(MediaError::Backend(secret.into())), Code::Unavailable),
-            (ChatError::Index(IndexError::Backend(secret.into())), Code::Internal),
-            (ChatError::Index(IndexError::Unavailable(secret.into())), Code::Unavailable),
+            (ChatError::Search(IndexError::Backend(secret.into()).into()), Code::Internal),
+            (ChatError::Search(IndexError::Unavailable(secret.into()).into()), Code::Unavailable),
             (ChatError::Upstream(Status::internal(secret)), Code::Internal),
             (ChatError::Upstream(Status::unavailable(secret)), Code::Unavailable),
         ];

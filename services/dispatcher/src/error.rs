@@ -1,7 +1,7 @@
 //! The dispatcher's errors, mapped to gRPC statuses in one place.
 
 use chatmesh_platform::{
-    error::{internal, status_with_reason, unavailable},
+    error::{status_with_reason, unavailable, upstream},
     membership::Refusal,
 };
 use tonic::{Code, Status};
@@ -55,11 +55,7 @@ impl From<DispatcherError> for Status {
             DispatcherError::Backplane(e) => unavailable("backplane", e),
             // why: the channel service's refusals pass on as it answered them; a failure to
             // reach it (transport text) or its own failure is logged here, not answered.
-            DispatcherError::Membership(status) => match status.code() {
-                Code::Unavailable => unavailable("channel service", status.message()),
-                Code::Internal | Code::Unknown => internal("channel service", status.message()),
-                _ => status,
-            },
+            DispatcherError::Membership(status) => upstream("channel service", status),
         }
     }
 }
