@@ -48,7 +48,7 @@ impl Background {
     /// generates ids, the id is leased there (the configured one, or the lowest free one when
     /// `node_id` is 0) and kept for as long as the process runs.
     pub(crate) async fn node_id(&mut self, config: &Config, parts: &BTreeSet<Part>) -> anyhow::Result<u16> {
-        let generates = parts.iter().any(|p| matches!(p, Part::User | Part::Channel | Part::Chat));
+        let generates = parts.iter().any(|p| p.has_store());
         let Some(url) = config.backplane_url().filter(|_| generates) else { return Ok(config.node_id) };
         let wanted = (config.node_id != 0).then_some(config.node_id);
         let redis = self.redis(url).await?;

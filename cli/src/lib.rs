@@ -55,6 +55,11 @@ impl Part {
     fn is_grpc(self) -> bool {
         matches!(self, Part::User | Part::Channel | Part::Chat | Part::Dispatcher)
     }
+
+    /// Whether the part keeps a store (and so opens one and mints ids).
+    fn has_store(self) -> bool {
+        matches!(self, Part::User | Part::Channel | Part::Chat)
+    }
 }
 
 impl FromStr for Part {
@@ -64,7 +69,7 @@ impl FromStr for Part {
         Part::ALL
             .into_iter()
             .find(|part| part.name() == s)
-            .ok_or_else(|| format!("unknown part {s:?}: one of user, channel, chat, dispatcher, indexer, rest, ws"))
+            .ok_or_else(|| format!("unknown part {s:?}: one of {}", Part::ALL.map(Part::name).join(", ")))
     }
 }
 

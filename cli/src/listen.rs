@@ -67,7 +67,8 @@ impl Background {
     }
 }
 
-async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds `name`'s listener on `addr`, saying where it listens.
+pub(crate) async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "{name} listening");
     Ok(listener)

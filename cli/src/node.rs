@@ -11,7 +11,6 @@ use chatmesh_platform::{
     ids::IdGenerator,
     membership::EpochBoard,
 };
-use tokio::net::TcpListener;
 
 use crate::{Part, Running, background::Background, peers::PeerAddrs};
 
@@ -136,10 +135,8 @@ impl Node {
 
     /// The WebSocket gateway, bridged to the chat and dispatcher parts.
     pub(crate) async fn ws(&mut self) -> anyhow::Result<()> {
-        let listen = self.config.ws.listen;
-        let listener = TcpListener::bind(listen).await.with_context(|| format!("binding WebSocket on {listen}"))?;
-        let addr = listener.local_addr()?;
-        self.running.ws_addr = Some(addr);
+        let listener = crate::listen::bind("WebSocket", self.config.ws.listen).await?;
+        self.running.ws_addr = Some(listener.local_addr()?);
         let gateway = chatmesh_gateway_ws::Gateway::new(
             self.auth.clone(),
             self.peers.need(Part::Chat, Part::Ws)?,
@@ -149,7 +146,6 @@ impl Node {
         let attach = self.internal(Part::Dispatcher, Part::Ws, &self.credentials(Part::Ws))?;
         let stop = self.background.shutdown.clone();
         self.background.spawn(async move { gateway.serve(listener, attach, stop).await.context("WebSocket gateway") });
-        tracing::info!(%addr, "WebSocket listening");
         Ok(())
     }
 

@@ -30,7 +30,7 @@ use crate::{
 impl Node {
     /// Every gRPC service of this process's parts, with health and reflection.
     pub(crate) async fn grpc_routes(&mut self) -> anyhow::Result<(Routes, Health)> {
-        let stored = [Part::User, Part::Channel, Part::Chat].iter().any(|p| self.runs(*p));
+        let stored = Part::ALL.into_iter().any(|p| p.has_store() && self.runs(p));
         let stores = Stores::open(&self.config, stored).await?;
         let mut services = GrpcServices::new(self.config.grpc.max_message_bytes)?;
         if self.runs(Part::User) {

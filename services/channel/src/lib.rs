@@ -1,7 +1,7 @@
 //! Channel service: channels (groups, direct pairs, broadcasts), members and roles, with
 //! every change recorded atomically in the service's outbox for the channel event log.
 
-pub mod core;
+mod core;
 mod error;
 mod events;
 mod model;

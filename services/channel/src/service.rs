@@ -373,7 +373,7 @@ mod tests {
             assert!(status.message().starts_with("internal error (request "), "{}", status.message());
         }
         let get = api.get_channel(as_user(1, pb::GetChannelRequest { channel_id: "5".into() }));
-        let status = chatmesh_platform::request_id::scope("req-7f3a".into(), get).await.unwrap_err();
+        let status = chatmesh_platform::request_id::scope(Some("req-7f3a".into()), get).await.unwrap_err();
         assert_eq!(status.message(), "internal error (request req-7f3a)", "names the log line instead");
     }
 }

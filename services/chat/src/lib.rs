@@ -2,7 +2,7 @@
 //! event log (with the global change feed that publishing and search consume), and full-text
 //! search over it.
 //!
-//! `service` translates gRPC to [`ChatCore`] (the rules), which works on the `store`, asks the
+//! `service` translates gRPC to `ChatCore` (the rules), which works on the `store`, asks the
 //! channel and user services through the [`Directory`], and hands committed events to the
 //! change feed's consumers (`delivery`).
 
@@ -19,9 +19,9 @@ mod service;
 pub mod store;
 
 pub use self::{
-    core::{ChatCore, ChatDeps, Search},
+    core::{ChatDeps, Search},
     delivery::{ActivitySink, FeedSink, GrpcPublisher, PublishSink, Publisher, run_feed_delivery},
-    directory::{Access, Directory},
+    directory::Directory,
     error::ChatError,
     model::{Announcement, AttachmentRecord, ChatKind, ChatRecord, NewChat, ReadPointer, UploadRecord, UploadState},
     service::{ChatApi, ChatInternalApi},

@@ -67,7 +67,10 @@ impl<'a> Searchable<'a> {
 }
 
 /// The searchable state of each of `chat_ids` that has one.
-async fn searchable_states(store: &dyn ChatStore, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, StoreError> {
+pub(crate) async fn searchable_states(
+    store: &dyn ChatStore,
+    chat_ids: &[u64],
+) -> Result<HashMap<u64, IndexedChat>, StoreError> {
     let mut searchable = Searchable::new(store);
     let mut states = HashMap::with_capacity(chat_ids.len());
     for chat_id in chat_ids {
@@ -79,20 +82,14 @@ async fn searchable_states(store: &dyn ChatStore, chat_ids: &[u64]) -> Result<Ha
     Ok(states)
 }
 
-/// The chat store of this process, as a stream indexer's source and `GetChatStates`' reader.
+/// The chat store of this process as a stream indexer's source (an `Arc<dyn ChatStore>` cannot
+/// become an `Arc<dyn ChatSource>` by itself).
 pub struct StoreSource(pub Arc<dyn ChatStore>);
-
-impl StoreSource {
-    /// [`chatmesh_search::ChatSource::states`] with the store's own error.
-    pub async fn read(&self, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, StoreError> {
-        searchable_states(self.0.as_ref(), chat_ids).await
-    }
-}
 
 #[async_trait]
 impl chatmesh_search::ChatSource for StoreSource {
     async fn states(&self, chat_ids: &[u64]) -> Result<HashMap<u64, IndexedChat>, SourceError> {
-        Ok(self.read(chat_ids).await?)
+        Ok(searchable_states(self.0.as_ref(), chat_ids).await?)
     }
 }
 

@@ -12,7 +12,7 @@ mod service;
 
 pub use self::{
     backplane::{Inbound, RedisBackplane, Remote},
-    core::{Cluster, DispatcherCore},
+    core::Cluster,
     error::DispatcherError,
     presence::RedisPresence,
     service::{DispatcherApi, DispatcherInternalApi},

@@ -7,7 +7,6 @@ mod service;
 pub mod store;
 
 pub use self::{
-    core::{LoggedIn, Tokens, UserCore},
     error::UserError,
     model::{SessionRecord, UserRecord},
     service::{UserApi, UserInternalApi},

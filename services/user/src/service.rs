@@ -48,7 +48,7 @@ impl UserApi {
     }
 
     /// Both surfaces over one core.
-    pub fn over(core: UserCore) -> (Self, UserInternalApi) {
+    pub(crate) fn over(core: UserCore) -> (Self, UserInternalApi) {
         let core = Arc::new(core);
         (Self { core: core.clone() }, UserInternalApi { core })
     }
@@ -277,9 +277,10 @@ mod tests {
         let batch = pb::BatchGetUsersRequest { user_ids: vec!["7".into()] };
         assert_no_backend_text(internal.batch_get_users(Request::new(batch)).await.unwrap_err());
         // the same answer inside a request carries that request's id
-        let status = chatmesh_platform::request_id::scope("req-42".into(), api.get_me(as_user(pb::GetMeRequest {})))
-            .await
-            .unwrap_err();
+        let status =
+            chatmesh_platform::request_id::scope(Some("req-42".into()), api.get_me(as_user(pb::GetMeRequest {})))
+                .await
+                .unwrap_err();
         assert_eq!(status.message(), "internal error (request req-42)");
     }
 }

@@ -84,7 +84,7 @@ impl FjallChannelStore {
     }
 
     /// A store in a fresh temporary folder (tests).
-    #[cfg(any(test, feature = "testsuite"))]
+    #[cfg(test)]
     pub fn temp() -> (tempfile::TempDir, Self) {
         let dir = tempfile::tempdir().expect("temporary folder");
         let store = Self::open(dir.path()).expect("temporary channel store opens");

@@ -11,7 +11,7 @@
 //! (ScyllaDB: each change one conditional batch on the channel's partition, its writes to other
 //! partitions recorded in that batch and finished right after).
 
-#[cfg(any(test, feature = "testsuite"))]
+#[cfg(test)]
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;

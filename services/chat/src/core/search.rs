@@ -4,14 +4,14 @@
 use std::collections::HashSet;
 
 use chatmesh_api::chat::v1::ChatState;
-use chatmesh_search::{self as search, IndexQuery, SearchStatus, source};
+use chatmesh_search::{self as search, IndexQuery, SearchError, SearchStatus, source};
 use chatmesh_wire::chat as wire;
 
 use super::{ChatCore, Page};
 use crate::{
     error::ChatError,
     model::{ChatKind, ChatRecord},
-    search_source::StoreSource,
+    search_source::searchable_states,
 };
 
 /// Index queries per search page at most, when the store filters many candidates out.
@@ -73,7 +73,7 @@ impl ChatCore {
         let mut more = false;
         for _ in 0..MAX_SEARCH_ROUNDS {
             index_query.limit = (size - hits.len()) * 2 + 1;
-            let ids = index.search(index_query.clone()).await?;
+            let ids = index.search(index_query.clone()).await.map_err(SearchError::from)?;
             more = ids.len() == index_query.limit;
             let mut examined = 0;
             for id in &ids {
@@ -103,7 +103,7 @@ impl ChatCore {
 
     /// The searchable state of each of the chats that has one, in request order.
     pub async fn chat_states(&self, cmd: wire::GetChatStates) -> Result<Vec<ChatState>, ChatError> {
-        let mut found = StoreSource(self.store.clone()).read(&cmd.chat_ids).await?;
+        let mut found = searchable_states(self.store.as_ref(), &cmd.chat_ids).await?;
         Ok(cmd.chat_ids.iter().filter_map(|id| found.remove(id)).map(|s| source::to_state(&s)).collect())
     }
 

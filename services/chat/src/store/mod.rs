@@ -23,8 +23,6 @@ use async_trait::async_trait;
 use chatmesh_api::chat::v1::{self as pb, ChannelEvent, EventType, channel_event::Payload};
 use chatmesh_platform::ids::unix_ms_of;
 
-#[cfg(any(test, feature = "testsuite"))]
-pub use self::fjall::SyncHook;
 pub use self::{fjall::FjallChatStore, scylla::ScyllaChatStore};
 use crate::model::{ChatRecord, NewChat, ReadPointer, UploadRecord, timestamp};
 

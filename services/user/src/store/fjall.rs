@@ -88,7 +88,7 @@ impl FjallUserStore {
     }
 
     /// A store in a fresh temporary folder (tests).
-    #[cfg(any(test, feature = "testsuite"))]
+    #[cfg(test)]
     pub fn temp() -> (tempfile::TempDir, Self) {
         let dir = tempfile::tempdir().expect("temporary folder");
         let store = Self::open(dir.path()).expect("temporary user store opens");

@@ -3,7 +3,7 @@
 //!
 //! Backends: [`FjallUserStore`] (embedded, one process) and [`ScyllaUserStore`] (ScyllaDB).
 
-#[cfg(any(test, feature = "testsuite"))]
+#[cfg(test)]
 #[doc(hidden)]
 pub mod conformance;
 mod fjall;

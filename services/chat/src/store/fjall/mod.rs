@@ -86,7 +86,7 @@ impl FjallChatStore {
     }
 
     /// As [`open`](Self::open), calling `hook` before every sync (tests).
-    #[cfg(any(test, feature = "testsuite"))]
+    #[cfg(test)]
     pub fn open_with_hook(dir: &Path, ids: Arc<IdGenerator>, hook: SyncHook) -> Result<Self, StoreError> {
         Self::start(dir, ids, hook)
     }
