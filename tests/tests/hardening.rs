@@ -170,11 +170,11 @@ async fn clients_cannot_set_ids_owners_or_senders_and_never_see_secrets() {
         .user
         .unwrap();
     assert_eq!(other.email, "", "another user's email is never shown");
-    let _ = app
-        .users()
+    app.users()
         .await
         .update_me(authed(&ada.token, UpdateMeRequest { name: "Ada L".into(), ..Default::default() }))
-        .await;
+        .await
+        .expect("a profile update, so its answer is among those checked");
     for (path, token) in [
         ("/api/v1/users/me".to_owned(), &ada.token),
         (format!("/api/v1/users/{}", bob.id), &ada.token),
@@ -288,13 +288,16 @@ async fn heartbeats_keep_flowing_during_a_burst_of_logins() {
         })
         .collect();
     let mut worst = std::time::Duration::ZERO;
-    while !burst.iter().all(|b| b.is_finished()) {
+    let mut pings = 0;
+    // why: at least a few pings, even if the burst ends early, so `worst` is a measurement
+    while pings < 3 || !burst.iter().all(|b| b.is_finished()) {
         worst = worst.max(ping_pong(&mut socket).await);
+        pings += 1;
     }
     for b in burst {
         b.await.unwrap();
     }
-    println!("heartbeats during 24 concurrent logins: worst ping-pong {worst:?} (quiet: {quiet:?})");
+    println!("heartbeats during 24 concurrent logins: {pings} pings, worst ping-pong {worst:?} (quiet: {quiet:?})");
     assert!(worst < std::time::Duration::from_secs(1), "a pong waited {worst:?} behind the hashing");
 }
 
@@ -396,9 +399,15 @@ async fn oversized_messages_and_stalled_handshakes_are_cut_off() {
     let max = config.grpc.max_message_bytes;
     let app = TestApp::spawn_with(config).await;
 
-    // a gRPC message over the decode limit is refused before any handler reads it
+    // a gRPC message over the decode limit is refused before any handler reads it: a valid
+    // registration whose size comes from an unknown field (which a decoder would skip)
     let huge = vec![b'x'; max + 1024];
-    let body = chatmesh_tests::raw::proto_strings(&[(1, b"big@example.com"), (2, &huge), (3, b"Big")]);
+    let body = chatmesh_tests::raw::proto_strings(&[
+        (1, b"big@example.com"),
+        (2, b"correct horse battery"),
+        (3, b"Big"),
+        (15, &huge),
+    ]);
     let refused = chatmesh_tests::raw::unary_raw(app.channel().await, "/chatmesh.user.v1.UserService/CreateUser", body)
         .await
         .expect_err("over the limit");
@@ -408,7 +417,9 @@ async fn oversized_messages_and_stalled_handshakes_are_cut_off() {
         refused.code(),
         refused.message()
     );
-    assert!(app.login("big@example.com", "whatever").await.is_err(), "nothing was created");
+    // nothing was created: the same registration, at a normal size, still succeeds
+    let (user_id, _) = app.register("big@example.com").await;
+    assert!(!user_id.is_empty());
 
     // a WebSocket client that connects and never finishes its handshake is dropped
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

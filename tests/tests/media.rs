@@ -110,7 +110,9 @@ async fn round_trip(app: &TestApp) {
 
 /// A body of another type, or longer than declared, is refused at attach time at the latest,
 /// and nothing of it stays stored.
-async fn mismatches_are_refused_and_removed(app: &TestApp) {
+/// `checked_on_upload`: the backend refuses such a body as it receives it (local files) rather
+/// than storing it (S3).
+async fn mismatches_are_refused_and_removed(app: &TestApp, checked_on_upload: bool) {
     let alice = app.user("mallory").await;
     let channel = app.group(&alice, ChannelVisibility::Private, &[]).await.channel_id;
     let mut chats = app.chats().await;
@@ -118,8 +120,12 @@ async fn mismatches_are_refused_and_removed(app: &TestApp) {
         let upload = create_upload(&mut chats, &alice, &channel, "a.png", "image/png", 100).await.unwrap();
         let (status, _) = put(&upload.upload_url, sent_type, body).await;
         let attach = send(&mut chats, &alice, &channel, "x", &[&upload.upload_id]).await.unwrap_err();
-        if status == 200 {
+        if checked_on_upload {
+            assert!((400..500).contains(&status), "{sent_type}: refused as it arrives, got {status}");
+            assert_eq!(attach.code(), Code::FailedPrecondition, "never finished: {attach:?}");
+        } else {
             // S3 stores what it is sent; the attach check catches it and deletes the object
+            assert_eq!(status, 200, "{sent_type}: stored by S3");
             assert_eq!(attach.code(), Code::InvalidArgument, "{attach:?}");
             assert!(attach.message().starts_with("attachment_upload_ids"), "{}", attach.message());
         }
@@ -152,7 +158,7 @@ async fn create_bucket(config: &Config) {
 async fn local_files_round_trip_between_members() {
     let app = TestApp::spawn().await;
     round_trip(&app).await;
-    mismatches_are_refused_and_removed(&app).await;
+    mismatches_are_refused_and_removed(&app, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +167,7 @@ async fn s3_round_trips_between_members() {
     create_bucket(&config).await;
     let app = TestApp::spawn_with(config).await;
     round_trip(&app).await;
-    mismatches_are_refused_and_removed(&app).await;
+    mismatches_are_refused_and_removed(&app, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +183,8 @@ async fn only_members_get_urls_and_only_their_own_pending_uploads_attach() {
     let unfinished = create_upload(&mut chats, &alice, &channel, "a.txt", "text/plain", 5).await.unwrap();
     let err = send(&mut chats, &alice, &channel, "x", &[&unfinished.upload_id]).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "not uploaded yet");
-    put(&unfinished.upload_url, "text/plain", b"hello".to_vec()).await;
+    let (status, body) = put(&unfinished.upload_url, "text/plain", b"hello".to_vec()).await;
+    assert_eq!(status, 200, "uploaded: {body}");
     let err = send(&mut chats, &bob, &channel, "x", &[&unfinished.upload_id]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "another user's upload");
     let err = send(&mut chats, &alice, &other, "x", &[&unfinished.upload_id]).await.unwrap_err();

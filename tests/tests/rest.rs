@@ -123,7 +123,8 @@ async fn the_seed_flow_over_http() {
         rest.call("DELETE", "/api/v1/chats/remove-multiple", Some(&tb), json!({"chatIds": [chat_ids[1]]})).await;
     assert_eq!((status, removed["outcomes"][0]["ok"].as_bool()), (200, Some(true)));
     let (_, list) = rest.call("GET", &format!("/api/v1/chats?channelId={channel_id}"), Some(&tb), Value::Null).await;
-    assert!(list["chats"].as_array().unwrap().iter().all(|c| c["chatId"] != chat_ids[1]), "removed for bob");
+    let listed: Vec<&Value> = list["chats"].as_array().unwrap().iter().map(|c| &c["chatId"]).collect();
+    assert!(!listed.is_empty() && !listed.contains(&&json!(chat_ids[1])), "removed for bob only: {listed:?}");
     let (status, retracted) =
         rest.call("PUT", "/api/v1/chats/retract-multiple", Some(&ta), json!({"chatIds": [chat_ids[0]]})).await;
     assert_eq!((status, retracted["outcomes"][0]["ok"].as_bool()), (200, Some(true)));
@@ -316,9 +317,35 @@ async fn routes_taking_an_id_refuse_outsiders_without_data() {
         ("POST", "/api/v1/chats".to_owned(), json!({"channelId": id, "text": "intruder"})),
     ] {
         let (status, body) = rest.call(method, &path, Some(&eve.token), body).await;
-        assert!(matches!(status, 403 | 404), "{method} {path}: {status} {body}");
+        // why: 404, not 403, so an outsider cannot tell a private channel exists
+        assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(body["code"], status);
         assert!(!body.to_string().contains("private words") && !body.to_string().contains("team"), "no data: {body}");
+    }
+}
+
+#[tokio::test]
+async fn outsiders_of_a_public_channel_see_it_but_may_not_act_in_it() {
+    let app = TestApp::spawn().await;
+    let rest = Rest { app: &app };
+    let ada = app.user("ada").await;
+    let eve = app.user("eve").await;
+    let channel = app.group(&ada, chatmesh_api::channel::v1::ChannelVisibility::Public, &[]).await;
+    let id = channel.channel_id.clone();
+    let (status, seen) = rest.call("GET", &format!("/api/v1/channels/{id}"), Some(&eve.token), Value::Null).await;
+    assert_eq!((status, seen["channel"]["channelId"].as_str()), (200, Some(id.as_str())), "a public channel is visible");
+    for (method, path, body) in [
+        ("PATCH", format!("/api/v1/channels/{id}"), json!({"name": "mine"})),
+        ("DELETE", format!("/api/v1/channels/{id}"), Value::Null),
+        ("DELETE", format!("/api/v1/channels/{id}/members/{}", ada.id), Value::Null),
+        ("PATCH", format!("/api/v1/channels/{id}/members/{}", ada.id), json!({"role": "MEMBER_ROLE_MEMBER"})),
+        ("POST", format!("/api/v1/channels/{id}/close"), json!({})),
+        ("POST", "/api/v1/chats".to_owned(), json!({"channelId": id, "text": "intruder"})),
+    ] {
+        let (status, body) = rest.call(method, &path, Some(&eve.token), body).await;
+        // why: the channel's existence is public, so the refusal says what is missing
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert_eq!(body["code"], status);
     }
 }
 

@@ -114,29 +114,24 @@ pub fn redis_url() -> Option<String> {
 }
 
 /// A redis-server of this test's own, listening: its process, port and URL. `None` (said why)
-/// when Redis tests are off or redis-server cannot run here.
+/// when Redis tests are off; when they are on, a missing redis-server fails the test.
 pub async fn own_redis() -> Option<(Process, u16, String)> {
     redis_url()?;
     let port = free_addr().port();
-    let process = start_redis(port)?;
+    let process = start_redis(port);
     wait_for_port(port).await;
     Some((process, port, format!("redis://127.0.0.1:{port}")))
 }
 
-/// Starts redis-server on `port`.
-pub fn start_redis(port: u16) -> Option<Process> {
+/// Starts redis-server on `port` (installed by `.ci/run` wherever Redis tests run).
+pub fn start_redis(port: u16) -> Process {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn();
-    match child {
-        Ok(child) => Some(Process(child)),
-        Err(e) => {
-            println!("skipped: redis-server cannot be started here: {e}");
-            None
-        }
-    }
+        .spawn()
+        .unwrap_or_else(|e| panic!("redis-server is needed when CHATMESH_TEST_REDIS_URL is set: {e}"));
+    Process(child)
 }
 
 pub async fn wait_for_port(port: u16) {
