@@ -119,7 +119,22 @@ impl Node {
     /// The REST gateway, with local media files served beside it.
     pub(crate) async fn rest(&mut self) -> anyhow::Result<()> {
         let services = self.peers.by_service();
-        let mut router = chatmesh_gateway_rest::router(self.auth.clone(), services, &self.config.rest.cors_origins);
+        let media = &self.config.media;
+        let narrowing = |field: &str, schema: serde_json::Value| chatmesh_gateway_rest::openapi::Narrowing {
+            message: "chatmesh.chat.v1.CreateUploadRequest".into(),
+            field: field.into(),
+            schema: schema.as_object().cloned().unwrap_or_default(),
+        };
+        // why: the document states this deployment's upload rules, which the contract leaves to it
+        let narrowings = [
+            narrowing("size_bytes", serde_json::json!({"maximum": media.max_bytes})),
+            narrowing(
+                "content_type",
+                serde_json::json!({"pattern": chatmesh_chat::media::accepted_pattern(&media.content_types)}),
+            ),
+        ];
+        let mut router =
+            chatmesh_gateway_rest::router(self.auth.clone(), services, &self.config.rest.cors_origins, &narrowings);
         // why: local media URLs are served beside the REST gateway, not by it (no JSON, no gRPC).
         if let Some(files) = self.media.as_ref().and_then(|m| m.local_router()) {
             router = files.merge(router);

@@ -66,8 +66,19 @@ def server():
         "--ws-listen", f"127.0.0.1:{_free_port()}",
         "--metrics-listen", "127.0.0.1:0",
     ]
-    # why: fuzzing creates many accounts; the OWASP hashing defaults have their own unit test
-    env = dict(os.environ, CHATMESH_PASSWORD__MEMORY_KIB="4096", CHATMESH_PASSWORD__ITERATIONS="1")
+    # why: fuzzing creates many accounts (the OWASP hashing defaults have their own unit test),
+    # and the contract test sends thousands of calls and logins from one account (the limits have
+    # their own tests). The largest upload is a setting, not a contract rule: at the int64
+    # maximum it binds nothing, leaving the annotated rules alone.
+    env = dict(
+        os.environ,
+        CHATMESH_PASSWORD__MEMORY_KIB="4096",
+        CHATMESH_PASSWORD__ITERATIONS="1",
+        CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
+        CHATMESH_LIMITS__USER_CALLS_BURST="100000",
+        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
+        CHATMESH_MEDIA__MAX_BYTES=str(2**63 - 1),
+    )
     # why: a file, not a pipe: an unread pipe fills up and the server blocks writing its log.
     log = open(pathlib.Path(data) / "server.log", "wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -147,6 +147,8 @@ async fn the_seed_flow_over_http() {
         .await;
     assert_eq!((status, search["hits"].as_array().map(Vec::len)), (200, None), "nothing after 2030: {search}");
     let (status, search) = rest.call("GET", "/api/v1/chats-search?query=%3F", Some(&ta), Value::Null).await;
+    assert_eq!((status, search["hits"].as_array().map(Vec::len)), (200, None), "no searchable word, no hits: {search}");
+    let (status, search) = rest.call("GET", "/api/v1/chats-search?query=%20%20", Some(&ta), Value::Null).await;
     assert_error(status, &search, 400, "INVALID_ARGUMENT");
     assert!(search["message"].as_str().unwrap().starts_with("query"), "{search}");
 }
@@ -333,7 +335,11 @@ async fn outsiders_of_a_public_channel_see_it_but_may_not_act_in_it() {
     let channel = app.group(&ada, chatmesh_api::channel::v1::ChannelVisibility::Public, &[]).await;
     let id = channel.channel_id.clone();
     let (status, seen) = rest.call("GET", &format!("/api/v1/channels/{id}"), Some(&eve.token), Value::Null).await;
-    assert_eq!((status, seen["channel"]["channelId"].as_str()), (200, Some(id.as_str())), "a public channel is visible");
+    assert_eq!(
+        (status, seen["channel"]["channelId"].as_str()),
+        (200, Some(id.as_str())),
+        "a public channel is visible"
+    );
     for (method, path, body) in [
         ("PATCH", format!("/api/v1/channels/{id}"), json!({"name": "mine"})),
         ("DELETE", format!("/api/v1/channels/{id}"), Value::Null),

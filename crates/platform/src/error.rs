@@ -63,7 +63,9 @@ impl ErrorCode {
             Self::PermissionDenied => (Code::PermissionDenied, StatusCode::FORBIDDEN),
             Self::NotFound => (Code::NotFound, StatusCode::NOT_FOUND),
             Self::AlreadyExists => (Code::AlreadyExists, StatusCode::CONFLICT),
-            Self::FailedPrecondition => (Code::FailedPrecondition, StatusCode::PRECONDITION_FAILED),
+            // why: 409 is HTTP's "conflicts with the current state"; 412 is for conditional
+            // headers (If-Match), which this API does not take (ADR 18)
+            Self::FailedPrecondition => (Code::FailedPrecondition, StatusCode::CONFLICT),
             Self::ResourceExhausted => (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
             Self::Unimplemented => (Code::Unimplemented, StatusCode::NOT_IMPLEMENTED),
             Self::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
@@ -244,7 +246,7 @@ mod tests {
             (Code::PermissionDenied, 403),
             (Code::NotFound, 404),
             (Code::AlreadyExists, 409),
-            (Code::FailedPrecondition, 412),
+            (Code::FailedPrecondition, 409),
             (Code::ResourceExhausted, 429),
             (Code::Unimplemented, 501),
             (Code::Unavailable, 503),

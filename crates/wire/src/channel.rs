@@ -16,7 +16,7 @@ pub const MAX_NAME: usize = 100;
 pub const MAX_TOPIC: usize = 500;
 /// Most characters in a channel image URL.
 pub const MAX_URL: usize = 2048;
-/// Most `member_ids` a group or broadcast may be created with.
+/// Most `member_ids` a create request may name (a direct channel takes at most two).
 pub const MAX_INITIAL_MEMBERS: usize = 100;
 /// Page size of the public lists when the request asks for none.
 pub const DEFAULT_PAGE: usize = 50;
@@ -221,8 +221,8 @@ fn name(name: &str) -> Result<String, Status> {
 }
 
 fn topic(topic: &str) -> Result<(), Status> {
-    // why: a topic may span lines; newlines are the one control character it may hold.
-    if topic.is_empty() { Ok(()) } else { validate::text("topic", &topic.replace('\n', " "), 1, MAX_TOPIC) }
+    // why: a topic may span lines; newlines and tabs are the control characters it may hold.
+    if topic.is_empty() { Ok(()) } else { validate::text("topic", &topic.replace(['\n', '\t'], " "), 1, MAX_TOPIC) }
 }
 
 fn image_url(url: &str) -> Result<(), Status> {
@@ -246,7 +246,7 @@ fn visibility(value: i32) -> Option<Option<Visibility>> {
     }
 }
 
-/// Validates a `CreateChannelRequest`: the kind, then the kind's own fields.
+/// Validates a `CreateChannelRequest`: the kind, each field's own rule, then what the kind needs.
 pub fn create_channel(request: &pb::CreateChannelRequest) -> Result<CreateChannel, Status> {
     let kind = match pb::ChannelKind::try_from(request.kind) {
         Ok(pb::ChannelKind::Direct) => None,
@@ -256,46 +256,38 @@ pub fn create_channel(request: &pb::CreateChannelRequest) -> Result<CreateChanne
             return Err(invalid_field("kind", "must be GROUP, DIRECT or BROADCAST"));
         }
     };
-    match kind {
-        None => create_direct(request).map(CreateChannel::Direct),
-        Some(kind) => create_group(kind, request).map(CreateChannel::Group),
-    }
-}
-
-fn create_direct(request: &pb::CreateChannelRequest) -> Result<CreateDirect, Status> {
-    if !request.name.is_empty() {
-        return Err(invalid_field("name", "direct channels have no name"));
-    }
-    let mut member_ids = BTreeSet::new();
-    for raw in &request.member_ids {
-        member_ids.insert(validate::id("member_ids", raw)?);
-    }
-    // why: none, or more than two, is wrong whoever the caller is; the rest needs the caller.
-    if member_ids.is_empty() || request.member_ids.len() > 2 {
-        return Err(invalid_field("member_ids", DIRECT_MEMBERS_RULE));
-    }
-    Ok(CreateDirect { member_ids })
-}
-
-fn create_group(kind: GroupKind, request: &pb::CreateChannelRequest) -> Result<CreateGroup, Status> {
-    let name = name(&request.name)?;
+    let name = match kind {
+        None if !request.name.is_empty() => return Err(invalid_field("name", "direct channels have no name")),
+        None => String::new(),
+        Some(_) => name(&request.name)?,
+    };
+    // why: a direct channel ignores topic, image and visibility, but a field's own rule holds
+    // whatever the kind, as the contract says.
     topic(&request.topic)?;
     image_url(&request.image_url)?;
     let visibility = visibility(request.visibility)
         .ok_or_else(|| invalid_field("visibility", "is not a known visibility"))?
         .unwrap_or(Visibility::Private);
     if request.member_ids.len() > MAX_INITIAL_MEMBERS {
-        return Err(invalid_field("member_ids", format!("at most {MAX_INITIAL_MEMBERS} initial members")));
+        return Err(invalid_field("member_ids", format!("at most {MAX_INITIAL_MEMBERS} ids")));
     }
-    let member_ids = request.member_ids.iter().map(|raw| validate::id("member_ids", raw)).collect::<Result<_, _>>()?;
-    Ok(CreateGroup {
+    let member_ids: BTreeSet<u64> =
+        request.member_ids.iter().map(|raw| validate::id("member_ids", raw)).collect::<Result<_, _>>()?;
+    let Some(kind) = kind else {
+        // why: none, or more than two, is wrong whoever the caller is; the rest needs the caller.
+        if member_ids.is_empty() || request.member_ids.len() > 2 {
+            return Err(invalid_field("member_ids", DIRECT_MEMBERS_RULE));
+        }
+        return Ok(CreateChannel::Direct(CreateDirect { member_ids }));
+    };
+    Ok(CreateChannel::Group(CreateGroup {
         kind,
         visibility,
         name,
         topic: request.topic.clone(),
         image_url: request.image_url.clone(),
         member_ids,
-    })
+    }))
 }
 
 /// Validates a `GetChannelRequest`.
@@ -460,7 +452,7 @@ mod tests {
         let crowd = vec!["2".to_owned(); MAX_INITIAL_MEMBERS + 1];
         let message =
             refuses(create_channel(&pb::CreateChannelRequest { member_ids: crowd, ..group("team") }), "member_ids");
-        assert_eq!(message, "member_ids: at most 100 initial members");
+        assert_eq!(message, "member_ids: at most 100 ids");
         refuses(
             create_channel(&pb::CreateChannelRequest { member_ids: vec!["0".into()], ..group("team") }),
             "member_ids",
@@ -470,7 +462,7 @@ mod tests {
     #[test]
     fn a_valid_group_is_trimmed_defaulted_and_deduplicated() {
         let request = pb::CreateChannelRequest {
-            topic: "line one\nline two".into(),
+            topic: "line one\n\tline two".into(),
             member_ids: vec!["3".into(), "2".into(), "3".into()],
             ..group("  team ")
         };
@@ -496,8 +488,35 @@ mod tests {
         );
         refuses(create_channel(&direct("", &["2", "3", "4"])), "member_ids");
         refuses(create_channel(&direct("", &["2", "x", "4"])), "member_ids");
+        refuses(create_channel(&direct("", &["2"; MAX_INITIAL_MEMBERS + 1])), "member_ids");
         let ok = create_channel(&direct("", &["2", "2"])).unwrap();
         assert_eq!(ok, CreateChannel::Direct(CreateDirect { member_ids: BTreeSet::from([2]) }));
+    }
+
+    #[test]
+    fn direct_channels_ignore_topic_image_and_visibility_but_check_their_rules() {
+        let direct = pb::CreateChannelRequest {
+            kind: pb::ChannelKind::Direct as i32,
+            member_ids: vec!["2".into()],
+            topic: "ignored".into(),
+            image_url: "https://example.org/ignored.png".into(),
+            visibility: pb::ChannelVisibility::Public as i32,
+            ..Default::default()
+        };
+        assert!(matches!(create_channel(&direct), Ok(CreateChannel::Direct(_))));
+        refuses(create_channel(&pb::CreateChannelRequest { topic: "a\rb".into(), ..direct.clone() }), "topic");
+        refuses(create_channel(&pb::CreateChannelRequest { image_url: "x".into(), ..direct.clone() }), "image_url");
+        refuses(create_channel(&pb::CreateChannelRequest { visibility: 7, ..direct }), "visibility");
+    }
+
+    #[test]
+    fn topics_may_hold_newlines_and_tabs_but_no_other_control_character() {
+        assert!(topic("a\nb\tc").is_ok());
+        assert!(topic(&"x".repeat(MAX_TOPIC)).is_ok());
+        refuses(topic(&"x".repeat(MAX_TOPIC + 1)), "topic");
+        for bad in ["a\rb", "a\u{b}b", "a\u{85}b", "a\u{0}b"] {
+            refuses(topic(bad), "topic");
+        }
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct Publish {
     pub channel_ids: Vec<u64>,
 }
 
-/// Checks a `PublishRequest`: every event names a valid channel.
+/// Checks a `PublishRequest`: every event names a valid channel, as `ChannelEvent` requires; the
+/// rest of an event is delivered as sent.
 pub fn publish(request: &pb::PublishRequest) -> Result<Publish, Status> {
     let channel_ids = request
         .events
@@ -54,22 +55,19 @@ pub struct SessionOpened {
     pub channel_ids: Vec<u64>,
 }
 
-/// Checks one `AttachRequest` of the stream: a session opened names a valid user and, unless it
-/// follows all the user's channels, valid channels. The other commands carry nothing checked.
+/// Checks one `AttachRequest` of the stream: a session opened names a valid user and valid
+/// channels (checked even when it follows all the user's channels, which leaves the list
+/// unused). The other commands carry nothing checked.
 pub fn attach(request: &pb::AttachRequest) -> Result<Attach, Status> {
     Ok(match &request.command {
         Some(Command::SessionOpened(opened)) => {
             let user_id = validate::id("session_opened.user_id", &opened.user_id)?;
-            // why: with all_channels the list is ignored, so it is not refused either.
-            let channel_ids = if opened.all_channels {
-                Vec::new()
-            } else {
-                opened
-                    .channel_ids
-                    .iter()
-                    .map(|raw| validate::id("session_opened.channel_ids", raw))
-                    .collect::<Result<_, _>>()?
-            };
+            let listed: Vec<u64> = opened
+                .channel_ids
+                .iter()
+                .map(|raw| validate::id("session_opened.channel_ids", raw))
+                .collect::<Result<_, _>>()?;
+            let channel_ids = if opened.all_channels { Vec::new() } else { listed };
             Attach::SessionOpened(SessionOpened {
                 session_id: opened.session_id.clone(),
                 user_id,
@@ -172,17 +170,19 @@ mod tests {
     }
 
     #[test]
-    fn publish_refuses_any_event_without_a_channel() {
+    fn publish_refuses_any_event_without_a_valid_channel() {
         let valid = publish(&pb::PublishRequest { events: vec![event("7"), event("9")] }).unwrap();
         assert_eq!(valid.channel_ids, [7, 9]);
         refuses(publish(&pb::PublishRequest { events: vec![event("7"), event("")] }), "events.channel_id");
+        refuses(publish(&pb::PublishRequest { events: vec![event("7"), event("07")] }), "events.channel_id");
     }
 
     #[test]
     fn sessions_opened_name_a_user_and_valid_channels() {
         refuses(attach(&opened("", &[], true)), "session_opened.user_id");
         refuses(attach(&opened("3", &["1", "x"], false)), "session_opened.channel_ids");
-        let Attach::SessionOpened(all) = attach(&opened("3", &["x"], true)).unwrap() else { panic!("not opened") };
+        refuses(attach(&opened("3", &["x"], true)), "session_opened.channel_ids");
+        let Attach::SessionOpened(all) = attach(&opened("3", &["5"], true)).unwrap() else { panic!("not opened") };
         assert_eq!((all.user_id, all.all_channels, all.channel_ids), (3, true, Vec::new()));
         assert_eq!(attach(&pb::AttachRequest { command: None }).unwrap(), Attach::Empty);
     }

@@ -28,7 +28,7 @@ pub const UPDATE_MASK_FIELDS: [&str; 4] = ["name", "username", "avatar_url", "bi
 /// A valid `CreateUserRequest`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CreateUser {
-    /// As typed, trimmed.
+    /// As typed.
     pub email: String,
     /// As typed (not trimmed).
     pub password: String,
@@ -52,8 +52,7 @@ impl fmt::Debug for CreateUser {
 
 /// Checks a `CreateUserRequest`: email, password, name, then the optional username.
 pub fn create_user(request: &pb::CreateUserRequest) -> Result<CreateUser, Status> {
-    let email = request.email.trim();
-    email_address(email)?;
+    email_address(&request.email)?;
     password(&request.password)?;
     display_name(&request.name)?;
     let username = (!request.username.is_empty()).then(|| request.username.clone());
@@ -61,7 +60,7 @@ pub fn create_user(request: &pb::CreateUserRequest) -> Result<CreateUser, Status
         self::username(username)?;
     }
     Ok(CreateUser {
-        email: email.to_owned(),
+        email: request.email.clone(),
         password: request.password.clone(),
         name: request.name.trim().to_owned(),
         username,
@@ -71,7 +70,7 @@ pub fn create_user(request: &pb::CreateUserRequest) -> Result<CreateUser, Status
 /// A valid `LoginRequest`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Login {
-    /// The email trimmed and lowercased: the key accounts and login throttling go by.
+    /// The email lowercased (as typed otherwise): the key accounts and login throttling go by.
     pub email_key: String,
     /// As typed.
     pub password: String,
@@ -94,7 +93,7 @@ impl fmt::Debug for Login {
 
 /// Checks a `LoginRequest`: both fields are required; nothing else is revealed about their shape.
 pub fn login(request: &pb::LoginRequest) -> Result<Login, Status> {
-    let email = request.email.trim();
+    let email = &request.email;
     if email.is_empty() {
         return Err(invalid_field("email", "is required"));
     }
@@ -186,39 +185,46 @@ pub struct UpdateMe {
     pub bio: Option<String>,
 }
 
-/// Checks an `UpdateMeRequest`: the mask names only known fields, then each field to change
-/// (name, username, avatar_url, bio). With an empty mask the non-empty fields change.
+/// Checks an `UpdateMeRequest`: the mask names only known fields, each field given is valid
+/// (name, username, avatar_url, bio; whether the mask names it or not), and a name the mask
+/// names is given. With an empty mask the non-empty fields change; with a mask, the fields it
+/// names (an empty username, avatar_url or bio removes it).
 pub fn update_me(request: &pb::UpdateMeRequest) -> Result<UpdateMe, Status> {
     for field in &request.update_mask {
         if !UPDATE_MASK_FIELDS.contains(&field.as_str()) {
             return Err(invalid_field("update_mask", format!("unknown field {field:?}")));
         }
     }
+    if !request.name.is_empty() {
+        display_name(&request.name)?;
+    }
+    if !request.username.is_empty() {
+        username(&request.username)?;
+    }
+    if !request.avatar_url.is_empty() {
+        url("avatar_url", &request.avatar_url)?;
+    }
+    if !request.bio.is_empty() {
+        // why: a bio may have lines and tabs; every other control character is refused.
+        validate::text("bio", &request.bio.replace(['\n', '\t'], " "), 1, MAX_BIO)?;
+    }
     let masked = |field: &str, value: &str| {
         if request.update_mask.is_empty() { !value.is_empty() } else { request.update_mask.iter().any(|f| f == field) }
     };
     let mut valid = UpdateMe { name: None, username: None, avatar_url: None, bio: None };
     if masked("name", &request.name) {
-        display_name(&request.name)?;
+        if request.name.is_empty() {
+            return Err(invalid_field("name", "is required when update_mask names it"));
+        }
         valid.name = Some(request.name.trim().to_owned());
     }
     if masked("username", &request.username) {
-        if request.username.is_empty() {
-            valid.username = Some(None);
-        } else {
-            username(&request.username)?;
-            valid.username = Some(Some(request.username.clone()));
-        }
+        valid.username = Some((!request.username.is_empty()).then(|| request.username.clone()));
     }
     if masked("avatar_url", &request.avatar_url) {
-        url("avatar_url", &request.avatar_url)?;
         valid.avatar_url = Some(request.avatar_url.clone());
     }
     if masked("bio", &request.bio) {
-        if !request.bio.is_empty() {
-            // why: a bio may have lines and tabs; every other control character is refused.
-            validate::text("bio", &request.bio.replace(['\n', '\t'], " "), 1, MAX_BIO)?;
-        }
         valid.bio = Some(request.bio.clone());
     }
     Ok(valid)
@@ -256,26 +262,37 @@ pub fn resolve_usernames(request: &pb::ResolveUsernamesRequest) -> Result<Resolv
     Ok(ResolveUsernames { keys })
 }
 
+/// A required address of at most [`MAX_EMAIL`] bytes, valid by [`is_email`], checked as typed.
 fn email_address(email: &str) -> Result<(), Status> {
     if email.is_empty() {
         return Err(invalid_field("email", "is required"));
     }
     if email.len() > MAX_EMAIL {
-        return Err(invalid_field("email", format!("must have at most {MAX_EMAIL} characters")));
+        return Err(invalid_field("email", format!("must have at most {MAX_EMAIL} bytes")));
     }
-    let valid = match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        }
-        None => false,
+    if is_email(email) { Ok(()) } else { Err(invalid_field("email", "is not a valid email address")) }
+}
+
+/// The HTML standard's "valid email address", which protovalidate's `string.email` checks:
+///
+/// ```text
+/// ^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$
+/// ```
+///
+/// ASCII only: a local part of those characters (dots anywhere), `@`, and a domain of one or
+/// more dot-separated labels of 1 to 63 letters, digits and hyphens, not starting or ending
+/// with a hyphen.
+fn is_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else { return false };
+    let local_ok =
+        !local.is_empty() && local.bytes().all(|b| b.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&b));
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
     };
-    if valid { Ok(()) } else { Err(invalid_field("email", "is not a valid email address")) }
+    local_ok && domain.split('.').all(label_ok)
 }
 
 fn password(password: &str) -> Result<(), Status> {
@@ -289,11 +306,14 @@ fn password(password: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// At most [`MAX_NAME`] characters, no control characters, and not blank (some character is
+/// neither white space nor a control character), checked untrimmed.
 fn display_name(name: &str) -> Result<(), Status> {
-    if name.trim().is_empty() {
-        return Err(invalid_field("name", "is required"));
+    validate::text("name", name, 1, MAX_NAME)?;
+    if name.chars().all(char::is_whitespace) {
+        return Err(invalid_field("name", "must not be blank"));
     }
-    validate::text("name", name, 1, MAX_NAME)
+    Ok(())
 }
 
 /// 3 to 32 of a-z, 0-9 and _, starting with a letter (any letter case).
@@ -328,7 +348,7 @@ mod tests {
 
     fn new_user() -> pb::CreateUserRequest {
         pb::CreateUserRequest {
-            email: " Ada@Example.org ".into(),
+            email: "Ada@Example.org".into(),
             password: "correct horse".into(),
             name: " Ada ".into(),
             username: String::new(),
@@ -336,14 +356,37 @@ mod tests {
     }
 
     #[test]
-    fn emails_are_checked_for_shape() {
-        for ok in ["a@b.co", "first.last+tag@example.org"] {
+    fn emails_are_checked_as_the_html_standard_defines_them() {
+        let longest_label = format!("a@{}.org", "b".repeat(63));
+        let ok = ["a@b", "a@b.co", "first.last+tag@example.org", ".a..b.@c", "!#$%&'*+/=?^_`{|}~-@x", "a@1-2.3"];
+        for ok in ok.into_iter().chain([longest_label.as_str()]) {
             assert!(email_address(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.de", "a@@b.co", "a@.b", "a@b."] {
+        let too_long_label = format!("a@{}.org", "b".repeat(64));
+        let shape = ["", "a", "a@", "@b.co", "a@@b.co", "a@b@c", "a@[1.2.3.4]", "\"a\"@b.co"];
+        let spaces = ["a b@c.de", " a@b.co", "a@b.co ", "a@b.co\n"];
+        let labels = ["a@.b", "a@b.", "a@b..co", "a@-b.co", "a@b-.co", "a@b_c.co", &too_long_label];
+        let non_ascii = ["é@b.co", "a@bü.de"];
+        for bad in shape.into_iter().chain(spaces).chain(labels).chain(non_ascii) {
             refuses(email_address(bad), "email");
         }
-        refuses(email_address(&format!("{}@example.org", "a".repeat(MAX_EMAIL))), "email");
+    }
+
+    #[test]
+    fn emails_have_at_most_254_bytes() {
+        let longest = format!("{}@example.org", "a".repeat(MAX_EMAIL - "@example.org".len()));
+        assert!(email_address(&longest).is_ok());
+        refuses(email_address(&format!("a{longest}")), "email");
+    }
+
+    #[test]
+    fn names_are_checked_untrimmed_for_length_controls_and_blankness() {
+        assert!(display_name(" Åsa 🌸 ").is_ok());
+        assert!(display_name(&"x".repeat(MAX_NAME)).is_ok());
+        refuses(display_name(&format!(" {}", "x".repeat(MAX_NAME))), "name");
+        for bad in ["", " ", "\u{a0}\u{3000}", "a\tb", "a\u{85}"] {
+            refuses(display_name(bad), "name");
+        }
     }
 
     #[test]
@@ -355,13 +398,14 @@ mod tests {
     }
 
     #[test]
-    fn create_user_trims_and_refuses_field_by_field() {
+    fn create_user_keeps_the_email_trims_the_name_and_refuses_field_by_field() {
         let valid = create_user(&new_user()).unwrap();
         assert_eq!(
             (valid.email.as_str(), valid.name.as_str(), valid.username.as_deref()),
             ("Ada@Example.org", "Ada", None)
         );
         assert!(!format!("{valid:?}").contains("horse"), "the password is not printed");
+        refuses(create_user(&pb::CreateUserRequest { email: " Ada@Example.org".into(), ..new_user() }), "email");
         refuses(create_user(&pb::CreateUserRequest { password: "short".into(), ..new_user() }), "password");
         refuses(create_user(&pb::CreateUserRequest { name: "  ".into(), ..new_user() }), "name");
         refuses(create_user(&pb::CreateUserRequest { name: "a\u{7}".into(), ..new_user() }), "name");
@@ -375,10 +419,12 @@ mod tests {
 
     #[test]
     fn login_needs_both_fields_and_flags_overlong_passwords() {
-        refuses(login(&pb::LoginRequest { email: " ".into(), password: "x".into() }), "email");
+        refuses(login(&pb::LoginRequest { email: String::new(), password: "x".into() }), "email");
         refuses(login(&pb::LoginRequest { email: "a@b.co".into(), password: String::new() }), "password");
-        let valid = login(&pb::LoginRequest { email: " A@B.co ".into(), password: "x".into() }).unwrap();
+        let valid = login(&pb::LoginRequest { email: "A@B.co".into(), password: "x".into() }).unwrap();
         assert_eq!(valid.email_key, "a@b.co");
+        let untrimmed = login(&pb::LoginRequest { email: " A@B.co".into(), password: "x".into() }).unwrap();
+        assert_eq!(untrimmed.email_key, " a@b.co", "matched as typed, so it finds no account");
         assert!(valid.password_can_match);
         let long = pb::LoginRequest { email: "a@b.co".into(), password: "x".repeat(MAX_PASSWORD + 1) };
         assert!(!login(&long).unwrap().password_can_match);
@@ -414,6 +460,17 @@ mod tests {
         refuses(update_me(&pb::UpdateMeRequest { avatar_url: "ftp://x".into(), ..Default::default() }), "avatar_url");
         let name = pb::UpdateMeRequest { update_mask: vec!["name".into()], ..Default::default() };
         refuses(update_me(&name), "name");
+    }
+
+    #[test]
+    fn update_me_checks_every_field_given_even_outside_the_mask() {
+        let given = |request: pb::UpdateMeRequest| pb::UpdateMeRequest { update_mask: vec!["bio".into()], ..request };
+        refuses(update_me(&given(pb::UpdateMeRequest { name: " ".into(), ..Default::default() })), "name");
+        refuses(update_me(&given(pb::UpdateMeRequest { username: "9lives".into(), ..Default::default() })), "username");
+        refuses(update_me(&given(pb::UpdateMeRequest { avatar_url: "x".into(), ..Default::default() })), "avatar_url");
+        let valid =
+            update_me(&given(pb::UpdateMeRequest { name: "Ada".into(), bio: "hi".into(), ..Default::default() }));
+        assert_eq!(valid.unwrap(), UpdateMe { name: None, username: None, avatar_url: None, bio: Some("hi".into()) });
     }
 
     #[test]

@@ -61,11 +61,17 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     }
 }
 
-/// The gateway's router: every REST route of the contracts; 404 and 405 in the error shape.
-pub fn router(auth: Arc<Authenticator>, services: GrpcChannel, cors_origins: &[String]) -> Router {
+/// The gateway's router: every REST route of the contracts; 404 and 405 in the error shape. The
+/// OpenAPI document adds this deployment's `narrowings` to what the contracts say.
+pub fn router(
+    auth: Arc<Authenticator>,
+    services: GrpcChannel,
+    cors_origins: &[String],
+    narrowings: &[openapi::Narrowing],
+) -> Router {
     let state = Arc::new(State { auth, services });
     let routes = routes::routes();
-    let document = openapi::document(&routes);
+    let document = openapi::document(&routes, narrowings);
     let mut by_path: HashMap<String, MethodRouter> = HashMap::new();
     for route in routes {
         let Ok(filter) = MethodFilter::try_from(route.method.clone()) else { continue };

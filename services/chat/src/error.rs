@@ -28,21 +28,23 @@ pub enum ChatError {
     BroadcastOwnerOnly,
     #[error("client_msg_id was already used for a different chat ({0})")]
     KeyReused(u64),
-    /// `reply_to_chat_id` names no chat of the channel written to.
-    #[error("is not a chat of this channel")]
-    ReplyNotInChannel,
-    /// An ack's `chat_id` names no chat of the channel acked.
-    #[error("is not a chat of this channel")]
-    AckNotInChannel,
+    /// `reply_to_chat_id` names no chat of the channel written to (none, or another channel's:
+    /// the answer is the same, so it does not tell which ids exist).
+    #[error("reply_to_chat_id: chat {0} not found in this channel")]
+    ReplyNotInChannel(u64),
+    /// An ack's `chat_id` names no chat of the channel acked (none, or another channel's).
+    #[error("chat_id: chat {0} not found in this channel")]
+    AckNotInChannel(u64),
     #[error("{0} is not accepted here")]
     ContentTypeNotAccepted(String),
     #[error("must be from 1 to {max} bytes")]
     SizeOutOfRange { max: u64 },
-    #[error("upload {0} is not an upload of yours in this channel")]
+    /// None, someone else's or another channel's: the answer is the same for each.
+    #[error("attachment_upload_ids: upload {0} is not an upload of yours in this channel")]
     UploadNotYours(u64),
-    #[error("upload {0} is already attached")]
+    #[error("attachment_upload_ids: upload {0} is already attached")]
     UploadAttached(u64),
-    #[error("upload {0} has expired")]
+    #[error("attachment_upload_ids: upload {0} has expired")]
     UploadExpired(u64),
     /// The stored file differs from what CreateUpload declared; it was deleted.
     #[error("upload {upload_id} is not what was declared ({size_bytes} bytes of {content_type}); the file was deleted")]
@@ -52,7 +54,7 @@ pub enum ChatError {
     /// Also what a caller gets for an attachment of a chat they cannot read.
     #[error("attachment {0} not found")]
     AttachmentNotFound(u64),
-    /// The search query has no words the analyzer keeps, or too many.
+    /// The search query as the analyzer refuses it (none given, or too long).
     #[error("{0}")]
     InvalidQuery(String),
     #[error("attachments are not served by this process")]
@@ -114,14 +116,30 @@ impl From<ChatError> for Status {
                 "IDEMPOTENCY_KEY_REUSED",
                 &[("chat_id", id.to_string())],
             ),
-            ChatError::ReplyNotInChannel => invalid_field("reply_to_chat_id", message),
-            ChatError::AckNotInChannel => invalid_field("chat_id", message),
+            ChatError::ReplyNotInChannel(id) => {
+                status_with_reason(Code::NotFound, message, "REPLY_TARGET_NOT_FOUND", &[("chat_id", id.to_string())])
+            }
+            ChatError::AckNotInChannel(id) => {
+                status_with_reason(Code::NotFound, message, "ACKED_CHAT_NOT_FOUND", &[("chat_id", id.to_string())])
+            }
             ChatError::ContentTypeNotAccepted(_) => invalid_field("content_type", message),
             ChatError::SizeOutOfRange { .. } => invalid_field("size_bytes", message),
-            ChatError::UploadNotYours(_)
-            | ChatError::UploadAttached(_)
-            | ChatError::UploadExpired(_)
-            | ChatError::UploadMismatch { .. } => invalid_field("attachment_upload_ids", message),
+            ChatError::UploadNotYours(id) => {
+                status_with_reason(Code::NotFound, message, "UPLOAD_NOT_FOUND", &[("upload_id", id.to_string())])
+            }
+            ChatError::UploadAttached(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "UPLOAD_ATTACHED",
+                &[("upload_id", id.to_string())],
+            ),
+            ChatError::UploadExpired(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "UPLOAD_EXPIRED",
+                &[("upload_id", id.to_string())],
+            ),
+            ChatError::UploadMismatch { .. } => invalid_field("attachment_upload_ids", message),
             ChatError::InvalidQuery(_) => invalid_field("query", message),
             ChatError::UploadNotFinished(id) => status_with_reason(
                 Code::FailedPrecondition,
@@ -187,6 +205,11 @@ mod tests {
             (ChatError::Retracted(1), Code::FailedPrecondition, "CHAT_RETRACTED"),
             (ChatError::BroadcastOwnerOnly, Code::PermissionDenied, "BROADCAST_OWNER_ONLY"),
             (ChatError::KeyReused(1), Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED"),
+            (ChatError::ReplyNotInChannel(1), Code::NotFound, "REPLY_TARGET_NOT_FOUND"),
+            (ChatError::AckNotInChannel(1), Code::NotFound, "ACKED_CHAT_NOT_FOUND"),
+            (ChatError::UploadNotYours(1), Code::NotFound, "UPLOAD_NOT_FOUND"),
+            (ChatError::UploadAttached(1), Code::FailedPrecondition, "UPLOAD_ATTACHED"),
+            (ChatError::UploadExpired(1), Code::FailedPrecondition, "UPLOAD_EXPIRED"),
             (ChatError::UploadNotFinished(1), Code::FailedPrecondition, "UPLOAD_NOT_FINISHED"),
             (ChatError::AttachmentNotFound(1), Code::NotFound, "ATTACHMENT_NOT_FOUND"),
             (ChatError::MediaNotServed, Code::Unavailable, "MEDIA_NOT_SERVED"),
@@ -201,21 +224,18 @@ mod tests {
     }
 
     #[test]
-    fn upload_refusals_are_bad_attachment_fields() {
+    fn refused_references_and_uploads_name_their_field_first() {
         let cases = [
-            (ChatError::UploadNotYours(7), "upload 7 is not an upload of yours in this channel"),
-            (ChatError::UploadAttached(7), "upload 7 is already attached"),
-            (ChatError::UploadExpired(7), "upload 7 has expired"),
-            (
-                ChatError::UploadMismatch { upload_id: 7, size_bytes: 3, content_type: "image/png".into() },
-                "upload 7 is not what was declared (3 bytes of image/png); the file was deleted",
-            ),
+            (ChatError::ReplyNotInChannel(7), "reply_to_chat_id: chat 7 not found in this channel"),
+            (ChatError::AckNotInChannel(7), "chat_id: chat 7 not found in this channel"),
+            (ChatError::UploadNotYours(7), "attachment_upload_ids: upload 7 is not an upload of yours in this channel"),
+            (ChatError::UploadAttached(7), "attachment_upload_ids: upload 7 is already attached"),
+            (ChatError::UploadExpired(7), "attachment_upload_ids: upload 7 has expired"),
         ];
         for (error, message) in cases {
             let status = Status::from(error);
-            assert_eq!(status.code(), Code::InvalidArgument);
-            assert_eq!(status.message(), format!("attachment_upload_ids: {message}"));
-            assert_eq!(field(&status), "attachment_upload_ids");
+            assert_eq!(status.message(), message);
+            assert_eq!(field(&status), "", "a refused reference is no bad field: {message}");
         }
         let status = Status::from(ChatError::UploadNotFinished(7));
         assert!(
@@ -226,17 +246,24 @@ mod tests {
     }
 
     #[test]
-    fn other_bad_fields_keep_their_messages() {
+    fn bad_fields_keep_their_messages() {
         let cases = [
-            (ChatError::ReplyNotInChannel, "reply_to_chat_id: is not a chat of this channel"),
-            (ChatError::AckNotInChannel, "chat_id: is not a chat of this channel"),
-            (ChatError::ContentTypeNotAccepted("text/html".into()), "content_type: text/html is not accepted here"),
-            (ChatError::SizeOutOfRange { max: 10 }, "size_bytes: must be from 1 to 10 bytes"),
-            (ChatError::InvalidQuery("has no words".into()), "query: has no words"),
+            (ChatError::ContentTypeNotAccepted("text/html".into()), "content_type", "text/html is not accepted here"),
+            (ChatError::SizeOutOfRange { max: 10 }, "size_bytes", "must be from 1 to 10 bytes"),
+            (ChatError::InvalidQuery("is required".into()), "query", "is required"),
+            (
+                ChatError::UploadMismatch { upload_id: 7, size_bytes: 3, content_type: "image/png".into() },
+                "attachment_upload_ids",
+                "upload 7 is not what was declared (3 bytes of image/png); the file was deleted",
+            ),
         ];
-        for (error, message) in cases {
+        for (error, expected_field, message) in cases {
             let status = Status::from(error);
-            assert_eq!((status.code(), status.message()), (Code::InvalidArgument, message));
+            assert_eq!(
+                (status.code(), status.message()),
+                (Code::InvalidArgument, format!("{expected_field}: {message}").as_str())
+            );
+            assert_eq!((field(&status), reason(&status).as_str()), (expected_field.to_owned(), "INVALID_ARGUMENT"));
         }
     }
 

@@ -22,7 +22,7 @@ impl ChatCore {
             AckTarget::Chat(chat_id) => {
                 let chat = self.store.get_chat(chat_id).await?;
                 if chat.is_none_or(|c| c.channel_id != channel_id) {
-                    return Err(ChatError::AckNotInChannel);
+                    return Err(ChatError::AckNotInChannel(chat_id));
                 }
                 Some(chat_id)
             }

@@ -50,6 +50,32 @@ pub fn body_hash(text: &str, reply_to: u64, attachments: &[u64]) -> String {
     context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where a page of history starts and the id it stays below: with `after`, oldest first after
+/// it (or after the page token) and, with `before` too, below `before`; without, newest first
+/// before `before` (or before the page token; neither: from the newest). `None`: nothing lies
+/// between `after` and `before`.
+pub fn history_range(before: Option<u64>, after: Option<u64>, cursor: Option<u64>) -> Option<(Range, Option<u64>)> {
+    // why: the direction is the request's (after: oldest first); the token only moves the start.
+    match after {
+        Some(after) => {
+            let start = cursor.unwrap_or(after);
+            before.is_none_or(|before| start < before).then_some((Range::After(start), before))
+        }
+        None => Some((Range::Before(cursor.or(before)), None)),
+    }
+}
+
+/// A page of the chats the store listed for a page of `size`, keeping those below `below`: a
+/// full page may have more after it, one that reached the bound has not.
+pub fn history_page(mut chats: Vec<ChatRecord>, size: usize, below: Option<u64>) -> Page<ChatRecord> {
+    if let Some(below) = below {
+        chats.retain(|chat| chat.chat_id < below);
+    }
+    // why: a page cut at the bound holds fewer than `size`, so it is the last.
+    let next = chats.last().filter(|_| chats.len() == size).map(|last| last.chat_id);
+    Page { items: chats, next }
+}
+
 /// What became of one chat in a change of several.
 fn item(chat_id: u64, outcome: ItemOutcome) -> Result<ChatRecord, ChatError> {
     match outcome {
@@ -71,7 +97,7 @@ impl ChatCore {
         if reply_to != 0 {
             let target = self.store.get_chat(reply_to).await?;
             if target.is_none_or(|t| t.channel_id != channel_id) {
-                return Err(ChatError::ReplyNotInChannel);
+                return Err(ChatError::ReplyNotInChannel(reply_to));
             }
         }
         let mentions = self.mentions(channel_id, &text).await?;
@@ -110,14 +136,11 @@ impl ChatCore {
     pub async fn list_chats(&self, caller: u64, cmd: wire::ListChats) -> Result<Page<ChatRecord>, ChatError> {
         let wire::ListChats { channel_id, before, after, page_size: size, cursor } = cmd;
         self.directory.member(channel_id, caller).await?;
-        // why: the direction is the request's (after: oldest first); the token only moves the start.
-        let range = match after {
-            Some(after) => Range::After(cursor.unwrap_or(after)),
-            None => Range::Before(cursor.or(before)),
+        let Some((range, below)) = history_range(before, after, cursor) else {
+            return Ok(Page { items: Vec::new(), next: None });
         };
         let chats = self.store.list_chats(channel_id, range, size, caller).await?;
-        let next = chats.last().filter(|_| chats.len() == size).map(|last| last.chat_id);
-        Ok(Page { items: chats, next })
+        Ok(history_page(chats, size, below))
     }
 
     /// Replaces the text of one of the caller's own chats.
@@ -188,6 +211,63 @@ impl ChatCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chats(ids: &[u64]) -> Vec<ChatRecord> {
+        let chat = |chat_id| {
+            let new = NewChat {
+                channel_id: 5,
+                sender_id: 1,
+                kind: ChatKind::Text,
+                text: "hi".into(),
+                client_msg_id: String::new(),
+                reply_to: 0,
+                mentions: Vec::new(),
+                announcement: None,
+                body_hash: String::new(),
+                attachments: Vec::new(),
+            };
+            ChatRecord::created(new, chat_id)
+        };
+        ids.iter().copied().map(chat).collect()
+    }
+
+    #[test]
+    fn history_runs_the_way_its_bounds_say() {
+        let cases = [
+            ((None, None, None), Some((Range::Before(None), None))),
+            ((Some(9), None, None), Some((Range::Before(Some(9)), None))),
+            ((Some(9), None, Some(7)), Some((Range::Before(Some(7)), None))),
+            ((None, Some(3), None), Some((Range::After(3), None))),
+            ((None, Some(3), Some(5)), Some((Range::After(5), None))),
+            ((Some(9), Some(3), None), Some((Range::After(3), Some(9)))),
+            ((Some(9), Some(3), Some(5)), Some((Range::After(5), Some(9)))),
+            ((Some(9), Some(8), None), Some((Range::After(8), Some(9)))),
+            ((Some(9), Some(9), None), None),
+            ((Some(3), Some(9), None), None),
+            ((Some(9), Some(3), Some(9)), None),
+        ];
+        for ((before, after, cursor), expected) in cases {
+            assert_eq!(
+                history_range(before, after, cursor),
+                expected,
+                "before {before:?} after {after:?} token {cursor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_page_between_two_chats_ends_at_the_bound() {
+        let page = |listed: &[u64], size, below| {
+            let page = history_page(chats(listed), size, below);
+            (page.items.iter().map(|c| c.chat_id).collect::<Vec<_>>(), page.next)
+        };
+        assert_eq!(page(&[4, 5], 2, Some(9)), (vec![4, 5], Some(5)), "full and below the bound: more may follow");
+        assert_eq!(page(&[4, 5, 6], 3, Some(6)), (vec![4, 5], None), "the bound reached: the last page");
+        assert_eq!(page(&[9, 10], 2, Some(9)), (vec![], None), "nothing below the bound");
+        assert_eq!(page(&[4], 2, Some(9)), (vec![4], None), "the channel's end");
+        assert_eq!(page(&[4, 6], 2, None), (vec![4, 6], Some(6)), "no bound: a full page may have more");
+        assert_eq!(page(&[], 2, None), (vec![], None));
+    }
 
     #[test]
     fn mentions_are_found_at_word_boundaries() {

@@ -42,11 +42,19 @@ pub fn searchable(chat: &ChatRecord, allowed: &HashSet<u64>, query: &IndexQuery)
         && search::matches(&chat.text, &query.query)
 }
 
+/// Whether a time range, from `from_ms` (inclusive) until `until_ms` (exclusive), holds any time.
+pub fn time_range_open(from_ms: Option<u64>, until_ms: Option<u64>) -> bool {
+    match (from_ms, until_ms) {
+        (Some(from), Some(until)) => from < until,
+        _ => true,
+    }
+}
+
 impl ChatCore {
     /// Chats of the caller's channels (or of one of them) matching a query, newest first.
     pub async fn search_chats(&self, caller: u64, cmd: wire::SearchChats) -> Result<Page<Hit>, ChatError> {
         let wire::SearchChats { query, channel_id, sender_id, from_ms, until_ms, page_size: size, cursor } = cmd;
-        // why: what counts as a word (and so the word cap) is the search analyzer's, which the wire crate does not link.
+        // why: what counts as a word is the search analyzer's, which the wire crate does not link.
         let query = search::parse_query(&query).map_err(ChatError::InvalidQuery)?;
         let index = &self.search()?.index;
         let channel_ids = match channel_id {
@@ -56,6 +64,11 @@ impl ChatCore {
             }
             None => self.directory.channels_of(caller).await?,
         };
+        if query.clauses.is_empty() || !time_range_open(from_ms, until_ms) {
+            // why: nothing searchable was typed ("?!"), or no time lies in the range, so nothing
+            // matches; asked after the membership check so the answer says no more than any search
+            return Ok(Page { items: Vec::new(), next: None });
+        }
         let allowed: HashSet<u64> = channel_ids.iter().copied().collect();
         let mut index_query = IndexQuery {
             query,
@@ -155,6 +168,20 @@ mod tests {
             before_chat_id: None,
             viewer: 1,
             limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_time_range_ending_at_or_before_its_start_holds_nothing() {
+        let cases = [
+            ((None, None), true),
+            ((Some(5), None), true),
+            ((Some(5), Some(6)), true),
+            ((Some(5), Some(5)), false),
+            ((Some(5), Some(4)), false),
+        ];
+        for ((from, until), open) in cases {
+            assert_eq!(time_range_open(from, until), open, "from {from:?} until {until:?}");
         }
     }
 

@@ -211,6 +211,30 @@ pub fn accepts(accepted: &[String], content_type: &str) -> bool {
     })
 }
 
+/// A pattern (ECMA-262 and RE2 alike) for exactly the media types [`accepts`] lets through as
+/// CreateUpload asks it (lowercased first, so letters match in either case), for a document
+/// that states this deployment's rule: a `family/*` entry takes any subtype of the contract's
+/// shape (RFC 6838 names).
+pub fn accepted_pattern(accepted: &[String]) -> String {
+    let literal = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c {
+                c if c.is_ascii_alphabetic() => format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()),
+                c if c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_' || c == '!' || c == '#' => c.into(),
+                c => format!("\\{c}"),
+            })
+            .collect()
+    };
+    let alternatives: Vec<String> = accepted
+        .iter()
+        .map(|allowed| match allowed.strip_suffix("/*") {
+            Some(family) => format!("{}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{{0,126}}", literal(family)),
+            None => literal(allowed),
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
 /// Uploads handled per sweep step.
 const SWEEP_BATCH: usize = 256;
 
@@ -252,6 +276,37 @@ pub async fn run_sweeper(store: Arc<dyn ChatStore>, media: Arc<Media>, shutdown:
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(media.sweep_interval()) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accepted_pattern_matches_what_accepts_lets_through() {
+        let accepted: Vec<String> =
+            ["image/*", "application/pdf", "text/plain", "application/vnd.ms-excel"].map(String::from).into();
+        let pattern = regex::Regex::new(&accepted_pattern(&accepted)).unwrap();
+        for (sent, expected) in [
+            ("image/png", true),
+            ("IMAGE/Png", true),
+            ("image/svg+xml", true),
+            ("image/", false),
+            ("image", false),
+            ("images/png", false),
+            ("application/pdf", true),
+            ("Application/PDF", true),
+            ("application/pdfx", false),
+            ("application/vnd.ms-excel", true),
+            ("application/vndxms-excel", false),
+            ("text/plain", true),
+            ("text/html", false),
+            ("video/mp4", false),
+        ] {
+            assert_eq!(accepts(&accepted, &sent.to_ascii_lowercase()), expected, "accepts {sent}");
+            assert_eq!(pattern.is_match(sent), expected, "the pattern on {sent}: {pattern}");
         }
     }
 }
