@@ -15,7 +15,7 @@ FUZZ_SECONDS ?= 10
 # `make lint` refuses a proto change that breaks them (buf.yaml: breaking rules FILE).
 RELEASED_CONTRACTS := proto/released/chatmesh-v1.binpb
 
-.PHONY: up test test-rust test-python test-deploy fuzz bench bench-smoke lint released-contracts tools clean-data
+.PHONY: up test test-rust test-python test-deploy test-long fuzz bench bench-smoke lint released-contracts tools clean-data
 
 ## Start everything on the embedded default (gRPC :50051, REST :8080, WebSocket :8081).
 up:
@@ -42,6 +42,13 @@ test-python: tools
 test-deploy: tools
 	PATH="$(VENV)/bin:$$PATH" $(PYTHON) -m pytest -q tests/deploy
 
+## The model test at length (tests/tests/model): MODEL_CASES (default 512) cases of ~30
+## operations each, where CI runs 64; some 5 to 10 minutes on 2 cores. Plain cargo test:
+## nextest's 3-minute limit for a hung test would end it.
+MODEL_CASES ?= 512
+test-long:
+	PROPTEST_CASES=$(MODEL_CASES) cargo test -p chatmesh-tests --test model -- --nocapture
+
 ## Each fuzz target for FUZZ_SECONDS (default 10) from its checked-in seeds in fuzz/corpus;
 ## a crash fails, and leaves its input in fuzz/artifacts/<target>/. New inputs found go to a
 ## scratch corpus, not into the repository. (RUSTC_BOOTSTRAP=1: cargo-fuzz's flags on stable.)
@@ -64,7 +71,7 @@ bench:
 	cargo build --release -p chatmesh-cli -p chatmesh-bench
 	$(CARGO_TARGET_DIR)/release/chatmesh-bench --out bench/results
 
-## Its ~20-second smoke version (CI): debug build, results in a temporary dir; fails only
+## Its smoke version, under a minute (CI): debug build, results in a temporary dir; fails only
 ## when the harness could not run, never because a figure is low.
 bench-smoke:
 	cargo build -p chatmesh-cli -p chatmesh-bench

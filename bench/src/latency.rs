@@ -253,7 +253,7 @@ pub async fn run(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
     rows.push(["deliveries".into(), delivered(&measured), delivered(&floor), "—".into()]);
     rows.push(["send errors".into(), measured.send_errors.to_string(), floor.send_errors.to_string(), "—".into()]);
 
-    let (goal, goal_met) = if scenario.subscribers == 100 {
+    let (goal, figures_meet_goal) = if scenario.subscribers == 100 {
         let met = measured.latency.len() == measured.expected
             && p(&mp, "p50_ms") <= GOAL_AT_100.0
             && p(&mp, "p99_ms") <= GOAL_AT_100.1;
@@ -283,7 +283,8 @@ pub async fn run(binary: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
         ],
         rows,
         goal,
-        goal_met,
+        figures_meet_goal,
+        failed: measured.send_errors,
         data: json!({
             "subscribers": scenario.subscribers,
             "sends_per_s": scenario.per_second,
@@ -330,7 +331,8 @@ pub async fn run_cluster(binary: &Path, scenario: Scenario) -> anyhow::Result<Ou
         ],
         rows,
         goal: None,
-        goal_met: None,
+        figures_meet_goal: None,
+        failed: cluster.send_errors,
         data: json!({"subscribers": scenario.subscribers, "cluster": cp, "up": up_p,
                      "delivered": [cluster.latency.len(), up.latency.len()], "expected": cluster.expected,
                      "ratio_p99": ratio(p(&cp, "p99_ms"), p(&up_p, "p99_ms"))}),

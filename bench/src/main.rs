@@ -24,7 +24,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "chatmesh-bench", version, about, long_about = None)]
 struct Cli {
-    /// The ~20-second version CI runs so the harness cannot rot (figures are not meaningful).
+    /// The short version CI runs (under a minute) so the harness cannot rot (figures mean nothing).
     #[arg(long)]
     smoke: bool,
     /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g).

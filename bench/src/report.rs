@@ -44,9 +44,21 @@ pub struct Outcome {
     /// `[label, measured, baseline, ratio]` rows for the Markdown table.
     pub rows: Vec<[String; 4]>,
     pub goal: Option<String>,
-    pub goal_met: Option<bool>,
+    /// Whether chatmesh's figures reach the goal (see [`Outcome::goal_met`]).
+    pub figures_meet_goal: Option<bool>,
+    /// chatmesh's calls (or deliveries) that failed or answered wrongly. Latency figures leave
+    /// them out, so any one of them means the goal is not met.
+    pub failed: u64,
     /// Every figure, for the JSON file.
     pub data: Value,
+}
+
+impl Outcome {
+    /// Met: the figures reach the goal and nothing failed (a run whose calls all fail has no
+    /// latency left to judge, and must not read "met"). `None` without a goal.
+    pub fn goal_met(&self) -> Option<bool> {
+        self.figures_meet_goal.map(|met| met && self.failed == 0)
+    }
 }
 
 /// Formats a float for the table.
@@ -90,7 +102,8 @@ pub fn write(
             "id": o.id,
             "title": o.title,
             "goal": o.goal,
-            "goal_met": o.goal_met,
+            "goal_met": o.goal_met(),
+            "failed": o.failed,
             "notes": o.notes,
             "figures": o.data,
         })).collect::<Vec<_>>(),
@@ -111,12 +124,13 @@ pub fn write(
             writeln!(md, "- {note}")?;
         }
         if let Some(goal) = &o.goal {
-            let met = match o.goal_met {
+            let met = match o.goal_met() {
                 Some(true) => "met",
                 Some(false) => "NOT met",
                 None => "not judged",
             };
-            writeln!(md, "- goal: {goal} — **{met}**")?;
+            let failed = if o.failed > 0 { format!(" ({} failed)", o.failed) } else { String::new() };
+            writeln!(md, "- goal: {goal} — **{met}**{failed}")?;
         }
         writeln!(md, "\n| figure | chatmesh | baseline | ratio |\n|---|---|---|---|")?;
         for [label, measured, baseline, ratio] in &o.rows {
@@ -133,4 +147,35 @@ pub fn write(
     let path = out.join(format!("{stamp}.md"));
     std::fs::write(&path, md)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(failed: u64) -> Outcome {
+        Outcome {
+            id: "e",
+            title: "history".into(),
+            notes: Vec::new(),
+            rows: Vec::new(),
+            goal: Some("p99 ≤ 2 ms".into()),
+            figures_meet_goal: Some(true),
+            failed,
+            data: Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_goal_is_never_met_when_a_call_failed() {
+        assert_eq!(outcome(0).goal_met(), Some(true));
+        assert_eq!(outcome(1).goal_met(), Some(false));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "stamp", "smoke", &machine(2), &[outcome(3)], &[]).unwrap();
+        let md = std::fs::read_to_string(path).unwrap();
+        assert!(md.contains("- goal: p99 ≤ 2 ms — **NOT met** (3 failed)"), "{md}");
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("stamp.json")).unwrap()).unwrap();
+        assert_eq!((&json["benchmarks"][0]["goal_met"], &json["benchmarks"][0]["failed"]), (&json!(false), &json!(3)));
+    }
 }

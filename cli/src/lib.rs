@@ -21,7 +21,10 @@ use std::{collections::BTreeSet, str::FromStr};
 use chatmesh_platform::config::Config;
 
 pub(crate) use self::search::search_index;
-pub use self::{running::Running, search::search_dir};
+pub use self::{
+    running::{Listening, Running},
+    search::search_dir,
+};
 
 /// A part of the mesh that a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -82,17 +82,27 @@ async fn drained(
     grace: Duration,
     serve: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    let timer = || async move {
+        tokio::time::sleep(grace).await;
+        tracing::warn!("{name}: connections still open after {grace:?}; closing them");
+    };
+    drained_within(stop, timer, serve).await
+}
+
+/// [`drained`] with its grace period as a timer started at `stop` (a test's clock stands in).
+async fn drained_within<Timer: Future<Output = ()>>(
+    stop: &CancellationToken,
+    grace: impl FnOnce() -> Timer,
+    serve: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     tokio::pin!(serve);
     let deadline = async {
         stop.cancelled().await;
-        tokio::time::sleep(grace).await;
+        grace().await;
     };
     tokio::select! {
         result = &mut serve => result,
-        () = deadline => {
-            tracing::warn!("{name}: connections still open after {grace:?}; closing them");
-            Ok(())
-        }
+        () = deadline => Ok(()),
     }
 }
 
@@ -122,4 +132,45 @@ fn metrics_router(shutdown: CancellationToken) -> axum::Router {
                 }
             }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::FutureExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_never_drains_is_given_up_when_the_grace_period_after_stop_ends() {
+        let stop = CancellationToken::new();
+        // the grace period's clock: started by the drain, run out by the test
+        let started = AtomicBool::new(false);
+        let (run_out, ran_out) = tokio::sync::oneshot::channel::<()>();
+        let grace = || {
+            started.store(true, Ordering::SeqCst);
+            async { ran_out.await.unwrap_or_default() }
+        };
+        let run = drained_within(&stop, grace, futures::future::pending());
+        tokio::pin!(run);
+        assert!((&mut run).now_or_never().is_none(), "serving before the stop");
+        assert!(!started.load(Ordering::SeqCst), "the grace period starts at the stop, not before");
+        stop.cancel();
+        assert!((&mut run).now_or_never().is_none(), "draining within the grace period");
+        assert!(started.load(Ordering::SeqCst));
+        run_out.send(()).unwrap();
+        assert!(matches!((&mut run).now_or_never(), Some(Ok(()))), "given up once the grace period ran out");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_drains_within_the_grace_period_ends_with_its_own_result() {
+        let stop = CancellationToken::new();
+        let served = stop.clone().cancelled_owned().map(|()| Err(anyhow::anyhow!("served with an error")));
+        let run = drained_within(&stop, futures::future::pending, served);
+        tokio::pin!(run);
+        stop.cancel();
+        let ended = (&mut run).now_or_never().expect("ends as soon as the server has drained");
+        assert_eq!(ended.unwrap_err().to_string(), "served with an error");
+    }
 }

@@ -2,8 +2,14 @@
 //! `serve <part>…` runs some parts (what each Kubernetes Deployment runs); `admin` manages keys,
 //! rebuilds the search index and reports a running server's status.
 
-use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
+use anyhow::Context as _;
 use chatmesh_cli::{Part, admin, start};
 use chatmesh_platform::{auth::KeyRing, config::Config, shutdown, telemetry};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +67,11 @@ struct Listeners {
     /// Prometheus metrics listen address [default: 127.0.0.1:9464].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Once every listener is bound, write their addresses there as JSON (atomically), e.g.
+    /// {"grpc":"127.0.0.1:41234","rest":…,"ws":…,"metrics":…}: with port 0 this is how to
+    /// learn the ports. Removed at start and on a clean stop.
+    #[arg(long, env = "CHATMESH_READY_FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,11 +203,15 @@ fn service_name(command: &Command) -> String {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    let parts: BTreeSet<Part> = match command {
-        Command::Up(_) => Part::ALL.into_iter().collect(),
-        Command::Serve { parts, .. } => parts.into_iter().collect(),
+    let (parts, ready_file): (BTreeSet<Part>, _) = match command {
+        Command::Up(listeners) => (Part::ALL.into_iter().collect(), listeners.ready_file),
+        Command::Serve { parts, listeners } => (parts.into_iter().collect(), listeners.ready_file),
         Command::Admin { command } => return admin(command, config).await,
     };
+    // why: a file left by an earlier run must not be read as this run's addresses.
+    if let Some(path) = &ready_file {
+        remove_ready_file(path)?;
+    }
     let running = start(config, &parts).await?;
     let stop = running.shutdown_token();
     tokio::spawn(async move {
@@ -219,9 +234,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     if let Some(addr) = running.metrics_addr {
         println!("chatmesh: metrics on http://{addr}/metrics");
     }
+    if let Some(path) = &ready_file {
+        running.listening().write(path)?;
+    }
     running.wait().await?;
+    if let Some(path) = &ready_file {
+        remove_ready_file(path)?;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn remove_ready_file(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing the ready file {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {

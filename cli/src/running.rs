@@ -1,7 +1,8 @@
 //! A started process: its bound addresses, and how it stops.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
+use anyhow::Context as _;
 use chatmesh_platform::{
     auth::Authenticator,
     grpc::{GrpcChannel, LateChannel},
@@ -32,6 +33,34 @@ pub struct Running {
     pub(crate) _local: Option<LateChannel>,
 }
 
+/// Where a process listens, as its ready file (`--ready-file`) reports it: one `host:port` per
+/// bound listener, absent listeners left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listening {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_grpc: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Listening {
+    /// Writes these addresses to `path` as JSON, atomically (a file beside it, then renamed):
+    /// a reader finds no file or a complete one.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(format!(".{}.tmp", std::process::id()));
+        let json = serde_json::to_vec(self)?;
+        std::fs::write(&partial, json).with_context(|| format!("writing {}", Path::new(&partial).display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("writing the ready file {}", path.display()))
+    }
+}
+
 /// The health reporter and every service name it reports on.
 #[derive(Debug)]
 pub(crate) struct Health {
@@ -54,6 +83,17 @@ impl Running {
             tasks: JoinSet::new(),
             health: None,
             _local: None,
+        }
+    }
+
+    /// Every listener's bound address.
+    pub fn listening(&self) -> Listening {
+        Listening {
+            grpc: self.grpc_addr,
+            internal_grpc: self.internal_grpc_addr,
+            rest: self.rest_addr,
+            ws: self.ws_addr,
+            metrics: self.metrics_addr,
         }
     }
 

@@ -2,17 +2,19 @@
 //! dispatcher reaches a WebSocket client of a gateway attached to another, and a lost backplane
 //! subscription sends that gateway's clients back to the event log instead of leaving a gap.
 //! Needs CHATMESH_TEST_REDIS_URL (`.ci/run` sets it) and, for the outage test, `redis-server`.
+//! Every process listens on ports it picks and reports in its ready file; no test asserts a
+//! duration (how long propagation took is printed).
 
 mod common;
 
 use std::{
     net::SocketAddr,
     path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{Process, authed, connect, free_addr, own_redis, redis_url, sign_up, start_redis, wait_for_port};
+use common::{HUNG, Process, Server, authed, chatmesh, connect, eventually, own_redis, redis_url, sign_up, until};
 
 use chatmesh_api::{
     channel::v1::{ChannelKind, CreateChannelRequest, channel_service_client::ChannelServiceClient},
@@ -26,31 +28,15 @@ use tonic::transport::Channel;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// `chatmesh serve <parts>` on `data` with these listeners and settings.
-fn serve(data: &Path, parts: &[&str], grpc: SocketAddr, ws: SocketAddr, env: &[(&str, String)]) -> Process {
-    spawn(data, parts, &[("--grpc-listen", grpc), ("--ws-listen", ws), ("--rest-listen", free_addr())], env)
-}
-
-/// As [`serve`], with the REST gateway on `rest`.
-fn serve_with_rest(data: &Path, parts: &[&str], grpc: SocketAddr, rest: SocketAddr, env: &[(&str, String)]) -> Process {
-    spawn(data, parts, &[("--grpc-listen", grpc), ("--ws-listen", free_addr()), ("--rest-listen", rest)], env)
-}
-
-fn spawn(data: &Path, parts: &[&str], listeners: &[(&str, SocketAddr)], env: &[(&str, String)]) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_chatmesh"))
-        .args(["--data-dir", data.to_str().unwrap(), "serve"])
+/// `chatmesh serve <parts>` on `data` with these settings, ready.
+async fn serve(data: &Path, parts: &[&str], env: &[(&str, String)]) -> Server {
+    let mut command = chatmesh(data);
+    command
+        .arg("serve")
         .args(parts)
-        .args(listeners.iter().flat_map(|(flag, addr)| [flag.to_string(), addr.to_string()]))
-        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_LOG__FILTER", "warn")
-        .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log_file(data, parts))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    Process(child)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    common::start(command, Some(&log_file(data, parts))).await
 }
 
 /// The distinct warnings the processes logged (numbers elided), with counts.
@@ -72,26 +58,20 @@ fn print_warnings(data: &Path) {
 }
 
 /// Where a process's warnings go: a file per start in the data dir (kept for a failing run).
-fn log_file(data: &Path, parts: &[&str]) -> std::fs::File {
-    let name = format!(
-        "{}-{}.log",
-        parts.join("+"),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    );
-    std::fs::File::create(data.join(name)).expect("a log file")
+fn log_file(data: &Path, parts: &[&str]) -> std::path::PathBuf {
+    let name = format!("{}-{}.log", parts.join("+"), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    data.join(name)
 }
 
 async fn open_socket(ws: SocketAddr, token: &str) -> Socket {
-    let started = Instant::now();
-    loop {
-        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(format!("ws://{ws}/?token={token}")).await {
-            let ready = next_frame(&mut socket, Duration::from_secs(10)).await.expect("ready");
-            assert_eq!(ready["event"], "ready", "{ready}");
-            return socket;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no gateway on {ws}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let opened = until(|| async move {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{ws}/?token={token}")).await.ok()?;
+        let ready = next_frame(&mut socket, HUNG).await.expect("ready");
+        assert_eq!(ready["event"], "ready", "{ready}");
+        Some(socket)
+    })
+    .await;
+    opened.unwrap_or_else(|| panic!("no gateway on {ws}"))
 }
 
 /// The next JSON frame, or `None` on timeout; a close frame comes back as `{"close": code}`.
@@ -129,7 +109,7 @@ struct Mesh {
     edge_grpc: SocketAddr,
     core_ws: SocketAddr,
     edge_ws: SocketAddr,
-    _processes: Vec<Process>,
+    _processes: Vec<Server>,
 }
 
 /// One process with the stores and a dispatcher and gateway; another with only a dispatcher and
@@ -139,12 +119,10 @@ async fn mesh(data: &Path, redis: &str) -> Mesh {
 }
 
 async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) -> Mesh {
-    let (core_grpc, core_ws, edge_grpc, edge_ws) = (free_addr(), free_addr(), free_addr(), free_addr());
     let mut core_env = vec![("CHATMESH_REDIS_URL", redis.to_owned())];
     core_env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
-    let core = serve(data, &["user", "channel", "chat", "indexer", "dispatcher", "ws"], core_grpc, core_ws, &core_env);
-    connect(core_grpc).await;
-    let peer = format!("http://{core_grpc}");
+    let core = serve(data, &["user", "channel", "chat", "indexer", "dispatcher", "ws"], &core_env).await;
+    let peer = format!("http://{}", core.grpc());
     let mut edge_env = vec![
         ("CHATMESH_REDIS_URL", redis.to_owned()),
         ("CHATMESH_NODE_ID", "1".into()),
@@ -153,8 +131,8 @@ async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) 
         ("CHATMESH_PEERS__USER", peer),
     ];
     edge_env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
-    let edge = serve(data, &["dispatcher", "ws"], edge_grpc, edge_ws, &edge_env);
-    connect(edge_grpc).await;
+    let edge = serve(data, &["dispatcher", "ws"], &edge_env).await;
+    let (core_grpc, core_ws, edge_grpc, edge_ws) = (core.grpc(), core.ws(), edge.grpc(), edge.ws());
     Mesh { core_grpc, edge_grpc, core_ws, edge_ws, _processes: vec![core, edge] }
 }
 
@@ -178,10 +156,7 @@ async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
     for i in 0..50 {
         sent.push(send(&channel, &alice, &channel_id, &format!("across {i}")).await);
     }
-    let (near_got, far_got) = (
-        created(&mut near, sent.len(), Duration::from_secs(15)).await,
-        created(&mut far, sent.len(), Duration::from_secs(15)).await,
-    );
+    let (near_got, far_got) = (created(&mut near, sent.len(), HUNG).await, created(&mut far, sent.len(), HUNG).await);
     println!(
         "sent {}, delivered through the same dispatcher {}, through the other {}",
         sent.len(),
@@ -194,22 +169,21 @@ async fn events_reach_clients_of_a_gateway_on_another_dispatcher_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_outage_far_clients_are_sent_to_resume_and_miss_nothing() {
-    let Some((redis, port, url)) = own_redis().await else { return };
+    let Some(mut redis) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let mesh = mesh(data.path(), &url).await;
+    let mesh = mesh(data.path(), &redis.url).await;
     let channel = connect(mesh.core_grpc).await;
     let (alice, _, bob, channel_id) = alice_and_bob(&channel).await;
     let mut far = open_socket(mesh.edge_ws, &bob).await;
     let before = send(&channel, &alice, &channel_id, "before").await;
-    assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
+    assert_eq!(created(&mut far, 1, HUNG).await, vec![before.clone()]);
 
-    drop(redis);
+    kill(&mut redis.process);
     // sends keep working while Redis is down (publishing fails open)
     let started = Instant::now();
     let during = send(&channel, &alice, &channel_id, "during").await;
     println!("a send with Redis down took {:?}", started.elapsed());
-    let _redis = start_redis(port);
-    wait_for_port(port).await;
+    redis.restart().await;
 
     let (got, resumes) =
         receive_all(&mesh, &channel, &bob, &channel_id, &mut far, before.clone(), std::slice::from_ref(&during)).await;
@@ -237,7 +211,7 @@ async fn receive_all(
 ) -> (Vec<String>, usize) {
     let mut got = Vec::new();
     let mut resumes = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + HUNG;
     while !want.iter().all(|id| got.contains(id)) && Instant::now() < deadline {
         match next_frame(socket, Duration::from_secs(1)).await {
             Some(frame) if frame["event"] == "chat.created" && frame["data"]["chat"]["kind"] == "CHAT_KIND_TEXT" => {
@@ -284,27 +258,28 @@ async fn before_event(channel: &Channel, token: &str, channel_id: &str, chat_id:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_redis_never_holds_a_send_and_far_clients_get_every_chat() {
-    let Some((redis, _, url)) = own_redis().await else { return };
+    let Some(redis) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let mesh = mesh(data.path(), &url).await;
+    let mesh = mesh(data.path(), &redis.url).await;
     let channel = connect(mesh.core_grpc).await;
     let (alice, _, bob, channel_id) = alice_and_bob(&channel).await;
     let mut far = open_socket(mesh.edge_ws, &bob).await;
     let before = send(&channel, &alice, &channel_id, "before").await;
-    assert_eq!(created(&mut far, 1, Duration::from_secs(10)).await, vec![before.clone()]);
+    assert_eq!(created(&mut far, 1, HUNG).await, vec![before.clone()]);
 
-    let pid = redis.0.id().to_string();
+    // every send completes while Redis is still stopped: none waits for it to answer again
+    let pid = redis.process.0.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     let mut during = Vec::new();
     let mut slowest = Duration::ZERO;
     for i in 0..5 {
         let started = Instant::now();
-        during.push(send(&channel, &alice, &channel_id, &format!("during {i}")).await);
+        let sent = tokio::time::timeout(HUNG, send(&channel, &alice, &channel_id, &format!("during {i}"))).await;
+        during.push(sent.unwrap_or_else(|_| panic!("send {i} held by the stalled Redis for {HUNG:?}")));
         slowest = slowest.max(started.elapsed());
     }
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     println!("slowest send with Redis stopped: {slowest:?}");
-    assert!(slowest < Duration::from_secs(2), "a stalled Redis does not hold sends: {slowest:?}");
 
     // every chat arrives live, or the client is told to resume and gets the rest from the log
     let (got, resumes) = receive_all(&mesh, &channel, &bob, &channel_id, &mut far, before, &during).await;
@@ -325,6 +300,8 @@ struct Seen {
     duplicates_across: usize,
     connections: usize,
     closes: std::collections::HashMap<String, usize>,
+    /// The first connection asked to resume every channel of the client.
+    resumed: bool,
 }
 
 /// A client that stays connected through kills: it alternates gateways on every reconnect and
@@ -352,7 +329,7 @@ async fn chaos_client(
         };
         seen.lock().unwrap().connections += 1;
         // why: channels with nothing seen yet resume from the start of their log.
-        let Some(ready) = next_frame(&mut socket, Duration::from_secs(10)).await else { continue };
+        let Some(ready) = next_frame(&mut socket, HUNG).await else { continue };
         for listed in ready["data"]["channels"].as_array().into_iter().flatten() {
             if let Some(id) = listed["channelId"].as_str() {
                 last.entry(id.to_owned()).or_insert(1);
@@ -365,6 +342,7 @@ async fn chaos_client(
             if socket.send(Message::text(resume.to_string())).await.is_err() {
                 continue;
             }
+            seen.lock().unwrap().resumed = true;
         }
         let mut this_connection: std::collections::HashMap<String, std::collections::BTreeSet<u64>> =
             std::collections::HashMap::new();
@@ -413,8 +391,47 @@ async fn chaos_client(
 }
 
 fn kill(process: &mut Process) {
-    let _ = process.0.kill();
-    let _ = process.0.wait();
+    process.0.kill().expect("SIGKILL");
+    process.0.wait().expect("the killed process's status");
+}
+
+/// A stable address in front of a process that is killed and started again on a new port, as a
+/// Kubernetes Service is in front of a pod: each connection is relayed to the process pointed
+/// at when it arrives, and closed while none is.
+struct Front {
+    addr: SocketAddr,
+    target: tokio::sync::watch::Sender<Option<SocketAddr>>,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    async fn new() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (target, current) = tokio::sync::watch::channel(None::<SocketAddr>);
+        let relay = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *current.borrow();
+                tokio::spawn(async move {
+                    let Some(to) = to else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
+                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Self { addr, target, relay }
+    }
+
+    fn point_at(&self, process: Option<SocketAddr>) {
+        self.target.send_replace(process);
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
 }
 
 /// The chaos run's size: the figures.
@@ -428,18 +445,15 @@ const CHAOS_SENDERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
-    let Some((_redis, _, redis)) = own_redis().await else { return };
+    let Some(redis) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let (core_grpc, rest) = (free_addr(), free_addr());
-    let (d1, d2, w1, w2) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let dispatchers = format!("http://{d1},http://{d2}");
-    let base = |node: u16| {
+    // the restarted dispatcher and gateway come back on new ports, behind stable addresses
+    let (d1, d2, w1, w2) = (Front::new().await, Front::new().await, Front::new().await, Front::new().await);
+    let dispatchers = format!("http://{},http://{}", d1.addr, d2.addr);
+    let settings = |node: u16| {
         vec![
-            ("CHATMESH_REDIS_URL", redis.clone()),
+            ("CHATMESH_REDIS_URL", redis.url.clone()),
             ("CHATMESH_NODE_ID", node.to_string()),
-            ("CHATMESH_PEERS__CHANNEL", format!("http://{core_grpc}")),
-            ("CHATMESH_PEERS__CHAT", format!("http://{core_grpc}")),
-            ("CHATMESH_PEERS__USER", format!("http://{core_grpc}")),
             ("CHATMESH_PEERS__DISPATCHER", dispatchers.clone()),
             ("CHATMESH_WS__DRAIN_SECS", "1".into()),
             // why: the senders write as fast as they can; the limiter has its own tests.
@@ -447,20 +461,33 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
             ("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000".into()),
         ]
     };
-    let mut core_env = base(0);
-    core_env.retain(|(k, _)| !k.starts_with("CHATMESH_PEERS__C") && *k != "CHATMESH_PEERS__USER");
-    let core = serve(data.path(), &["user", "channel", "chat", "indexer"], core_grpc, free_addr(), &core_env);
     // why: the first process creates the signing keys in the shared data dir; the others load them.
-    let channel = connect(core_grpc).await;
-    let start_dispatcher = |addr, node| serve(data.path(), &["dispatcher"], addr, free_addr(), &base(node));
-    let start_gateway = |addr, node| serve(data.path(), &["ws"], free_addr(), addr, &base(node));
-    let _rest = serve_with_rest(data.path(), &["rest"], free_addr(), rest, &base(5));
-    let mut dispatcher_one = start_dispatcher(d1, 1);
-    let _dispatcher_two = start_dispatcher(d2, 2);
-    let mut gateway_one = start_gateway(w1, 3);
-    let _gateway_two = start_gateway(w2, 4);
-    connect(d1).await;
-    connect(d2).await;
+    let core = serve(data.path(), &["user", "channel", "chat", "indexer"], &settings(0)).await;
+    let channel = connect(core.grpc()).await;
+    let core_peer = format!("http://{}", core.grpc());
+    let base = |node: u16| {
+        let mut env = settings(node);
+        for peer in ["CHATMESH_PEERS__CHANNEL", "CHATMESH_PEERS__CHAT", "CHATMESH_PEERS__USER"] {
+            env.push((peer, core_peer.clone()));
+        }
+        env
+    };
+    let start = |parts: &'static [&'static str], node| {
+        let (data, env) = (data.path(), base(node));
+        async move { serve(data, parts, &env).await }
+    };
+    let start_dispatcher = |node| start(&["dispatcher"], node);
+    let start_gateway = |node| start(&["ws"], node);
+    let rest_gateway = serve(data.path(), &["rest"], &base(5)).await;
+    let rest = rest_gateway.rest();
+    let mut dispatcher_one = start_dispatcher(1).await;
+    let dispatcher_two = start_dispatcher(2).await;
+    let mut gateway_one = start_gateway(3).await;
+    let gateway_two = start_gateway(4).await;
+    d1.point_at(Some(dispatcher_one.grpc()));
+    d2.point_at(Some(dispatcher_two.grpc()));
+    w1.point_at(Some(gateway_one.ws()));
+    w2.point_at(Some(gateway_two.ws()));
 
     let (_, owner) = sign_up(&channel, "owner@example.com").await;
     let mut members = Vec::new();
@@ -489,19 +516,21 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     for (i, (_, token)) in members.iter().enumerate() {
         let state = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
         seen.push(state.clone());
-        clients.push(tokio::spawn(chaos_client([w1, w2], i, token.clone(), state, stop.clone())));
+        clients.push(tokio::spawn(chaos_client([w1.addr, w2.addr], i, token.clone(), state, stop.clone())));
     }
-    while seen.iter().any(|s| s.lock().unwrap().connections == 0) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    eventually("every client is connected and has asked to resume its channels", || {
+        std::future::ready(seen.iter().all(|s| s.lock().unwrap().resumed))
+    })
+    .await;
 
     // the chats, over gRPC and REST, while a dispatcher and a gateway are killed and
-    // restarted three times each
+    // restarted three times each, at points of the senders' progress
+    let progress = std::sync::Arc::new(tokio::sync::watch::Sender::new(0usize));
     let started = Instant::now();
     let senders: Vec<_> = (0..CHAOS_SENDERS)
         .map(|sender| {
-            let (channel, owner, channels) = (channel.clone(), owner.clone(), channels.clone());
+            let (channel, owner, channels, progress) =
+                (channel.clone(), owner.clone(), channels.clone(), progress.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let mut sent = Vec::new();
@@ -523,21 +552,35 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
                         chat["chat"]["chatId"].as_str().unwrap_or_else(|| panic!("a chat: {text}")).to_owned()
                     };
                     sent.push((c, id));
+                    progress.send_modify(|n| *n += 1);
                 }
                 sent
             })
         })
         .collect();
+    let sent_reach = |count: usize| {
+        let mut sent = progress.subscribe();
+        async move {
+            let reached = tokio::time::timeout(HUNG, sent.wait_for(|n| *n >= count)).await;
+            assert!(matches!(reached, Ok(Ok(_))), "the senders never reached {count} chats");
+        }
+    };
     let chaos = async {
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            kill(&mut dispatcher_one);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            dispatcher_one = start_dispatcher(d1, 1);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            kill(&mut gateway_one);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            gateway_one = start_gateway(w1, 3);
+        // a kill at every eighth of the run; down while another 2% are sent
+        let (step, down) = (CHAOS_CHATS / 8, CHAOS_CHATS / 50);
+        for round in 0..3 {
+            sent_reach((2 * round + 1) * step).await;
+            d1.point_at(None);
+            dispatcher_one.kill();
+            sent_reach((2 * round + 1) * step + down).await;
+            dispatcher_one = start_dispatcher(1).await;
+            d1.point_at(Some(dispatcher_one.grpc()));
+            sent_reach((2 * round + 2) * step).await;
+            w1.point_at(None);
+            gateway_one.kill();
+            sent_reach((2 * round + 2) * step + down).await;
+            gateway_one = start_gateway(3).await;
+            w1.point_at(Some(gateway_one.ws()));
         }
     };
     let (sent, ()) = tokio::join!(futures::future::join_all(senders), chaos);
@@ -548,10 +591,7 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
         .map(|mine| sent.iter().filter(|(c, _)| mine.contains(c)).map(|(_, id)| id).collect())
         .collect();
     let missing = |i: usize| expected[i].iter().filter(|id| !seen[i].lock().unwrap().chats.contains(**id)).count();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && (0..seen.len()).any(|i| missing(i) > 0) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until(|| std::future::ready((0..seen.len()).all(|i| missing(i) == 0).then_some(()))).await;
     stop_tx.send(true).unwrap();
     for client in clients {
         let _ = client.await;
@@ -587,7 +627,7 @@ async fn chats_survive_killed_dispatchers_and_gateways_with_clients_resuming() {
     assert_eq!(sent.len(), CHAOS_CHATS);
     assert_eq!(lost, 0, "every chat reached every member");
     assert_eq!((within, disorder), (0, 0), "no duplicates or reordering within a connection");
-    drop((dispatcher_one, gateway_one, core));
+    drop((dispatcher_one, dispatcher_two, gateway_one, gateway_two, rest_gateway, core));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,9 +636,9 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
         dispatcher::v1::{GetPresenceRequest, PresenceStatus, dispatcher_service_client::DispatcherServiceClient},
         user::v1::LogoutRequest,
     };
-    let Some((_redis, _, url)) = own_redis().await else { return };
+    let Some(redis) = own_redis().await else { return };
     let data = tempfile::tempdir().unwrap();
-    let mut mesh = mesh_with(data.path(), &url, &[("CHATMESH_REDIS__PRESENCE_TTL_SECS", "3")]).await;
+    let mut mesh = mesh_with(data.path(), &redis.url, &[("CHATMESH_REDIS__PRESENCE_TTL_SECS", "3")]).await;
     let channel = connect(mesh.core_grpc).await;
     let (_, alice) = sign_up(&channel, "alice@example.com").await;
     let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
@@ -623,17 +663,12 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
     // bob comes online through the other dispatcher: alice's dispatcher knows, and tells her
     let mut far = open_socket(mesh.edge_ws, &bob).await;
     assert_eq!(status(alice.clone()).await, PresenceStatus::Online, "presence is shared through Redis");
-    let mut heard = None;
-    for _ in 0..20 {
-        match next_frame(&mut near, Duration::from_millis(500)).await {
-            Some(frame) if frame["event"] == "presence" => {
-                heard = Some(frame);
-                break;
-            }
-            _ => {}
+    let heard = loop {
+        let frame = next_frame(&mut near, HUNG).await.expect("a presence event crossed the backplane");
+        if frame["event"] == "presence" {
+            break frame;
         }
-    }
-    let heard = heard.expect("a presence event crossed the backplane");
+    };
     assert_eq!(
         (heard["data"]["userId"].as_str(), heard["data"]["status"].as_str()),
         (Some(bob_id.as_str()), Some("PRESENCE_STATUS_ONLINE"))
@@ -641,58 +676,50 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
 
     // logging out through the first process closes bob's socket on the second
     UserServiceClient::new(channel.clone()).logout(authed(&bob, LogoutRequest {})).await.unwrap();
-    let mut closed = None;
-    for _ in 0..20 {
-        if let Some(frame) = next_frame(&mut far, Duration::from_millis(500)).await
-            && frame.get("close").is_some()
-        {
-            closed = frame["close"].as_u64();
-            break;
+    let closed = loop {
+        let frame = next_frame(&mut far, HUNG).await.expect("bob's socket on the other process is closed");
+        if frame.get("close").is_some() {
+            break frame["close"].as_u64();
         }
-    }
+    };
     assert_eq!(closed, Some(4003), "logged out everywhere");
-    let mut edge = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
-    let ended = Instant::now();
-    loop {
-        let request = authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] });
-        match edge.get_presence(request).await {
-            Err(refused) if refused.code() == tonic::Code::Unauthenticated => break,
-            other => assert!(
-                ended.elapsed() < Duration::from_secs(2),
-                "the ended session's token is refused by the other process too: {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!("a logged-out token was refused by another process after {:?}", ended.elapsed());
+    let edge = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
+    let refused = eventually("the ended session's token is refused by the other process too", || {
+        let (mut edge, request) = (edge.clone(), authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] }));
+        async move { edge.get_presence(request).await.is_err_and(|e| e.code() == tonic::Code::Unauthenticated) }
+    })
+    .await;
+    println!("a logged-out token was refused by another process after {refused:?}");
 
     // a dispatcher that dies stops counting within the TTL
     let login = LoginRequest { email: "bob@example.com".into(), password: "correct horse".into() };
     let bob =
         UserServiceClient::new(channel.clone()).login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
+    let unix_secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let connected = unix_secs();
     let _far = open_socket(mesh.edge_ws, &bob).await;
     assert_eq!(status(alice.clone()).await, PresenceStatus::Online);
-    let edge = mesh._processes.pop().expect("the edge process");
-    drop(edge);
-    let killed = Instant::now();
-    while status(alice.clone()).await == PresenceStatus::Online {
-        assert!(killed.elapsed() < Duration::from_secs(10), "offline within the TTL (3 s) and a heartbeat");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("a user of a killed dispatcher showed offline after {:?} (TTL 3 s)", killed.elapsed());
+    mesh._processes.pop().expect("the edge process").kill();
+    let killed = unix_secs();
+    let offline = eventually("a user of a killed dispatcher shows offline once the TTL passes", || {
+        let status = status(alice.clone());
+        async move { status.await != PresenceStatus::Online }
+    })
+    .await;
+    println!("a user of a killed dispatcher showed offline after {offline:?} (TTL 3 s)");
     let request = GetPresenceRequest { user_ids: vec![bob_id.clone()] };
     let answer = DispatcherServiceClient::new(channel.clone()).get_presence(authed(&alice, request)).await.unwrap();
     let seen = answer.into_inner().presences[0].last_seen_at.expect("last seen, kept in Redis past the dispatcher");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // why: whole seconds on both sides, so each bound has a second of slack
     assert!(
-        (now - seen.seconds) <= 5,
-        "last seen at the dead dispatcher's last heartbeat: {}s ago",
-        now - seen.seconds
+        (connected - 1..=killed + 1).contains(&seen.seconds),
+        "last seen {} lies in the dead dispatcher's session [{connected}, {killed}]",
+        seen.seconds
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kick_is_enforced_by_another_process_within_the_documented_second() {
+async fn a_kick_is_enforced_by_another_process() {
     use chatmesh_api::{
         channel::v1::DeleteMemberRequest,
         dispatcher::v1::{SendTypingRequest, dispatcher_service_client::DispatcherServiceClient},
@@ -707,12 +734,13 @@ async fn a_kick_is_enforced_by_another_process_within_the_documented_second() {
     edge.send_typing(typing()).await.expect("a member may type (and the edge caches it)");
     let kick = DeleteMemberRequest { channel_id: channel_id.clone(), user_id: bob_id.clone() };
     ChannelServiceClient::new(channel.clone()).delete_member(authed(&alice, kick)).await.unwrap();
-    let kicked = Instant::now();
-    while edge.send_typing(typing()).await.is_ok() {
-        assert!(kicked.elapsed() < Duration::from_millis(1500), "the other process refuses within its cache bound");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    println!("a kicked member was refused by another process after {:?} (bound: 1 s)", kicked.elapsed());
+    let refused = eventually("the kicked member is refused by the other process", || {
+        let (mut edge, request) = (edge.clone(), typing());
+        async move { edge.send_typing(request).await.is_err_and(|e| e.code() == tonic::Code::NotFound) }
+    })
+    .await;
+    // the bound (the membership cache's TTL, 1 s) is the platform's unit test of the cache
+    println!("a kicked member was refused by another process after {refused:?} (bound: 1 s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,23 +748,37 @@ async fn a_users_call_budget_is_shared_by_every_process() {
     use chatmesh_api::dispatcher::v1::{GetPresenceRequest, dispatcher_service_client::DispatcherServiceClient};
     let Some(redis) = redis_url() else { return };
     let data = tempfile::tempdir().unwrap();
-    let limits = [("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "2"), ("CHATMESH_LIMITS__USER_CALLS_BURST", "6")];
+    let limits = [("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1"), ("CHATMESH_LIMITS__USER_CALLS_BURST", "6")];
     let mesh = mesh_with(data.path(), &redis, &limits).await;
     let channel = connect(mesh.core_grpc).await;
-    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
     let mut near = DispatcherServiceClient::new(channel.clone());
     let mut far = DispatcherServiceClient::new(connect(mesh.edge_grpc).await);
-    let mut admitted = 0;
-    let mut limited = 0;
-    for i in 0..12 {
-        let request = authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] });
-        let answer = if i % 2 == 0 { near.get_presence(request).await } else { far.get_presence(request).await };
-        match answer {
-            Ok(_) => admitted += 1,
-            Err(status) if status.code() == tonic::Code::ResourceExhausted => limited += 1,
-            Err(status) => panic!("{status:?}"),
+    // One budget admits at most the burst (6) plus one call per second since the user's first
+    // call; a budget per process would admit all 12. The bound counts from before the first call
+    // was sent to after the last answer, so it is never tighter than the server's own clock; a
+    // run slow enough that the bound reaches 12 proves nothing and is made again, as a new user.
+    for attempt in 0.. {
+        assert!(attempt < 20, "never 12 calls within 6 s: the budget cannot be told apart from two");
+        let (bob_id, bob) = sign_up(&channel, &format!("bob{attempt}@example.com")).await;
+        let (mut admitted, mut limited) = (0, 0);
+        let started = Instant::now();
+        for i in 0..12 {
+            let request = authed(&bob, GetPresenceRequest { user_ids: vec![bob_id.clone()] });
+            let answer = if i % 2 == 0 { near.get_presence(request).await } else { far.get_presence(request).await };
+            match answer {
+                Ok(_) => admitted += 1,
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => limited += 1,
+                Err(status) => panic!("{status:?}"),
+            }
         }
+        let took = started.elapsed();
+        let bound = 6 + took.as_secs();
+        println!("12 calls over two processes in {took:?}, burst 6 at 1/s: admitted {admitted}, limited {limited}");
+        if bound >= 12 {
+            continue;
+        }
+        assert!(admitted >= 6, "the burst is admitted: {admitted}");
+        assert!(admitted <= bound, "one budget across processes, not one each: {admitted} admitted, at most {bound}");
+        return;
     }
-    println!("12 calls over two processes with a burst of 6: admitted {admitted}, limited {limited}");
-    assert!((6..=7).contains(&admitted), "one budget across processes, not one each: {admitted}");
 }

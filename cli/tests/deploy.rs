@@ -5,53 +5,35 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::path::Path;
 
 use chatmesh_api::channel::v1::{
     CheckMembershipRequest, channel_internal_service_client::ChannelInternalServiceClient,
 };
 use chatmesh_platform::{auth::Authenticator, config::AuthConfig};
-use common::{Process, authed, chatmesh, connect, free_addr, group, launch, sign_up};
+use common::{Server, authed, chatmesh, connect, group, sign_up};
 
-struct Listeners {
-    grpc: SocketAddr,
-    internal: SocketAddr,
-    ws: SocketAddr,
-    metrics: SocketAddr,
-}
-
-fn up(data: &Path, at: &Listeners) -> Process {
+/// `chatmesh up` with an internal gRPC listener too, ready.
+async fn up(data: &Path) -> Server {
     let mut command = chatmesh(data);
-    command
-        .args(["up", "--grpc-listen", &at.grpc.to_string()])
-        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &at.ws.to_string()])
-        .args(["--metrics-listen", &at.metrics.to_string()])
-        .env("CHATMESH_GRPC__INTERNAL_LISTEN", at.internal.to_string());
-    launch(command, None)
+    command.arg("up").env("CHATMESH_GRPC__INTERNAL_LISTEN", "127.0.0.1:0");
+    common::start(command, None).await
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let started = Instant::now();
-    loop {
-        match reqwest::get(url).await {
-            Ok(response) => return (response.status().as_u16(), response.text().await.unwrap_or_default()),
-            Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("GET {url}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (response.status().as_u16(), response.text().await.unwrap_or_default())
 }
 
 #[tokio::test]
 async fn internal_services_are_served_only_on_the_internal_listener_and_probes_answer() {
     let data = tempfile::tempdir().unwrap();
-    let at = Listeners { grpc: free_addr(), internal: free_addr(), ws: free_addr(), metrics: free_addr() };
-    let _server = up(data.path(), &at);
-    let public = connect(at.grpc).await;
-    let internal = connect(at.internal).await;
+    let server = up(data.path()).await;
+    let ready = &server.listening;
+    let every = [ready.grpc, ready.internal_grpc, ready.rest, ready.ws, ready.metrics];
+    assert!(every.iter().all(Option::is_some), "the ready file names every listener: {ready:?}");
+    let public = connect(server.grpc()).await;
+    let internal = connect(server.internal_grpc()).await;
 
     // public services answer on both listeners
     let (_, token) = sign_up(&public, "ops@example.com").await;
@@ -78,14 +60,14 @@ async fn internal_services_are_served_only_on_the_internal_listener_and_probes_a
     println!("internal rpc on the public listener: {:?}; on the internal one: OK", hidden.code());
 
     // HTTP probes on the metrics listener (what the gateways' pods are probed on)
-    assert_eq!(get(&format!("http://{}/healthz", at.metrics)).await.0, 200);
-    assert_eq!(get(&format!("http://{}/readyz", at.metrics)).await, (200, "ready".to_owned()));
+    assert_eq!(get(&format!("http://{}/healthz", server.metrics())).await.0, 200);
+    assert_eq!(get(&format!("http://{}/readyz", server.metrics())).await, (200, "ready".to_owned()));
     // the WebSocket port upgrades
-    let upgraded = tokio_tungstenite::connect_async(format!("ws://{}/?token={token}", at.ws)).await;
+    let upgraded = tokio_tungstenite::connect_async(format!("ws://{}/?token={token}", server.ws())).await;
     assert!(upgraded.is_ok(), "the WebSocket port upgrades: {:?}", upgraded.err());
 
     // RPC metrics, labelled by service, method and code, with unknown paths folded into one label
-    let (_, metrics) = get(&format!("http://{}/metrics", at.metrics)).await;
+    let (_, metrics) = get(&format!("http://{}/metrics", server.metrics())).await;
     let line = |needle: &str| {
         metrics.lines().any(|l| l.starts_with("chatmesh_rpc_server_requests_total") && l.contains(needle))
     };

@@ -14,13 +14,13 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chatmesh_api::chat::v1::{
     CreateChatRequest, EditChatRequest, RetractChatsRequest, SearchChatsRequest, chat_service_client::ChatServiceClient,
 };
-use common::{Process, authed, chatmesh, connect, free_addr, group, launch, own_redis, sign_up};
+use common::{Process, Server, authed, chatmesh, connect, group, launch, own_redis, sign_up, until};
 use redis::AsyncCommands as _;
 use tonic::transport::Channel;
 
@@ -29,23 +29,23 @@ const SENDERS: usize = 16;
 /// The batch (of XREADGROUP answers) each killed indexer dies at, just before its XACK.
 const KILL_AT: [u32; 3] = [3, 2, 2];
 
-fn spawn(data: &Path, parts: &[&str], grpc: SocketAddr, env: &[(&str, String)], log: &str) -> Process {
+/// `chatmesh serve <parts>` with the settings of this test, logging to `log` in `data`.
+fn serve(data: &Path, parts: &[&str], env: &[(&str, String)]) -> std::process::Command {
     let mut command = chatmesh(data);
     command
         .arg("serve")
         .args(parts)
-        .args(["--grpc-listen", &grpc.to_string(), "--rest-listen", &free_addr().to_string()])
-        .args(["--ws-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_LOG__FILTER", "warn")
         .env("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000")
         .env("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000")
         .env("CHATMESH_SEARCH__SOURCE", "stream")
         .env("CHATMESH_SEARCH__CLAIM_IDLE_MS", "500")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    launch(command, Some(&data.join(log)))
+    command
 }
 
-/// `chatmesh serve indexer` under `consumer`, aborting at its `kill_at`-th batch if given.
+/// `chatmesh serve indexer` under `consumer`, aborting at its `kill_at`-th batch if given (so
+/// perhaps before it is ready: it is not waited for, and the test reaches it through Redis only).
 fn indexer(data: &Path, stream: &str, chat: SocketAddr, consumer: &str, kill_at: Option<u32>) -> Process {
     let mut env = vec![
         ("CHATMESH_REDIS__STREAM_URL", stream.to_owned()),
@@ -55,7 +55,7 @@ fn indexer(data: &Path, stream: &str, chat: SocketAddr, consumer: &str, kill_at:
     if let Some(n) = kill_at {
         env.push(("CHATMESH_FAULT", format!("indexer-before-ack:{n}")));
     }
-    spawn(data, &["indexer"], free_addr(), &env, &format!("{consumer}.log"))
+    launch(serve(data, &["indexer"], &env), Some(&data.join(format!("{consumer}.log"))))
 }
 
 async fn send(chat: &mut ChatServiceClient<Channel>, token: &str, channel_id: &str, text: String) -> String {
@@ -79,18 +79,28 @@ async fn backlog(redis: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
     (group.pending as u64, group.lag.map_or(length, |lag| lag as u64))
 }
 
+/// How many changes of the chat store's feed the index has not reached yet, as the services
+/// report it to an operator (`admin status`).
+async fn index_lag(channel: &Channel, data: &Path) -> i64 {
+    use chatmesh_api::chat::v1::{GetSearchStatusRequest, chat_internal_service_client::ChatInternalServiceClient};
+    let auth = chatmesh_platform::auth::Authenticator::from_data_dir(Default::default(), data).unwrap();
+    let request = authed(&auth.issue_service("admin"), GetSearchStatusRequest {});
+    let status = ChatInternalServiceClient::new(channel.clone()).get_search_status(request).await.unwrap();
+    status.into_inner().lag_events
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_indexer_killed_before_its_acks_leaves_the_index_equal_to_the_store() {
-    let Some((_redis_server, _, stream)) = own_redis().await else { return };
+    let Some(redis) = own_redis().await else { return };
+    let stream = redis.url.clone();
     let data = tempfile::tempdir().unwrap();
-    let grpc = free_addr();
-    let services = spawn(
-        data.path(),
-        &["user", "channel", "chat", "dispatcher"],
-        grpc,
-        &[("CHATMESH_REDIS__STREAM_URL", stream.clone())],
-        "services.log",
-    );
+    let env = [("CHATMESH_REDIS__STREAM_URL", stream.clone())];
+    let services: Server = common::start(
+        serve(data.path(), &["user", "channel", "chat", "dispatcher"], &env),
+        Some(&data.path().join("services.log")),
+    )
+    .await;
+    let grpc = services.grpc();
     let channel = connect(grpc).await;
     let (_, owner) = sign_up(&channel, "owner@example.com").await;
     let channels = [group(&channel, &owner, &[]).await, group(&channel, &owner, &[]).await];
@@ -129,21 +139,14 @@ async fn an_indexer_killed_before_its_acks_leaves_the_index_equal_to_the_store()
     let mut kills = 0;
     for (name, kill_at) in names.iter().zip(KILL_AT) {
         let mut killed = indexer(data.path(), &stream, grpc, name, Some(kill_at));
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = killed.0.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let log = |file: &str| std::fs::read_to_string(data.path().join(file)).unwrap_or_default();
-                panic!(
-                    "{name} never reached batch {kill_at}:\n{}\nservices:\n{}",
-                    log(&format!("{name}.log")),
-                    log("services.log")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = until(|| std::future::ready(killed.0.try_wait().unwrap())).await.unwrap_or_else(|| {
+            let log = |file: &str| std::fs::read_to_string(data.path().join(file)).unwrap_or_default();
+            panic!(
+                "{name} never reached batch {kill_at}:\n{}\nservices:\n{}",
+                log(&format!("{name}.log")),
+                log("services.log")
+            )
+        });
         assert!(!status.success(), "{name} was killed by its fault point: {status}");
         kills += 1;
         println!("{name} killed at batch {kill_at} after {} chats sent", sent.load(Ordering::Relaxed));
@@ -154,30 +157,29 @@ async fn an_indexer_killed_before_its_acks_leaves_the_index_equal_to_the_store()
         writer.await.unwrap();
     }
 
-    // caught up: every entry delivered and acknowledged
+    // caught up: the index holds the feed's newest change, so every change reached the stream,
+    // and after that every entry was delivered and acknowledged
     let client = redis::Client::open(stream.as_str()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-    let started = Instant::now();
-    let mut settled = 0;
-    while settled < 5 {
-        let (pending, undelivered) = backlog(&mut redis).await;
-        settled = if (pending, undelivered) == (0, 0) { settled + 1 } else { 0 };
-        assert!(started.elapsed() < Duration::from_secs(120), "still pending {pending}, undelivered {undelivered}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let lag = || index_lag(&channel, data.path());
+    let settled = until(|| {
+        let mut redis = redis.clone();
+        async move { (lag().await == 0 && backlog(&mut redis).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    let (lag, backlog) = (lag().await, backlog(&mut redis).await);
+    assert!(settled.is_some(), "still {lag} changes not indexed, (pending, undelivered) {backlog:?}");
     let dead: u64 = redis.xlen("chatmesh:changes:dead").await.unwrap();
     assert_eq!(dead, 0, "nothing dead-lettered");
     // and trimmed: only what no consumer is done with stays (the last delivered entry)
-    let started = Instant::now();
-    loop {
-        let length: u64 = redis.xlen("chatmesh:changes").await.unwrap();
-        if length <= 1 {
-            println!("stream trimmed to {length} entries once every change was acknowledged");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the stream still holds {length} entries");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let trimmed = until(|| {
+        let mut redis = redis.clone();
+        async move { redis.xlen::<_, u64>("chatmesh:changes").await.ok().filter(|length| *length <= 1) }
+    })
+    .await;
+    let length: u64 = redis.xlen("chatmesh:changes").await.unwrap();
+    let trimmed = trimmed.unwrap_or_else(|| panic!("the stream still holds {length} entries"));
+    println!("stream trimmed to {trimmed} entries once every change was acknowledged");
 
     // no retracted word is found (the index is read by the services while the indexer writes it)
     let retracted = retracted.lock().unwrap().clone();

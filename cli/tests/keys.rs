@@ -8,16 +8,14 @@ use std::{net::SocketAddr, path::Path};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chatmesh_api::user::v1::{GetMeRequest, LoginRequest, user_service_client::UserServiceClient};
-use common::{Process, admin, authed, chatmesh, connect, free_addr, launch, sign_up};
+use common::{Server, admin, authed, chatmesh, connect, sign_up};
 use tonic::Code;
 
-fn up(data: &Path, grpc: SocketAddr) -> Process {
+/// `chatmesh up` on `data`, ready.
+async fn up(data: &Path) -> Server {
     let mut command = chatmesh(data);
-    command
-        .args(["up", "--grpc-listen", &grpc.to_string()])
-        .args(["--rest-listen", &free_addr().to_string(), "--ws-listen", &free_addr().to_string()])
-        .args(["--metrics-listen", "127.0.0.1:0"]);
-    launch(command, None)
+    command.arg("up");
+    common::start(command, None).await
 }
 
 fn keys(data: &Path, args: &[&str]) -> String {
@@ -41,8 +39,8 @@ async fn get_me(grpc: SocketAddr, token: &str) -> Code {
 #[tokio::test]
 async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     let data = tempfile::tempdir().unwrap();
-    let grpc = free_addr();
-    let server = up(data.path(), grpc);
+    let server = up(data.path()).await;
+    let grpc = server.grpc();
     let (_, old_token) = sign_up(&connect(grpc).await, "ada@example.com").await;
     let old_kid = kid_of(&old_token);
     drop(server);
@@ -50,8 +48,8 @@ async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     // rotate: the old token still verifies, new tokens are signed with the new key
     let rotated = keys(data.path(), &["rotate"]);
     assert!(!rotated.contains(&old_kid), "{rotated}");
-    let grpc = free_addr();
-    let server = up(data.path(), grpc);
+    let server = up(data.path()).await;
+    let grpc = server.grpc();
     assert_eq!(get_me(grpc, &old_token).await, Code::Ok, "tokens of the old key verify during the overlap");
     let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into() };
     let users = UserServiceClient::new(connect(grpc).await);
@@ -66,8 +64,8 @@ async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     let refused = chatmesh(data.path()).args(["admin", "keys", "retire", &new_kid]).output().unwrap();
     assert!(!refused.status.success(), "the signing key cannot be retired");
     keys(data.path(), &["retire", &old_kid]);
-    let grpc = free_addr();
-    let _server = up(data.path(), grpc);
+    let server = up(data.path()).await;
+    let grpc = server.grpc();
     assert_eq!(get_me(grpc, &old_token).await, Code::Unauthenticated, "a retired key's tokens fail");
     assert_eq!(get_me(grpc, &new_token).await, Code::Ok);
 

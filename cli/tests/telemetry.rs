@@ -6,13 +6,11 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
 };
 
-use common::{Process, chatmesh, connect, free_addr, group, launch, sign_up};
+use common::{Server, chatmesh, connect, eventually, group, sign_up, until};
 use opentelemetry_proto::tonic::{
     collector::{
         metrics::v1::{
@@ -97,18 +95,16 @@ impl MetricsService for Collector {
     }
 }
 
-fn spawn(data: &Path, parts: &[&str], grpc: SocketAddr, rest: SocketAddr, env: &[(&str, String)]) -> Process {
+async fn spawn(data: &Path, parts: &[&str], env: &[(&str, String)]) -> Server {
     let mut command = chatmesh(data);
     command
         .arg("serve")
         .args(parts)
-        .args(["--grpc-listen", &grpc.to_string(), "--rest-listen", &rest.to_string()])
-        .args(["--ws-listen", &free_addr().to_string(), "--metrics-listen", "127.0.0.1:0"])
         .env("CHATMESH_LOG__FILTER", "warn")
         // why: export soon after a span ends, so the test need not wait the default 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    launch(command, Some(&data.join(format!("{}.log", parts.join("-")))))
+    common::start(command, Some(&data.join(format!("{}.log", parts.join("-"))))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,23 +121,15 @@ async fn one_create_chat_is_one_trace_from_the_gateway_to_the_store() {
     // one data dir, as one Secret of signing keys is shared by every Deployment: the gateway
     // starts once the services have written the keys, and opens no store of its own
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, rest) = (free_addr(), free_addr());
     let endpoint = ("CHATMESH_TELEMETRY__OTLP_ENDPOINT", format!("http://{otlp}"));
     let interval = ("CHATMESH_TELEMETRY__METRICS_INTERVAL_MS", "300".to_owned());
-    let _services = spawn(
-        dir.path(),
-        &["user", "channel", "chat", "dispatcher"],
-        grpc,
-        free_addr(),
-        &[endpoint.clone(), interval.clone()],
-    );
-    let channel = connect(grpc).await;
-    let peer = format!("http://{grpc}");
-    let _gateway = spawn(
+    let services =
+        spawn(dir.path(), &["user", "channel", "chat", "dispatcher"], &[endpoint.clone(), interval.clone()]).await;
+    let channel = connect(services.grpc()).await;
+    let peer = format!("http://{}", services.grpc());
+    let rest_gateway = spawn(
         dir.path(),
         &["rest"],
-        free_addr(),
-        rest,
         &[
             endpoint,
             interval,
@@ -150,32 +138,20 @@ async fn one_create_chat_is_one_trace_from_the_gateway_to_the_store() {
             ("CHATMESH_PEERS__CHAT", peer.clone()),
             ("CHATMESH_PEERS__DISPATCHER", peer),
         ],
-    );
+    )
+    .await;
+    let rest = rest_gateway.rest();
 
     let (_, token) = sign_up(&channel, "trace@example.com").await;
     let channel_id = group(&channel, &token, &[]).await;
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    let chat_id = loop {
-        let body = json!({ "channelId": channel_id, "text": "traced" });
-        let sent =
-            http.post(format!("http://{rest}/api/v1/chats")).bearer_auth(&token).body(body.to_string()).send().await;
-        if let Ok(response) = sent {
-            let text = response.text().await.unwrap();
-            let answer: Value = serde_json::from_str(&text).unwrap_or_default();
-            if let Some(id) = answer["chat"]["chatId"].as_str() {
-                break id.to_owned();
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "no chat created: {text}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "the REST gateway did not answer");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(!chat_id.is_empty());
+    let body = json!({ "channelId": channel_id, "text": "traced" });
+    let sent = reqwest::Client::new().post(format!("http://{rest}/api/v1/chats")).bearer_auth(&token);
+    let text = sent.body(body.to_string()).send().await.expect("the REST gateway answers").text().await.unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap_or_default();
+    assert!(answer["chat"]["chatId"].as_str().is_some_and(|id| !id.is_empty()), "a chat created: {text}");
 
     // the gateway's span, the chat service's span under it, the store's span under that
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (gateway, rpc, store) = loop {
+    let trace = until(|| {
         let spans = collector.spans.lock().unwrap().clone();
         let found = spans.iter().filter(|s| s.name == "POST /api/v1/chats").find_map(|gateway| {
             let in_trace: Vec<&Span> = spans.iter().filter(|s| s.trace_id == gateway.trace_id).collect();
@@ -183,13 +159,14 @@ async fn one_create_chat_is_one_trace_from_the_gateway_to_the_store() {
             let store = in_trace.iter().find(|s| s.name == "chat_store.create_chat")?;
             Some((gateway.clone(), (*rpc).clone(), (*store).clone()))
         });
-        if let Some(found) = found {
-            break found;
-        }
+        std::future::ready(found)
+    })
+    .await;
+    let (gateway, rpc, store) = trace.unwrap_or_else(|| {
+        let spans = collector.spans.lock().unwrap();
         let names: Vec<_> = spans.iter().map(|s| format!("{}: {}", s.service, s.name)).collect();
-        assert!(Instant::now() < deadline, "no complete trace for the CreateChat; spans seen: {names:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        panic!("no complete trace for the CreateChat; spans seen: {names:#?}")
+    });
     let spans = collector.spans.lock().unwrap().clone();
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
     let ancestors = |span: &Span| {
@@ -215,16 +192,14 @@ async fn one_create_chat_is_one_trace_from_the_gateway_to_the_store() {
     );
 
     // the same processes push their metrics to the collector
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let names = collector.metric_names.lock().unwrap().clone();
-        let has = |service: &str, metric: &str| names.iter().any(|(s, m)| s == service && m == metric);
-        if has("chatmesh-rest", "chatmesh_http_server_requests_total")
-            && has("chatmesh-channel+chat+dispatcher+user", "chatmesh_rpc_server_requests_total")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "metrics not exported; seen: {names:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let has = |service: &str, metric: &str| {
+        collector.metric_names.lock().unwrap().iter().any(|(s, m)| s == service && m == metric)
+    };
+    eventually("both processes export their metrics", || {
+        std::future::ready(
+            has("chatmesh-rest", "chatmesh_http_server_requests_total")
+                && has("chatmesh-channel+chat+dispatcher+user", "chatmesh_rpc_server_requests_total"),
+        )
+    })
+    .await;
 }

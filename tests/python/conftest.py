@@ -1,26 +1,21 @@
 """Starts the real chatmesh binary and generates Python gRPC stubs from proto/ at test time."""
 
+import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-import grpc
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The running server's addresses, filled by the `server` fixture.
 ADDRS: dict = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# How long a start or a stop may take before it is declared hung (a guard, not a limit tested).
+HUNG_SECS = 60
 
 
 def _binary() -> pathlib.Path:
@@ -28,6 +23,39 @@ def _binary() -> pathlib.Path:
         return pathlib.Path(os.environ["CHATMESH_BIN"])
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     return target / "debug" / "chatmesh"
+
+
+class Chatmesh:
+    """A `chatmesh up` on a temporary data dir, every listener on a port it picks itself: its
+    addresses (`grpc`, `rest`, `ws`, `metrics`, as "host:port") come from its ready file."""
+
+    def __init__(self, prefix: str, settings: dict):
+        binary = _binary()
+        assert binary.exists(), f"build the binary first (cargo build -p chatmesh-cli): {binary}"
+        self.data = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+        ready = self.data / "ready.json"
+        args = [str(binary), "--data-dir", str(self.data), "up", "--ready-file", str(ready)]
+        for listener in ("grpc", "rest", "ws", "metrics"):
+            args += [f"--{listener}-listen", "127.0.0.1:0"]
+        # why: a file, not a pipe: an unread pipe fills up and the server blocks writing its log.
+        self.log = open(self.data / "server.log", "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, **settings))
+        # the file appears, complete (written aside, then renamed), once every listener is bound
+        deadline = time.monotonic() + HUNG_SECS
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.log.close()
+                raise RuntimeError((self.data / "server.log").read_text())
+            time.sleep(0.05)
+        self.addrs = json.loads(ready.read_text())
+
+    def stop(self):
+        """SIGTERM; the server must drain and exit cleanly."""
+        self.proc.terminate()
+        assert self.proc.wait(timeout=HUNG_SECS) == 0, "chatmesh drains and exits cleanly on SIGTERM"
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -50,28 +78,19 @@ def stubs():
 
 
 @pytest.fixture(scope="session")
+def chatmesh_up():
+    """`Chatmesh`, for a module that needs a server of its own."""
+    return Chatmesh
+
+
+@pytest.fixture(scope="session")
 def server():
-    """A `chatmesh up` on free ports and a temporary data dir; yields its gRPC address (and
-    `server_addrs` gives all three)."""
-    binary = _binary()
-    assert binary.exists(), f"build the binary first (cargo build): {binary}"
-    data = tempfile.mkdtemp(prefix="chatmesh-data-")
-    grpc_addr = f"127.0.0.1:{_free_port()}"
-    rest_addr = f"127.0.0.1:{_free_port()}"
-    ADDRS.update(grpc=grpc_addr, rest=rest_addr)
-    args = [
-        str(binary), "--data-dir", data, "up",
-        "--grpc-listen", grpc_addr,
-        "--rest-listen", rest_addr,
-        "--ws-listen", f"127.0.0.1:{_free_port()}",
-        "--metrics-listen", "127.0.0.1:0",
-    ]
+    """A `chatmesh up` (see `Chatmesh`); yields its gRPC address (`rest_url` gives the REST one)."""
     # why: fuzzing creates many accounts (the OWASP hashing defaults have their own unit test),
     # and the contract test sends thousands of calls and logins from one account (the limits have
     # their own tests). The largest upload is a setting, not a contract rule: at the int64
     # maximum it binds nothing, leaving the annotated rules alone.
-    env = dict(
-        os.environ,
+    settings = dict(
         CHATMESH_PASSWORD__MEMORY_KIB="4096",
         CHATMESH_PASSWORD__ITERATIONS="1",
         CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
@@ -79,21 +98,10 @@ def server():
         CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
         CHATMESH_MEDIA__MAX_BYTES=str(2**63 - 1),
     )
-    # why: a file, not a pipe: an unread pipe fills up and the server blocks writing its log.
-    log = open(pathlib.Path(data) / "server.log", "wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    channel = grpc.insecure_channel(grpc_addr)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=30)
-    except grpc.FutureTimeoutError:
-        proc.kill()
-        raise RuntimeError((pathlib.Path(data) / "server.log").read_text())
-    yield grpc_addr
-    proc.terminate()
-    assert proc.wait(timeout=15) == 0, "chatmesh drains and exits cleanly on SIGTERM"
-    log.close()
-    channel.close()
-    shutil.rmtree(data, ignore_errors=True)
+    chatmesh = Chatmesh("chatmesh-data-", settings)
+    ADDRS.update(grpc=chatmesh.addrs["grpc"], rest=chatmesh.addrs["rest"])
+    yield chatmesh.addrs["grpc"]
+    chatmesh.stop()
 
 
 @pytest.fixture(scope="session")

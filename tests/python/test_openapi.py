@@ -6,10 +6,8 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +17,6 @@ import pytest
 from openapi_spec_validator import validate
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 # Warnings that mean schemathesis could not exercise an operation: the document promised data
 # the server refuses, or no id the run created ever reached it.
 FATAL_WARNINGS = ("missing_test_data", "validation_mismatch", "Schema validation mismatch", "Missing test data")
@@ -103,24 +100,12 @@ def _config_with(dictionaries, into):
     return config
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def fuzz_url():
+def fuzz_url(chatmesh_up):
     """A `chatmesh up` for schemathesis alone: its access tokens last a day and its per-user
     limits are out of reach, so thousands of calls under one token are neither expired nor
     throttled (throttling has its own tests)."""
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = pathlib.Path(os.environ.get("CHATMESH_BIN", target / "debug" / "chatmesh"))
-    assert binary.exists(), f"build the binary first (cargo build -p chatmesh-cli): {binary}"
-    data = pathlib.Path(tempfile.mkdtemp(prefix="chatmesh-fuzz-"))
-    rest = f"127.0.0.1:{_free_port()}"
-    env = dict(
-        os.environ,
+    settings = dict(
         CHATMESH_AUTH__ACCESS_TTL_SECS="86400",
         CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
         CHATMESH_LIMITS__USER_CALLS_BURST="100000",
@@ -129,32 +114,9 @@ def fuzz_url():
         CHATMESH_PASSWORD__MEMORY_KIB="4096",
         CHATMESH_PASSWORD__ITERATIONS="1",
     )
-    args = [
-        str(binary), "--data-dir", str(data), "up",
-        "--grpc-listen", f"127.0.0.1:{_free_port()}",
-        "--rest-listen", rest,
-        "--ws-listen", f"127.0.0.1:{_free_port()}",
-        "--metrics-listen", "127.0.0.1:0",
-    ]
-    # why: a file, not a pipe: an unread pipe fills up and the server blocks writing its log.
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://{rest}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError((data / "server.log").read_text())
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    assert proc.wait(timeout=15) == 0, "chatmesh drains and exits cleanly on SIGTERM"
-    log.close()
-    shutil.rmtree(data, ignore_errors=True)
+    chatmesh = chatmesh_up("chatmesh-fuzz-", settings)
+    yield f"http://{chatmesh.addrs['rest']}"
+    chatmesh.stop()
 
 
 def test_the_document_is_valid_openapi_3_1(rest_url):

@@ -15,6 +15,7 @@ use chatmesh_platform::{config::Config, grpc::GrpcChannel};
 use tonic::{Request, transport::Channel};
 
 pub mod forge;
+pub mod guarantees;
 pub mod raw;
 
 /// A running `chatmesh up` on ephemeral ports and a temporary data dir.

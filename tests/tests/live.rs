@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::{
     protocol::frame::{Frame, coding::OpCode},
 };
 
-const QUIET: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn send(app: &TestApp, who: &User, channel_id: &str, text: &str) -> pb::Chat {
@@ -58,6 +57,24 @@ async fn reply(socket: &mut ws::Socket) -> Option<Value> {
     None
 }
 
+/// The frames up to the chat.created of `chat_id`, which comes last. A connection gets the
+/// change feed in its order, so a chat it should not get, sent before `chat_id`, would be among
+/// them: no waiting to see that something does not come.
+async fn frames_through_chat(socket: &mut ws::Socket, chat_id: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(frame) =
+        ws::next_frame(socket, deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    {
+        let done = frame["event"] == "chat.created" && frame["data"]["chat"]["chatId"] == chat_id;
+        seen.push(frame);
+        if done {
+            return seen;
+        }
+    }
+    panic!("chat {chat_id} did not arrive; before it: {seen:?}");
+}
+
 /// Whether a chat.created for `chat_id` arrives within `wait`.
 async fn gets_chat(socket: &mut ws::Socket, chat_id: &str, wait: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + wait;
@@ -76,7 +93,7 @@ async fn a_chat_reaches_every_member_socket_and_no_outsider() {
     let app = TestApp::spawn().await;
     let (ada, bob, eve) = (app.user("ada").await, app.user("bob").await, app.user("eve").await);
     let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
-    app.group(&eve, ChannelVisibility::Private, &[]).await;
+    let eves = app.group(&eve, ChannelVisibility::Private, &[]).await.channel_id;
     let (mut ada_ws, ready) = ws::connect(app.ws_addr, &ada.token, "").await;
     assert_eq!(ready["data"]["userId"], ada.id);
     assert!(ready["data"]["channels"].as_array().unwrap().iter().any(|c| c["channelId"] == id));
@@ -90,7 +107,10 @@ async fn a_chat_reaches_every_member_socket_and_no_outsider() {
         assert_eq!(frame["data"]["chat"]["text"], "hello everyone");
         assert!(frame["data"]["eventId"].as_str().is_some_and(|id| !id.is_empty()));
     }
-    assert!(!gets_chat(&mut eve_ws, &chat.chat_id, QUIET).await, "a non-member gets nothing");
+    // a non-member gets nothing: her own chat, sent after ada's, reaches her with nothing of ada's before it
+    let hers = send(&app, &eve, &eves, "mine").await;
+    let seen = frames_through_chat(&mut eve_ws, &hers.chat_id).await;
+    assert!(seen.iter().all(|f| f["data"]["chat"]["chatId"] != chat.chat_id), "a non-member got it: {seen:?}");
 
     // a channel joined while connected is followed at once
     let carol = app.user("carol").await;
@@ -112,6 +132,7 @@ async fn a_kicked_user_gets_nothing_sent_after_the_kick_not_even_on_resume() {
     let app = TestApp::spawn().await;
     let (ada, bob) = (app.user("ada").await, app.user("bob").await);
     let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let still = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
     let (mut bob_ws, _) = ws::connect(app.ws_addr, &bob.token, "").await;
     let before = send(&app, &ada, &id, "before").await;
     let seen = until_chat(&mut bob_ws, &before.chat_id).await.unwrap();
@@ -120,7 +141,13 @@ async fn a_kicked_user_gets_nothing_sent_after_the_kick_not_even_on_resume() {
     let kick = channel_pb::DeleteMemberRequest { channel_id: id.clone(), user_id: bob.id.clone() };
     app.channels().await.delete_member(authed(&ada.token, kick)).await.unwrap();
     let after = send(&app, &ada, &id, "after the kick").await;
-    assert!(!gets_chat(&mut bob_ws, &after.chat_id, QUIET).await, "nothing sent after the kick reaches him");
+    // a chat sent after it in a channel he is still in reaches him, with nothing of the other before it
+    let marker = send(&app, &ada, &still, "in a channel bob is still in").await;
+    let seen = frames_through_chat(&mut bob_ws, &marker.chat_id).await;
+    assert!(
+        seen.iter().all(|f| f["data"]["chat"]["chatId"] != after.chat_id),
+        "something sent after the kick reached him: {seen:?}"
+    );
 
     let (mut again, _) = ws::connect(app.ws_addr, &bob.token, "").await;
     ws::send(&mut again, json!({"event": "resume", "data": {"channels": {id.clone(): last_event}}})).await;
@@ -437,6 +464,13 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_logout_closes_sockets() {
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
 }
 
+/// How many sessions the gateway closed with `code` (from its metrics).
+async fn closes(app: &TestApp, code: u16) -> u64 {
+    let (_, page) = chatmesh_tests::raw::http(app.metrics_addr, "GET", "/metrics", &[]).await;
+    let line = format!("chatmesh_ws_closes_total{{code=\"{code}\"}}");
+    page.lines().find_map(|l| l.strip_prefix(&line)?.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
+}
+
 /// Reads until the socket closes; returns the close code.
 async fn close_code(socket: &mut ws::Socket, wait: Duration) -> Option<u16> {
     while let Some(received) = ws::next(socket, wait).await {
@@ -457,29 +491,60 @@ async fn a_peer_that_misses_pongs_is_closed() {
     let (mut answering, _) = ws::connect(app.ws_addr, &ada.token, "").await;
     let (mut silent, _) = ws::connect(app.ws_addr, &ada.token, "").await;
     // the answering client reads (its library answers pings); the silent one reads nothing
-    assert_eq!(ws::next(&mut answering, Duration::from_secs(4)).await, None, "no close while pongs come back");
+    // until the server has closed a session for missed pongs
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while closes(&app, 4009).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no session was closed for missed pongs");
+        // why: a poll interval spent reading the answering socket, so its pings are answered
+        if let Ok(received) = tokio::time::timeout(Duration::from_millis(50), answering.next()).await {
+            assert!(matches!(received, Some(Ok(ref m)) if !m.is_close()), "the answering peer: {received:?}");
+        }
+    }
     assert_eq!(close_code(&mut silent, WAIT).await, Some(4009));
+    // its pongs were due before the silent one's (it connected first), and it is still open
+    ws::send(&mut answering, json!({"event": "ping", "data": {}})).await;
+    assert_eq!(reply(&mut answering).await.expect("a pong")["event"], "pong", "no close while pongs come back");
+}
+
+/// When an access token expires (its `exp`, Unix seconds).
+fn expiry(token: &str) -> u64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url claims");
+    serde_json::from_slice::<Value>(&claims).expect("JSON claims")["exp"].as_u64().expect("exp")
 }
 
 #[tokio::test]
 async fn an_expiring_token_closes_the_socket_unless_renewed_in_band() {
     let mut config = chatmesh_tests::test_config(tempfile::tempdir().unwrap().keep());
-    config.auth.access_ttl_secs = 3;
+    config.auth.access_ttl_secs = 6;
     let app = TestApp::spawn_with(config).await;
     let (_, tokens) = app.register("ada@example.com").await;
     let (mut expiring, _) = ws::connect(app.ws_addr, &tokens.access_token, "").await;
     let (mut renewed, _) = ws::connect(app.ws_addr, &tokens.access_token, "").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // a refreshed token of the same login session renews the socket in band
-    let refresh = chatmesh_api::user::v1::RefreshTokenRequest { refresh_token: tokens.refresh_token.clone() };
-    let fresh = app.users().await.refresh_token(refresh).await.unwrap().into_inner().tokens.unwrap();
+    // a refreshed token of the same login session renews the socket in band. Expiries are whole
+    // seconds: refresh until a token expires 3 s after the first, so the socket is renewed
+    // seconds before the first expiry and is seen open seconds after it
+    let first = expiry(&tokens.access_token);
+    let mut refresh_token = tokens.refresh_token.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let fresh = loop {
+        let refresh = chatmesh_api::user::v1::RefreshTokenRequest { refresh_token };
+        let fresh = app.users().await.refresh_token(refresh).await.unwrap().into_inner().tokens.unwrap();
+        if expiry(&fresh.access_token) >= first + 3 {
+            break fresh;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refreshed token expired later than the first");
+        refresh_token = fresh.refresh_token;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     ws::send(&mut renewed, json!({"event": "auth", "data": {"token": fresh.access_token}})).await;
     assert_eq!(ws::next_frame(&mut renewed, WAIT).await.unwrap()["event"], "authenticated");
+    let other = app.login("ada@example.com", "correct horse battery").await.unwrap().access_token;
     assert_eq!(close_code(&mut expiring, WAIT).await, Some(4001));
     // the renewed socket outlives the first token; another login session's token is refused
-    let other = app.login("ada@example.com", "correct horse battery").await.unwrap().access_token;
     ws::send(&mut renewed, json!({"event": "auth", "data": {"token": other}})).await;
-    let refused = ws::next_frame(&mut renewed, WAIT).await.unwrap();
+    let refused = ws::next_frame(&mut renewed, WAIT).await.expect("the renewed socket still open");
     assert_eq!(refused["data"]["code"], "PERMISSION_DENIED", "{refused}");
 }
 

@@ -7,9 +7,11 @@
 //! executor of the same statement subset over the tables declared by the `.cql` migrations: it
 //! serializes every bound value with the driver against the column types of the migrated
 //! schema and deserializes every result row with the driver, so a statement whose values or
-//! rows disagree with the schema fails in tests run on every machine. Golden tests record the
-//! calls ([`Call`]) a store operation makes. The in-memory executor and the golden-file helpers
-//! are test code: they are built for this crate's tests and with the `testsuite` feature.
+//! rows disagree with the schema fails in tests run on every machine; it orders writes by their
+//! timestamps as a cluster does (tombstones, several processes with skewed clocks, batches that
+//! time out and apply later). Golden tests record the calls ([`Call`]) a store operation makes.
+//! The in-memory executor and the golden-file helpers are test code: they are built for this
+//! crate's tests and with the `testsuite` feature.
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod golden;
@@ -179,6 +181,10 @@ pub enum CqlError {
     /// Values or rows that disagree with the schema: a bug, never retried.
     #[error("{statement}: {message}")]
     Schema { statement: &'static str, message: String },
+    /// Refused by the server before anything was applied (an InvalidRequest, such as a batch
+    /// past `batch_size_fail_threshold_in_kb`): retrying the same request fails the same way.
+    #[error("{statement}: {message}")]
+    Invalid { statement: &'static str, message: String },
 }
 
 /// A statement as it was run: what golden files record.
@@ -237,7 +243,7 @@ pub struct Cql {
 enum Engine {
     Scylla(Arc<ScyllaCql>),
     #[cfg(any(test, feature = "testsuite"))]
-    Memory(Arc<MemoryCql>),
+    Memory(memory::Client),
 }
 
 impl std::fmt::Debug for Cql {
@@ -260,9 +266,22 @@ impl Cql {
         Cql { engine: Engine::Scylla(session), recorder: None }
     }
 
+    /// A process on the in-memory executor, its clock not skewed: `engine.client(0)` (see
+    /// [`MemoryCql::client`]).
     #[cfg(any(test, feature = "testsuite"))]
     pub fn memory(engine: Arc<MemoryCql>) -> Self {
-        Cql { engine: Engine::Memory(engine), recorder: None }
+        engine.client(0)
+    }
+
+    /// Simulates this process crashing (in-memory executor only): every later call through this
+    /// handle or any clone of it fails, as a dead process sends nothing more; writes it left held
+    /// ([`MemoryCql::hold_writes`]) stay with the executor, as a batchlog keeps them.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn crash(&self) {
+        match &self.engine {
+            Engine::Memory(client) => client.crash(),
+            Engine::Scylla(_) => panic!("only a process on the in-memory executor can be crashed"),
+        }
     }
 
     /// The same executor, also recording every call into the returned log.
@@ -301,7 +320,7 @@ impl Cql {
         match &self.engine {
             Engine::Scylla(s) => s.rows(stmt, values).await,
             #[cfg(any(test, feature = "testsuite"))]
-            Engine::Memory(m) => m.rows(stmt, values),
+            Engine::Memory(m) => m.rows(stmt, values).await,
         }
     }
 
@@ -317,7 +336,7 @@ impl Cql {
         match &self.engine {
             Engine::Scylla(s) => s.execute(stmt, values).await,
             #[cfg(any(test, feature = "testsuite"))]
-            Engine::Memory(m) => m.execute(stmt, values).map(|_| ()),
+            Engine::Memory(m) => m.write(vec![(stmt, values)], false).await.map(|_| ()),
         }
     }
 
@@ -328,7 +347,7 @@ impl Cql {
         match &self.engine {
             Engine::Scylla(s) => s.lwt(stmt, values).await,
             #[cfg(any(test, feature = "testsuite"))]
-            Engine::Memory(m) => m.execute(stmt, values),
+            Engine::Memory(m) => m.write(vec![(stmt, values)], false).await,
         }
     }
 
@@ -344,7 +363,7 @@ impl Cql {
         match &self.engine {
             Engine::Scylla(s) => s.batch(kind, items).await,
             #[cfg(any(test, feature = "testsuite"))]
-            Engine::Memory(m) => m.batch(items),
+            Engine::Memory(m) => m.write(items, true).await,
         }
     }
 }

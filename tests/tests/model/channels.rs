@@ -1,11 +1,12 @@
 //! The harness's channel operations: create, join, invite, leave, kick, roles, close, delete.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chatmesh_api::{
     channel::v1::{self as pb_channel, ChannelKind, ChannelVisibility, MemberRole},
     chat::v1::EventType,
 };
+use chatmesh_platform::ids::now_ms;
 use chatmesh_tests::authed;
 use tonic::Code;
 
@@ -13,7 +14,7 @@ use crate::{
     USERS,
     harness::{Checked, Harness, agree},
     ops::{Kind, Role},
-    reference::ModelChannel,
+    reference::{CloseWindow, ModelChannel},
 };
 
 impl Harness {
@@ -42,7 +43,7 @@ impl Harness {
             public,
             deleted: false,
             members: BTreeMap::from([(by, Role::Owner)]),
-            closed: BTreeSet::new(),
+            closed: BTreeMap::new(),
             member_events: vec![(EventType::MemberJoined, by, by, Role::Owner)],
         };
         for u in invited {
@@ -83,7 +84,7 @@ impl Harness {
                     public: false,
                     deleted: false,
                     members: BTreeMap::from([(by, Role::Member), (other, Role::Member)]),
-                    closed: BTreeSet::new(),
+                    closed: BTreeMap::new(),
                     member_events: vec![
                         (EventType::MemberJoined, by, by, Role::Member),
                         (EventType::MemberJoined, by, other, Role::Member),
@@ -180,14 +181,9 @@ impl Harness {
     }
 
     pub(crate) async fn close(&mut self, c: usize, by: usize, close: bool) -> Checked {
-        // why: a chat relayed after the close would reopen the channel (a known divergence,
-        // pinned by a_chat_sent_before_a_close_does_not_reopen_it); settle first.
-        if close && self.unsettled.contains(&c) {
-            self.canary.settle().await?;
-            self.unsettled.clear();
-        }
         let rule = self.model.access(c, by);
         let channel_id = self.model.channels[c].id.clone();
+        let earliest = now_ms();
         let got = if close {
             let request = pb_channel::CloseChannelRequest { channel_id };
             self.channels.close_channel(authed(&self.token(by), request)).await.map(|_| ())
@@ -195,12 +191,14 @@ impl Harness {
             let request = pb_channel::ReopenChannelRequest { channel_id };
             self.channels.reopen_channel(authed(&self.token(by), request)).await.map(|_| ())
         };
+        let latest = now_ms();
         self.note(format!("u{by} {} ch{c}", if close { "close" } else { "reopen" }), &got);
         agree("close or reopen", &rule, &got)?;
         if rule.is_ok() {
             let closed = &mut self.model.channels[c].closed;
             if close {
-                closed.insert(by)
+                // why: closing again moves the close to now; chats before it stay behind it.
+                closed.insert(by, CloseWindow { earliest, latest })
             } else {
                 closed.remove(&by)
             };

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use chatmesh_api::chat::v1::{self as pb, ChatKind};
+use chatmesh_platform::ids::unix_ms_of;
 use chatmesh_tests::authed;
 use tonic::Code;
 
@@ -39,9 +40,43 @@ impl Harness {
                 edits: 0,
                 removed_for: BTreeSet::new(),
             });
-            // why: a new chat shows a closed channel again to everyone who closed it.
-            self.model.channels[c].closed.clear();
-            self.unsettled.insert(c);
+            self.reopen(c, m, id).await?;
+        }
+        Ok(())
+    }
+
+    /// A new chat shows a closed channel again to the members who closed it in an earlier
+    /// millisecond (ids carry their millisecond; the model knows each close's window). When
+    /// the chat's millisecond lies inside a close's window, the service, once the activity relay
+    /// delivered the chat, tells which side of the close it fell on, and the window narrows.
+    async fn reopen(&mut self, c: usize, m: usize, chat_id: u64) -> Checked {
+        let chat_ms = unix_ms_of(chat_id);
+        let mut unsure = Vec::new();
+        self.model.channels[c].closed.retain(|user, window| match window.reopened_by(chat_ms) {
+            Some(reopened) => !reopened,
+            None => {
+                unsure.push(*user);
+                true
+            }
+        });
+        if unsure.is_empty() {
+            return Ok(());
+        }
+        self.canary.settle().await?;
+        for user in unsure {
+            let got = self.get_channel(c, user).await.map_err(|s| format!("u{user}'s ch{c}: {s:?}"))?;
+            let closed = got.membership.is_some_and(|m| m.closed);
+            let windows = &mut self.model.channels[c].closed;
+            match windows.get_mut(&user) {
+                // the close was recorded in the chat's millisecond or a later one
+                Some(window) if closed => window.earliest = chat_ms,
+                _ => {
+                    windows.remove(&user);
+                }
+            }
+            let side = if closed { "kept it closed" } else { "reopened it" };
+            self.trace.push(format!("  m{m} shares a millisecond with u{user}'s close of ch{c}: the service {side}"));
+            self.shared_milliseconds += 1;
         }
         Ok(())
     }

@@ -169,20 +169,14 @@ impl Harness {
         };
         sound(&ids)?;
         if ids != expected {
-            // and complete once the index caught up: a miss must heal, soon
+            // complete once the index caught up: a miss is a divergence; whether and when it
+            // heals only tells a slow index (late) from a lost change
             let started = Instant::now();
             let mut timeline = Vec::new();
-            loop {
-                ensure!(
-                    started.elapsed() < SETTLE,
-                    "u{by} searching {word:?}{scope} after GetSearchStatus reported no lag ({status:?}):\n  \
-                     service {ids:?}\n  model   {expected:?}\n  then:\n    {}",
-                    timeline.join("\n    ")
-                );
+            while started.elapsed() < SETTLE {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let again = self.search_hits(by, word, &channel_id).await.map_err(|s| format!("search: {s:?}"))?;
                 let again = ids_of(&again)?;
-                sound(&again)?;
                 let now = self.app.search_status().await;
                 let (ms, documents) = (started.elapsed().as_millis(), now.documents);
                 timeline.push(format!("+{ms} ms: {again:?} ({documents} documents, indexed {})", now.indexed_event_id));
@@ -190,12 +184,10 @@ impl Harness {
                     break;
                 }
             }
-            let searchable =
-                self.model.chats.iter().filter(|m| !m.retracted && !self.model.channels[m.channel].deleted);
-            self.late_searches.push(format!(
-                "u{by} searching {word:?}{scope}: {ids:?} right after {status:?} ({} searchable chats), then {}",
-                searchable.count(),
-                timeline.join("; ")
+            return Err(format!(
+                "u{by} searching {word:?}{scope} right after GetSearchStatus reported no lag ({status:?}):\n  \
+                 service {ids:?}\n  model   {expected:?}\n  then:\n    {}",
+                timeline.join("\n    ")
             ));
         }
         for hit in &hits {
@@ -341,7 +333,7 @@ impl Harness {
             Role::of_pb(membership.role()) == model.members.get(&by).copied(),
             "u{by}'s role in ch{c}: {membership:?}"
         );
-        if membership.closed != model.closed.contains(&by) {
+        if membership.closed != model.closed.contains_key(&by) {
             self.settle_closed(c, by).await?;
         }
         self.member_list(c, by).await.map_err(|e| format!("ch{c}'s members as u{by} lists them: {e}"))
@@ -368,7 +360,7 @@ impl Harness {
         loop {
             let response = self.get_channel(c, by).await.map_err(|s| format!("get channel: {s:?}"))?;
             let closed = response.membership.is_some_and(|m| m.closed);
-            let expected = self.model.channels[c].closed.contains(&by);
+            let expected = self.model.channels[c].closed.contains_key(&by);
             if closed == expected {
                 return Ok(());
             }
@@ -409,7 +401,7 @@ impl Harness {
         ensure!(all == expected, "u{by}'s channels:\n  service {all:?}\n  model   {expected:?}");
         expected.retain(|id| {
             let c = self.model.channels.iter().position(|m| &m.id == id).unwrap_or(0);
-            !self.model.channels[c].closed.contains(&by)
+            !self.model.channels[c].closed.contains_key(&by)
         });
         let started = Instant::now();
         loop {

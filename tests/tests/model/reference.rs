@@ -20,9 +20,32 @@ pub(crate) struct ModelChannel {
     pub(crate) public: bool,
     pub(crate) deleted: bool,
     pub(crate) members: BTreeMap<usize, Role>,
-    /// Members who closed the channel for themselves.
-    pub(crate) closed: BTreeSet<usize>,
+    /// Members who closed the channel for themselves, and when.
+    pub(crate) closed: BTreeMap<usize, CloseWindow>,
     pub(crate) member_events: Vec<MemberEvent>,
+}
+
+/// The milliseconds a close may have been recorded at: the service reads its clock once while
+/// answering, so between the test's readings before the call and after the answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CloseWindow {
+    pub(crate) earliest: u64,
+    pub(crate) latest: u64,
+}
+
+impl CloseWindow {
+    /// Whether a chat minted in millisecond `chat_ms` reopens the channel: only a chat of a later
+    /// millisecond than the close does. `None` when the chat's millisecond lies inside the window
+    /// (then only the service knows which side of the close it fell on).
+    pub(crate) fn reopened_by(&self, chat_ms: u64) -> Option<bool> {
+        if chat_ms > self.latest {
+            Some(true)
+        } else if chat_ms <= self.earliest {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -72,8 +95,16 @@ impl Model {
         let members: Vec<usize> = self.channels[c].members.keys().copied().collect();
         match who {
             Who::Member(n) if !members.is_empty() => members[n as usize % members.len()],
-            Who::Member(n) | Who::Anyone(n) => n as usize % USERS,
-            Who::Principal => principal,
+            Who::Outsider(n) if members.len() < USERS => {
+                let outsiders: Vec<usize> = (0..USERS).filter(|u| !members.contains(u)).collect();
+                outsiders[n as usize % outsiders.len()]
+            }
+            Who::Junior(n) if members.iter().any(|u| *u != principal) => {
+                let juniors: Vec<usize> = members.into_iter().filter(|u| *u != principal).collect();
+                juniors[n as usize % juniors.len()]
+            }
+            Who::Member(n) | Who::Anyone(n) | Who::Outsider(n) => n as usize % USERS,
+            Who::Principal | Who::Junior(_) => principal,
         }
     }
 
