@@ -57,14 +57,18 @@ async fn deliver_once(
 ) -> Result<usize, String> {
     let entries = store.list_outbox(None, BATCH).await.map_err(|e| e.to_string())?;
     metrics::gauge!("chatmesh_channel_outbox_pending").set(entries.len() as f64);
-    let Some(last) = entries.last().map(|e| e.seq) else { return Ok(0) };
+    if entries.is_empty() {
+        return Ok(0);
+    }
     let events = entries
         .iter()
         .map(|e| ChannelEvent::decode(e.event.as_slice()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("corrupt outbox entry: {e}"))?;
     log.append_channel_events(AppendChannelEventsRequest { events }).await.map_err(|s| s.to_string())?;
-    store.delete_outbox(last).await.map_err(|e| e.to_string())?;
+    // why: only what was delivered; a lower seq written after the listing is still owed
+    let delivered: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    store.delete_outbox(&delivered).await.map_err(|e| e.to_string())?;
     metrics::counter!("chatmesh_channel_outbox_relayed_total").increment(entries.len() as u64);
     Ok(entries.len())
 }

@@ -342,7 +342,7 @@ mod tests {
         async fn list_outbox(&self, _: Option<u64>, _: usize) -> Result<Vec<OutboxEntry>, StoreError> {
             down()
         }
-        async fn delete_outbox(&self, _: u64) -> Result<(), StoreError> {
+        async fn delete_outbox(&self, _: &[u64]) -> Result<(), StoreError> {
             down()
         }
     }

@@ -64,8 +64,8 @@ impl ChannelStore for AlwaysRaced {
     async fn list_outbox(&self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.list_outbox(after_seq, limit).await
     }
-    async fn delete_outbox(&self, up_to_seq: u64) -> Result<(), StoreError> {
-        self.inner.delete_outbox(up_to_seq).await
+    async fn delete_outbox(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.inner.delete_outbox(seqs).await
     }
 }
 

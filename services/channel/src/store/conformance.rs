@@ -135,11 +135,25 @@ pub async fn the_outbox_keeps_order_until_deleted(store: &dyn ChannelStore) {
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 7, 9]);
     assert_eq!(all[1].event, vec![7u8]);
     assert_eq!(store.list_outbox(Some(5), 1).await.unwrap()[0].seq, 7);
-    store.delete_outbox(7).await.unwrap();
+    store.delete_outbox(&[5, 7]).await.unwrap();
     assert_eq!(store.list_outbox(None, 10).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9]);
     let conflicting = create(10, &[], 11);
     assert!(store.apply(conflicting).await.is_err());
     assert_eq!(store.list_outbox(None, 10).await.unwrap().len(), 1, "a refused change records no event");
+}
+
+/// A relay lists the outbox, a change whose `seq` was minted earlier writes its entry only
+/// then (seqs are minted before the change applies), and the relay forgets what it delivered:
+/// the later-written entry stays, to be delivered next.
+pub async fn an_entry_written_after_a_listing_survives_the_delete_of_the_delivered(store: &dyn ChannelStore) {
+    store.apply(create(20, &[(1, Role::Owner)], 101)).await.unwrap();
+    let listed = store.list_outbox(None, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![101]);
+    store.apply(create(10, &[(1, Role::Owner)], 100)).await.unwrap();
+    let delivered: Vec<u64> = listed.iter().map(|e| e.seq).collect();
+    store.delete_outbox(&delivered).await.unwrap();
+    let left = store.list_outbox(None, 10).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![100], "the undelivered entry is kept");
 }
 
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
@@ -156,7 +170,8 @@ macro_rules! channel_store_suite {
                 removing_members_and_channels_clears_both_indexes,
                 closed_members_are_listed_until_reopened_or_gone,
                 a_pair_has_one_direct_channel,
-                the_outbox_keeps_order_until_deleted
+                the_outbox_keeps_order_until_deleted,
+                an_entry_written_after_a_listing_survives_the_delete_of_the_delivered
             ]
         );
     };

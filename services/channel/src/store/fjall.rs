@@ -266,15 +266,12 @@ impl ChannelStore for FjallChannelStore {
         .await
     }
 
-    async fn delete_outbox(&self, up_to_seq: u64) -> Result<(), StoreError> {
+    async fn delete_outbox(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let seqs = seqs.to_vec();
         self.blocking(move |s| {
             let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
-            let mut keys = Vec::new();
-            for guard in tx.range(&s.outbox, ..=up_to_seq.to_be_bytes()) {
-                keys.push(guard.key().map_err(backend)?);
-            }
-            for key in keys {
-                tx.remove(&s.outbox, key);
+            for seq in seqs {
+                tx.remove(&s.outbox, seq.to_be_bytes());
             }
             tx.commit().map_err(backend)
         })

@@ -95,6 +95,8 @@ pub trait ChannelStore: Send + Sync + 'static {
     async fn find_direct(&self, low: u64, high: u64) -> Result<Option<u64>, StoreError>;
     /// Outbox entries after `after_seq`, oldest first.
     async fn list_outbox(&self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// Forgets outbox entries up to and including `seq` (once delivered).
-    async fn delete_outbox(&self, up_to_seq: u64) -> Result<(), StoreError>;
+    /// Forgets the outbox entries `seqs` (once delivered). Only those: an entry whose `seq` is
+    /// lower may have been written after they were listed (seqs are minted before a change
+    /// applies), and is still to be delivered.
+    async fn delete_outbox(&self, seqs: &[u64]) -> Result<(), StoreError>;
 }

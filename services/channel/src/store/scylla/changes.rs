@@ -57,6 +57,11 @@ pub(super) struct Pending {
     /// then the partition.
     #[serde(default)]
     pub(super) purge: bool,
+    /// When the change committed (µs, the clock of the process that committed it): the write
+    /// timestamp of every one of these writes, whoever runs them and however late, so they
+    /// always lose to the next change's. `None` only in pendings written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) at_us: Option<i64>,
 }
 
 impl Pending {
@@ -68,10 +73,12 @@ impl Pending {
         serde_json::from_str(json).map_err(|e| corrupt(channel_id, format!("decoding pending writes: {e}")))
     }
 
-    fn statements(&self, channel_id: u64) -> Vec<Item> {
+    /// The writes, each stamped `at_us`.
+    fn statements(&self, channel_id: u64, at_us: i64) -> Vec<Item> {
         let member_row = |m: &MemberRecord| {
             let mut v = values![m.user_id];
             v.extend(member_values(m));
+            v.push(at_us.into());
             v
         };
         self.writes
@@ -81,16 +88,17 @@ impl Pending {
                     Write::Membership(m) => {
                         let mut v = values![m.user_id, channel_id];
                         v.extend(member_values(m));
+                        v.push(at_us.into());
                         (&PUT_MEMBERSHIP, v)
                     }
-                    Write::NoMembership { user_id } => (&DELETE_MEMBERSHIP, values![*user_id, channel_id]),
+                    Write::NoMembership { user_id } => (&DELETE_MEMBERSHIP, values![at_us, *user_id, channel_id]),
                     Write::Closed(m) => {
                         let mut v = values![channel_id];
                         v.extend(member_row(m));
                         (&PUT_CLOSED, v)
                     }
-                    Write::NotClosed { user_id } => (&DELETE_CLOSED, values![channel_id, *user_id]),
-                    Write::Outbox { seq, event } => (&PUT_OUTBOX, values![OUTBOX_SHARD, *seq, event.as_slice()]),
+                    Write::NotClosed { user_id } => (&DELETE_CLOSED, values![at_us, channel_id, *user_id]),
+                    Write::Outbox { seq, event } => (&PUT_OUTBOX, values![OUTBOX_SHARD, *seq, event.as_slice(), at_us]),
                 }
             })
             .collect()
@@ -204,7 +212,9 @@ impl ScyllaChannelStore {
             }
         }
         writes.extend(outbox.into_iter().map(|e| Write::Outbox { seq: e.seq, event: e.event }));
-        let pending = (delete || !writes.is_empty()).then_some(Pending { writes, purge: delete });
+        // why: stamped after settling the head, so above the timestamp of a pending it finished
+        let at_us = Some(self.clock.stamp());
+        let pending = (delete || !writes.is_empty()).then_some(Pending { writes, purge: delete, at_us });
         let blob = pending.as_ref().map(|p| p.encode(channel_id)).transpose()?;
 
         let mut batch: Vec<Item> = Vec::with_capacity(rows.len() + 1);
@@ -238,21 +248,23 @@ impl ScyllaChannelStore {
     /// Step 4: the pending writes of the change that made `version`, then `pending` cleared.
     /// Idempotent: anyone may run it again.
     pub(super) async fn finish(&self, channel_id: u64, version: u64, pending: &Pending) -> Result<(), StoreError> {
-        self.logged(pending.statements(channel_id)).await?;
+        let at_us = pending.at_us.unwrap_or_else(|| self.clock.stamp());
+        self.logged(pending.statements(channel_id, at_us)).await?;
         if pending.purge {
             let mut from = 0u64;
             loop {
                 let page: Vec<(i64,)> =
                     self.cql.rows(&MEMBER_IDS, values![channel_id, from, PURGE_PAGE]).await.map_err(backend)?;
                 let Some(last) = page.last().map(|(user,)| id(*user)) else { break };
-                self.logged(page.iter().map(|(user,)| (&DELETE_MEMBERSHIP, values![*user, channel_id])).collect())
-                    .await?;
+                let deletes =
+                    page.iter().map(|(user,)| -> Item { (&DELETE_MEMBERSHIP, values![at_us, *user, channel_id]) });
+                self.logged(deletes.collect()).await?;
                 if page.len() < PURGE_PAGE as usize || last >= MAX_ID {
                     break;
                 }
                 from = last + 1;
             }
-            self.cql.execute(&DELETE_ALL_CLOSED, values![channel_id]).await.map_err(backend)?;
+            self.cql.execute(&DELETE_ALL_CLOSED, values![at_us, channel_id]).await.map_err(backend)?;
             // why: not applied means another reader finished this delete first
             let forget = vec![
                 (&FORGET_CHANNEL, values![Value::Null, Value::Null, channel_id, version]),

@@ -21,9 +21,19 @@
 //!    pending is never erased). The change is durable once step 3 applied: a failure here is
 //!    logged and the answer is still success.
 //!
-//! Recovery: whoever reads a non-null `pending` (the next `apply` or `get_channel` of the
-//! channel) applies it again before anything else, so a change whose process stopped between
-//! steps 3 and 4 is completed, and a change never commits over an unfinished one.
+//! Every pending write carries `USING TIMESTAMP` of its change's commit (`at_us` in `pending`,
+//! microseconds from the committing process's clock, above any pending it finished first), so
+//! a late finisher (a stalled process, a reader, a batchlog replay) always loses to the next
+//! change's writes and to the relay's deletes, instead of resurrecting what they removed.
+//!
+//! Recovery: the next `apply` of the channel finishes a non-null `pending` before anything else,
+//! so a change never commits over an unfinished one; `get_channel` finishes only a pending older
+//! than [`READER_FINISHES_AFTER_US`] (its process stopped between steps 3 and 4), and answers
+//! the read even if finishing fails.
+//!
+//! The relay deletes outbox entries by key, never by range: seqs are minted before a change
+//! applies, so an entry with a lower seq than the delivered ones may be written after they were
+//! listed.
 //!
 //! Deleting a channel commits the record's removal (static columns null) with a pending that
 //! says `purge`: finishing it pages through the member rows (still there, hidden from readers
@@ -42,6 +52,7 @@
 //! channel holds no other operation. Ids are stored as `bigint` (they stay below 2^63).
 
 mod changes;
+mod clock;
 mod rows;
 mod statements;
 #[cfg(test)]
@@ -50,10 +61,11 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatmesh_cql::{Cql, id, values};
+use chatmesh_cql::{BatchKind, Cql, id, values};
 use tokio::sync::Mutex;
 
 use self::{
+    clock::Clock,
     rows::{Head, HeadRow, MAX_ID, OUTBOX_SHARD, backend, corrupt, head_of, limit_of, member_of},
     statements::*,
 };
@@ -64,11 +76,18 @@ use crate::model::{ChannelRecord, MemberRecord};
 const LOCK_STRIPES: u64 = 256;
 /// Closed members read per page.
 const CLOSED_PAGE: usize = 500;
+/// A reader finishes a pending change only once it is this old: until then the process that
+/// committed it is finishing it (twice the default request timeout), and the next change of the
+/// channel finishes it in any case.
+const READER_FINISHES_AFTER_US: i64 = 10_000_000;
+/// Outbox entries deleted per batch (one partition: the batch is atomic and unmeasured).
+const OUTBOX_DELETES_PER_BATCH: usize = 100;
 
 #[derive(Clone)]
 pub struct ScyllaChannelStore {
     cql: Cql,
     locks: Arc<[Mutex<()>]>,
+    clock: Arc<Clock>,
 }
 
 impl std::fmt::Debug for ScyllaChannelStore {
@@ -79,8 +98,12 @@ impl std::fmt::Debug for ScyllaChannelStore {
 
 impl ScyllaChannelStore {
     pub fn new(cql: Cql) -> Self {
+        Self::on_clock(cql, Arc::new(Clock::wall()))
+    }
+
+    fn on_clock(cql: Cql, clock: Arc<Clock>) -> Self {
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Self { cql, locks }
+        Self { cql, locks, clock }
     }
 
     /// Prepares every statement (on ScyllaDB: fails fast on a schema mismatch).
@@ -93,11 +116,15 @@ impl ScyllaChannelStore {
         head_of(channel_id, row)
     }
 
-    /// The channel's static row, after finishing the pending writes of its last change.
+    /// The channel's static row, after finishing the pending writes of its last change (a
+    /// change must not commit over them).
     async fn settled_head(&self, channel_id: u64) -> Result<Head, StoreError> {
         let mut head = self.read_head(channel_id).await?;
         if let Some(pending) = head.pending.take() {
             let version = head.version.ok_or_else(|| corrupt(channel_id, "pending writes without a version"))?;
+            if let Some(at_us) = pending.at_us {
+                self.clock.observe(at_us);
+            }
             tracing::info!(channel_id, version, "finishing the pending writes of an earlier change");
             self.finish(channel_id, version, &pending).await?;
             if pending.purge {
@@ -105,6 +132,22 @@ impl ScyllaChannelStore {
             }
         }
         Ok(head)
+    }
+
+    /// A reader's view of the channel: it finishes a pending change only when the process that
+    /// committed it has had time to (finishing is for changes whose process stopped), and a
+    /// failure to finish never fails the read (the change is committed either way).
+    async fn read_channel(&self, channel_id: u64) -> Result<Option<ChannelRecord>, StoreError> {
+        let head = self.read_head(channel_id).await?;
+        let (Some(pending), Some(version)) = (&head.pending, head.version) else { return Ok(head.record) };
+        let stalled = pending.at_us.is_none_or(|at| self.clock.now_us().saturating_sub(at) >= READER_FINISHES_AFTER_US);
+        if stalled {
+            tracing::info!(channel_id, version, "finishing the pending writes of a stalled change");
+            if let Err(e) = self.finish(channel_id, version, pending).await {
+                tracing::warn!(channel_id, version, error = %e, "could not finish a stalled change; the next one will");
+            }
+        }
+        Ok(head.record)
     }
 }
 
@@ -129,7 +172,7 @@ impl ChannelStore for ScyllaChannelStore {
 
     #[tracing::instrument(name = "channel_store.get_channel", skip_all, fields(db.system = "scylladb"))]
     async fn get_channel(&self, channel_id: u64) -> Result<Option<ChannelRecord>, StoreError> {
-        Ok(self.settled_head(channel_id).await?.record)
+        self.read_channel(channel_id).await
     }
 
     #[tracing::instrument(name = "channel_store.get_member", skip_all, fields(db.system = "scylladb"))]
@@ -233,7 +276,12 @@ impl ChannelStore for ScyllaChannelStore {
     }
 
     #[tracing::instrument(name = "channel_store.delete_outbox", skip_all, fields(db.system = "scylladb"))]
-    async fn delete_outbox(&self, up_to_seq: u64) -> Result<(), StoreError> {
-        self.cql.execute(&DELETE_OUTBOX, values![OUTBOX_SHARD, up_to_seq.min(MAX_ID)]).await.map_err(backend)
+    async fn delete_outbox(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        // why: by key, never by range: a lower seq may have been written since it was listed
+        for chunk in seqs.chunks(OUTBOX_DELETES_PER_BATCH) {
+            let deletes = chunk.iter().map(|seq| (&DELETE_OUTBOX, values![OUTBOX_SHARD, (*seq).min(MAX_ID)])).collect();
+            self.cql.batch(BatchKind::Unlogged, deletes).await.map_err(backend)?;
+        }
+        Ok(())
     }
 }

@@ -68,12 +68,12 @@ pub(super) static PUT_MEMBERSHIP: Statement = statement!(
     "channel.put_membership",
     idempotent,
     "INSERT INTO channels_by_user (user_id, channel_id, role, joined_at_ms, invited_by, closed, closed_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)"
+     VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
 );
 pub(super) static DELETE_MEMBERSHIP: Statement = statement!(
     "channel.delete_membership",
     idempotent,
-    "DELETE FROM channels_by_user WHERE user_id = ? AND channel_id = ?"
+    "DELETE FROM channels_by_user USING TIMESTAMP ? WHERE user_id = ? AND channel_id = ?"
 );
 pub(super) static LIST_MEMBERSHIPS: Statement = statement!(
     "channel.list_memberships",
@@ -85,15 +85,18 @@ pub(super) static PUT_CLOSED: Statement = statement!(
     "channel.put_closed",
     idempotent,
     "INSERT INTO channel_closed_members (channel_id, user_id, role, joined_at_ms, invited_by, closed, closed_at_ms) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)"
+     VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
 );
 pub(super) static DELETE_CLOSED: Statement = statement!(
     "channel.delete_closed",
     idempotent,
-    "DELETE FROM channel_closed_members WHERE channel_id = ? AND user_id = ?"
+    "DELETE FROM channel_closed_members USING TIMESTAMP ? WHERE channel_id = ? AND user_id = ?"
 );
-pub(super) static DELETE_ALL_CLOSED: Statement =
-    statement!("channel.delete_all_closed", idempotent, "DELETE FROM channel_closed_members WHERE channel_id = ?");
+pub(super) static DELETE_ALL_CLOSED: Statement = statement!(
+    "channel.delete_all_closed",
+    idempotent,
+    "DELETE FROM channel_closed_members USING TIMESTAMP ? WHERE channel_id = ?"
+);
 pub(super) static LIST_CLOSED: Statement = statement!(
     "channel.list_closed",
     idempotent,
@@ -115,15 +118,18 @@ pub(super) static RELEASE_DIRECT: Statement = statement!(
     not_idempotent,
     "DELETE FROM channel_direct_pairs WHERE low = ? AND high = ? IF channel_id = ?"
 );
-pub(super) static PUT_OUTBOX: Statement =
-    statement!("channel.put_outbox", idempotent, "INSERT INTO channel_outbox (shard, seq, event) VALUES (?, ?, ?)");
+pub(super) static PUT_OUTBOX: Statement = statement!(
+    "channel.put_outbox",
+    idempotent,
+    "INSERT INTO channel_outbox (shard, seq, event) VALUES (?, ?, ?) USING TIMESTAMP ?"
+);
 pub(super) static LIST_OUTBOX: Statement = statement!(
     "channel.list_outbox",
     idempotent,
     "SELECT seq, event FROM channel_outbox WHERE shard = ? AND seq >= ? LIMIT ?"
 );
 pub(super) static DELETE_OUTBOX: Statement =
-    statement!("channel.delete_outbox", idempotent, "DELETE FROM channel_outbox WHERE shard = ? AND seq <= ?");
+    statement!("channel.delete_outbox", idempotent, "DELETE FROM channel_outbox WHERE shard = ? AND seq = ?");
 
 /// Every statement of the store, prepared when it starts.
 pub(super) static STATEMENTS: &[&Statement] = &[

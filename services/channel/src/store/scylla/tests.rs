@@ -68,23 +68,37 @@ fn closed(id: u64, user: u64, closed: bool) -> MemberRecord {
     MemberRecord { closed, closed_at_ms: if closed { 5 } else { 0 }, ..member(id, user, Role::Member) }
 }
 
-/// One executor; `store` sets up unrecorded, `recorded()` gives a store whose calls are kept.
+/// Where the stores' clocks stand in tests (2023-11-14), so golden timestamps are exact.
+const PINNED_MS: i64 = 1_700_000_000_000;
+
+/// One executor; `store` sets up unrecorded, `recorded()` gives a store whose calls are kept;
+/// both on one pinned clock.
 struct Bench {
     cql: Cql,
+    clock: Arc<Clock>,
     store: ScyllaChannelStore,
 }
 
 impl Bench {
     fn new() -> Self {
         let cql = Cql::memory(MemoryCql::migrated());
-        Bench { store: ScyllaChannelStore::new(cql.clone()), cql }
+        let clock = Arc::new(Clock::pinned(PINNED_MS));
+        Bench { store: ScyllaChannelStore::on_clock(cql.clone(), clock.clone()), clock, cql }
     }
 
     fn recorded(&self) -> (ScyllaChannelStore, Arc<Mutex<Vec<Call>>>) {
         let (cql, log) = self.cql.recording();
-        (ScyllaChannelStore::new(cql), log)
+        (ScyllaChannelStore::on_clock(cql, self.clock.clone()), log)
     }
 }
+
+/// A store as one more process on `memory`, its clock pinned `ms_later` than [`PINNED_MS`].
+fn process(memory: &Arc<MemoryCql>, ms_later: i64) -> ScyllaChannelStore {
+    ScyllaChannelStore::on_clock(memory.client(0), Arc::new(Clock::pinned(PINNED_MS + ms_later)))
+}
+
+/// Later than [`READER_FINISHES_AFTER_US`]: a pending change this old has stalled.
+const STALLED_MS: i64 = READER_FINISHES_AFTER_US / 1000 + 1;
 
 /// A create, a member join (with an event), a stale change refused, a direct pair claimed.
 async fn golden_apply() -> Vec<Call> {
@@ -159,8 +173,8 @@ async fn golden_apply_direct_pair() -> Vec<Call> {
     taken(&log)
 }
 
-/// A read that first finishes the pending writes of a change whose process stopped, then a
-/// plain read.
+/// A read leaving a young pending change to its process; once it stalled, a read that first
+/// finishes its writes; then a plain read.
 async fn golden_get_channel() -> Vec<Call> {
     let bench = Bench::new();
     bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
@@ -172,6 +186,9 @@ async fn golden_get_channel() -> Vec<Call> {
     };
     bench.store.commit(join).await.unwrap();
     let (store, log) = bench.recorded();
+    assert_eq!(store.get_channel(10).await.unwrap().unwrap().version, 2);
+    assert!(bench.store.list_memberships(2, None, 10).await.unwrap().is_empty(), "its process finishes it");
+    bench.clock.advance(STALLED_MS);
     assert_eq!(store.get_channel(10).await.unwrap().unwrap().version, 2);
     assert_eq!(store.get_channel(10).await.unwrap().unwrap().version, 2);
     assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1, "recovered");
@@ -239,7 +256,7 @@ async fn golden_list_outbox() -> Vec<Call> {
 async fn golden_delete_outbox() -> Vec<Call> {
     let bench = setup_three().await;
     let (store, log) = bench.recorded();
-    store.delete_outbox(110).await.unwrap();
+    store.delete_outbox(&[100, 110]).await.unwrap();
     assert_eq!(bench.store.list_outbox(None, 10).await.unwrap().len(), 1);
     taken(&log)
 }
@@ -286,6 +303,9 @@ async fn a_deleted_channel_hides_its_members_until_its_partition_is_gone() {
     assert!(bench.store.list_members(10, None, 10).await.unwrap().is_empty());
     assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1, "not purged yet");
     assert!(bench.store.get_channel(10).await.unwrap().is_none());
+    assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1, "its process purges it");
+    bench.clock.advance(STALLED_MS);
+    assert!(bench.store.get_channel(10).await.unwrap().is_none());
     assert!(bench.store.list_memberships(2, None, 10).await.unwrap().is_empty(), "purged by the read");
     bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
     assert_eq!(bench.store.get_channel(10).await.unwrap().unwrap().version, 1, "created again");
@@ -311,6 +331,47 @@ async fn pending_writes_survive_encoding() {
             Write::Outbox { seq: 9, event: vec![0, 1, 254, 255] },
         ],
         purge: true,
+        at_us: Some(PINNED_MS * 1000 + 1),
     };
     assert_eq!(Pending::decode(10, &pending.encode(10).unwrap()).unwrap(), pending);
+}
+
+/// A reader finds the pending writes of a change whose process stalled and starts finishing
+/// them; the next change (leaving) commits and finishes meanwhile; the reader's batch lands
+/// last. The membership the leave deleted must stay deleted, even with the reader's clock ahead.
+#[tokio::test]
+async fn a_reader_finishing_a_pending_change_late_brings_no_membership_back() {
+    let memory = MemoryCql::migrated();
+    let stalled = process(&memory, 0);
+    let reader = process(&memory, STALLED_MS + 1_000);
+    let next = process(&memory, STALLED_MS);
+    stalled.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    stalled.commit(put_member(10, 1, member(10, 2, Role::Member))).await.unwrap();
+    let mut pause = memory.pause_before(&PUT_MEMBERSHIP);
+    let reading = tokio::spawn(async move { reader.get_channel(10).await });
+    pause.reached().await;
+    let leave = Change {
+        channel_id: 10,
+        expected_version: Some(2),
+        ops: vec![Op::DeleteMember { user_id: 2 }],
+        outbox: vec![],
+    };
+    next.apply(leave).await.unwrap();
+    assert!(next.list_memberships(2, None, 10).await.unwrap().is_empty(), "left");
+    pause.release();
+    assert!(reading.await.expect("the reader's task").unwrap().is_some(), "the read is answered");
+    assert!(next.list_memberships(2, None, 10).await.unwrap().is_empty(), "the late finish brought it back");
+}
+
+#[tokio::test]
+async fn a_read_is_answered_when_finishing_a_stalled_change_fails() {
+    let memory = MemoryCql::migrated();
+    let stalled = process(&memory, 0);
+    stalled.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    stalled.commit(put_member(10, 1, member(10, 2, Role::Member))).await.unwrap();
+    let reader = process(&memory, STALLED_MS);
+    memory.fail_writes(1, false);
+    assert_eq!(reader.get_channel(10).await.unwrap().map(|c| c.version), Some(2));
+    assert!(reader.list_memberships(2, None, 10).await.unwrap().is_empty(), "the finishing failed");
+    assert!(reader.read_head(10).await.unwrap().pending.is_some(), "left to the next change");
 }

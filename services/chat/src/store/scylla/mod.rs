@@ -34,8 +34,10 @@
 //! Idempotency keys are claimed before the write with `INSERT ... IF NOT EXISTS` holding the
 //! whole write's content: a claim whose write is missing (a crash between the two, or another
 //! process between them right now) is finished from what the claim holds, with the same ids,
-//! by idempotent INSERTs. Across processes, edits and retractions of one chat are last-write-wins
-//! on its row (each process serializes its own). Announcements (of appended events) are created
+//! by idempotent INSERTs. A chat's row is written `USING TIMESTAMP` of its logical write (its
+//! creation at its id's time, an edit or a retraction past the version it read), reused by every
+//! retry and by a claim's finish, so a failed batch applied late never reverts a later change;
+//! across processes, edits and retractions of one chat are last-write-wins on that timestamp. Announcements (of appended events) are created
 //! as the announcer words them: no client key, no attachments.
 //!
 //! Files: [`statements`] (every statement but the change feed's and uploads'), [`locks`] (the

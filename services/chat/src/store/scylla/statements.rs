@@ -9,7 +9,8 @@ use super::{change_feed, uploads};
 pub(super) static PUT_CHAT: Statement = statement!(
     "chat.put_chat",
     idempotent,
-    "INSERT INTO chats (channel_id, bucket, chat_id, sender_id, kind, retracted, record) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO chats (channel_id, bucket, chat_id, sender_id, kind, retracted, record) VALUES (?, ?, ?, ?, ?, ?, ?) \
+     USING TIMESTAMP ?"
 );
 pub(super) static GET_CHAT: Statement = statement!(
     "chat.get_chat",

@@ -16,7 +16,8 @@ use prost::Message;
 use super::{
     Ids, ScyllaChatStore, encode_chat,
     read::PAGE,
-    statements::{CLAIM_EVENT_KEY, CLAIM_KEY, all_statements},
+    statements::{CLAIM_EVENT_KEY, CLAIM_KEY, PUT_CHAT, all_statements},
+    uploads::ATTACH,
 };
 use crate::{
     model::{ChatRecord, NewChat, UploadRecord, UploadState},
@@ -55,9 +56,32 @@ const NOW: u64 = EPOCH_MS + 500 * 86_400_000 + 60_000;
 /// A store with ids counting from [`FIRST_ID`] and a fixed clock, recording its calls; and
 /// the same executor, not recording (to stage what a store left half done).
 fn fixed() -> (ScyllaChatStore, Cql, Arc<StdMutex<Vec<Call>>>) {
-    let plain = Cql::memory(MemoryCql::migrated());
+    let memory = MemoryCql::migrated();
+    // why: chat rows are written at timestamps taken from their ids; the cluster's clock is
+    // the store's
+    memory.set_time(NOW as i64);
+    let plain = Cql::memory(memory);
     let (cql, log) = plain.recording();
     (ScyllaChatStore::with(cql, Ids::Sequence(AtomicU64::new(FIRST_ID)), || NOW), plain, log)
+}
+
+/// A store like [`fixed`]'s (ids from `first_id`, the fixed clock) as one more process on
+/// `memory`, not recording.
+fn process(memory: &Arc<MemoryCql>, first_id: u64) -> ScyllaChatStore {
+    ScyllaChatStore::with(memory.client(0), Ids::Sequence(AtomicU64::new(first_id)), || NOW)
+}
+
+/// Polls the feed until it shows `count` changes: a failed write's retry in the background
+/// holds it back until settled (time is paused: the retries' sleeps pass at once).
+async fn settled_feed(store: &ScyllaChatStore, count: usize) -> Vec<chatmesh_api::chat::v1::ChannelEvent> {
+    for _ in 0..1000 {
+        let feed = store.feed(0, 100).await.unwrap();
+        if feed.len() >= count {
+            return feed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the failed write was never settled")
 }
 
 /// Moves the store's next id `days` later.
@@ -387,7 +411,10 @@ async fn a_send_whose_upload_is_refused_leaves_its_key_free() {
 
 #[tokio::test]
 async fn pages_cross_buckets_and_skip_empty_ones() {
-    let (store, _, _) = fixed();
+    let memory = MemoryCql::migrated();
+    // why: the ids run ~850 days on; a cluster refuses write timestamps 3 days ahead of its clock
+    memory.set_time((NOW + 1000 * 86_400_000) as i64);
+    let store = process(&memory, FIRST_ID);
     let mut ids = Vec::new();
     // 70 buckets with one chat each (more than a page of buckets), gaps of empty buckets
     for i in 0..70 {
@@ -511,4 +538,92 @@ async fn a_failed_write_holds_the_feed_back_until_it_is_settled() {
     assert_eq!(channels, vec!["1", "2"], "the settled write first, in id order");
     assert_eq!(store.list_chats(1, Range::After(0), 10, 0).await.unwrap().len(), 1);
     assert_eq!(store.get_chat(later.chat_id).await.unwrap().unwrap().text, "later");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_applied_late_by_the_batchlog_and_then_retracted_stays_retracted_after_its_retry() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let store = process(&memory, FIRST_ID);
+    store.create_upload(upload(11, 1, 7)).await.unwrap();
+    // the create's batch times out, and the batchlog applies it later ...
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(store.create_chat(with_upload(1, 7, "a file", "", 11)).await.is_err());
+    assert_eq!(memory.release_held(), 1);
+    let chat = store.list_chats(1, Range::After(0), 10, 0).await.unwrap().pop().expect("applied by the batchlog");
+    // ... the sender retracts it (its upload released) ...
+    assert!(matches!(store.retract_chats(7, vec![chat.chat_id]).await.unwrap()[..], [ItemOutcome::Done(_)]));
+    assert_eq!(store.get_upload(11).await.unwrap().unwrap().state, UploadState::Reclaiming);
+    // ... and the create's retry in the background must not bring it back
+    settled_feed(&store, 2).await;
+    let after = store.get_chat(chat.chat_id).await.unwrap().expect("the chat");
+    assert!(after.is_retracted(), "un-retracted by the retry: {after:?}");
+    assert!(after.attachments.is_empty() && after.text.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edit_of_a_create_applied_late_survives_the_creates_retry() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let store = process(&memory, FIRST_ID);
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(store.create_chat(text(1, 7, "helo", "")).await.is_err());
+    assert_eq!(memory.release_held(), 1);
+    let chat = store.list_chats(1, Range::After(0), 10, 0).await.unwrap().pop().expect("applied by the batchlog");
+    assert!(matches!(store.edit_chat(chat.chat_id, 7, "hello".into()).await.unwrap(), ItemOutcome::Done(_)));
+    settled_feed(&store, 2).await;
+    assert_eq!(store.get_chat(chat.chat_id).await.unwrap().unwrap().text, "hello", "reverted by the retry");
+}
+
+#[tokio::test]
+async fn two_processes_finishing_one_keyed_send_with_uploads_attach_both_and_keep_the_key() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let (a, b) = (process(&memory, FIRST_ID), process(&memory, FIRST_ID + 1000));
+    a.create_upload(upload(11, 1, 7)).await.unwrap();
+    a.create_upload(upload(12, 1, 7)).await.unwrap();
+    let send = || NewChat {
+        attachments: vec![conformance::attached(11), conformance::attached(12)],
+        ..text(1, 7, "two files", "k1")
+    };
+    // process A claims the key and attaches upload 11, then stalls before attaching 12 ...
+    let mut first = memory.pause_before(&ATTACH);
+    let sending = tokio::spawn({
+        let (a, chat) = (a.clone(), send());
+        async move { a.create_chat(chat).await }
+    });
+    first.reached().await;
+    let mut second = memory.pause_before(&ATTACH);
+    first.release();
+    second.reached().await;
+    // ... meanwhile B, retrying the same send, finds the key and finishes A's write (attaching 12)
+    let CreateOutcome::Duplicate(chat) = b.create_chat(send()).await.unwrap() else { panic!("a duplicate") };
+    second.release();
+    let outcome = sending.await.expect("process A's send").unwrap();
+    assert!(matches!(&outcome, CreateOutcome::Created(c) if c.chat_id == chat.chat_id), "A's outcome: {outcome:?}");
+    for upload_id in [11, 12] {
+        let state = a.get_upload(upload_id).await.unwrap().unwrap().state;
+        assert_eq!(state, UploadState::Attached(chat.chat_id), "upload {upload_id}");
+    }
+    // the key still names the chat: a third retry is a duplicate, not a second chat
+    assert_eq!(b.create_chat(send()).await.unwrap(), CreateOutcome::Duplicate(chat.clone()));
+    let chats = a.list_chats(1, Range::After(0), 10, 0).await.unwrap();
+    assert_eq!(chats.iter().map(|c| c.chat_id).collect::<Vec<_>>(), vec![chat.chat_id], "one chat");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_invalid_does_not_hold_the_feed() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    memory.set_limits(chatmesh_cql::memory::Limits { batch_fail_bytes: 8 << 10, ..Default::default() });
+    let store = process(&memory, FIRST_ID);
+    // refused before anything applied (past batch_size_fail_threshold_in_kb): no retry can apply it
+    assert!(store.create_chat(text(1, 7, &"x".repeat(10_000), "")).await.is_err());
+    send(&store, 2, 7, "later").await;
+    let feed = store.feed(0, 10).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|e| e.channel_id.as_str()).collect::<Vec<_>>(),
+        vec!["2"],
+        "held back by a refused batch"
+    );
 }

@@ -35,7 +35,9 @@
 //!   while it is queued) turns each upload 'reclaiming' and queues it, then drops the entry.
 //! - Forgetting deletes the record first; stale queue or index entries are dropped when read.
 //!
-//! Attaching ([`claim`]) is one LWT per upload; a refused one undoes the claims made before it.
+//! Attaching ([`claim`]) is one LWT per upload; one found attached to the same chat id already
+//! (another process finishing the same keyed send) counts as attached; another refused one
+//! undoes the claims made before it.
 //! A claim whose chat is then never written stays attached to that chat id (its objects are
 //! never deleted) unless the caller knows the write failed and hands them back ([`unclaim`]); a
 //! retried send with the same idempotency key finishes the write instead.
@@ -72,7 +74,7 @@ static GET_UPLOAD: Statement = statement!(
     "SELECT uploader_id, channel_id, file_name, content_type, size_bytes, created_at_ms, state, chat_id \
      FROM chat_uploads WHERE upload_id = ?"
 );
-static ATTACH: Statement = statement!(
+pub(super) static ATTACH: Statement = statement!(
     "chat.upload_attach",
     not_idempotent,
     "UPDATE chat_uploads SET state = ?, chat_id = ? WHERE upload_id = ? IF state = ? AND uploader_id = ? \
@@ -298,10 +300,12 @@ pub(super) async fn get_upload(cql: &Cql, upload_id: u64) -> Result<Option<Uploa
 }
 
 /// Attaches `uploader`'s pending uploads in `channel_id` to `chat_id`, all or none, before the
-/// chat is written. `Ok(None)`: all attached. `Ok(Some(id))`: that upload is not the uploader's
-/// pending upload in this channel (another's, another channel's, attached, expired, unknown, or
-/// listed twice); the ones attached before it are handed back. On an error the ones attached so
-/// far are handed back as far as possible.
+/// chat is written. An upload already attached to `chat_id` counts as attached: another process
+/// finishing the same keyed send (same chat id) got there first, and that chat may be written
+/// by now, so nothing is handed back then. `Ok(None)`: all attached. `Ok(Some(id))`: that
+/// upload is not the uploader's pending upload in this channel (another's, another channel's,
+/// attached elsewhere, expired, unknown, or listed twice); the ones attached before it are
+/// handed back. On an error the ones this call attached are handed back as far as possible.
 pub(super) async fn claim(
     cql: &Cql,
     uploader: u64,
@@ -309,17 +313,22 @@ pub(super) async fn claim(
     upload_ids: &[u64],
     chat_id: u64,
 ) -> Result<Option<u64>, StoreError> {
+    // why: only what this call attached is handed back; one attached to `chat_id` by another
+    // process finishing the same send stays (that chat may be written)
+    let mut taken = Vec::with_capacity(upload_ids.len());
     for (n, upload_id) in upload_ids.iter().enumerate() {
         let attach = values![ATTACHED, chat_id, *upload_id, PENDING, uploader, channel_id];
         match cql.lwt(&ATTACH, attach).await {
-            Ok(true) => {}
+            Ok(true) => taken.push(*upload_id),
+            Ok(false) if attached_to(cql, *upload_id, chat_id, &upload_ids[..n]).await? => {}
             Ok(false) => {
-                unclaim(cql, &upload_ids[..n], chat_id).await?;
+                unclaim(cql, &taken, chat_id).await?;
                 return Ok(Some(*upload_id));
             }
             Err(e) => {
                 // why: the outcome of this one is unknown: hand it back too (a no-op if not applied)
-                if let Err(undo) = unclaim(cql, &upload_ids[..=n], chat_id).await {
+                taken.push(*upload_id);
+                if let Err(undo) = unclaim(cql, &taken, chat_id).await {
                     tracing::warn!(error = %undo, chat_id, "uploads claimed for a chat not written stay attached");
                 }
                 return Err(backend(e));
@@ -327,6 +336,16 @@ pub(super) async fn claim(
         }
     }
     Ok(None)
+}
+
+/// Whether a refused attach found the upload attached to `chat_id` already (and not because it
+/// is listed twice: `before` are the ones this claim took).
+async fn attached_to(cql: &Cql, upload_id: u64, chat_id: u64, before: &[u64]) -> Result<bool, StoreError> {
+    if before.contains(&upload_id) {
+        return Ok(false);
+    }
+    // why: written only by lightweight transactions, and the refused one settled any in progress
+    Ok(get_upload(cql, upload_id).await?.is_some_and(|u| u.state == UploadState::Attached(chat_id)))
 }
 
 /// Hands uploads attached to `chat_id` back (pending). Only for a chat known not to be written

@@ -35,8 +35,11 @@ const KNOWN_MAX: usize = 100_000;
 
 type Writes = Vec<(&'static Statement, Vec<Value>)>;
 
-/// The chats row of a record (written whole by create, edit and retract).
-fn put_chat(chat: &ChatRecord) -> Result<(&'static Statement, Vec<Value>), StoreError> {
+/// The chats row of a record (written whole by create, edit and retract) at write timestamp
+/// `ts` ([`created_at`], [`rewritten_at`]): every send of one logical write, its retries and a
+/// claim's finish included, carries the same one, so a retry landing late loses to any later
+/// edit or retraction instead of reverting it.
+fn put_chat(chat: &ChatRecord, ts: i64) -> Result<(&'static Statement, Vec<Value>), StoreError> {
     Ok((
         &PUT_CHAT,
         values![
@@ -46,9 +49,50 @@ fn put_chat(chat: &ChatRecord) -> Result<(&'static Statement, Vec<Value>), Store
             chat.sender_id,
             kind_name(chat.kind),
             chat.is_retracted(),
-            encode_chat(chat)?
+            encode_chat(chat)?,
+            ts
         ],
     ))
+}
+
+/// The write timestamp (µs) of an id: its millisecond, plus its sequence (the low 12 bits, 4,096
+/// per ms) scaled into that millisecond's microseconds, so timestamps follow id order and stay
+/// within the id's millisecond (as ScyllaDB compares them with clock-stamped writes).
+fn timestamp_of(id: u64) -> i64 {
+    let sequence = (id & 0xfff) as i64;
+    unix_ms_of(id) as i64 * 1000 + sequence * 1000 / 4096
+}
+
+/// The write timestamp of a chat's creation: a function of its id alone, so whoever finishes a
+/// claimed send writes it as the send itself did.
+fn created_at(chat: &ChatRecord) -> i64 {
+    timestamp_of(chat.chat_id)
+}
+
+/// The write timestamp of an edit or a retraction minted as `event_id` of `chat` as read: past
+/// the id's own, and past any the row read can have (creation: [`created_at`]; an edit: within
+/// the millisecond it records), so the change beats the version it replaces even when both
+/// fall in one millisecond or come from a process whose clock is behind. Record its millisecond
+/// as the change's time ([`ms_of`]) to keep the bound for the next change.
+fn rewritten_at(chat: &ChatRecord, event_id: u64) -> i64 {
+    let current = match chat.edited_at_ms {
+        Some(ms) => ms as i64 * 1000 + 999,
+        None => created_at(chat),
+    };
+    timestamp_of(event_id).max(current + 1)
+}
+
+/// The millisecond of a write timestamp.
+fn ms_of(ts: i64) -> u64 {
+    (ts / 1000) as u64
+}
+
+/// Whether a failed write was refused before anything of it applied, so no batchlog replay can
+/// land it later and retrying it fails the same way: a request the schema refuses (`Schema`),
+/// or one the server refuses as invalid (`Invalid`: a batch past
+/// `batch_size_fail_threshold_in_kb`, a write timestamp too far ahead).
+fn cannot_have_applied(error: &CqlError) -> bool {
+    matches!(error, CqlError::Schema { .. } | CqlError::Invalid { .. })
 }
 
 /// Index rows (bucket lists, the channel registry) a process knows it wrote, so it writes each
@@ -88,12 +132,14 @@ impl ScyllaChatStore {
 
     /// After a failed batch: a logged batch whose request failed (a timeout) may still be
     /// applied later by the cluster's batchlog, below a feed cursor that has moved on. So its
-    /// ids stay in flight (no feed reader passes them) while the same idempotent batch is
-    /// retried in the background until it is applied one way or the other. The caller was
+    /// ids stay in flight (no feed reader passes them) while the same idempotent batch, its chat
+    /// row at the same write timestamp, is retried in the background until it is applied one
+    /// way or the other (a retry landing after a later edit or retraction loses to it). A write
+    /// refused before anything applied ([`cannot_have_applied`]) holds nothing back. The caller was
     /// answered with the error, so the write is not acknowledged either way.
     fn settle(&self, batch: Batch, error: &CqlError) {
-        if matches!(error, CqlError::Schema { .. }) {
-            return; // refused before it was sent: nothing can apply later
+        if cannot_have_applied(error) {
+            return;
         }
         let held: Vec<change_feed::InflightGuard> = batch.ids.iter().map(|id| self.inner.inflight.begin(*id)).collect();
         let cql = self.cql().clone();
@@ -104,7 +150,7 @@ impl ScyllaChatStore {
                 tokio::time::sleep(wait).await;
                 match cql.batch(BatchKind::Logged, batch.writes.clone()).await {
                     Ok(_) => break,
-                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                    Err(e) if cannot_have_applied(&e) || tokio::time::Instant::now() >= deadline => {
                         tracing::error!(error = %e, ids = ?batch.ids, "a failed chat write could not be settled; releasing its ids");
                         break;
                     }
@@ -146,7 +192,7 @@ impl ScyllaChatStore {
     /// Adds everything creating a chat writes: the chat, its lookups, its `chat.created` event.
     fn created(&self, batch: &mut Batch, chat: &ChatRecord, created: &ChannelEvent) -> Result<(), StoreError> {
         let channel = chat.channel_id;
-        batch.writes.push(put_chat(chat)?);
+        batch.writes.push(put_chat(chat, created_at(chat))?);
         batch.writes.push((&PUT_CHAT_BY_ID, values![chat.chat_id, channel]));
         self.index(batch, Known::ChatBucket(channel, bucket(chat.chat_id)));
         self.index(batch, Known::Channel(channel));
@@ -293,11 +339,12 @@ impl ScyllaChatStore {
         }
         let inflight = self.event_id();
         let event_id = inflight.event_id();
+        let ts = rewritten_at(&chat, event_id);
         chat.text = text;
-        chat.edited_at_ms = Some(unix_ms_of(event_id));
+        chat.edited_at_ms = Some(ms_of(ts));
         let key = format!("chat:{chat_id}:edited:{event_id}");
         let event = chat_event(event_id, EventType::ChatEdited, editor, &chat, key);
-        let mut batch = Batch { writes: vec![put_chat(&chat)?], ..Batch::default() };
+        let mut batch = Batch { writes: vec![put_chat(&chat, ts)?], ..Batch::default() };
         self.log(&mut batch, &event)?;
         self.commit(batch).await?;
         Ok(ItemOutcome::Done(Box::new(chat)))
@@ -315,13 +362,14 @@ impl ScyllaChatStore {
         }
         let inflight = self.event_id();
         let event_id = inflight.event_id();
+        let ts = rewritten_at(&chat, event_id);
         let attached = chat.clone();
         chat.text.clear();
         chat.mentions.clear();
         chat.attachments.clear();
-        chat.retracted_at_ms = Some(unix_ms_of(event_id));
+        chat.retracted_at_ms = Some(ms_of(ts));
         let event = chat_event(event_id, EventType::ChatRetracted, sender, &chat, format!("chat:{chat_id}:retracted"));
-        let mut batch = Batch { writes: vec![put_chat(&chat)?], ..Batch::default() };
+        let mut batch = Batch { writes: vec![put_chat(&chat, ts)?], ..Batch::default() };
         self.log(&mut batch, &event)?;
         // why: the uploads are queued for release in the tombstone's own batch, so the release is
         // as durable as the retraction; detached right after (or by the next sweep).
