@@ -389,11 +389,14 @@ impl Session {
             tracing::info_span!(parent: None, "ws.frame", otel.name = format!("ws {event}"), otel.kind = "server");
         let call = tracing::Instrument::instrument(call, span);
         tokio::spawn(async move {
-            if let Err(status) = call.await {
+            let result = call.await;
+            // why: the place is free before the client can read the answer, so a call it sends
+            // on reading one is never refused for the call just answered
+            drop(permit);
+            if let Err(status) = result {
                 let code = chatmesh_platform::ErrorCode::from_grpc(status.code()).name();
                 let _ = out.try_send(Out::Text(frames::error(code, status.message()).into()));
             }
-            drop(permit);
         });
     }
 
