@@ -12,6 +12,7 @@ use prost::Message;
 
 use super::{
     ScyllaChatStore, backend, bucket, change_feed, cql_error, decode_chat, decode_event, encode_chat, kind_name,
+    locks::Held,
     parse_id,
     statements::{
         ADVANCE_POINTER, CLAIM_EVENT_KEY, CLAIM_KEY, CREATE_POINTER, EVENT_EXISTS, GET_EVENT_KEY, GET_KEY, PUT_CHANNEL,
@@ -327,16 +328,30 @@ impl ScyllaChatStore {
         )))
     }
 
-    pub(super) async fn edit(&self, chat_id: u64, editor: u64, text: String) -> Result<ItemOutcome, StoreError> {
-        let Some(channel) = self.channel_of(chat_id).await? else { return Ok(ItemOutcome::NotFound) };
-        let _lock = self.lock(channel).await;
-        let Some(mut chat) = self.chat_in(channel, chat_id).await? else { return Ok(ItemOutcome::NotFound) };
-        if chat.sender_id != editor || chat.kind != ChatKind::Text {
-            return Ok(ItemOutcome::NotSender);
+    /// Chat `chat_id` under its channel's lock, when `sender` sent it and it is a live text
+    /// chat; otherwise the outcome to answer (what edits and retractions share).
+    async fn own_live_chat(
+        &self,
+        chat_id: u64,
+        sender: u64,
+    ) -> Result<Result<(Held<'_>, ChatRecord), ItemOutcome>, StoreError> {
+        let Some(channel) = self.channel_of(chat_id).await? else { return Ok(Err(ItemOutcome::NotFound)) };
+        let lock = self.lock(channel).await;
+        let Some(chat) = self.chat_in(channel, chat_id).await? else { return Ok(Err(ItemOutcome::NotFound)) };
+        if chat.sender_id != sender || chat.kind != ChatKind::Text {
+            return Ok(Err(ItemOutcome::NotSender));
         }
         if chat.is_retracted() {
-            return Ok(ItemOutcome::Retracted);
+            return Ok(Err(ItemOutcome::Retracted));
         }
+        Ok(Ok((lock, chat)))
+    }
+
+    pub(super) async fn edit(&self, chat_id: u64, editor: u64, text: String) -> Result<ItemOutcome, StoreError> {
+        let (_lock, mut chat) = match self.own_live_chat(chat_id, editor).await? {
+            Ok(held) => held,
+            Err(outcome) => return Ok(outcome),
+        };
         let inflight = self.event_id();
         let event_id = inflight.event_id();
         let ts = rewritten_at(&chat, event_id);
@@ -351,15 +366,10 @@ impl ScyllaChatStore {
     }
 
     pub(super) async fn retract(&self, sender: u64, chat_id: u64) -> Result<ItemOutcome, StoreError> {
-        let Some(channel) = self.channel_of(chat_id).await? else { return Ok(ItemOutcome::NotFound) };
-        let _lock = self.lock(channel).await;
-        let Some(mut chat) = self.chat_in(channel, chat_id).await? else { return Ok(ItemOutcome::NotFound) };
-        if chat.sender_id != sender || chat.kind != ChatKind::Text {
-            return Ok(ItemOutcome::NotSender);
-        }
-        if chat.is_retracted() {
-            return Ok(ItemOutcome::Retracted);
-        }
+        let (_lock, mut chat) = match self.own_live_chat(chat_id, sender).await? {
+            Ok(held) => held,
+            Err(outcome) => return Ok(outcome),
+        };
         let inflight = self.event_id();
         let event_id = inflight.event_id();
         let ts = rewritten_at(&chat, event_id);
