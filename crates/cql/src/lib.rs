@@ -36,7 +36,7 @@ use scylla::{
 
 #[cfg(any(test, feature = "testsuite"))]
 pub use self::memory::MemoryCql;
-pub use self::session::{ScyllaConfig, ScyllaCql};
+pub use self::session::{ScyllaConfig, ScyllaCql, ScyllaTls};
 
 /// One statement a store runs, declared as a `static`.
 #[derive(Debug)]

@@ -4,10 +4,16 @@
 //! ScyllaDB 5.4+) changes nothing; the keyspace's
 //! `schema_migrations` table records each applied version with its checksum, and a recorded
 //! migration whose file has changed since is refused rather than silently skipped.
+//!
+//! A keyspace whose tables are replicated by tablets is refused before any table is created
+//! ([`refuse_tablets`]): the stores rely on lightweight transactions, which ScyllaDB refuses on
+//! tablet keyspaces before 2025.4.
+
+use std::sync::Arc;
 
 use scylla::statement::unprepared::Statement as Unprepared;
 
-use crate::{CqlError, ScyllaConfig, ScyllaCql, schema::Schema};
+use crate::{Consistency, Cql, CqlError, ScyllaConfig, ScyllaCql, Statement, schema::Schema, values};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -28,6 +34,8 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_channels"),
     migration!(3, "0003_chats"),
     migration!(4, "0004_chat_feed_and_uploads"),
+    migration!(5, "0005_chat_pointers_and_queues"),
+    migration!(6, "0006_channel_queues"),
 ];
 
 /// The schema a fully migrated keyspace has.
@@ -73,13 +81,60 @@ async fn run(session: &ScyllaCql, what: &'static str, cql: String) -> Result<(),
     Ok(())
 }
 
+/// Whether the cluster knows tablets at all: ScyllaDB 6.0+ has `initial_tablets` in its
+/// `system_schema.scylla_keyspaces`; older ScyllaDB and Cassandra answer no row (the driver's
+/// own tests ask the same way).
+static KNOWS_TABLETS: Statement = Statement {
+    name: "migrate.knows_tablets",
+    cql: "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+    // why: schema tables are node-local and agreed on after each schema change: any node answers
+    consistency: Consistency::One,
+    idempotent: true,
+};
+
+/// A keyspace's tablets: `initial_tablets` is null (or the row absent) for a vnode keyspace,
+/// and set for a tablet one (0: ScyllaDB picks the count).
+static KEYSPACE_TABLETS: Statement = Statement {
+    name: "migrate.keyspace_tablets",
+    cql: "SELECT initial_tablets FROM system_schema.scylla_keyspaces WHERE keyspace_name = ?",
+    consistency: Consistency::One,
+    idempotent: true,
+};
+
+/// Refuses `keyspace` if its tables are replicated by tablets: every store takes lightweight
+/// transactions (uniqueness claims, channel changes, read pointers, uploads), which ScyllaDB
+/// refuses on tablet keyspaces before 2025.4, so the parts would start and then fail those
+/// requests. A cluster without tablets (ScyllaDB before 6.0, Cassandra) passes.
+pub async fn refuse_tablets(cql: &Cql, keyspace: &str) -> Result<(), CqlError> {
+    let column: Vec<(String,)> =
+        cql.rows(&KNOWS_TABLETS, values!["system_schema", "scylla_keyspaces", "initial_tablets"]).await?;
+    if column.is_empty() {
+        return Ok(());
+    }
+    let row: Option<(Option<i32>,)> = cql.row(&KEYSPACE_TABLETS, values![keyspace]).await?;
+    let Some(initial) = row.and_then(|(initial,)| initial) else {
+        return Ok(());
+    };
+    Err(failed(
+        "migrate.keyspace_tablets",
+        format!(
+            "keyspace {keyspace} uses tablets (initial_tablets = {initial} in system_schema.scylla_keyspaces), and \
+             chatmesh's stores need lightweight transactions, which ScyllaDB refuses on tablet keyspaces before \
+             2025.4. Recreate it with tablets disabled — `CREATE KEYSPACE {keyspace} WITH replication = {{...}} \
+             AND tablets = {{'enabled': false}}`, which `chatmesh admin migrate` runs itself when the keyspace \
+             does not exist — and move its data there (a cluster whose tablets_mode_for_new_keyspaces is \
+             `enforced` cannot host it). This run created no table in it."
+        ),
+    ))
+}
+
 /// Creates the keyspace if needed and applies every migration not yet recorded there.
 pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result<Applied, CqlError> {
     let ks = &config.keyspace;
     if !valid_name(ks) {
         return Err(failed("migrate", format!("keyspace name {ks:?}: letters, digits and _ only, at most 48")));
     }
-    let session = ScyllaCql::connect(config, false).await?;
+    let session = Arc::new(ScyllaCql::connect(config, false).await?);
     let replicas: Vec<String> = replication.datacenters.iter().map(|(dc, n)| format!("'{dc}': {n}")).collect();
     if replicas.is_empty() {
         return Err(failed("migrate", "no datacenter to replicate to"));
@@ -96,6 +151,9 @@ pub async fn migrate(config: &ScyllaConfig, replication: &Replication) -> Result
         }
         run(&session, "migrate.keyspace", keyspace).await?;
     }
+    // why: an existing keyspace (or one created where tablets cannot be disabled) may use
+    // tablets; refuse it before any table is created in it
+    refuse_tablets(&Cql::scylla(session.clone()), ks).await?;
     run(
         &session,
         "migrate.history",
@@ -178,6 +236,7 @@ pub async fn test_keyspace(case: &str) -> Option<crate::Cql> {
         password: std::env::var("CHATMESH_TEST_SCYLLA_PASSWORD").ok(),
         request_timeout: std::time::Duration::from_secs(10),
         connect_timeout: std::time::Duration::from_secs(5),
+        tls: None,
     };
     let admin = ScyllaCql::connect(&config, false).await.expect("connecting to CHATMESH_TEST_SCYLLA");
     run(&admin, "test.drop_keyspace", format!("DROP KEYSPACE IF EXISTS {}", config.keyspace))
@@ -212,5 +271,79 @@ mod tests {
         let c = Migration { version: 1, name: "a", cql: "CREATE TABLE IF NOT EXISTS t (a int, PRIMARY KEY (a));" };
         assert_eq!(checksum(&a), checksum(&b));
         assert_ne!(checksum(&a), checksum(&c));
+    }
+
+    use crate::{
+        MemoryCql,
+        schema::{Column, CqlType, Order, Table},
+        statement,
+    };
+
+    static PUT_COLUMN: Statement = statement!(
+        "test.put_column",
+        idempotent,
+        "INSERT INTO system_schema.columns (keyspace_name, table_name, column_name) VALUES (?, ?, ?)"
+    );
+    static PUT_KEYSPACE: Statement = statement!(
+        "test.put_keyspace",
+        idempotent,
+        "INSERT INTO system_schema.scylla_keyspaces (keyspace_name, initial_tablets) VALUES (?, ?)"
+    );
+
+    fn table(name: &str, columns: &[(&str, CqlType)], partition_key: &[&str], clustering: &[&str]) -> Table {
+        Table {
+            name: name.into(),
+            columns: columns.iter().map(|(c, typ)| Column { name: (*c).into(), typ: *typ, is_static: false }).collect(),
+            partition_key: partition_key.iter().map(|k| (*k).into()).collect(),
+            clustering: clustering.iter().map(|k| ((*k).into(), Order::Asc)).collect(),
+        }
+    }
+
+    /// A cluster's schema tables, as far as `refuse_tablets` reads them: every cluster has
+    /// `system_schema.columns`; one that knows tablets (ScyllaDB 6.0+) also has
+    /// `system_schema.scylla_keyspaces` with `initial_tablets`. A cluster without it (Cassandra)
+    /// has no such table at all, so reading it would fail.
+    async fn cluster(knows_tablets: bool) -> Cql {
+        let mut schema = schema().unwrap();
+        let columns = [("keyspace_name", CqlType::Text), ("table_name", CqlType::Text), ("column_name", CqlType::Text)];
+        let tables = [table("system_schema.columns", &columns, &["keyspace_name"], &["table_name", "column_name"])];
+        schema.tables.extend(tables.into_iter().map(|t| (t.name.clone(), t)));
+        if knows_tablets {
+            let columns = [("keyspace_name", CqlType::Text), ("initial_tablets", CqlType::Int)];
+            let keyspaces = table("system_schema.scylla_keyspaces", &columns, &["keyspace_name"], &[]);
+            schema.tables.insert(keyspaces.name.clone(), keyspaces);
+        }
+        let cql = Cql::memory(Arc::new(MemoryCql::new(schema)));
+        cql.execute(&PUT_COLUMN, values!["system_schema", "columns", "column_name"]).await.unwrap();
+        if knows_tablets {
+            cql.execute(&PUT_COLUMN, values!["system_schema", "scylla_keyspaces", "initial_tablets"]).await.unwrap();
+        }
+        cql
+    }
+
+    #[tokio::test]
+    async fn a_keyspace_using_tablets_is_refused_naming_it_and_the_fix() {
+        let cql = cluster(true).await;
+        cql.execute(&PUT_KEYSPACE, values!["chatmesh", 0i32]).await.unwrap();
+        let refused = refuse_tablets(&cql, "chatmesh").await.expect_err("a tablet keyspace is refused");
+        let said = refused.to_string();
+        assert!(said.contains("keyspace chatmesh uses tablets"), "{said}");
+        assert!(said.contains("lightweight transactions") && said.contains("2025.4"), "{said}");
+        assert!(said.contains("AND tablets = {'enabled': false}"), "the fix: {said}");
+    }
+
+    #[tokio::test]
+    async fn a_vnode_keyspace_passes_whatever_other_keyspaces_use() {
+        let cql = cluster(true).await;
+        cql.execute(&PUT_KEYSPACE, values!["other", 8i32]).await.unwrap();
+        refuse_tablets(&cql, "chatmesh").await.expect("no row: a vnode keyspace");
+        cql.execute(&PUT_KEYSPACE, values!["chatmesh", Option::<i32>::None]).await.unwrap();
+        refuse_tablets(&cql, "chatmesh").await.expect("initial_tablets null: a vnode keyspace");
+    }
+
+    #[tokio::test]
+    async fn a_cluster_without_tablets_passes_without_reading_scylla_keyspaces() {
+        let cql = cluster(false).await;
+        refuse_tablets(&cql, "chatmesh").await.expect("ScyllaDB before 6.0 and Cassandra pass");
     }
 }

@@ -118,7 +118,7 @@ pub(super) fn parse(schema: &Schema, cql: &str) -> Result<Parsed, String> {
                 }
             }
             p.expect("FROM")?;
-            let table = p.ident()?;
+            let table = p.table()?;
             p.expect("WHERE")?;
             let restrictions = p.conditions(&["ORDER", "LIMIT"])?;
             let mut order = None;
@@ -136,7 +136,7 @@ pub(super) fn parse(schema: &Schema, cql: &str) -> Result<Parsed, String> {
         }
         "INSERT" => {
             p.expect("INTO")?;
-            let table = p.ident()?;
+            let table = p.table()?;
             p.expect("(")?;
             let mut names = Vec::new();
             loop {
@@ -169,7 +169,7 @@ pub(super) fn parse(schema: &Schema, cql: &str) -> Result<Parsed, String> {
             (table, Kind::Insert { columns }, restrictions, condition)
         }
         "UPDATE" => {
-            let table = p.ident()?;
+            let table = p.table()?;
             using = p.using(true)?;
             p.expect("SET")?;
             let mut set = Vec::new();
@@ -188,7 +188,7 @@ pub(super) fn parse(schema: &Schema, cql: &str) -> Result<Parsed, String> {
         }
         "DELETE" => {
             p.expect("FROM")?;
-            let table = p.ident()?;
+            let table = p.table()?;
             using = p.using(false)?;
             p.expect("WHERE")?;
             let restrictions = p.conditions(&["IF"])?;
@@ -350,6 +350,13 @@ impl Parser<'_> {
             }
             other => Err(format!("expected a name, found {other:?} (only named columns, no literals)")),
         }
+    }
+
+    /// A table name, `table` or `keyspace.table` (ScyllaDB's own tables, such as
+    /// `system_schema.columns`, are named with their keyspace).
+    fn table(&mut self) -> Result<String, String> {
+        let name = self.ident()?;
+        if self.eat(".") { Ok(format!("{name}.{}", self.ident()?)) } else { Ok(name) }
     }
 
     fn marker(&mut self) -> Result<usize, String> {

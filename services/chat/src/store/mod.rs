@@ -169,6 +169,15 @@ pub trait ChangeFeed: Send + Sync + 'static {
     async fn cursor(&self, name: &str) -> Result<u64, StoreError>;
     /// Records a consumer's position in the change feed.
     async fn set_cursor(&self, name: &str, event_id: u64) -> Result<(), StoreError>;
+    /// Ends an orderly stop: called once, after the process has drained its requests and its
+    /// feed consumers have made their last pass, before its node id is given up. A backend whose
+    /// feed a crashed process can leave unsettled (ScyllaDB: a batch still in the batchlog)
+    /// records here that this one stopped cleanly, so the next process on the node does not wait
+    /// that out; it records nothing while a failed write is still held. A write after it still
+    /// works (and undoes the record). By default (the embedded store) nothing.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Read pointers: how far each member has read each channel, and what is unread.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ScyllaChannelStore,
-    rows::{Item, MAX_ID, OUTBOX_SHARD, backend, corrupt, member_values, record_values},
+    rows::{HEAD_ROW, Item, MAX_ID, backend, corrupt, member_values, record_values},
     statements::*,
 };
 use crate::{
@@ -48,8 +48,9 @@ pub(super) enum Write {
     },
 }
 
-/// What a committed change still writes elsewhere; stored as JSON text in the static `pending`
-/// (text, not blob: golden files and cqlsh show it readable).
+/// What a committed change still writes elsewhere, and when it committed; stored as JSON text in
+/// the static `pending` (text, not blob: golden files and cqlsh show it readable). Once its
+/// writes are done it stays, with none, so the next change knows when this one committed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Pending {
     pub(super) writes: Vec<Write>,
@@ -57,14 +58,25 @@ pub(super) struct Pending {
     /// then the partition.
     #[serde(default)]
     pub(super) purge: bool,
-    /// When the change committed (µs, the clock of the process that committed it): the write
-    /// timestamp of every one of these writes, whoever runs them and however late, so they
-    /// always lose to the next change's. `None` only in pendings written before it existed.
+    /// When the change committed (µs: the clock of the process that committed it, but above the
+    /// previous change's, see `commit`): the write timestamp of every one of these writes,
+    /// whoever runs them and however late, so they always lose to the next change's. `None`
+    /// only in pendings written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) at_us: Option<i64>,
 }
 
 impl Pending {
+    /// A change whose writes are all done: only when it committed.
+    pub(super) fn finished(at_us: i64) -> Self {
+        Pending { writes: Vec::new(), purge: false, at_us: Some(at_us) }
+    }
+
+    /// Whether writes remain to be done.
+    pub(super) fn owes_writes(&self) -> bool {
+        self.purge || !self.writes.is_empty()
+    }
+
     pub(super) fn encode(&self, channel_id: u64) -> Result<String, StoreError> {
         serde_json::to_string(self).map_err(|e| corrupt(channel_id, format!("encoding pending writes: {e}")))
     }
@@ -73,7 +85,7 @@ impl Pending {
         serde_json::from_str(json).map_err(|e| corrupt(channel_id, format!("decoding pending writes: {e}")))
     }
 
-    /// The writes, each stamped `at_us`.
+    /// The writes to other partitions than the outbox queue's, each stamped `at_us`.
     fn statements(&self, channel_id: u64, at_us: i64) -> Vec<Item> {
         let member_row = |m: &MemberRecord| {
             let mut v = values![m.user_id];
@@ -83,8 +95,8 @@ impl Pending {
         };
         self.writes
             .iter()
-            .map(|write| -> Item {
-                match write {
+            .filter_map(|write| -> Option<Item> {
+                Some(match write {
                     Write::Membership(m) => {
                         let mut v = values![m.user_id, channel_id];
                         v.extend(member_values(m));
@@ -98,8 +110,19 @@ impl Pending {
                         (&PUT_CLOSED, v)
                     }
                     Write::NotClosed { user_id } => (&DELETE_CLOSED, values![at_us, channel_id, *user_id]),
-                    Write::Outbox { seq, event } => (&PUT_OUTBOX, values![OUTBOX_SHARD, *seq, event.as_slice(), at_us]),
-                }
+                    Write::Outbox { .. } => return None,
+                })
+            })
+            .collect()
+    }
+
+    /// The outbox entries: seq and encoded event.
+    fn events(&self) -> Vec<(u64, &[u8])> {
+        self.writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Outbox { seq, event } => Some((*seq, event.as_slice())),
+                _ => None,
             })
             .collect()
     }
@@ -212,12 +235,16 @@ impl ScyllaChannelStore {
             }
         }
         writes.extend(outbox.into_iter().map(|e| Write::Outbox { seq: e.seq, event: e.event }));
-        // why: stamped after settling the head, so above the timestamp of a pending it finished
-        let at_us = Some(self.clock.stamp());
-        let pending = (delete || !writes.is_empty()).then_some(Pending { writes, purge: delete, at_us });
-        let blob = pending.as_ref().map(|p| p.encode(channel_id)).transpose()?;
+        // why: above the previous change's commit even if that process's clock ran ahead of
+        // this one's, so this change's writes elsewhere win over that one's (the batch below
+        // applies only on the version read with it)
+        let stamp = self.clock.stamp();
+        let at_us = Some(head.last_at_us().map_or(stamp, |last| stamp.max(last.saturating_add(1))));
+        // why: written even with no writes to make, so the next change learns when this committed
+        let pending = Pending { writes, purge: delete, at_us };
+        let blob = pending.encode(channel_id)?;
 
-        let mut batch: Vec<Item> = Vec::with_capacity(rows.len() + 1);
+        let mut batch: Vec<Item> = Vec::with_capacity(rows.len() + 2);
         if delete || put_channel.is_some() {
             let mut v = record_values(put_channel.as_ref());
             v.extend(values![next, blob, channel_id, expected_version]);
@@ -225,6 +252,8 @@ impl ScyllaChannelStore {
         } else {
             batch.push((&BUMP_VERSION, values![next, blob, channel_id, expected_version]));
         }
+        // why: every change writes it, so channels created before it existed gain it too
+        batch.push((&PUT_HEAD, values![channel_id, HEAD_ROW]));
         batch.extend(rows);
 
         let mut claimed = Vec::new();
@@ -242,14 +271,15 @@ impl ScyllaChannelStore {
             self.release_pairs(channel_id, &claimed).await;
             return Err(StoreError::Conflict);
         }
-        Ok(Committed { version: next, pending })
+        Ok(Committed { version: next, pending: pending.owes_writes().then_some(pending) })
     }
 
-    /// Step 4: the pending writes of the change that made `version`, then `pending` cleared.
-    /// Idempotent: anyone may run it again.
+    /// Step 4: the pending writes of the change that made `version` (the outbox entries last),
+    /// then `pending` left with only its commit time. Idempotent: anyone may run it again.
     pub(super) async fn finish(&self, channel_id: u64, version: u64, pending: &Pending) -> Result<(), StoreError> {
         let at_us = pending.at_us.unwrap_or_else(|| self.clock.stamp());
         self.logged(pending.statements(channel_id, at_us)).await?;
+        self.enqueue(&pending.events(), at_us).await?;
         if pending.purge {
             let mut from = 0u64;
             loop {
@@ -273,7 +303,8 @@ impl ScyllaChannelStore {
             self.cql.batch(BatchKind::Unlogged, forget).await.map_err(backend)?;
         } else {
             // why: not applied means a later change committed (after finishing this one)
-            self.cql.lwt(&CLEAR_PENDING, values![Value::Null, channel_id, version]).await.map_err(backend)?;
+            let done = Pending::finished(at_us).encode(channel_id)?;
+            self.cql.lwt(&CLEAR_PENDING, values![done, channel_id, version]).await.map_err(backend)?;
         }
         Ok(())
     }
@@ -302,14 +333,14 @@ impl ScyllaChannelStore {
             }
             let head = self.read_head(owner).await?;
             let age = chatmesh_platform::ids::now_ms().saturating_sub(chatmesh_platform::ids::unix_ms_of(owner));
-            if owner == channel_id || head.record.is_some() || head.pending.is_some() || age < ABANDONED_CLAIM_MS {
+            if owner == channel_id || head.record.is_some() || head.unfinished().is_some() || age < ABANDONED_CLAIM_MS {
                 return Err(StoreError::DirectPairTaken(owner));
             }
             if head.version.is_none() {
                 // why: once fenced, the abandoned creation's batch (IF version = null) can never apply
                 self.cql.lwt(&FENCE_CHANNEL, values![FENCED, owner, Value::Null]).await.map_err(backend)?;
                 let head = self.read_head(owner).await?;
-                if head.record.is_some() || head.pending.is_some() {
+                if head.record.is_some() || head.unfinished().is_some() {
                     return Err(StoreError::DirectPairTaken(owner));
                 }
             }

@@ -3,8 +3,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The process's clock for changes: microseconds, so two changes of one millisecond never tie,
-/// and monotonic, above every timestamp taken or observed (a pending change read from another
-/// process) before.
+/// and monotonic, above every timestamp it gave before. (Above another process's: see `commit`.)
 #[derive(Debug)]
 pub(super) struct Clock {
     /// Pinned (tests): the clock stands there, moved only by `advance`; stamps still rise.
@@ -46,10 +45,5 @@ impl Clock {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last.saturating_add(1))))
             .expect("the update always applies");
         now.max(previous.saturating_add(1))
-    }
-
-    /// Keeps later stamps above `at_us` (another process's, whose clock may run ahead).
-    pub(super) fn observe(&self, at_us: i64) {
-        self.last.fetch_max(at_us, Ordering::SeqCst);
     }
 }

@@ -1,12 +1,16 @@
-//! The channel store on ScyllaDB. Tables (`crates/cql/migrations/0002_channels.cql`):
+//! The channel store on ScyllaDB. Tables (`crates/cql/migrations/0002_channels.cql`,
+//! `0006_channel_queues.cql`):
 //! - `channel_members ((channel_id), user_id)`: one partition per channel. The channel record,
-//!   its `version` and `pending` (the encoded writes its last change still makes elsewhere) are
-//!   STATIC columns; each member is a clustering row.
+//!   its `version` and `pending` (when its last change committed, and the encoded writes it
+//!   still makes elsewhere) are STATIC columns; each member is a clustering row, and the head
+//!   row (`user_id` = [`rows::HEAD_ROW`], below every user id) is written by every change.
 //! - `channels_by_user ((user_id), channel_id DESC)`: copies of the member rows, by user.
 //! - `channel_closed_members ((channel_id), user_id)`: copies of the rows of members who closed
 //!   the channel for themselves.
 //! - `channel_direct_pairs ((low, high))`: the direct channel of a pair.
-//! - `channel_outbox ((shard), seq)`: encoded ChannelEvents; `shard` is always 0.
+//! - `channel_outbox_queue ((bucket), seq)` and `channel_outbox_progress ((queue))`: encoded
+//!   ChannelEvents in 10-second buckets of their write time, and where relays start (see
+//!   `queue`). `channel_outbox ((shard), seq)`, the outbox of older versions, is only drained.
 //!
 //! A [`Change`] is applied in four steps, serialized per channel within the process:
 //! 1. Read the channel partition's static row; finish its `pending` writes if it holds some
@@ -14,26 +18,32 @@
 //! 2. Claim the change's direct pairs: `INSERT ... IF NOT EXISTS` (LWT).
 //! 3. Commit: ONE unlogged batch on the channel partition, conditional on `IF version = ?`
 //!    (bound null for a new channel: a missing row's columns are null), holding the record (or
-//!    its removal), the next version, the member rows, and `pending`. Refused: the claims made in
-//!    step 2 are released (`DELETE ... IF channel_id = ?`) and the answer is `Conflict`.
-//! 4. Finish: the pending writes (memberships, closed members, outbox entries) in logged batches
-//!    (every one idempotent), then `pending` back to null `IF version = ?` (so a later change's
-//!    pending is never erased). The change is durable once step 3 applied: a failure here is
-//!    logged and the answer is still success.
+//!    its removal), the next version, the head row, the member rows, and `pending`. Refused: the
+//!    claims made in step 2 are released (`DELETE ... IF channel_id = ?`) and the answer is
+//!    `Conflict`.
+//! 4. Finish: the pending writes (memberships, closed members) in logged batches (every one
+//!    idempotent), the outbox entries into the queue, then `pending` reduced to the commit time
+//!    `IF version = ?` (so a later change's pending is never erased). The change is durable once
+//!    step 3 applied: a failure here is logged and the answer is still success.
 //!
-//! Every pending write carries `USING TIMESTAMP` of its change's commit (`at_us` in `pending`,
-//! microseconds from the committing process's clock, above any pending it finished first), so
-//! a late finisher (a stalled process, a reader, a batchlog replay) always loses to the next
-//! change's writes and to the relay's deletes, instead of resurrecting what they removed.
+//! Every pending write carries `USING TIMESTAMP` of its change's commit (`at_us` in `pending`):
+//! microseconds from the committing process's clock, but at least one above the previous
+//! change's `at_us` (kept in `pending` after finishing), so commit timestamps of one channel only
+//! rise, whichever processes commit and however their clocks disagree. A late finisher (a
+//! stalled process, a reader, a batchlog replay) therefore always loses to the next change's
+//! writes and to the relay's deletes, instead of resurrecting what they removed.
 //!
-//! Recovery: the next `apply` of the channel finishes a non-null `pending` before anything else,
-//! so a change never commits over an unfinished one; `get_channel` finishes only a pending older
-//! than [`READER_FINISHES_AFTER_US`] (its process stopped between steps 3 and 4), and answers
-//! the read even if finishing fails.
+//! Recovery: the next `apply` of the channel finishes an unfinished `pending` before anything
+//! else, so a change never commits over an unfinished one; `get_channel` finishes only a pending
+//! older than [`READER_FINISHES_AFTER_US`] (its process stopped between steps 3 and 4), and
+//! answers the read even if finishing fails.
 //!
-//! The relay deletes outbox entries by key, never by range: seqs are minted before a change
-//! applies, so an entry with a lower seq than the delivered ones may be written after they were
-//! listed.
+//! Reading the channel reads the partition from its start (`LIMIT 1`): the first live row
+//! carries the static columns. The head row sorts first, so the read stops there and never
+//! scans the row tombstones departed members leave (until gc_grace, ten days). `SELECT
+//! DISTINCT` would not avoid them: ScyllaDB reads a DISTINCT partition up to its first live row
+//! too (one row per partition). A channel created before the head row existed gains it with its
+//! next change.
 //!
 //! Deleting a channel commits the record's removal (static columns null) with a pending that
 //! says `purge`: finishing it pages through the member rows (still there, hidden from readers
@@ -53,6 +63,7 @@
 
 mod changes;
 mod clock;
+mod queue;
 mod rows;
 mod statements;
 #[cfg(test)]
@@ -61,12 +72,14 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chatmesh_cql::{BatchKind, Cql, id, values};
-use tokio::sync::Mutex;
+use chatmesh_cql::{Cql, id, values};
+use tokio::sync::{Mutex, OnceCell};
 
 use self::{
+    changes::Pending,
     clock::Clock,
-    rows::{Head, HeadRow, MAX_ID, OUTBOX_SHARD, backend, corrupt, head_of, limit_of, member_of},
+    queue::Relay,
+    rows::{Head, HeadRow, MAX_ID, backend, corrupt, head_of, limit_of, member_of},
     statements::*,
 };
 use super::{Change, ChannelStore, OutboxEntry, StoreError};
@@ -80,14 +93,16 @@ const CLOSED_PAGE: usize = 500;
 /// committed it is finishing it (twice the default request timeout), and the next change of the
 /// channel finishes it in any case.
 const READER_FINISHES_AFTER_US: i64 = 10_000_000;
-/// Outbox entries deleted per batch (one partition: the batch is atomic and unmeasured).
-const OUTBOX_DELETES_PER_BATCH: usize = 100;
 
 #[derive(Clone)]
 pub struct ScyllaChannelStore {
     cql: Cql,
     locks: Arc<[Mutex<()>]>,
     clock: Arc<Clock>,
+    /// This process's relay position in the outbox queue (one relay per process).
+    relay: Arc<Mutex<Relay>>,
+    /// Set once the queue's progress row is known to exist (before the first queue write).
+    queue_started: Arc<OnceCell<()>>,
 }
 
 impl std::fmt::Debug for ScyllaChannelStore {
@@ -103,7 +118,7 @@ impl ScyllaChannelStore {
 
     fn on_clock(cql: Cql, clock: Arc<Clock>) -> Self {
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Self { cql, locks, clock }
+        Self { cql, locks, clock, relay: Arc::default(), queue_started: Arc::default() }
     }
 
     /// Prepares every statement (on ScyllaDB: fails fast on a schema mismatch).
@@ -119,17 +134,15 @@ impl ScyllaChannelStore {
     /// The channel's static row, after finishing the pending writes of its last change (a
     /// change must not commit over them).
     async fn settled_head(&self, channel_id: u64) -> Result<Head, StoreError> {
-        let mut head = self.read_head(channel_id).await?;
-        if let Some(pending) = head.pending.take() {
-            let version = head.version.ok_or_else(|| corrupt(channel_id, "pending writes without a version"))?;
-            if let Some(at_us) = pending.at_us {
-                self.clock.observe(at_us);
-            }
-            tracing::info!(channel_id, version, "finishing the pending writes of an earlier change");
-            self.finish(channel_id, version, &pending).await?;
-            if pending.purge {
-                return Ok(Head::default());
-            }
+        let head = self.read_head(channel_id).await?;
+        let Some(pending) = head.unfinished() else { return Ok(head) };
+        let version = head.version.ok_or_else(|| corrupt(channel_id, "pending writes without a version"))?;
+        tracing::info!(channel_id, version, "finishing the pending writes of an earlier change");
+        self.finish(channel_id, version, pending).await?;
+        if pending.purge {
+            // why: the channel is gone; a new one of this id still commits after the purge
+            let pending = pending.at_us.map(Pending::finished);
+            return Ok(Head { pending, ..Head::default() });
         }
         Ok(head)
     }
@@ -139,7 +152,7 @@ impl ScyllaChannelStore {
     /// failure to finish never fails the read (the change is committed either way).
     async fn read_channel(&self, channel_id: u64) -> Result<Option<ChannelRecord>, StoreError> {
         let head = self.read_head(channel_id).await?;
-        let (Some(pending), Some(version)) = (&head.pending, head.version) else { return Ok(head.record) };
+        let (Some(pending), Some(version)) = (head.unfinished(), head.version) else { return Ok(head.record) };
         let stalled = pending.at_us.is_none_or(|at| self.clock.now_us().saturating_sub(at) >= READER_FINISHES_AFTER_US);
         if stalled {
             tracing::info!(channel_id, version, "finishing the pending writes of a stalled change");
@@ -177,6 +190,11 @@ impl ChannelStore for ScyllaChannelStore {
 
     #[tracing::instrument(name = "channel_store.get_member", skip_all, fields(db.system = "scylladb"))]
     async fn get_member(&self, channel_id: u64, user_id: u64) -> Result<Option<MemberRecord>, StoreError> {
+        // why: no user id is stored above MAX_ID (as a bigint it would be negative: the head row's
+        // place)
+        if user_id > MAX_ID {
+            return Ok(None);
+        }
         let row = self
             .cql
             .row::<(String, i64, i64, bool, i64, Option<String>)>(&GET_MEMBER, values![channel_id, user_id])
@@ -266,22 +284,11 @@ impl ChannelStore for ScyllaChannelStore {
 
     #[tracing::instrument(name = "channel_store.list_outbox", skip_all, fields(db.system = "scylladb"))]
     async fn list_outbox(&self, after_seq: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let from = after_seq.map_or(0, |seq| seq.saturating_add(1));
-        if limit == 0 || from > MAX_ID {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(i64, Vec<u8>)> =
-            self.cql.rows(&LIST_OUTBOX, values![OUTBOX_SHARD, from, limit_of(limit)]).await.map_err(backend)?;
-        Ok(rows.into_iter().map(|(seq, event)| OutboxEntry { seq: id(seq), event }).collect())
+        self.list_queue(after_seq, limit).await
     }
 
     #[tracing::instrument(name = "channel_store.delete_outbox", skip_all, fields(db.system = "scylladb"))]
     async fn delete_outbox(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        // why: by key, never by range: a lower seq may have been written since it was listed
-        for chunk in seqs.chunks(OUTBOX_DELETES_PER_BATCH) {
-            let deletes = chunk.iter().map(|seq| (&DELETE_OUTBOX, values![OUTBOX_SHARD, (*seq).min(MAX_ID)])).collect();
-            self.cql.batch(BatchKind::Unlogged, deletes).await.map_err(backend)?;
-        }
-        Ok(())
+        self.delete_listed(seqs).await
     }
 }

@@ -8,8 +8,12 @@ use crate::{
     store::StoreError,
 };
 
-/// The outbox is one queue: one partition.
-pub(super) const OUTBOX_SHARD: i32 = 0;
+/// The one partition of `channel_outbox`, the outbox of versions before the bucketed queue:
+/// only drained now.
+pub(super) const LEGACY_OUTBOX_SHARD: i32 = 0;
+/// The clustering key of the channel partition's head row: below every user id, so a read from
+/// the partition's start meets it first and never scans the tombstones of departed members.
+pub(super) const HEAD_ROW: i64 = -1;
 
 /// A statement and its bound values, as batches take them.
 pub(super) type Item = (&'static Statement, Vec<Value>);
@@ -138,7 +142,20 @@ pub(super) struct Head {
     /// `None`: never created, deleted (or being deleted), or fenced.
     pub(super) record: Option<ChannelRecord>,
     pub(super) version: Option<u64>,
+    /// The last change: when it committed and, until they are done, its writes elsewhere.
     pub(super) pending: Option<Pending>,
+}
+
+impl Head {
+    /// The last change, if it still owes writes elsewhere.
+    pub(super) fn unfinished(&self) -> Option<&Pending> {
+        self.pending.as_ref().filter(|p| p.owes_writes())
+    }
+
+    /// When the last change committed (µs), if known.
+    pub(super) fn last_at_us(&self) -> Option<i64> {
+        self.pending.as_ref().and_then(|p| p.at_us)
+    }
 }
 
 pub(super) fn head_of(channel_id: u64, row: Option<HeadRow>) -> Result<Head, StoreError> {

@@ -1,5 +1,5 @@
 //! The statements of the channel store, each declared once and checked against the migrations
-//! (`crates/cql/migrations/0002_channels.cql`) by the golden tests.
+//! (`crates/cql/migrations/0002_channels.cql`, `0006_channel_queues.cql`) by the golden tests.
 
 use chatmesh_cql::{Statement, statement};
 
@@ -45,6 +45,10 @@ pub(super) static PUT_MEMBER: Statement = statement!(
     "INSERT INTO channel_members (channel_id, user_id, role, joined_at_ms, invited_by, closed, closed_at_ms) \
      VALUES (?, ?, ?, ?, ?, ?, ?)"
 );
+/// The head row (see `HEAD_ROW`): written by every change, so the channel's first live row is
+/// always this one.
+pub(super) static PUT_HEAD: Statement =
+    statement!("channel.put_head", idempotent, "INSERT INTO channel_members (channel_id, user_id) VALUES (?, ?)");
 pub(super) static DELETE_MEMBER: Statement =
     statement!("channel.delete_member", idempotent, "DELETE FROM channel_members WHERE channel_id = ? AND user_id = ?");
 pub(super) static CLEAR_PENDING: Statement = statement!(
@@ -118,11 +122,37 @@ pub(super) static RELEASE_DIRECT: Statement = statement!(
     not_idempotent,
     "DELETE FROM channel_direct_pairs WHERE low = ? AND high = ? IF channel_id = ?"
 );
-pub(super) static PUT_OUTBOX: Statement = statement!(
-    "channel.put_outbox",
+pub(super) static PUT_QUEUED: Statement = statement!(
+    "channel.put_queued",
     idempotent,
-    "INSERT INTO channel_outbox (shard, seq, event) VALUES (?, ?, ?) USING TIMESTAMP ?"
+    "INSERT INTO channel_outbox_queue (bucket, seq, event, at_us) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
 );
+pub(super) static LIST_QUEUE: Statement = statement!(
+    "channel.list_queue",
+    idempotent,
+    "SELECT seq, event, at_us FROM channel_outbox_queue WHERE bucket = ? AND seq > ? LIMIT ?"
+);
+pub(super) static DELETE_QUEUED: Statement = statement!(
+    "channel.delete_queued",
+    idempotent,
+    "DELETE FROM channel_outbox_queue USING TIMESTAMP ? WHERE bucket = ? AND seq = ?"
+);
+pub(super) static GET_PROGRESS: Statement = statement!(
+    "channel.get_outbox_progress",
+    idempotent,
+    "SELECT first_open FROM channel_outbox_progress WHERE queue = ?"
+);
+pub(super) static START_PROGRESS: Statement = statement!(
+    "channel.start_outbox_progress",
+    not_idempotent,
+    "INSERT INTO channel_outbox_progress (queue, first_open) VALUES (?, ?) IF NOT EXISTS"
+);
+pub(super) static ADVANCE_PROGRESS: Statement = statement!(
+    "channel.advance_outbox_progress",
+    not_idempotent,
+    "UPDATE channel_outbox_progress SET first_open = ? WHERE queue = ? IF first_open < ?"
+);
+/// The outbox of older versions (`channel_outbox`), drained by the relay.
 pub(super) static LIST_OUTBOX: Statement = statement!(
     "channel.list_outbox",
     idempotent,
@@ -140,6 +170,7 @@ pub(super) static STATEMENTS: &[&Statement] = &[
     &PUT_CHANNEL,
     &BUMP_VERSION,
     &PUT_MEMBER,
+    &PUT_HEAD,
     &DELETE_MEMBER,
     &CLEAR_PENDING,
     &FORGET_CHANNEL,
@@ -155,7 +186,12 @@ pub(super) static STATEMENTS: &[&Statement] = &[
     &FIND_DIRECT,
     &CLAIM_DIRECT,
     &RELEASE_DIRECT,
-    &PUT_OUTBOX,
+    &PUT_QUEUED,
+    &LIST_QUEUE,
+    &DELETE_QUEUED,
+    &GET_PROGRESS,
+    &START_PROGRESS,
+    &ADVANCE_PROGRESS,
     &LIST_OUTBOX,
     &DELETE_OUTBOX,
 ];

@@ -1,13 +1,15 @@
 //! The ScyllaDB channel store on the schema-checked in-memory executor: the conformance suite
 //! (and on a real server when `CHATMESH_TEST_SCYLLA` is set), the golden files of what each
-//! operation runs (`src/store/golden/`), and recovery from a process stopped mid-change.
+//! operation runs (`src/store/golden/`), recovery from a process stopped mid-change, processes
+//! whose clocks disagree, and the tombstones reads scan.
 
 use std::sync::{Arc, Mutex};
 
-use chatmesh_cql::{Call, MemoryCql, golden::taken};
+use chatmesh_cql::{Call, MemoryCql, Statement, golden::taken, memory::Limits, statement};
 
 use super::{
     changes::{Pending, Write},
+    queue::{BUCKET_MS, CLOSE_AFTER_MS, WRITE_DEADLINE_US, bucket_of},
     *,
 };
 use crate::{
@@ -71,9 +73,10 @@ fn closed(id: u64, user: u64, closed: bool) -> MemberRecord {
 /// Where the stores' clocks stand in tests (2023-11-14), so golden timestamps are exact.
 const PINNED_MS: i64 = 1_700_000_000_000;
 
-/// One executor; `store` sets up unrecorded, `recorded()` gives a store whose calls are kept;
-/// both on one pinned clock.
+/// One executor; `store` sets up unrecorded, `recorded()` gives the same store (one process:
+/// one clock, one relay) whose calls are kept.
 struct Bench {
+    memory: Arc<MemoryCql>,
     cql: Cql,
     clock: Arc<Clock>,
     store: ScyllaChannelStore,
@@ -81,14 +84,15 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let cql = Cql::memory(MemoryCql::migrated());
+        let memory = MemoryCql::migrated();
+        let cql = Cql::memory(memory.clone());
         let clock = Arc::new(Clock::pinned(PINNED_MS));
-        Bench { store: ScyllaChannelStore::on_clock(cql.clone(), clock.clone()), clock, cql }
+        Bench { store: ScyllaChannelStore::on_clock(cql.clone(), clock.clone()), clock, cql, memory }
     }
 
     fn recorded(&self) -> (ScyllaChannelStore, Arc<Mutex<Vec<Call>>>) {
         let (cql, log) = self.cql.recording();
-        (ScyllaChannelStore::on_clock(cql, self.clock.clone()), log)
+        (ScyllaChannelStore { cql, ..self.store.clone() }, log)
     }
 }
 
@@ -253,11 +257,35 @@ async fn golden_list_outbox() -> Vec<Call> {
     taken(&log)
 }
 
+/// A listing once the buckets before the entries' closed (the relay moves past them), and the
+/// delete of two delivered entries.
 async fn golden_delete_outbox() -> Vec<Call> {
     let bench = setup_three().await;
+    bench.clock.advance(BUCKET_MS + CLOSE_AFTER_MS);
     let (store, log) = bench.recorded();
+    assert_eq!(store.list_outbox(None, 10).await.unwrap().len(), 3);
     store.delete_outbox(&[100, 110]).await.unwrap();
     assert_eq!(bench.store.list_outbox(None, 10).await.unwrap().len(), 1);
+    taken(&log)
+}
+
+/// How an older version wrote its outbox (one partition, no buckets).
+static PUT_LEGACY_OUTBOX: Statement =
+    statement!("test.put_legacy_outbox", idempotent, "INSERT INTO channel_outbox (shard, seq, event) VALUES (?, ?, ?)");
+
+/// Entries an older version left in `channel_outbox` are listed before the queue's and deleted
+/// there.
+async fn golden_list_legacy_outbox() -> Vec<Call> {
+    let bench = setup_three().await;
+    for seq in [50u64, 60] {
+        bench.cql.execute(&PUT_LEGACY_OUTBOX, values![0i32, seq, vec![seq as u8]]).await.unwrap();
+    }
+    let (store, log) = bench.recorded();
+    let seqs: Vec<u64> = store.list_outbox(None, 3).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![50, 60, 100]);
+    store.delete_outbox(&[50, 60, 100]).await.unwrap();
+    let seqs: Vec<u64> = store.list_outbox(None, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![110, 120]);
     taken(&log)
 }
 
@@ -278,6 +306,7 @@ chatmesh_cql::golden_files!(
         golden_find_direct => "find_direct",
         golden_list_outbox => "list_outbox",
         golden_delete_outbox => "delete_outbox",
+        golden_list_legacy_outbox => "list_legacy_outbox",
     ]
 );
 
@@ -290,7 +319,7 @@ async fn a_change_committed_by_a_stopped_process_is_finished_by_the_next_change(
     assert_eq!(bench.store.list_memberships(1, None, 10).await.unwrap().len(), 1);
     assert_eq!(bench.store.list_memberships(2, None, 10).await.unwrap().len(), 1);
     assert_eq!(bench.store.list_outbox(None, 10).await.unwrap().len(), 1);
-    assert_eq!(bench.store.read_head(10).await.unwrap().pending, None, "cleared");
+    assert_eq!(bench.store.read_head(10).await.unwrap().unfinished(), None, "finished");
 }
 
 #[tokio::test]
@@ -373,5 +402,143 @@ async fn a_read_is_answered_when_finishing_a_stalled_change_fails() {
     memory.fail_writes(1, false);
     assert_eq!(reader.get_channel(10).await.unwrap().map(|c| c.version), Some(2));
     assert!(reader.list_memberships(2, None, 10).await.unwrap().is_empty(), "the finishing failed");
-    assert!(reader.read_head(10).await.unwrap().pending.is_some(), "left to the next change");
+    assert!(reader.read_head(10).await.unwrap().unfinished().is_some(), "left to the next change");
+}
+
+/// A store as one more process on `memory` whose clock (its writes' and its changes') runs
+/// `skew_ms` off [`PINNED_MS`], where `memory`'s clock stands.
+fn skewed(memory: &Arc<MemoryCql>, skew_ms: i64) -> ScyllaChannelStore {
+    memory.set_time(PINNED_MS);
+    ScyllaChannelStore::on_clock(memory.client(skew_ms), Arc::new(Clock::pinned(PINNED_MS + skew_ms)))
+}
+
+/// A process whose clock runs 10 s ahead closes a member's channel (and renames it, a change
+/// with no writes elsewhere); a process whose clock is right then commits the member's leaving.
+/// The leave is the later change: its deletes must win over the earlier change's writes,
+/// whatever the clocks say.
+#[tokio::test]
+async fn a_change_after_one_from_a_clock_ahead_wins_over_it() {
+    let memory = MemoryCql::migrated();
+    let ahead = skewed(&memory, 10_000);
+    let behind = skewed(&memory, 0);
+    ahead.apply(create(10, &[(1, Role::Owner), (2, Role::Member)], &[])).await.unwrap();
+    ahead.apply(put_member(10, 1, closed(10, 2, true))).await.unwrap();
+    let renamed = ChannelRecord { name: "renamed".into(), ..channel(10, Kind::Group) };
+    let rename =
+        Change { channel_id: 10, expected_version: Some(2), ops: vec![Op::PutChannel(renamed)], outbox: vec![] };
+    ahead.apply(rename).await.unwrap();
+    assert_eq!(behind.list_memberships(2, None, 10).await.unwrap().len(), 1);
+    assert_eq!(behind.list_closed_members(10).await.unwrap().len(), 1);
+    let leave = Change {
+        channel_id: 10,
+        expected_version: Some(3),
+        ops: vec![Op::DeleteMember { user_id: 2 }],
+        outbox: vec![],
+    };
+    behind.apply(leave).await.unwrap();
+    assert!(behind.get_member(10, 2).await.unwrap().is_none());
+    assert!(behind.list_memberships(2, None, 10).await.unwrap().is_empty(), "the membership came back");
+    assert!(behind.list_closed_members(10).await.unwrap().is_empty(), "the closed row came back");
+}
+
+/// Many members join and leave a channel, one event each, and the relay delivers each. Reading
+/// the channel must not scan the tombstones of the members who left, nor listing the outbox
+/// those of the entries delivered long ago: each stays far below ScyllaDB's warning threshold.
+#[tokio::test]
+async fn the_head_read_and_the_relay_scan_few_tombstones_after_many_delivered_events() {
+    const COMERS: u64 = 1_100;
+    // why: above every member who comes and goes, so their rows come first in the partition
+    const OWNER: u64 = 1_000_000;
+    let bench = Bench::new();
+    bench.memory.set_limits(Limits::default());
+    bench.store.apply(create(10, &[(OWNER, Role::Owner)], &[])).await.unwrap();
+    let event = |seq: u64| OutboxEntry { seq, event: seq.to_be_bytes().to_vec() };
+    let mut version = 1;
+    for user in 1..=COMERS {
+        let join = Change {
+            channel_id: 10,
+            expected_version: Some(version),
+            ops: vec![Op::PutMember(member(10, user, Role::Member))],
+            outbox: vec![event(2 * user)],
+        };
+        let leave = Change {
+            channel_id: 10,
+            expected_version: Some(version + 1),
+            ops: vec![Op::DeleteMember { user_id: user }],
+            outbox: vec![event(2 * user + 1)],
+        };
+        for change in [join, leave] {
+            bench.store.apply(change).await.unwrap();
+            version += 1;
+            let listed = bench.store.list_outbox(None, 100).await.unwrap();
+            assert_eq!(listed.len(), 1, "each event is listed once");
+            bench.store.delete_outbox(&[listed[0].seq]).await.unwrap();
+            bench.clock.advance(1_000);
+        }
+    }
+    assert_eq!(bench.store.get_channel(10).await.unwrap().map(|c| c.version), Some(version));
+    assert!(bench.store.list_outbox(None, 100).await.unwrap().is_empty(), "every event delivered");
+
+    let stats = bench.memory.stats();
+    let head = &stats.reads["channel.get_channel"];
+    assert_eq!((head.warnings, head.max_tombstones), (0, 0), "the head read scanned departed members");
+    // one event a second: the open buckets hold the last ~50 s of them
+    let window = usize::try_from((2 * BUCKET_MS + CLOSE_AFTER_MS) / 1_000).unwrap();
+    for relay_read in ["channel.list_queue", "channel.list_outbox"] {
+        let read = &stats.reads[relay_read];
+        assert_eq!(read.warnings, 0, "{relay_read}: {read:?}");
+        assert!(read.max_tombstones <= window, "{relay_read} scanned old tombstones: {read:?}");
+    }
+}
+
+/// A change whose process stopped right after committing is finished ten minutes later by the
+/// channel's next change. The relay moved past the buckets of that time meanwhile; the entry is
+/// written in the bucket of its writing, so it is relayed.
+#[tokio::test]
+async fn an_event_finished_long_after_its_change_committed_is_relayed() {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    let stalled = ScyllaChannelStore::on_clock(bench.cql.clone(), Arc::new(Clock::pinned(PINNED_MS)));
+    let join = |version, user, seq| Change {
+        channel_id: 10,
+        expected_version: Some(version),
+        ops: vec![Op::PutMember(member(10, user, Role::Member))],
+        outbox: vec![OutboxEntry { seq, event: vec![1] }],
+    };
+    stalled.commit(join(1, 2, 100)).await.unwrap();
+    for _ in 0..60 {
+        bench.clock.advance(10_000);
+        assert!(bench.store.list_outbox(None, 10).await.unwrap().is_empty());
+    }
+    let (first_open,) = bench.cql.row::<(i64,)>(&GET_PROGRESS, values![0i32]).await.unwrap().unwrap();
+    assert!(first_open > bucket_of(PINNED_MS), "the relay moved past the commit's buckets");
+    bench.store.apply(join(2, 3, 200)).await.unwrap();
+    let seqs: Vec<u64> = bench.store.list_outbox(None, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![100, 200]);
+}
+
+/// A queue write acknowledged after the deadline may have landed in a bucket the relays
+/// closed: the change keeps its entries owed, and the next change writes them again, where
+/// they are listed (once).
+#[tokio::test]
+async fn outbox_entries_acknowledged_after_the_deadline_are_written_again() {
+    let bench = Bench::new();
+    bench.store.apply(create(10, &[(1, Role::Owner)], &[])).await.unwrap();
+    let mut pause = bench.memory.pause_before(&PUT_QUEUED);
+    let store = bench.store.clone();
+    let change = |version, user, seq| Change {
+        channel_id: 10,
+        expected_version: Some(version),
+        ops: vec![Op::PutMember(member(10, user, Role::Member))],
+        outbox: vec![OutboxEntry { seq, event: vec![1] }],
+    };
+    let applying = tokio::spawn(async move { store.apply(change(1, 2, 100)).await });
+    pause.reached().await;
+    bench.clock.advance(WRITE_DEADLINE_US / 1_000 + 1);
+    pause.release();
+    applying.await.expect("the applying task").unwrap();
+    assert!(bench.store.read_head(10).await.unwrap().unfinished().is_some(), "its entries were written late");
+    bench.store.apply(change(2, 3, 200)).await.unwrap();
+    let seqs: Vec<u64> = bench.store.list_outbox(None, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![100, 200]);
 }

@@ -21,15 +21,22 @@
 //!
 //! Writes: [`feed_writes`] gives the three plain, idempotent INSERTs of one event (feed row,
 //! its minute, its day), which the caller puts in the same logged batch as the event's own rows,
-//! so an event is in the feed if and only if it is written. [`channel_deleted_writes`] likewise
-//! for `channel.deleted` (which also queues the channel's uploads for release, see
+//! so an event is in the feed if and only if it is written; the store writes the minute's and
+//! the day's rows with the first event of each that it writes (shared by all of a node's events
+//! there, they would otherwise be rewritten per event). [`channel_deleted_writes`] likewise for
+//! `channel.deleted` (which also queues the channel's uploads for release, see
 //! [`super::uploads`]).
 //!
 //! Order: event ids are minted before their batch is written, so a batch can land after one
 //! with a larger id. A reader that saw the larger id and moved its cursor past it would never
 //! see the smaller one. [`Inflight`] tracks the ids this process is writing, and [`feed`]
 //! returns only ids below every one still in flight (and, when none is, below any id this
-//! process could still mint). With the feed per node, this makes every node's feed exact.
+//! process could still mint). With the feed per node, this makes every node's feed exact. A
+//! failed batch stays in flight while it is retried, for at most [`REPLAY_WINDOW`]. A process
+//! that follows another on its node (which may have died with a batch in the batchlog) leaves
+//! out the last [`REPLAY_WINDOW`] of the feed for its first [`REPLAY_WINDOW`]
+//! ([`Inflight::hold_recent`]), unless that one stopped cleanly with nothing in flight
+//! ([`Inflight::quiet`]; see [`super::node`]).
 //!
 //! Reads walk periods → days → minutes → events, each level bounded by the range asked for,
 //! all at LOCAL_QUORUM; a caught-up reader costs three reads per call. The feed is kept
@@ -38,12 +45,14 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 use chatmesh_api::chat::v1::ChannelEvent;
 use chatmesh_cql::{Cql, CqlError, Statement, Value, statement, values};
 use chatmesh_platform::ids::{EPOCH_MS, IdGenerator, now_ms, unix_ms_of};
 use prost::Message;
+use tokio::time::Instant;
 
 use crate::store::StoreError;
 
@@ -56,6 +65,14 @@ const DAY_MS: u64 = 86_400_000;
 const PAGE: usize = 1000;
 /// Bits of an id below its millisecond (node and sequence).
 const MS_SHIFT: u32 = 22;
+
+/// How long after a logged batch timed out ScyllaDB's batchlog may still apply it: its replay
+/// loop runs every 60 s (`batchlog_manager::replay_interval`) and replays the entries older than
+/// twice the write timeout (`write_request_timeout_in_ms`, 2 s by default), so a batch is
+/// replayed within ~64 s of its write; two replay intervals leave room for the replay lap's own
+/// time. A replay that fails (it writes at CL=ALL: a replica down) is retried a lap later, past
+/// this window: such a change reaches its channel's log and history, not the feed's readers.
+pub(super) const REPLAY_WINDOW: Duration = Duration::from_secs(120);
 
 static FEED_PUT: Statement =
     statement!("chat.feed_put", idempotent, "INSERT INTO chat_feed (node, slot, event_id, event) VALUES (?, ?, ?, ?)");
@@ -134,7 +151,7 @@ fn slot_of(id: u64) -> i64 {
     (unix_ms_of(id) / SLOT_MS) as i64
 }
 
-fn day_of_slot(slot: i64) -> i64 {
+pub(super) fn day_of_slot(slot: i64) -> i64 {
     slot / SLOTS_PER_DAY
 }
 
@@ -159,7 +176,9 @@ fn bound(id: u64) -> i64 {
 /// Every event id must be registered before its write starts and stay registered until the
 /// write has finished (success or not): take it with [`Inflight::allocate`], or mint it and
 /// call [`Inflight::begin`] at once. [`feed`] then never returns an id at or above the smallest
-/// registered one, nor one this process could still mint.
+/// registered one, nor one this process could still mint, nor (for [`REPLAY_WINDOW`] after
+/// [`Inflight::hold_recent`]) one of the last [`REPLAY_WINDOW`]: a process that died may have left
+/// a batch of this node in the batchlog, which can still land there.
 #[derive(Debug)]
 pub(super) struct Inflight {
     state: Arc<Mutex<Running>>,
@@ -173,6 +192,8 @@ struct Running {
     ids: BTreeMap<u64, u32>,
     /// The largest id ever registered.
     high: u64,
+    /// Until when reads leave out the ids of the last [`REPLAY_WINDOW`].
+    recent_held_until: Option<Instant>,
 }
 
 /// An event id's write in flight; dropping it marks the write finished.
@@ -233,14 +254,42 @@ impl Inflight {
         lock(&self.state).ids.keys().next().copied()
     }
 
+    /// For the next [`REPLAY_WINDOW`], reads leave out the ids of the last [`REPLAY_WINDOW`]
+    /// (before the first write or read of a process whose node an earlier process wrote: a batch
+    /// that process left in the batchlog may still land below a cursor that moved on).
+    pub(super) fn hold_recent(&self) {
+        lock(&self.state).recent_held_until = Some(Instant::now() + REPLAY_WINDOW);
+    }
+
+    /// Whether nothing this process wrote can still land in the feed: no id in flight (a write
+    /// running, or a failed batch held while it is retried) and no replay window of an earlier
+    /// process being waited out ([`Inflight::hold_recent`]).
+    pub(super) fn quiet(&self) -> bool {
+        let running = lock(&self.state);
+        running.ids.is_empty() && running.recent_held_until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// The largest id ever registered (0 before the first).
+    pub(super) fn high(&self) -> u64 {
+        lock(&self.state).high
+    }
+
     /// What a feed read may return: ids strictly below this. With writes in flight, the smallest
     /// of them; otherwise the next id this process can mint: above every id it registered, and
-    /// not in the current millisecond (an id minted from now on is at least its first id).
+    /// not in the current millisecond (an id minted from now on is at least its first id). While
+    /// [`Inflight::hold_recent`] holds, below the first id of [`REPLAY_WINDOW`] ago too.
     fn visible_below(&self) -> u64 {
         let running = lock(&self.state);
-        match running.ids.keys().next() {
+        let now = (self.clock)();
+        let below = match running.ids.keys().next() {
             Some(first) => *first,
-            None => running.high.saturating_add(1).max(first_id_at((self.clock)())),
+            None => running.high.saturating_add(1).max(first_id_at(now)),
+        };
+        match running.recent_held_until {
+            Some(until) if Instant::now() < until => {
+                below.min(first_id_at(now.saturating_sub(REPLAY_WINDOW.as_millis() as u64)))
+            }
+            _ => below,
         }
     }
 }
@@ -263,31 +312,48 @@ impl Drop for InflightGuard {
     }
 }
 
-/// The writes that put `event` (its `event_id` set) into the feed: add them to the logged
-/// batch that writes the event itself. A `chat.removed` change private to its actor goes to
-/// the feed only (never to the channel's log). An event without a valid id is a bug: it is
-/// written as id 0, which no reader returns.
-pub(super) fn feed_writes(node: i32, event: &ChannelEvent) -> Vec<(&'static Statement, Vec<Value>)> {
+type Write = (&'static Statement, Vec<Value>);
+
+/// The writes that put `event` (its `event_id` set) into the feed: its [`feed_row`], its minute's
+/// [`minute_row`] and its day's [`day_row`]. Add them to the logged batch that writes the event
+/// itself (the store writes a minute's and a day's rows once per process, with the first event
+/// there it writes: they are rewritten alike by every event of a node's minute or year).
+#[cfg(test)]
+pub(super) fn feed_writes(node: i32, event: &ChannelEvent) -> Vec<Write> {
+    let (slot, row) = feed_row(node, event);
+    vec![row, minute_row(node, slot), day_row(node, day_of_slot(slot))]
+}
+
+/// The feed row of `event` and its minute (slot). A `chat.removed` change private to its actor
+/// goes to the feed only (never to the channel's log). An event without a valid id is a bug: it
+/// is written as id 0, which no reader returns.
+pub(super) fn feed_row(node: i32, event: &ChannelEvent) -> (i64, Write) {
     let event_id = event.event_id.parse::<u64>().unwrap_or_else(|e| {
         tracing::error!(event_id = %event.event_id, error = %e, "a feed event without a valid id");
         0
     });
     let slot = slot_of(event_id);
-    let day = day_of_slot(slot);
-    vec![
-        (&FEED_PUT, values![node, slot, event_id, event.encode_to_vec()]),
-        (&FEED_SLOT_PUT, values![node, day, slot]),
-        (&FEED_DAY_PUT, values![node, period_of_day(day), day]),
-    ]
+    (slot, (&FEED_PUT, values![node, slot, event_id, event.encode_to_vec()]))
+}
+
+/// The row listing minute `slot` as non-empty in its day.
+pub(super) fn minute_row(node: i32, slot: i64) -> Write {
+    (&FEED_SLOT_PUT, values![node, day_of_slot(slot), slot])
+}
+
+/// The row listing `day` as non-empty in its period.
+pub(super) fn day_row(node: i32, day: i64) -> Write {
+    (&FEED_DAY_PUT, values![node, period_of_day(day), day])
 }
 
 /// The writes recording that `channel_id`'s log now holds `channel.deleted`: add them to the
-/// logged batch that writes that event. They also queue the channel's uploads for release,
-/// which [`super::uploads::reclaimable_uploads`] finishes (or
-/// [`super::uploads::release_channel`] at once, after the batch).
-pub(super) fn channel_deleted_writes(channel_id: u64) -> Vec<(&'static Statement, Vec<Value>)> {
+/// logged batch that writes that event (`hour`: of its id, see [`super::uploads::hour_of`]).
+/// They also queue the channel's uploads for release, which
+/// [`super::uploads::reclaimable_uploads`] finishes (or [`super::uploads::release_channel`] at
+/// once, after the batch).
+pub(super) fn channel_deleted_writes(channel_id: u64, hour: i64) -> Vec<Write> {
     let mut writes = vec![(&DELETED_PUT, values![channel_id, true])];
-    writes.extend(super::uploads::channel_release_writes(channel_id));
+    writes.extend(super::uploads::channel_release_writes(channel_id, hour));
     writes
 }
 
@@ -340,7 +406,8 @@ pub(super) async fn feed_head(cql: &Cql, node: i32) -> Result<u64, StoreError> {
     feed_head_at(cql, node, now_ms()).await
 }
 
-async fn feed_head_at(cql: &Cql, node: i32, now: u64) -> Result<u64, StoreError> {
+/// [`feed_head`] with `now` for the wall clock (Unix ms).
+pub(super) async fn feed_head_at(cql: &Cql, node: i32, now: u64) -> Result<u64, StoreError> {
     // why: from tomorrow's period (clocks ahead of ours) back to the id epoch's
     let newest = period_of_day(day_of_slot(((now + DAY_MS) / SLOT_MS) as i64));
     let oldest = period_of_day(day_of_slot(slot_of(0)));
@@ -582,7 +649,7 @@ mod tests {
     async fn deleted_channels_are_known() {
         let cql = Cql::memory(MemoryCql::migrated());
         assert!(!channel_deleted(&cql, 2).await.unwrap());
-        cql.batch(BatchKind::Logged, channel_deleted_writes(2)).await.unwrap();
+        cql.batch(BatchKind::Logged, channel_deleted_writes(2, super::super::uploads::hour_of(NOW))).await.unwrap();
         assert!(channel_deleted(&cql, 2).await.unwrap());
         assert!(!channel_deleted(&cql, 1).await.unwrap());
     }
@@ -606,7 +673,7 @@ mod tests {
     async fn writes() -> Vec<Call> {
         let (cql, log) = Cql::memory(MemoryCql::migrated()).recording();
         write(&cql, &scene_events()[4..]).await;
-        cql.batch(BatchKind::Logged, channel_deleted_writes(2)).await.unwrap();
+        cql.batch(BatchKind::Logged, channel_deleted_writes(2, super::super::uploads::hour_of(NOW))).await.unwrap();
         taken(&log)
     }
 

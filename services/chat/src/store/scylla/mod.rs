@@ -14,12 +14,15 @@
 //!   only, filled in on read); `chat_event_buckets ((channel_id), bucket DESC)`
 //! - `chat_event_keys ((idempotency_key))` → event id and what the append writes (LWT)
 //! - `chat_removals ((user_id, channel_id), chat_id)`, `chat_removed_by ((chat_id), user_id)`
-//! - `chat_read_pointers ((user_id), channel_id)` (LWTs only: a pointer never moves back)
-//! - `chat_cursors ((name))` → event id
+//! - `chat_pointers ((user_id, channel_id))` (0005; LWTs only: a pointer never moves back), and
+//!   `chat_read_pointers ((user_id), channel_id)`, read only when the first has no row (acks
+//!   before 0005: partitioned by user, its LWTs serialized all of a user's acks)
+//! - `chat_cursors ((name, node))` → event id; `chat_feed_nodes ((node))`: nodes whose feed was
+//!   written, and whether their last process stopped cleanly (see [`node`])
 //! - the registry of channels with chats, walked in id order by [`Chats::scan_chats`]:
 //!   `chat_channels ((slot), channel_id)` with slot = channel_id >> 40, `chat_channel_slots
 //!   ((shard), slot)` with shard = channel_id >> 56, `chat_channel_shards ((root = 0), shard)`
-//!   (at most 128 rows)
+//!   (at most 128 rows); a process writes each row once, with the first chat that needs it
 //!
 //! Writes to one channel are serialized within the process by striped locks; ids are taken under
 //! the channel's lock right before the write, so per channel id order is commit order. Every
@@ -27,9 +30,10 @@
 //! its write returns, so the feed never hands out an id while a smaller one may still commit. A
 //! chat, its `chat.created` event and their feed entries are one logged batch (all or nothing);
 //! so are an edit or a retraction and its event, a removal and its private feed entry, an
-//! appended event with its announcement chat. Index rows (bucket lists, the registry) are written
-//! in the batch of the first write that needs them in this process ([`write::Known`]), not with every
-//! chat: the registry's upper levels are shared by every channel.
+//! appended event with its announcement chat. Index rows (bucket lists, the registry, the feed's
+//! minutes and days) are written in the batch of the first write that needs them in this process
+//! ([`write::Known`]), not with every chat: they are shared by a channel's whole traffic, by every
+//! channel, or by all of a node's events.
 //!
 //! Idempotency keys are claimed before the write with `INSERT ... IF NOT EXISTS` holding the
 //! whole write's content: a claim whose write is missing (a crash between the two, or another
@@ -42,11 +46,12 @@
 //!
 //! Files: [`statements`] (every statement but the change feed's and uploads'), [`locks`] (the
 //! channel locks), [`write`] (claims, batches, settling failed batches), [`read`] (pages,
-//! buckets, filling in logged events), [`change_feed`], [`uploads`]; the trait implementations
-//! are here.
+//! buckets, filling in logged events), [`change_feed`], [`node`] (the node's start and clean
+//! stop), [`uploads`]; the trait implementations are here.
 
 mod change_feed;
 mod locks;
+mod node;
 mod read;
 mod statements;
 #[cfg(test)]
@@ -166,7 +171,7 @@ pub struct ScyllaChatStore {
 struct Inner {
     cql: Cql,
     ids: Ids,
-    /// The wall clock (ack times); fixed in golden tests.
+    /// The wall clock (ack times, the hours of the upload queues); fixed in golden tests.
     now: fn() -> u64,
     /// Channel write locks, by a hash of the channel id.
     locks: Box<[Mutex<()>]>,
@@ -176,6 +181,9 @@ struct Inner {
     inflight: change_feed::Inflight,
     /// This process's node id: the feed and its cursors are per node (see [`change_feed`]).
     node: i32,
+    /// Its node's row in `chat_feed_nodes`: checked before the first feed read or write, its
+    /// clean-stop mark cleared before a feed write ([`node`]).
+    node_row: node::NodeRow,
     known: std::sync::Mutex<HashSet<Known>>,
     writes: AtomicU64,
     syncs: AtomicU64,
@@ -208,6 +216,7 @@ impl ScyllaChatStore {
                 in_flight: Semaphore::new(locks::MAX_IN_FLIGHT),
                 inflight: change_feed::Inflight::with_clock(now),
                 node,
+                node_row: node::NodeRow::default(),
                 known: std::sync::Mutex::new(HashSet::new()),
                 writes: AtomicU64::new(0),
                 syncs: AtomicU64::new(0),
@@ -354,6 +363,7 @@ impl EventLog for ScyllaChatStore {
 #[async_trait]
 impl ChangeFeed for ScyllaChatStore {
     async fn feed(&self, after_event: u64, limit: usize) -> Result<Vec<ChannelEvent>, StoreError> {
+        self.started().await?;
         // why: change_feed::feed fills in each chat's current state itself
         change_feed::feed(self.cql(), &self.inner.inflight, self.inner.node, after_event, limit).await
     }
@@ -376,6 +386,13 @@ impl ChangeFeed for ScyllaChatStore {
         self.cql().execute(&PUT_CURSOR, values![name, self.inner.node, event_id]).await.map_err(cql_error)?;
         self.synced(&[]);
         self.acknowledged(Ok(()))
+    }
+
+    /// Marks the node's process as stopped cleanly in `chat_feed_nodes` unless a write of it
+    /// is unsettled, so the next process of the node does not wait out the batchlog's replay
+    /// window (see the `node` module).
+    async fn close(&self) -> Result<(), StoreError> {
+        self.close_node().await
     }
 }
 
@@ -409,11 +426,11 @@ impl Uploads for ScyllaChatStore {
     }
 
     async fn reclaimable_uploads(&self, limit: usize) -> Result<Vec<UploadRecord>, StoreError> {
-        uploads::reclaimable_uploads(self.cql(), limit).await
+        uploads::reclaimable_uploads(self.cql(), (self.inner.now)(), limit).await
     }
 
     async fn expire_uploads(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        let done = uploads::expire_uploads(self.cql(), before_ms, limit).await;
+        let done = uploads::expire_uploads(self.cql(), (self.inner.now)(), before_ms, limit).await;
         self.delegated(done)
     }
 

@@ -12,8 +12,8 @@ use super::{
     ScyllaChatStore, bound, bucket, cql_error, decode_chat, decode_event, kind_name, limit, parse_id,
     statements::{
         CHANNELS_IN_SLOT, CHAT_BUCKETS_DOWN, CHAT_BUCKETS_UP, CHAT_IDS_AT_OR_BEFORE, CHATS_AFTER, CHATS_BEFORE,
-        EVENT_BUCKETS_UP, EVENTS_AFTER, GET_CHAT, GET_CHAT_CHANNEL, GET_POINTER, REMOVED_BY, REMOVED_IN_RANGE,
-        SHARDS_AFTER, SLOTS_IN_SHARD, UNREAD_AFTER,
+        EVENT_BUCKETS_UP, EVENTS_AFTER, GET_CHAT, GET_CHAT_CHANNEL, GET_LEGACY_POINTER, GET_POINTER, REMOVED_BY,
+        REMOVED_IN_RANGE, SHARDS_AFTER, SLOTS_IN_SHARD, UNREAD_AFTER,
     },
 };
 use crate::{
@@ -144,10 +144,31 @@ impl ScyllaChatStore {
         Ok(out)
     }
 
+    /// `user`'s read pointer in `channel_id`: its `chat_pointers` row, else the one acked before
+    /// migration 0005 in `chat_read_pointers` (see [`Self::pointer_rows`]).
     pub(super) async fn pointer(&self, channel_id: u64, user: u64) -> Result<Option<ReadPointer>, StoreError> {
+        Ok(self.pointer_rows(channel_id, user).await?.1)
+    }
+
+    /// `user`'s `chat_pointers` row in `channel_id`, and the pointer in effect: that row, or when
+    /// there is none the `chat_read_pointers` row (no longer written: a pointer acked before
+    /// migration 0005 counts until the next ack past it creates the new row).
+    pub(super) async fn pointer_rows(
+        &self,
+        channel_id: u64,
+        user: u64,
+    ) -> Result<(Option<ReadPointer>, Option<ReadPointer>), StoreError> {
         let row: Option<(i64, i64)> =
             self.cql().row(&GET_POINTER, values![user, channel_id]).await.map_err(cql_error)?;
-        Ok(row.map(|(last, at)| ReadPointer { last_read_chat_id: chatmesh_cql::id(last), acked_at_ms: at as u64 }))
+        let decode =
+            |(last, at): (i64, i64)| ReadPointer { last_read_chat_id: chatmesh_cql::id(last), acked_at_ms: at as u64 };
+        if let Some(row) = row {
+            let pointer = decode(row);
+            return Ok((Some(pointer), Some(pointer)));
+        }
+        let legacy: Option<(i64, i64)> =
+            self.cql().row(&GET_LEGACY_POINTER, values![user, channel_id]).await.map_err(cql_error)?;
+        Ok((None, legacy.map(decode)))
     }
 
     pub(super) async fn newest_at_or_before(&self, channel_id: u64, max_id: u64) -> Result<Option<u64>, StoreError> {

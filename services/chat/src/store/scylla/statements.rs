@@ -127,28 +127,46 @@ pub(super) static REMOVED_BY: Statement = statement!(
     idempotent,
     "SELECT user_id FROM chat_removed_by WHERE chat_id = ? AND user_id > ? LIMIT ?"
 );
-// read pointers and cursors
+// read pointers (chat_pointers; chat_read_pointers, partitioned by user, is only read) and cursors
 pub(super) static GET_POINTER: Statement = statement!(
     "chat.get_pointer",
+    idempotent,
+    "SELECT last_read_chat_id, acked_at_ms FROM chat_pointers WHERE user_id = ? AND channel_id = ?"
+);
+pub(super) static GET_LEGACY_POINTER: Statement = statement!(
+    "chat.get_legacy_pointer",
     idempotent,
     "SELECT last_read_chat_id, acked_at_ms FROM chat_read_pointers WHERE user_id = ? AND channel_id = ?"
 );
 pub(super) static CREATE_POINTER: Statement = statement!(
     "chat.create_pointer",
     not_idempotent,
-    "INSERT INTO chat_read_pointers (user_id, channel_id, last_read_chat_id, acked_at_ms) VALUES (?, ?, ?, ?) \
+    "INSERT INTO chat_pointers (user_id, channel_id, last_read_chat_id, acked_at_ms) VALUES (?, ?, ?, ?) \
      IF NOT EXISTS"
 );
 pub(super) static ADVANCE_POINTER: Statement = statement!(
     "chat.advance_pointer",
     not_idempotent,
-    "UPDATE chat_read_pointers SET last_read_chat_id = ?, acked_at_ms = ? WHERE user_id = ? AND channel_id = ? \
+    "UPDATE chat_pointers SET last_read_chat_id = ?, acked_at_ms = ? WHERE user_id = ? AND channel_id = ? \
      IF last_read_chat_id < ?"
 );
 pub(super) static PUT_CURSOR: Statement =
     statement!("chat.put_cursor", idempotent, "INSERT INTO chat_cursors (name, node, event_id) VALUES (?, ?, ?)");
 pub(super) static GET_CURSOR: Statement =
     statement!("chat.get_cursor", idempotent, "SELECT event_id FROM chat_cursors WHERE name = ? AND node = ?");
+// nodes whose feed has been written, and their clean stops
+pub(super) static GET_FEED_NODE: Statement = statement!(
+    "chat.get_feed_node",
+    idempotent,
+    "SELECT first_write_ms, clean_close_us FROM chat_feed_nodes WHERE node = ?"
+);
+pub(super) static PUT_FEED_NODE: Statement =
+    statement!("chat.put_feed_node", idempotent, "INSERT INTO chat_feed_nodes (node, first_write_ms) VALUES (?, ?)");
+pub(super) static MARK_FEED_NODE: Statement = statement!(
+    "chat.mark_feed_node",
+    idempotent,
+    "UPDATE chat_feed_nodes USING TIMESTAMP ? SET clean_close_us = ? WHERE node = ?"
+);
 // the registry of channels with chats, for scans
 pub(super) static PUT_CHANNEL: Statement =
     statement!("chat.put_channel", idempotent, "INSERT INTO chat_channels (slot, channel_id) VALUES (?, ?)");
@@ -200,10 +218,14 @@ static STATEMENTS: &[&Statement] = &[
     &PUT_REMOVED_BY,
     &REMOVED_BY,
     &GET_POINTER,
+    &GET_LEGACY_POINTER,
     &CREATE_POINTER,
     &ADVANCE_POINTER,
     &PUT_CURSOR,
     &GET_CURSOR,
+    &GET_FEED_NODE,
+    &PUT_FEED_NODE,
+    &MARK_FEED_NODE,
     &PUT_CHANNEL,
     &CHANNELS_IN_SLOT,
     &PUT_CHANNEL_SLOT,

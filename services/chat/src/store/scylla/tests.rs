@@ -8,13 +8,15 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use chatmesh_api::chat::v1::channel_event::Payload;
-use chatmesh_cql::{Call, Cql, MemoryCql, golden::taken, values};
+use chatmesh_api::chat::v1::{EventType, channel_event::Payload};
+use chatmesh_cql::{Call, Cql, MemoryCql, Statement, golden::taken, memory::Limits, statement, values};
 use chatmesh_platform::ids::{EPOCH_MS, IdGenerator};
 use prost::Message;
 
 use super::{
-    Ids, ScyllaChatStore, encode_chat,
+    Ids, ScyllaChatStore,
+    change_feed::REPLAY_WINDOW,
+    encode_chat,
     read::PAGE,
     statements::{CLAIM_EVENT_KEY, CLAIM_KEY, PUT_CHAT, all_statements},
     uploads::ATTACH,
@@ -82,6 +84,12 @@ async fn settled_feed(store: &ScyllaChatStore, count: usize) -> Vec<chatmesh_api
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the failed write was never settled")
+}
+
+/// Moves the store's next id to the first of millisecond `ms`.
+fn ids_from(store: &ScyllaChatStore, ms: u64) {
+    let Ids::Sequence(next) = &store.inner.ids else { panic!("a fixed store") };
+    next.store((ms - EPOCH_MS) << 22, Ordering::Release);
 }
 
 /// Moves the store's next id `days` later.
@@ -295,10 +303,35 @@ async fn scan_chats() -> Vec<Call> {
     taken(&log)
 }
 
+async fn close() -> Vec<Call> {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let (cql, log) = memory.client(0).recording();
+    let store = ScyllaChatStore::with(cql, Ids::Sequence(AtomicU64::new(FIRST_ID)), || NOW);
+    send(&store, 1, 7, "a").await;
+    taken(&log);
+    // an orderly stop; then the node's next process finds the mark and clears it before its
+    // first write
+    store.close().await.unwrap();
+    let (cql, next_log) = memory.client(0).recording();
+    let next = ScyllaChatStore::with(cql, Ids::Sequence(AtomicU64::new(FIRST_ID + 1000)), || NOW);
+    send(&next, 1, 7, "b").await;
+    let mut calls = taken(&log);
+    calls.extend(taken(&next_log));
+    calls
+}
+
 /// The operations delegated to the feed and upload modules (their golden files are theirs),
 /// for the coverage of every statement of the store.
 async fn delegated() -> Vec<Call> {
-    let (store, _, log) = fixed();
+    let (store, plain, log) = fixed();
+    // what processes before migration 0005 queued, and an hour of the reclaim queue emptied long ago
+    plain.execute(&LEGACY_RECLAIM_PUT, values![0i32, 12u64]).await.unwrap();
+    plain.execute(&LEGACY_CHANNEL_RELEASE_PUT, values![0i32, 3u64]).await.unwrap();
+    plain.execute(&QUEUE_HOUR_PUT, values!["reclaim", (NOW / 3_600_000) as i64 - 5]).await.unwrap();
+    let day = (NOW / 86_400_000) as i64 - 1;
+    plain.execute(&LEGACY_PENDING_PUT, values![day, 12u64]).await.unwrap();
+    plain.execute(&LEGACY_PENDING_DAY_PUT, values![0i32, day]).await.unwrap();
     let chat = send(&store, 1, 7, "a").await.chat_id;
     store.remove_chats(8, vec![chat]).await.unwrap();
     store.create_upload(upload(11, 1, 7)).await.unwrap();
@@ -320,8 +353,35 @@ async fn delegated() -> Vec<Call> {
     store.expire_uploads(NOW + 1, 10).await.unwrap();
     let reclaimable: Vec<u64> = store.reclaimable_uploads(10).await.unwrap().iter().map(|u| u.upload_id).collect();
     store.forget_uploads(reclaimable).await.unwrap();
+    assert!(store.reclaimable_uploads(10).await.unwrap().is_empty(), "the forgotten ones' entries dropped");
     taken(&log)
 }
+
+static LEGACY_RECLAIM_PUT: Statement = statement!(
+    "test.store_legacy_reclaim_put",
+    idempotent,
+    "INSERT INTO chat_uploads_reclaim (shard, upload_id) VALUES (?, ?)"
+);
+static LEGACY_CHANNEL_RELEASE_PUT: Statement = statement!(
+    "test.store_legacy_channel_release_put",
+    idempotent,
+    "INSERT INTO chat_uploads_channel_releases (shard, channel_id) VALUES (?, ?)"
+);
+static LEGACY_PENDING_PUT: Statement = statement!(
+    "test.store_legacy_pending_put",
+    idempotent,
+    "INSERT INTO chat_uploads_pending (day, upload_id) VALUES (?, ?)"
+);
+static LEGACY_PENDING_DAY_PUT: Statement = statement!(
+    "test.store_legacy_pending_day_put",
+    idempotent,
+    "INSERT INTO chat_uploads_pending_days (shard, day) VALUES (?, ?)"
+);
+static QUEUE_HOUR_PUT: Statement = statement!(
+    "test.store_queue_hour_put",
+    idempotent,
+    "INSERT INTO chat_uploads_queue_hours (queue, hour) VALUES (?, ?)"
+);
 
 chatmesh_cql::golden_files!(
     prefix: "",
@@ -344,6 +404,7 @@ chatmesh_cql::golden_files!(
     newest_chat_at_or_before,
     removed_by,
     scan_chats,
+    close,
     ]
 );
 
@@ -515,6 +576,8 @@ async fn concurrent_senders_in_one_channel_commit_in_id_order() {
 async fn a_failed_write_holds_the_feed_back_until_it_is_settled() {
     let engine = MemoryCql::migrated();
     let store = ScyllaChatStore::new(Cql::memory(engine.clone()), Arc::new(IdGenerator::new(1).unwrap()));
+    // (the first feed read records the node, so the next write is the chat's batch)
+    assert!(store.feed(0, 10).await.unwrap().is_empty());
     // a write timeout whose batch is not applied (yet): the caller gets an error ...
     engine.fail_writes(1, false);
     assert!(store.create_chat(crate::store::conformance::text(1, 7, "lost?", "")).await.is_err());
@@ -626,4 +689,225 @@ async fn a_batch_refused_as_invalid_does_not_hold_the_feed() {
         vec!["2"],
         "held back by a refused batch"
     );
+}
+
+// a read pointer acked before migration 0005, as processes of earlier versions wrote it
+static LEGACY_POINTER_PUT: Statement = statement!(
+    "test.legacy_pointer_put",
+    idempotent,
+    "INSERT INTO chat_read_pointers (user_id, channel_id, last_read_chat_id, acked_at_ms) VALUES (?, ?, ?, ?)"
+);
+static POINTER_ROW: Statement = statement!(
+    "test.pointer_row",
+    idempotent,
+    "SELECT last_read_chat_id FROM chat_pointers WHERE user_id = ? AND channel_id = ?"
+);
+
+#[tokio::test]
+async fn a_pointer_acked_before_per_channel_pointers_counts_until_an_ack_passes_it() {
+    let (store, plain, _) = fixed();
+    let a = send(&store, 1, 7, "a").await.chat_id;
+    let b = send(&store, 1, 7, "b").await.chat_id;
+    let c = send(&store, 1, 7, "c").await.chat_id;
+    // user 8 acked b in channel 1 before the upgrade: the row is in chat_read_pointers
+    plain.execute(&LEGACY_POINTER_PUT, values![8u64, 1u64, b, NOW - 5]).await.unwrap();
+    let row = || async { plain.row::<(i64,)>(&POINTER_ROW, values![8u64, 1u64]).await.unwrap() };
+    assert_eq!(store.unread(1, 8).await.unwrap().count, 1, "c only");
+    assert_eq!(store.ack(1, 8, a).await.unwrap().last_read_chat_id, b, "never moved back");
+    assert_eq!(row().await, None, "an ack behind it writes nothing");
+    assert_eq!(store.ack(1, 8, c).await.unwrap().last_read_chat_id, c);
+    assert_eq!(row().await, Some((c as i64,)), "moved on in the table keyed by user and channel");
+    let unread = store.unread(1, 8).await.unwrap();
+    assert_eq!((unread.count, unread.pointer.last_read_chat_id), (0, c));
+    assert_eq!(store.ack(2, 8, a).await.unwrap().last_read_chat_id, a, "another channel: a pointer of its own");
+}
+
+static SWEEP_CLOCK: AtomicU64 = AtomicU64::new(NOW);
+
+#[tokio::test]
+async fn upload_sweeps_scan_at_most_an_hours_deleted_queue_entries_however_long_they_run() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    // why: a sweep scanning every entry deleted within gc_grace (10 days) passes this in hours
+    memory.set_limits(Limits { tombstone_fail: 150, ..Limits::default() });
+    let store = ScyllaChatStore::with(memory.client(0), Ids::Sequence(AtomicU64::new(FIRST_ID)), || {
+        SWEEP_CLOCK.load(Ordering::Acquire)
+    });
+    for hour in 0..12u64 {
+        let now = NOW + hour * 3_600_000;
+        SWEEP_CLOCK.store(now, Ordering::Release);
+        ids_from(&store, now);
+        // this hour: 40 uploads abandoned, 20 channels deleted, and a sweep that reclaims them all
+        for n in 0..40 {
+            let upload_id = ((now - EPOCH_MS) << 22) | n;
+            store.create_upload(conformance::upload(upload_id, 1, 7, now)).await.unwrap();
+        }
+        for n in 0..20 {
+            store.append_events(vec![channel_deleted(1000 + hour * 100 + n)]).await.unwrap();
+        }
+        assert_eq!(store.expire_uploads(now + 1, 1000).await.unwrap(), 40, "hour {hour}");
+        let mut reclaimed = 0;
+        loop {
+            let uploads = store.reclaimable_uploads(256).await.unwrap();
+            if uploads.is_empty() {
+                break;
+            }
+            reclaimed += uploads.len();
+            store.forget_uploads(uploads.iter().map(|u| u.upload_id).collect()).await.unwrap();
+        }
+        assert_eq!(reclaimed, 40, "hour {hour}");
+    }
+    for (name, read) in memory.stats().reads {
+        assert!(read.max_tombstones <= 60, "{name} scanned {} tombstones", read.max_tombstones);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_keeps_failing_holds_the_feed_no_longer_than_the_batchlogs_replay_window() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let store = process(&memory, FIRST_ID);
+    let first = send(&store, 1, 7, "a").await;
+    // from now on every write of a chat row times out: the create and each of its retries
+    memory.hold_writes_of(&PUT_CHAT, usize::MAX);
+    assert!(store.create_chat(text(1, 7, "stuck", "")).await.is_err());
+    store.remove_chats(8, vec![first.chat_id]).await.unwrap();
+    let types = |feed: Vec<chatmesh_api::chat::v1::ChannelEvent>| feed.iter().map(|e| e.r#type()).collect::<Vec<_>>();
+    tokio::time::sleep(REPLAY_WINDOW - std::time::Duration::from_secs(1)).await;
+    assert_eq!(types(store.feed(0, 10).await.unwrap()), vec![EventType::ChatCreated], "held behind the failed write");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let feed = settled_feed(&store, 2).await;
+    assert_eq!(types(feed), vec![EventType::ChatCreated, EventType::ChatRemoved], "released after the window");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_the_feed_waits_out_the_batchlog_replay_of_a_write_sent_before_it() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let before = process(&memory, FIRST_ID);
+    send(&before, 1, 7, "delivered").await;
+    let delivered = before.feed(0, 10).await.unwrap();
+    before.set_cursor("publisher", delivered[0].event_id.parse().unwrap()).await.unwrap();
+    // a send times out, its batch left in the batchlog; then the process dies
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(before.create_chat(text(1, 7, "replayed later", "")).await.is_err());
+    before.inner.cql.crash();
+    // the restarted process (same node) writes, and its relay reads on from the cursor
+    let after = process(&memory, FIRST_ID + 1000);
+    send(&after, 2, 7, "after the restart").await;
+    let cursor = after.cursor("publisher").await.unwrap();
+    assert!(after.feed(cursor, 10).await.unwrap().is_empty(), "nothing passes what the batchlog may still replay");
+    assert_eq!(memory.release_held(), 1, "the batchlog replays it within its window");
+    tokio::time::sleep(REPLAY_WINDOW).await;
+    let feed = after.feed(cursor, 10).await.unwrap();
+    let channels: Vec<&str> = feed.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(channels, vec!["1", "2"], "the replayed write first, in id order");
+}
+
+#[tokio::test]
+async fn rows_shared_by_a_nodes_events_or_by_every_channel_are_written_once_per_process() {
+    let (store, _, log) = fixed();
+    // channels 1 and 2: one registry slot and shard; five events in one minute of the feed
+    for n in 0..5 {
+        send(&store, 1 + n % 2, 7, "m").await;
+    }
+    let calls = taken(&log);
+    let count = |name: &str| calls.iter().filter(|c| c.name == name).count();
+    assert_eq!(count("chat.feed_put"), 5);
+    assert_eq!((count("chat.feed_slot_put"), count("chat.feed_day_put")), (1, 1), "the minute's and the day's rows");
+    let registry = (count("chat.put_channel"), count("chat.put_channel_slot"), count("chat.put_channel_shard"));
+    assert_eq!(registry, (2, 1, 1), "a channel's row each, the slot's and the shard's once");
+}
+
+fn channels(feed: &[chatmesh_api::chat::v1::ChannelEvent]) -> Vec<&str> {
+    feed.iter().map(|e| e.channel_id.as_str()).collect()
+}
+
+/// The feed after the publisher's cursor, once `process` has sent a chat in `channel`.
+async fn restarted_feed(process: &ScyllaChatStore, channel: u64) -> Vec<chatmesh_api::chat::v1::ChannelEvent> {
+    send(process, channel, 7, "after the restart").await;
+    let cursor = process.cursor("publisher").await.unwrap();
+    process.feed(cursor, 10).await.unwrap()
+}
+
+/// Sends a chat in `channel` and moves the publisher's cursor past everything in the feed.
+async fn send_and_deliver(process: &ScyllaChatStore, channel: u64) {
+    send(process, channel, 7, "delivered").await;
+    let delivered = process.feed(0, 100).await.unwrap();
+    let last = delivered.last().expect("delivered at once").event_id.parse().unwrap();
+    process.set_cursor("publisher", last).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_clean_stop_a_restart_delivers_at_once() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let before = process(&memory, FIRST_ID);
+    send_and_deliver(&before, 1).await;
+    // an orderly stop: requests drained, nothing unsettled
+    before.close().await.unwrap();
+    before.inner.cql.crash();
+    let after = process(&memory, FIRST_ID + 1000);
+    assert_eq!(channels(&restarted_feed(&after, 2).await), vec!["2"], "delivered without waiting");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_with_a_failed_write_still_held_is_not_clean() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let before = process(&memory, FIRST_ID);
+    send_and_deliver(&before, 1).await;
+    // a send times out, its batch left in the batchlog, and is still held when the process stops
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(before.create_chat(text(1, 7, "replayed later", "")).await.is_err());
+    before.close().await.unwrap();
+    before.inner.cql.crash();
+    let after = process(&memory, FIRST_ID + 1000);
+    assert!(restarted_feed(&after, 2).await.is_empty(), "nothing passes what the batchlog may still replay");
+    assert_eq!(memory.release_held(), 1, "the batchlog replays it within its window");
+    tokio::time::sleep(REPLAY_WINDOW).await;
+    let cursor = after.cursor("publisher").await.unwrap();
+    assert_eq!(channels(&after.feed(cursor, 10).await.unwrap()), vec!["1", "2"], "the replayed write first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_a_clean_restarts_first_write_is_not_taken_for_a_clean_stop() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let first = process(&memory, FIRST_ID);
+    send_and_deliver(&first, 1).await;
+    first.close().await.unwrap();
+    first.inner.cql.crash();
+    // the restart after a clean stop delivers at once ...
+    let second = process(&memory, FIRST_ID + 1000);
+    send_and_deliver(&second, 2).await;
+    // ... then a send times out, its batch left in the batchlog, and the process dies
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(second.create_chat(text(3, 7, "replayed later", "")).await.is_err());
+    second.inner.cql.crash();
+    let third = process(&memory, FIRST_ID + 2000);
+    assert!(restarted_feed(&third, 4).await.is_empty(), "nothing passes what the batchlog may still replay");
+    assert_eq!(memory.release_held(), 1);
+    tokio::time::sleep(REPLAY_WINDOW).await;
+    let cursor = third.cursor("publisher").await.unwrap();
+    assert_eq!(channels(&third.feed(cursor, 10).await.unwrap()), vec!["3", "4"], "the replayed write first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_after_a_clean_stop_undoes_it() {
+    let memory = MemoryCql::migrated();
+    memory.set_time(NOW as i64);
+    let before = process(&memory, FIRST_ID);
+    send_and_deliver(&before, 1).await;
+    before.close().await.unwrap();
+    // a write after the stop was recorded (a late request), left in the batchlog by a crash
+    memory.hold_writes_of(&PUT_CHAT, 1);
+    assert!(before.create_chat(text(1, 7, "replayed later", "")).await.is_err());
+    before.inner.cql.crash();
+    let after = process(&memory, FIRST_ID + 1000);
+    assert!(restarted_feed(&after, 2).await.is_empty(), "nothing passes what the batchlog may still replay");
+    assert_eq!(memory.release_held(), 1);
+    tokio::time::sleep(REPLAY_WINDOW).await;
+    let cursor = after.cursor("publisher").await.unwrap();
+    assert_eq!(channels(&after.feed(cursor, 10).await.unwrap()), vec!["1", "2"]);
 }

@@ -26,8 +26,6 @@ use crate::{
     store::{CreateOutcome, ExternalEvent, ItemOutcome, StoreError, chat_event},
 };
 
-/// How long a failed batch is retried in the background before its ids are released.
-const SETTLE_FOR: Duration = Duration::from_secs(3600);
 /// Attempts of a compare-and-set (read pointer) or of a claim raced by a release.
 const ATTEMPTS: usize = 8;
 /// Index rows this process remembers having written (then it forgets them all and writes
@@ -59,7 +57,7 @@ fn put_chat(chat: &ChatRecord, ts: i64) -> Result<(&'static Statement, Vec<Value
 /// The write timestamp (µs) of an id: its millisecond, plus its sequence (the low 12 bits, 4,096
 /// per ms) scaled into that millisecond's microseconds, so timestamps follow id order and stay
 /// within the id's millisecond (as ScyllaDB compares them with clock-stamped writes).
-fn timestamp_of(id: u64) -> i64 {
+pub(super) fn timestamp_of(id: u64) -> i64 {
     let sequence = (id & 0xfff) as i64;
     unix_ms_of(id) as i64 * 1000 + sequence * 1000 / 4096
 }
@@ -90,20 +88,28 @@ fn ms_of(ts: i64) -> u64 {
 
 /// Whether a failed write was refused before anything of it applied, so no batchlog replay can
 /// land it later and retrying it fails the same way: a request the schema refuses (`Schema`),
-/// or one the server refuses as invalid (`Invalid`: a batch past
-/// `batch_size_fail_threshold_in_kb`, a write timestamp too far ahead).
+/// or one refused before it ran (`Invalid`: ScyllaDB's InvalidRequest — a batch past
+/// `batch_size_fail_threshold_in_kb`, a write timestamp too far ahead —, a syntax error, a missing
+/// permission, or the driver's own refusal before sending). Timeouts and unavailable replicas
+/// are `Failed`: their outcome is unknown.
 fn cannot_have_applied(error: &CqlError) -> bool {
     matches!(error, CqlError::Schema { .. } | CqlError::Invalid { .. })
 }
 
-/// Index rows (bucket lists, the channel registry) a process knows it wrote, so it writes each
-/// once rather than with every chat: these partitions are shared by a channel's whole traffic
-/// (buckets) or by every channel (the registry's upper levels).
+/// Index rows (bucket lists, the channel registry, the feed's minutes and days) a process knows
+/// it wrote, so it writes each once rather than with every chat: these partitions are shared by
+/// a channel's whole traffic (buckets), by every channel (the registry's upper levels: a slot's
+/// channels, a shard's slots, the 128 shards) or by all of this node's events (a minute of the
+/// feed listed in its day, a day in its year).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Known {
     ChatBucket(u64, i32),
     EventBucket(u64, i32),
     Channel(u64),
+    ChannelSlot(u64),
+    ChannelShard(i32),
+    FeedMinute(i64),
+    FeedDay(i64),
 }
 
 /// One logged batch being built: its writes, the ids it makes durable, and the index rows it
@@ -116,8 +122,10 @@ struct Batch {
 }
 
 impl ScyllaChatStore {
-    /// Runs a batch, logged (all or nothing across partitions).
+    /// Runs a batch, logged (all or nothing across partitions), once the node's clean-stop
+    /// mark is cleared ([`ScyllaChatStore::writing`]).
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.writing().await?;
         if let Err(e) = self.cql().batch(BatchKind::Logged, batch.writes.clone()).await {
             self.settle(batch, &e);
             return Err(cql_error(e));
@@ -133,32 +141,53 @@ impl ScyllaChatStore {
 
     /// After a failed batch: a logged batch whose request failed (a timeout) may still be
     /// applied later by the cluster's batchlog, below a feed cursor that has moved on. So its
-    /// ids stay in flight (no feed reader passes them) while the same idempotent batch, its chat
-    /// row at the same write timestamp, is retried in the background until it is applied one
-    /// way or the other (a retry landing after a later edit or retraction loses to it). A write
-    /// refused before anything applied ([`cannot_have_applied`]) holds nothing back. The caller was
-    /// answered with the error, so the write is not acknowledged either way.
+    /// ids stay in flight (no feed reader passes them, which holds back this process's whole
+    /// feed, live delivery included) while the same idempotent batch, its chat row at the same
+    /// write timestamp, is retried in the background until it is applied one way or the other
+    /// (a retry landing after a later edit or retraction loses to it) — for at most the
+    /// batchlog's [`change_feed::REPLAY_WINDOW`]: then the ids are released and retrying stops
+    /// (a change applied later still reaches its channel's log, not the feed's readers). A write
+    /// refused before anything applied ([`cannot_have_applied`]) holds nothing back. The caller
+    /// was answered with the error, so the write is not acknowledged either way.
     fn settle(&self, batch: Batch, error: &CqlError) {
         if cannot_have_applied(error) {
             return;
         }
         let held: Vec<change_feed::InflightGuard> = batch.ids.iter().map(|id| self.inner.inflight.begin(*id)).collect();
         let cql = self.cql().clone();
+        metrics::counter!("chatmesh_chat_feed_held_total").increment(1);
+        metrics::gauge!("chatmesh_chat_feed_held_batches").increment(1.0);
         tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + change_feed::REPLAY_WINDOW;
             let mut wait = Duration::from_millis(100);
-            let deadline = tokio::time::Instant::now() + SETTLE_FOR;
-            loop {
-                tokio::time::sleep(wait).await;
-                match cql.batch(BatchKind::Logged, batch.writes.clone()).await {
-                    Ok(_) => break,
-                    Err(e) if cannot_have_applied(&e) || tokio::time::Instant::now() >= deadline => {
-                        tracing::error!(error = %e, ids = ?batch.ids, "a failed chat write could not be settled; releasing its ids");
-                        break;
-                    }
-                    Err(_) => wait = (wait * 2).min(Duration::from_secs(30)),
+            let unsettled = loop {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    break true;
                 }
+                tokio::time::sleep(wait.min(deadline - now)).await;
+                match cql.batch(BatchKind::Logged, batch.writes.clone()).await {
+                    Ok(_) => break false,
+                    Err(e) if cannot_have_applied(&e) => {
+                        tracing::warn!(error = %e, ids = ?batch.ids, "a failed chat write was refused when retried; releasing its ids");
+                        break false;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, ids = ?batch.ids, "a failed chat write is not settled yet");
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                    }
+                }
+            };
+            if unsettled {
+                tracing::error!(
+                    ids = ?batch.ids,
+                    "a failed chat write was not settled within the batchlog's replay window; releasing its ids \
+                     (if the batchlog applies it later, its changes reach their channel's log, not the feed)"
+                );
+                metrics::counter!("chatmesh_chat_feed_unsettled_total").increment(1);
             }
             drop(held);
+            metrics::gauge!("chatmesh_chat_feed_held_batches").decrement(1.0);
         });
     }
 
@@ -170,13 +199,29 @@ impl ScyllaChatStore {
         match row {
             Known::ChatBucket(channel, bucket) => batch.writes.push((&PUT_CHAT_BUCKET, values![channel, bucket])),
             Known::EventBucket(channel, bucket) => batch.writes.push((&PUT_EVENT_BUCKET, values![channel, bucket])),
-            Known::Channel(channel) => batch.writes.extend([
-                (&PUT_CHANNEL, values![channel >> 40, channel]),
-                (&PUT_CHANNEL_SLOT, values![(channel >> 56) as i32, channel >> 40]),
-                (&PUT_CHANNEL_SHARD, values![0i32, (channel >> 56) as i32]),
-            ]),
+            Known::Channel(channel) => batch.writes.push((&PUT_CHANNEL, values![channel >> 40, channel])),
+            Known::ChannelSlot(slot) => batch.writes.push((&PUT_CHANNEL_SLOT, values![(slot >> 16) as i32, slot])),
+            Known::ChannelShard(shard) => batch.writes.push((&PUT_CHANNEL_SHARD, values![0i32, shard])),
+            Known::FeedMinute(slot) => batch.writes.push(change_feed::minute_row(self.inner.node, slot)),
+            Known::FeedDay(day) => batch.writes.push(change_feed::day_row(self.inner.node, day)),
         }
         batch.known.push(row);
+    }
+
+    /// Adds the rows registering `channel` for scans (slot = channel >> 40, shard = channel >> 56),
+    /// each level once per process.
+    fn register(&self, batch: &mut Batch, channel: u64) {
+        self.index(batch, Known::Channel(channel));
+        self.index(batch, Known::ChannelSlot(channel >> 40));
+        self.index(batch, Known::ChannelShard((channel >> 56) as i32));
+    }
+
+    /// Adds an event's feed row, and its minute's and day's rows once per process.
+    fn feed(&self, batch: &mut Batch, event: &ChannelEvent) {
+        let (slot, row) = change_feed::feed_row(self.inner.node, event);
+        batch.writes.push(row);
+        self.index(batch, Known::FeedMinute(slot));
+        self.index(batch, Known::FeedDay(change_feed::day_of_slot(slot)));
     }
 
     /// Adds an event's rows in its channel's log and in the feed.
@@ -185,7 +230,7 @@ impl ScyllaChatStore {
         let event_id = parse_id("event id", &event.event_id)?;
         batch.writes.push((&PUT_EVENT, values![channel, bucket(event_id), event_id, event.encode_to_vec()]));
         self.index(batch, Known::EventBucket(channel, bucket(event_id)));
-        batch.writes.extend(change_feed::feed_writes(self.inner.node, event));
+        self.feed(batch, event);
         batch.ids.push(event_id);
         Ok(())
     }
@@ -196,7 +241,7 @@ impl ScyllaChatStore {
         batch.writes.push(put_chat(chat, created_at(chat))?);
         batch.writes.push((&PUT_CHAT_BY_ID, values![chat.chat_id, channel]));
         self.index(batch, Known::ChatBucket(channel, bucket(chat.chat_id)));
-        self.index(batch, Known::Channel(channel));
+        self.register(batch, channel);
         batch.ids.push(chat.chat_id);
         self.log(batch, created)
     }
@@ -383,10 +428,11 @@ impl ScyllaChatStore {
         self.log(&mut batch, &event)?;
         // why: the uploads are queued for release in the tombstone's own batch, so the release is
         // as durable as the retraction; detached right after (or by the next sweep).
-        batch.writes.extend(uploads::release_writes(&attached));
+        let hour = uploads::hour_of(unix_ms_of(event_id));
+        batch.writes.extend(uploads::release_writes(&attached, hour));
         self.commit(batch).await?;
         if !attached.attachments.is_empty() {
-            match uploads::release_for_chat(self.cql(), &attached).await {
+            match uploads::release_for_chat(self.cql(), &attached, hour).await {
                 Ok(()) => self.synced(&[]),
                 Err(e) => tracing::warn!(error = %e, chat_id, "retracted chat's uploads left for the sweep to release"),
             }
@@ -411,7 +457,7 @@ impl ScyllaChatStore {
             known: Vec::new(),
         };
         // why: private to the remover: the feed only, never the channel's log.
-        batch.writes.extend(change_feed::feed_writes(self.inner.node, &event));
+        self.feed(&mut batch, &event);
         self.commit(batch).await
     }
 
@@ -486,8 +532,9 @@ impl ScyllaChatStore {
         self.log(&mut batch, event)?;
         let deleted = event.r#type() == EventType::ChannelDeleted;
         let channel = parse_id("channel id", &event.channel_id)?;
+        let hour = uploads::hour_of(unix_ms_of(parse_id("event id", &event.event_id)?));
         if deleted {
-            batch.writes.extend(change_feed::channel_deleted_writes(channel));
+            batch.writes.extend(change_feed::channel_deleted_writes(channel, hour));
         }
         if let Some((record, chat_event_id)) = announced {
             let key = format!("{}:announcement", event.idempotency_key);
@@ -498,7 +545,7 @@ impl ScyllaChatStore {
         if deleted {
             // why: the release is queued in the batch; releasing now shows it at once, and a
             // failure is finished by the next sweep (the event is written: not an error)
-            match uploads::release_channel(self.cql(), channel).await {
+            match uploads::release_channel(self.cql(), (self.inner.now)(), channel, hour).await {
                 Ok(()) => self.synced(&[]),
                 Err(e) => {
                     tracing::warn!(error = %e, channel, "deleted channel's uploads left for the sweep to release")
@@ -510,7 +557,7 @@ impl ScyllaChatStore {
 
     pub(super) async fn advance(&self, channel_id: u64, user: u64, chat_id: u64) -> Result<ReadPointer, StoreError> {
         for _ in 0..ATTEMPTS {
-            let current = self.pointer(channel_id, user).await?;
+            let (row, current) = self.pointer_rows(channel_id, user).await?;
             if let Some(pointer) = current
                 && pointer.last_read_chat_id >= chat_id
             {
@@ -520,7 +567,9 @@ impl ScyllaChatStore {
                 return Ok(ReadPointer::default());
             }
             let moved = ReadPointer { last_read_chat_id: chat_id, acked_at_ms: (self.inner.now)() };
-            let applied = match current {
+            // why: past a pointer acked before migration 0005 (current without a row), the new
+            // row is created ahead of it, so the pointer still never moves back
+            let applied = match row {
                 Some(_) => {
                     let set = values![chat_id, moved.acked_at_ms, user, channel_id, chat_id];
                     self.cql().lwt(&ADVANCE_POINTER, set).await.map_err(cql_error)?
