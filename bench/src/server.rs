@@ -106,7 +106,11 @@ impl Server {
             .env("CHATMESH_PASSWORD__MAX_CONCURRENT_HASHES", "4")
             .env("CHATMESH_LIMITS__USER_CALLS_PER_SEC", "1000000")
             .env("CHATMESH_LIMITS__USER_CALLS_BURST", "1000000")
+            .env("CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE", "1000000")
+            .env("CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE", "1000000")
             .env("CHATMESH_WS__MAX_SESSIONS_PER_USER", "100000")
+            // why: every benchmark client connects from this one address
+            .env("CHATMESH_WS__MAX_CONNECTIONS_PER_SOURCE", "0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

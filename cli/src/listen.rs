@@ -1,61 +1,109 @@
-//! Listeners: binding, serving until the process stops, and draining within a grace period.
+//! Listeners: binding, admitting connections (a cap per client address, a deadline for the
+//! first bytes, a header timeout), serving until the process stops, and draining within a
+//! grace period.
 
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use chatmesh_platform::{config::Config, grpc::PlatformLayer, shutdown::CancellationToken};
-use tokio::net::TcpListener;
+use chatmesh_platform::{
+    config::{Config, RestConfig},
+    connections::{Guarded, SourceCap},
+    grpc::PlatformLayer,
+    shutdown::CancellationToken,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{net::TcpListener, task::JoinSet};
 use tonic::service::Routes;
 
 use crate::background::Background;
 
+/// How an HTTP listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpSettings {
+    /// How long a stop waits for requests in flight.
+    pub(crate) grace: Duration,
+    /// How long a request's headers (and a new connection's first bytes) may take to arrive.
+    pub(crate) header_timeout: Duration,
+    /// Open connections per client address (0: no cap).
+    pub(crate) per_source: usize,
+}
+
+impl HttpSettings {
+    /// The REST gateway's listener, from `[rest]`.
+    pub(crate) fn rest(rest: &RestConfig) -> Self {
+        Self {
+            grace: Duration::from_secs(rest.drain_secs),
+            header_timeout: Duration::from_secs(rest.header_timeout_secs.max(1)),
+            per_source: rest.max_connections_per_source,
+        }
+    }
+}
+
+/// Ping interval of HTTP/2 connections on HTTP listeners, which find dead peers with it.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(45);
+
 impl Background {
-    /// Binds a gRPC listener serving `routes` behind `layer`, with the settings of `[grpc]`;
-    /// returns its address.
+    /// Binds a gRPC listener serving `routes` behind `layer`, with the settings of `[grpc]`,
+    /// and at most `per_source` open connections per client address (0: no cap); returns its
+    /// address.
     pub(crate) async fn serve_grpc(
         &mut self,
         (name, addr): (&'static str, SocketAddr),
         config: &Config,
         layer: PlatformLayer,
         routes: Routes,
+        per_source: usize,
     ) -> anyhow::Result<SocketAddr> {
         let listener = bind(name, addr).await?;
         let bound = listener.local_addr()?;
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(config.grpc.max_concurrent_streams)
             .http2_keepalive_interval(Some(Duration::from_secs(config.grpc.keepalive_secs)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(config.grpc.keepalive_timeout_secs)))
             .layer(layer)
             .add_routes(routes);
         let stop = self.shutdown.clone();
         let grace = Duration::from_secs(config.grpc.drain_secs);
+        let handshake = Duration::from_secs(config.grpc.handshake_timeout_secs.max(1));
+        let cap = SourceCap::new(name, per_source);
         self.spawn(async move {
             use tokio_stream::StreamExt as _;
-            // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
-                .map(|stream| stream.and_then(|s| s.set_nodelay(true).map(|()| s)));
+            // why: the HTTP/2 server waits for the client's preface without a deadline of its
+            // own; keepalive pings only begin once it has arrived.
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |accepted| {
+                let stream = match accepted {
+                    Ok(stream) => stream,
+                    Err(e) => return Some(Err(e)),
+                };
+                // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
+                let _ = stream.set_nodelay(true);
+                // a connection refused here is dropped, which closes it
+                let permit = cap.admit(stream.peer_addr().ok()?.ip())?;
+                Some(Ok(Guarded::new(stream, permit, handshake)))
+            });
             let serve = server.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
             drained(name, &stop, grace, async { serve.await.with_context(|| format!("{name} server")) }).await
         });
         Ok(bound)
     }
 
-    /// Binds an HTTP listener serving `router`, drained within `grace`; returns its address.
+    /// Binds an HTTP listener serving `router` with `settings`; returns its address.
     pub(crate) async fn serve_http(
         &mut self,
         (name, addr): (&'static str, SocketAddr),
-        grace: Duration,
+        settings: HttpSettings,
         router: axum::Router,
     ) -> anyhow::Result<SocketAddr> {
         let listener = bind(name, addr).await?;
         let bound = listener.local_addr()?;
         let stop = self.shutdown.clone();
         self.spawn(async move {
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
-            drained(name, &stop, grace, async { serve.await.with_context(|| format!("{name} server")) }).await
+            let serve = http_connections(name, listener, settings, router, stop.clone());
+            drained(name, &stop, settings.grace, async {
+                serve.await;
+                Ok(())
+            })
+            .await
         });
         Ok(bound)
     }
@@ -63,8 +111,70 @@ impl Background {
     /// Serves the metrics and the process's probes on `[metrics] listen`.
     pub(crate) async fn serve_metrics(&mut self, config: &Config) -> anyhow::Result<SocketAddr> {
         let router = metrics_router(self.shutdown.clone());
-        self.serve_http(("metrics", config.metrics.listen), Duration::from_secs(1), router).await
+        // why: scraped by the cluster's own collector, never by clients: no cap per address
+        let settings =
+            HttpSettings { grace: Duration::from_secs(1), header_timeout: Duration::from_secs(10), per_source: 0 };
+        self.serve_http(("metrics", config.metrics.listen), settings, router).await
     }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge) on `listener` until `stop`, then waits for the
+/// requests in flight; dropped, it closes every connection. A connection is closed when its
+/// address already holds `per_source` others, when its first bytes or a request's headers take
+/// longer than `header_timeout`, or when it idles that long between requests.
+async fn http_connections(
+    name: &'static str,
+    listener: TcpListener,
+    settings: HttpSettings,
+    router: axum::Router,
+    stop: CancellationToken,
+) {
+    use tower::ServiceExt as _;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(HTTP2_KEEPALIVE);
+    let cap = SourceCap::new(name, settings.per_source);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{name}: accept failed");
+                    // why: an exhausted descriptor table fails every accept at once; retrying
+                    // without a pause would spin a core
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        // a connection refused here is dropped, which closes it
+        let Some(permit) = cap.admit(remote.ip()) else { continue };
+        // why: without TCP_NODELAY a reply spanning two segments waits out the peer's delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
+        // why: the protocol is not known before the first bytes, and hyper's header timeout
+        // starts only once it is
+        let io = TokioIo::new(Guarded::new(stream, permit, settings.header_timeout));
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "{name}: connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Binds `name`'s listener on `addr`, saying where it listens.

@@ -96,7 +96,14 @@ def server():
         CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
         CHATMESH_LIMITS__USER_CALLS_BURST="100000",
         CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
+        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE="100000",
+        CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE="100000",
         CHATMESH_MEDIA__MAX_BYTES=str(2**63 - 1),
+        # why: so are the accepted media types; these take every sample of the contract's shape
+        CHATMESH_MEDIA__CONTENT_TYPES=json.dumps(
+            ["image/png", "image/svg+xml", "image/vnd.microsoft.icon", "video/mp4", "audio/mpeg"]
+            + ["application/pdf", "text/plain", "image/" + "a" * 127]
+        ),
     )
     chatmesh = Chatmesh("chatmesh-data-", settings)
     ADDRS.update(grpc=chatmesh.addrs["grpc"], rest=chatmesh.addrs["rest"])

@@ -110,6 +110,8 @@ def fuzz_url(chatmesh_up):
         CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
         CHATMESH_LIMITS__USER_CALLS_BURST="100000",
         CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
+        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE="100000",
+        CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE="100000",
         # why: the run creates many accounts; the OWASP hashing defaults have their own unit test
         CHATMESH_PASSWORD__MEMORY_KIB="4096",
         CHATMESH_PASSWORD__ITERATIONS="1",

@@ -336,7 +336,7 @@ async fn a_grpc_connection_holds_at_most_256_streams_and_refuses_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_throttled_at_ten_a_minute_per_account_by_default() {
-    let documented = documented_limit("login attempts per account");
+    let documented = documented_limit("failed logins per account from one client address");
     assert!(documented.starts_with("10/min, then 429 / RESOURCE_EXHAUSTED with Retry-After"), "{documented}");
     let per_minute = Config::default().limits.login_per_minute_per_account;
     assert_eq!(per_minute, 10);
@@ -404,14 +404,18 @@ fn s3_config(dir: &std::path::Path) -> Option<Config> {
     Some(config)
 }
 
-/// The uploads whose objects the bucket holds (moto lists a bucket for unsigned requests).
+/// The uploads whose objects the bucket holds, staged (`uploads/`) or attached (`attached/`)
+/// (moto lists a bucket for unsigned requests).
 async fn stored(config: &Config) -> BTreeSet<String> {
-    let url = format!("{}/{}?list-type=2&prefix=uploads/", config.media.s3_endpoint, config.media.s3_bucket);
+    let url = format!("{}/{}?list-type=2", config.media.s3_endpoint, config.media.s3_bucket);
     let response = reqwest::get(url).await.expect("moto answers");
     assert_eq!(response.status().as_u16(), 200, "the bucket is listed");
     let listing = response.text().await.expect("a listing");
     assert!(listing.contains("<IsTruncated>false</IsTruncated>"), "one page: {listing}");
-    listing.split("<Key>uploads/").skip(1).filter_map(|k| k.split_once("</Key>")).map(|(id, _)| id.to_owned()).collect()
+    let keys = listing.split("<Key>").skip(1).filter_map(|k| k.split_once("</Key>")).map(|(key, _)| key);
+    keys.filter_map(|key| key.strip_prefix("uploads/").or_else(|| key.strip_prefix("attached/")))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Polls until the upload's object is gone; returns what the bucket still holds.

@@ -506,3 +506,238 @@ async fn oversized_messages_and_stalled_handshakes_are_cut_off() {
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closed the stalled connection: {read:?}");
     println!("a stalled handshake was closed; a {} byte message refused: {}", max + 1024, refused.code());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reader_cannot_send_typing_notices_on_any_surface() {
+    use chatmesh_api::{
+        channel::v1::{ChannelKind, ChannelVisibility, CreateChannelRequest, CreateMemberRequest},
+        dispatcher::v1::{SendTypingRequest, dispatcher_service_client::DispatcherServiceClient},
+    };
+    let app = TestApp::spawn().await;
+    let owner = app.user("owner").await;
+    let reader = app.user("reader").await;
+    let broadcast = CreateChannelRequest {
+        kind: ChannelKind::Broadcast as i32,
+        visibility: ChannelVisibility::Public as i32,
+        name: "news".into(),
+        ..Default::default()
+    };
+    let id = app.create_channel(&owner, broadcast).await;
+    let join = CreateMemberRequest { channel_id: id.clone(), user_id: String::new() };
+    app.channels().await.create_member(authed(&reader.token, join)).await.expect("a reader joins");
+    let rest = |token: &str| {
+        let (addr, bearer, path) = (app.rest_addr, format!("Bearer {token}"), format!("/api/v1/channels/{id}/typing"));
+        async move {
+            let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+            let (status, _, body) = chatmesh_tests::raw::http_with_body(addr, "POST", &path, &headers, "{}").await;
+            (status, serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default())
+        }
+    };
+    let mut dispatcher = DispatcherServiceClient::new(app.channel().await);
+    let typing = |token: &str| authed(token, SendTypingRequest { channel_id: id.clone() });
+
+    // the reader, on each surface: refused as it would be refused a chat
+    let (status, body) = rest(&reader.token).await;
+    assert_eq!((status, body["status"].as_str()), (403, Some("PERMISSION_DENIED")), "REST: {body}");
+    let refused = dispatcher.send_typing(typing(&reader.token)).await.expect_err("gRPC: a reader's typing");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let (mut socket, _) = chatmesh_tests::ws::connect(app.ws_addr, &reader.token, "").await;
+    let frame = serde_json::json!({ "event": "typing", "data": { "channelId": id } });
+    chatmesh_tests::ws::send(&mut socket, frame).await;
+    let frames = chatmesh_tests::ws::until(&mut socket, "error", HANG).await.expect("WebSocket: an answer");
+    let error = frames.last().unwrap();
+    assert_eq!(error["data"]["code"], "PERMISSION_DENIED", "WebSocket: {error}");
+
+    // the owner, who may write there, may type there
+    let (status, body) = rest(&owner.token).await;
+    assert_eq!(status, 200, "REST: {body}");
+    dispatcher.send_typing(typing(&owner.token)).await.expect("gRPC: the owner's typing");
+    println!("typing in a broadcast: the reader refused on REST, gRPC and WebSocket; the owner let through");
+}
+
+/// Reads what `stream` is sent until the server closes it (`true`), or `HANG` passes (`false`).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_stall_before_their_request_are_closed_on_every_listener() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.rest.header_timeout_secs = 1;
+    config.grpc.handshake_timeout_secs = 1;
+    config.ws.handshake_timeout_secs = 1;
+    let app = TestApp::spawn_with(config).await;
+    let stalls: [(&str, std::net::SocketAddr, &[u8]); 6] = [
+        ("REST, a partial header", app.rest_addr, b"GET /healthz HTTP/1.1\r\nHost: chat\r\nX-Slow: "),
+        ("REST, nothing", app.rest_addr, b""),
+        ("REST, a partial HTTP/2 preface", app.rest_addr, b"PRI * HTTP/2.0\r\n"),
+        ("gRPC, nothing", app.grpc_addr, b""),
+        ("gRPC, a partial HTTP/2 preface", app.grpc_addr, b"PRI * HTTP/2.0\r\n"),
+        ("WebSocket, a partial header", app.ws_addr, b"GET /?token=x HTTP/1.1\r\nHost: chat\r\n"),
+    ];
+    let mut stalled = Vec::new();
+    for (what, addr, sent) in stalls {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        stalled.push((what, stream));
+    }
+    for (what, stream) in &mut stalled {
+        assert!(closed_by_server(stream).await, "{what}: still open after {HANG:?}");
+    }
+    // a client that sends its request at once is served as before
+    assert_eq!(chatmesh_tests::raw::http(app.rest_addr, "GET", "/healthz", &[]).await.0, 200);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    health.check(tonic_health::pb::HealthCheckRequest::default()).await.expect("a gRPC call");
+    println!("stalled connections: {} closed by the server", stalled.len());
+}
+
+/// A TCP connection to `addr` from the loopback address `from`.
+async fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(addr).await.expect("connects")
+}
+
+/// Whether a request on a new connection from `from` to the listener `which` at `addr` is
+/// served: a health check on gRPC, /healthz on REST, an answer to a handshake without a token
+/// on WebSocket.
+async fn served(which: &str, from: [u8; 4], addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if which == "gRPC" {
+        let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
+        let Ok(channel) = endpoint.local_address(Some(from.into())).connect().await else { return false };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        return health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok();
+    }
+    let request = match which {
+        "REST" => "GET /healthz HTTP/1.1\r\nhost: chat\r\nconnection: close\r\n\r\n",
+        _ => {
+            "GET / HTTP/1.1\r\nhost: chat\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+              sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        }
+    };
+    let mut stream = connect_from(from, addr).await;
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(HANG, stream.read_to_end(&mut answer)).await;
+    answer.starts_with(b"HTTP/1.1 ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_number_of_connections_on_each_listener() {
+    const CAP: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.grpc.max_connections_per_source = CAP;
+    config.rest.max_connections_per_source = CAP;
+    config.ws.max_connections_per_source = CAP;
+    // why: the connections held below stay idle for the whole test, which no timeout may cut short
+    config.grpc.handshake_timeout_secs = 600;
+    config.rest.header_timeout_secs = 600;
+    config.ws.handshake_timeout_secs = 600;
+    let app = TestApp::spawn_with(config).await;
+    for (which, addr) in [("gRPC", app.grpc_addr), ("REST", app.rest_addr), ("WebSocket", app.ws_addr)] {
+        // why: accepted in the order they connect, so the first CAP hold every place when the next arrives
+        let mut idle = Vec::new();
+        for _ in 0..CAP {
+            idle.push(connect_from([127, 0, 0, 1], addr).await);
+        }
+        let mut over = connect_from([127, 0, 0, 1], addr).await;
+        assert!(closed_by_server(&mut over).await, "{which}: connection {} from one address was kept", CAP + 1);
+        assert!(!served(which, [127, 0, 0, 1], addr).await, "{which}: a request past the cap was served");
+        assert!(served(which, [127, 0, 0, 2], addr).await, "{which}: another address has places of its own");
+        // a closed connection gives its place back (once the server has seen the close)
+        drop(idle.pop());
+        let deadline = tokio::time::Instant::now() + HANG;
+        while !served(which, [127, 0, 0, 1], addr).await {
+            assert!(tokio::time::Instant::now() < deadline, "{which}: the freed place was not given back");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        println!("{which}: {CAP} idle connections from one address, the next closed, a freed place reused");
+    }
+}
+
+/// The services reflection lists at `addr`, over v1 and v1alpha (which grpcurl 1.8 speaks).
+async fn reflected_services(addr: std::net::SocketAddr) -> (Vec<String>, Vec<String>) {
+    macro_rules! list {
+        ($version:ident) => {{
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            };
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+            let ask = |request| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+            let requests = [
+                ask(MessageRequest::ListServices(String::new())),
+                ask(MessageRequest::FileContainingSymbol("chatmesh.chat.v1.ChatInternalService".into())),
+            ];
+            let mut client = ServerReflectionClient::new(channel);
+            let mut answers =
+                client.server_reflection_info(futures::stream::iter(requests)).await.unwrap().into_inner();
+            let mut listed = Vec::new();
+            loop {
+                let answer = match answers.message().await {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => break,
+                    // a symbol it cannot describe ends the stream
+                    Err(status) => {
+                        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+                        break;
+                    }
+                };
+                match answer.message_response {
+                    Some(MessageResponse::ListServicesResponse(list)) => {
+                        listed.extend(list.service.into_iter().map(|s| s.name))
+                    }
+                    // why: a symbol it can describe is as good as listed
+                    Some(MessageResponse::FileDescriptorResponse(_)) => listed.push("described: internal".into()),
+                    _ => {}
+                }
+            }
+            listed
+        }};
+    }
+    (list!(v1), list!(v1alpha))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_on_the_public_listener_leaves_the_internal_services_out() {
+    let internal = |services: &[String]| -> Vec<String> {
+        services.iter().filter(|s| s.contains("Internal") || s.contains("internal")).cloned().collect()
+    };
+    // `chatmesh up`: one listener, serving the mesh's internal calls too
+    let app = TestApp::spawn().await;
+    for listed in <[Vec<String>; 2]>::from(reflected_services(app.grpc_addr).await) {
+        assert!(listed.contains(&"chatmesh.chat.v1.ChatService".to_owned()), "{listed:?}");
+        assert_eq!(internal(&listed), Vec::<String>::new(), "listed on the public listener");
+    }
+    // with an internal listener beside it: there they are all listed
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chatmesh_tests::test_config(dir.path().to_owned());
+    config.grpc.internal_listen = Some(([127, 0, 0, 1], 0).into());
+    let parts = chatmesh_cli::Part::ALL.into_iter().collect();
+    let running = chatmesh_cli::start(config, &parts).await.expect("starts");
+    let (public, internal_addr) = (running.grpc_addr.unwrap(), running.internal_grpc_addr.unwrap());
+    for listed in <[Vec<String>; 2]>::from(reflected_services(public).await) {
+        assert_eq!(internal(&listed), Vec::<String>::new(), "listed on the public listener");
+    }
+    let every_internal = chatmesh_api::descriptor_pool().services().filter(|s| s.name().ends_with("InternalService"));
+    let expected = every_internal.count() + 1;
+    for listed in <[Vec<String>; 2]>::from(reflected_services(internal_addr).await) {
+        assert_eq!(internal(&listed).len(), expected, "every internal service and the described symbol: {listed:?}");
+    }
+    running.stop().await.expect("a clean stop");
+    println!("reflection: internal services listed on the internal listener only");
+}

@@ -298,13 +298,16 @@ async fn abandoned_and_retracted_uploads_are_reclaimed_and_attached_ones_kept() 
     let retract = pb::RetractChatsRequest { chat_ids: vec![doomed.chat_id] };
     chats.retract_chats(authed(&alice.token, retract)).await.unwrap();
 
-    let file = |id: &str| dir.path().join("media").join("uploads").join(id);
+    // an upload's bytes are staged under uploads/ and, once attached, kept under attached/ only
+    let staged = |id: &str| dir.path().join("media").join("uploads").join(id);
+    let attached = |id: &str| dir.path().join("media").join("attached").join(id);
     let started = std::time::Instant::now();
-    while file(&abandoned).exists() || file(&retracted).exists() {
+    while staged(&abandoned).exists() || attached(&retracted).exists() {
         assert!(started.elapsed() < Duration::from_secs(30), "the sweeper reclaims them");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(file(&kept).exists(), "an attached upload is kept");
+    assert!(attached(&kept).exists(), "an attached upload is kept");
+    assert!(!staged(&kept).exists() && !staged(&retracted).exists(), "attaching drops the staged copy");
     // why: the sweeper forgets the record just after deleting the file, so attaching may still
     // find it expired; once forgotten, it is no upload at all
     loop {
@@ -322,4 +325,231 @@ async fn abandoned_and_retracted_uploads_are_reclaimed_and_attached_ones_kept() 
     assert_eq!(get(&url).await.2, b"data");
     let (_, metrics) = chatmesh_tests::raw::http(app.metrics_addr, "GET", "/metrics", &[]).await;
     assert!(metrics.contains("chatmesh_media_reclaimed_bytes_total"), "{metrics}");
+}
+
+/// A GET's status, headers and body.
+async fn fetch(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let response = reqwest::get(url).await.expect("the URL answers");
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+async fn retract(chats: &mut ChatServiceClient<Channel>, who: &User, chat_id: &str) {
+    let request = pb::RetractChatsRequest { chat_ids: vec![chat_id.into()] };
+    let outcome = chats.retract_chats(authed(&who.token, request)).await.expect("retracted").into_inner();
+    assert!(format!("{outcome:?}").contains(chat_id), "{outcome:?}");
+}
+
+/// What was attached is what everyone downloads: once a chat carries the file, its upload URL
+/// cannot change the bytes any URL serves — issued before the attempt or after.
+/// `late_put_refused`: the backend refuses the late PUT itself (local files; S3 takes it into a
+/// key nothing serves).
+async fn attached_files_are_final(app: &TestApp, late_put_refused: bool) {
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let channel = app.group(&alice, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    let mut chats = app.chats().await;
+    let upload = create_upload(&mut chats, &alice, &channel, "notes.txt", "text/plain", 10).await.unwrap();
+    assert_eq!(put(&upload.upload_url, "text/plain", b"0123456789".to_vec()).await.0, 200);
+    let chat = send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+    let early = download_url(&mut chats, &bob, &upload.upload_id).await.unwrap();
+    assert_eq!(get(&early).await.2, b"0123456789");
+
+    let (status, body) = put(&upload.upload_url, "text/plain", b"EVILEVIL!!".to_vec()).await;
+    if late_put_refused {
+        assert_eq!(status, 409, "a PUT after attach is refused: {body}");
+        assert!(body.contains("FAILED_PRECONDITION"), "{body}");
+    }
+    let late = download_url(&mut chats, &alice, &upload.upload_id).await.unwrap();
+    for url in [&early, &late] {
+        let (status, _, downloaded) = get(url).await;
+        assert_eq!((status, downloaded.as_slice()), (200, &b"0123456789"[..]), "what was attached is served");
+    }
+    retract(&mut chats, &alice, &chat.chat_id).await;
+    let (status, body) = put(&upload.upload_url, "text/plain", b"EVILEVIL!!".to_vec()).await;
+    if late_put_refused {
+        assert_eq!(status, 409, "a PUT after retraction is refused: {body}");
+    }
+    assert_eq!(download_url(&mut chats, &bob, &upload.upload_id).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_file_cannot_be_replaced_through_its_upload_url() {
+    let app = TestApp::spawn().await;
+    attached_files_are_final(&app, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_file_on_s3_cannot_be_replaced_through_its_upload_url() {
+    let Some((_dir, config)) = s3_config() else { return };
+    create_bucket(&config).await;
+    let app = TestApp::spawn_with(config).await;
+    attached_files_are_final(&app, false).await;
+    // moto ignores response-content-* overrides, so the signed URL itself is what is checked
+    let alice = app.user("carol").await;
+    let channel = app.group(&alice, ChannelVisibility::Private, &[]).await.channel_id;
+    let mut chats = app.chats().await;
+    for (name, content_type, disposition) in
+        [("a.png", "image/png", "inline"), ("a.pdf", "application/pdf", "attachment")]
+    {
+        let upload = create_upload(&mut chats, &alice, &channel, name, content_type, 4).await.unwrap();
+        assert_eq!(put(&upload.upload_url, content_type, b"data".to_vec()).await.0, 200);
+        send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+        let url = reqwest::Url::parse(&download_url(&mut chats, &alice, &upload.upload_id).await.unwrap()).unwrap();
+        let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(query.get("response-content-type").map(String::as_str), Some(content_type), "{url}");
+        let sent = query.get("response-content-disposition").cloned().unwrap_or_default();
+        assert!(sent.starts_with(&format!("{disposition};")), "{content_type}: {sent}");
+    }
+}
+
+/// The headers that keep a file from acting as a page of the origin serving it.
+fn assert_inert(headers: &reqwest::header::HeaderMap, what: &str) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("content-security-policy"), "sandbox; default-src 'none'", "{what}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_types_safe_to_show_are_accepted_and_every_media_answer_is_inert() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let channel = app.group(&alice, ChannelVisibility::Private, &[]).await.channel_id;
+    let mut chats = app.chats().await;
+    for content_type in
+        ["image/svg+xml", "image/html", "video/html", "audio/html", "text/html", "image/../text/html", "image/x-icon"]
+    {
+        let err = create_upload(&mut chats, &alice, &channel, "a.png", content_type, 10).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{content_type}: {err:?}");
+        assert!(err.message().starts_with("content_type"), "{content_type}: {}", err.message());
+    }
+    // the REST surface answers alike, naming the field
+    let body =
+        serde_json::json!({"channelId": channel, "fileName": "x.svg", "contentType": "image/svg+xml", "sizeBytes": 10});
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/uploads", app.rest_addr))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(answer["message"].as_str().unwrap_or_default().starts_with("content_type"), "{answer}");
+
+    // inline only for types a browser shows without running anything; everything else is a download
+    for (name, content_type, disposition) in [
+        ("a.png", "image/png", "inline"),
+        ("a.webp", "image/webp", "inline"),
+        ("a.mp4", "video/mp4", "inline"),
+        ("a.txt", "text/plain", "inline"),
+        ("a.pdf", "application/pdf", "attachment"),
+    ] {
+        let upload = create_upload(&mut chats, &alice, &channel, name, content_type, 4).await.unwrap();
+        let (status, headers, _) = {
+            let response = reqwest::Client::new()
+                .put(&upload.upload_url)
+                .header("content-type", content_type)
+                .body(b"data".to_vec())
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.headers().clone(), ())
+        };
+        assert_eq!(status, 200);
+        assert_inert(&headers, &format!("PUT {content_type}"));
+        send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+        let url = download_url(&mut chats, &alice, &upload.upload_id).await.unwrap();
+        let (status, headers, body) = fetch(&url).await;
+        assert_eq!((status, body.as_slice()), (200, &b"data"[..]));
+        assert_eq!(headers["content-type"], content_type);
+        let sent = headers["content-disposition"].to_str().unwrap();
+        assert!(sent.starts_with(&format!("{disposition};")), "{content_type}: {sent}");
+        assert_inert(&headers, &format!("GET {content_type}"));
+        // refusals too: a tampered signature, a missing file, a path that is not ours
+        let tampered = url.replace("sig=", "sig=x");
+        let (status, headers, _) = fetch(&tampered).await;
+        assert_eq!(status, 403);
+        assert_inert(&headers, "a refused URL");
+    }
+    let (status, headers, _) = fetch(&format!("http://{}/media/uploads/1?sig=x", app.rest_addr)).await;
+    assert_eq!(status, 403);
+    assert_inert(&headers, "an unsigned URL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_url_stops_serving_once_its_viewer_is_kicked_or_the_chat_retracted() {
+    let app = TestApp::spawn().await;
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let channel = app.group(&alice, ChannelVisibility::Private, &[&bob, &carol]).await.channel_id;
+    let mut chats = app.chats().await;
+    let upload = create_upload(&mut chats, &alice, &channel, "plan.txt", "text/plain", 6).await.unwrap();
+    assert_eq!(put(&upload.upload_url, "text/plain", b"secret".to_vec()).await.0, 200);
+    let chat = send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+
+    let request = pb::GetAttachmentUrlRequest { upload_id: upload.upload_id.clone() };
+    let issued = chats.get_attachment_url(authed(&bob.token, request)).await.unwrap().into_inner();
+    let expires = issued.expires_at.expect("expires_at").seconds;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(expires - now <= 5 * 60 + 1, "a download URL lives at most 5 minutes: {}", expires - now);
+    let bobs = issued.download_url;
+    let carols = download_url(&mut chats, &carol, &upload.upload_id).await.unwrap();
+    assert_eq!(get(&bobs).await.2, b"secret");
+
+    let kick = chatmesh_api::channel::v1::DeleteMemberRequest { channel_id: channel.clone(), user_id: bob.id.clone() };
+    app.channels().await.delete_member(authed(&alice.token, kick)).await.expect("kicked");
+    let (status, headers, body) = fetch(&bobs).await;
+    assert_eq!(status, 404, "a kicked member's URL no longer serves: {}", String::from_utf8_lossy(&body));
+    assert_inert(&headers, "a kicked member's URL");
+    assert_eq!(get(&carols).await.2, b"secret", "a member's URL still serves");
+
+    retract(&mut chats, &alice, &chat.chat_id).await;
+    let (status, _, _) = fetch(&carols).await;
+    assert_eq!(status, 404, "a retracted chat's file no longer serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_can_be_served_from_an_origin_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path().to_owned());
+    config.media.listen = Some(([127, 0, 0, 1], 0).into());
+    let app = TestApp::spawn_with(config).await;
+    let alice = app.user("alice").await;
+    let channel = app.group(&alice, ChannelVisibility::Private, &[]).await.channel_id;
+    let mut chats = app.chats().await;
+    let upload = create_upload(&mut chats, &alice, &channel, "a.txt", "text/plain", 2).await.unwrap();
+    let origin = reqwest::Url::parse(&upload.upload_url).unwrap();
+    let media_port = origin.port().expect("a port");
+    assert_ne!(media_port, app.rest_addr.port(), "not the API's origin: {}", upload.upload_url);
+    assert_eq!(put(&upload.upload_url, "text/plain", b"ok".to_vec()).await.0, 200);
+    send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+    let url = download_url(&mut chats, &alice, &upload.upload_id).await.unwrap();
+    let (status, headers, body) = fetch(&url).await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    assert_inert(&headers, "the media origin");
+    // the same signed URL on the API's origin is no file at all
+    let on_api = url.replace(&format!(":{media_port}/"), &format!(":{}/", app.rest_addr.port()));
+    assert_ne!(on_api, url);
+    assert_eq!(fetch(&on_api).await.0, 404, "the API origin serves no media");
+}
+
+/// A file attached before attachments had a key of their own (its bytes only at the upload's
+/// key) is still served: the first download URL claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_attached_before_attached_keys_existed_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(test_config(dir.path().to_owned())).await;
+    let alice = app.user("alice").await;
+    let channel = app.group(&alice, ChannelVisibility::Private, &[]).await.channel_id;
+    let mut chats = app.chats().await;
+    let upload = create_upload(&mut chats, &alice, &channel, "old.txt", "text/plain", 4).await.unwrap();
+    assert_eq!(put(&upload.upload_url, "text/plain", b"kept".to_vec()).await.0, 200);
+    send(&mut chats, &alice, &channel, "", &[&upload.upload_id]).await.unwrap();
+    // the layout an older version left: the attached bytes at the upload's key only
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(media.join("uploads")).unwrap();
+    std::fs::rename(media.join("attached").join(&upload.upload_id), media.join("uploads").join(&upload.upload_id))
+        .unwrap();
+    let url = download_url(&mut chats, &alice, &upload.upload_id).await.unwrap();
+    assert_eq!(get(&url).await, (200, Some("text/plain".into()), b"kept".to_vec()));
 }

@@ -129,7 +129,7 @@ impl ServiceAuth {
         Self { auth, part, cached: Arc::new(std::sync::RwLock::new((String::new(), 0))) }
     }
 
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         let now = crate::ids::now_ms();
         {
             let cached = self.cached.read().unwrap_or_else(|e| e.into_inner());

@@ -13,13 +13,20 @@ use std::{
 
 use chatmesh_api::channel::v1::{
     ChannelKind, ChannelVisibility, CheckMembershipRequest, CheckMembershipResponse, ListUserChannelIdsRequest,
-    channel_internal_service_client::ChannelInternalServiceClient,
+    MemberRole, channel_internal_service_client::ChannelInternalServiceClient,
 };
 // why: tokio's clock (the system's outside tests) so tests can pause and advance it
 use tokio::time::Instant;
 use tonic::Status;
 
 use crate::grpc::InternalChannel;
+
+/// Whether a member with `role` may write in a channel of `kind` (send chats, start uploads,
+/// announce typing): in a broadcast channel only its owner writes. Every service asks this one
+/// rule.
+pub fn may_write(kind: ChannelKind, role: MemberRole) -> bool {
+    kind != ChannelKind::Broadcast || role == MemberRole::Owner
+}
 
 /// How long a membership answer is trusted without news of a newer epoch.
 pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);

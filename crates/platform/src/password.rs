@@ -1,11 +1,14 @@
-//! Password hashing: argon2id with OWASP parameters, on blocking threads behind a small
-//! semaphore so a burst of logins cannot starve the runtime on two cores.
+//! Password hashing: argon2id with OWASP parameters, on blocking threads behind small
+//! semaphores so a burst of logins cannot starve the runtime on two cores. Logins (verifying)
+//! and sign-ups (hashing a new password) hold permits of their own, so a burst of sign-ups
+//! never makes a login wait.
 //!
 //! Each hash needs `memory_kib` of working memory (19 MiB by default). Allocating it per call
 //! left every blocking thread's malloc arena holding its last buffer (RSS grew by ~4.5 MiB per
 //! login at 4 MiB, and would by ~20 MiB at the default); instead one buffer per permit is kept
-//! and reused, so the hasher's memory is `max_concurrent_hashes × memory_kib`, whatever the
-//! number of logins. Hashes are standard PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+//! and reused, so the hasher's memory is `(max_concurrent_hashes + max_concurrent_signup_hashes)
+//! × memory_kib`, whatever the number of logins. Hashes are standard PHC strings
+//! (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
 
 use std::sync::{Arc, Mutex};
 
@@ -40,7 +43,10 @@ const OUTPUT_LEN: usize = 32;
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    /// Held while a login's password is verified.
+    verify_permits: Arc<Semaphore>,
+    /// Held while a new password is hashed (sign-up).
+    hash_permits: Arc<Semaphore>,
     /// Working memory of the configured parameters, one buffer per permit, reused.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     /// A hash of a random password, verified for unknown accounts so both answers cost the same.
@@ -61,16 +67,18 @@ impl PasswordHasher {
         let dummy_hash = hash_with(&params, &dummy, &mut blocks_for(&params))?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            verify_permits: Arc::new(Semaphore::new(config.max_concurrent_hashes.max(1))),
+            hash_permits: Arc::new(Semaphore::new(config.max_concurrent_signup_hashes.max(1))),
             memory: Arc::default(),
             dummy_hash: Arc::new(dummy_hash),
         })
     }
 
-    /// A PHC string (`$argon2id$v=19$m=…`) with a fresh salt.
+    /// A PHC string (`$argon2id$v=19$m=…`) with a fresh salt, under a sign-up permit.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        metrics::counter!("chatmesh_password_hashes_total").increment(1);
         let params = self.params.clone();
-        self.run(move |memory| hash_with(&params, &password, memory)).await
+        self.run(&self.hash_permits, move |memory| hash_with(&params, &password, memory)).await
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no account,
@@ -80,7 +88,7 @@ impl PasswordHasher {
         let stored = stored.unwrap_or_else(|| self.dummy_hash.as_ref().clone());
         metrics::counter!("chatmesh_password_verifications_total").increment(1);
         let params = self.params.clone();
-        self.run(move |memory| {
+        self.run(&self.verify_permits, move |memory| {
             let parsed = PasswordHash::new(&stored).map_err(|e| PasswordError::Hash(e.to_string()))?;
             if !matches(&parsed, &password, &params, memory)? || is_dummy {
                 return Ok(Verified::No);
@@ -97,12 +105,13 @@ impl PasswordHasher {
         .await
     }
 
-    /// Runs `work` on a blocking thread under a permit, with one of the reused buffers.
+    /// Runs `work` on a blocking thread under one of `permits`, with one of the reused buffers.
     async fn run<T: Send + 'static>(
         &self,
+        permits: &Semaphore,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let _permit = permits.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
         let pool = self.memory.clone();
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
@@ -187,7 +196,13 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordConfig {
-        PasswordConfig { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent_hashes: 2 }
+        PasswordConfig {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent_hashes: 2,
+            max_concurrent_signup_hashes: 1,
+        }
     }
 
     #[tokio::test]
@@ -221,6 +236,23 @@ mod tests {
         assert!(argon2(&params).verify_password(b"correct horse", &parsed).is_ok());
         assert!(argon2(&params).verify_password(b"wrong", &parsed).is_err());
         assert_eq!(ours.memory.lock().unwrap().len(), 1, "one buffer, reused");
+    }
+
+    #[tokio::test]
+    async fn a_login_does_not_wait_for_sign_up_hashing() {
+        let hasher = PasswordHasher::new(&PasswordConfig { max_concurrent_hashes: 1, ..cheap() }).unwrap();
+        let stored = hasher.hash("correct horse".into()).await.unwrap();
+        // every sign-up permit taken, as by sign-ups hashing
+        let held = hasher.hash_permits.clone().acquire_many_owned(1).await.unwrap();
+        let verified = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            hasher.verify("correct horse".into(), Some(stored)),
+        )
+        .await
+        .expect("a login is verified while sign-ups hold their permits");
+        assert_eq!(verified.unwrap(), Verified::Yes);
+        drop(held);
+        assert!(hasher.hash("another one".into()).await.unwrap().starts_with("$argon2id$"));
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub fn user_calls(user_id: u64) -> String {
     format!("chatmesh:limits:calls:{{{user_id}}}")
 }
 
+/// A keyed allowance's cell (`name`: what it limits, such as `login-source`; `key`: whose,
+/// such as a client address or a hashed account key).
+pub fn allowance(name: &str, key: &str) -> String {
+    format!("chatmesh:limits:{name}:{{{key}}}")
+}
+
 /// The lease on a node id (value: the holder's random token).
 pub fn node_lease(node_id: u16) -> String {
     format!("chatmesh:node:{node_id}")

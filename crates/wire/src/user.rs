@@ -5,6 +5,7 @@ use std::fmt;
 
 use chatmesh_api::user::v1 as pb;
 use tonic::Status;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::{error::invalid_field, validate};
 
@@ -34,7 +35,7 @@ pub struct CreateUser {
     pub password: String,
     /// Display name, trimmed.
     pub name: String,
-    /// `None` when the request gave none.
+    /// `None` when the request gave none; else its [`username_key`] (`Ada` → `ada`).
     pub username: Option<String>,
 }
 
@@ -55,10 +56,11 @@ pub fn create_user(request: &pb::CreateUserRequest) -> Result<CreateUser, Status
     email_address(&request.email)?;
     password(&request.password)?;
     display_name(&request.name)?;
-    let username = (!request.username.is_empty()).then(|| request.username.clone());
-    if let Some(username) = &username {
+    let username = (!request.username.is_empty()).then_some(request.username.as_str());
+    if let Some(username) = username {
         self::username(username)?;
     }
+    let username = username.map(username_key);
     Ok(CreateUser {
         email: request.email.clone(),
         password: request.password.clone(),
@@ -177,7 +179,7 @@ pub fn get_user(request: &pb::GetUserRequest) -> Result<GetUser, Status> {
 pub struct UpdateMe {
     /// The new display name, trimmed.
     pub name: Option<String>,
-    /// The new username; `Some(None)` removes it.
+    /// The new username's [`username_key`]; `Some(None)` removes it.
     pub username: Option<Option<String>>,
     /// The new avatar URL; empty removes it.
     pub avatar_url: Option<String>,
@@ -219,7 +221,7 @@ pub fn update_me(request: &pb::UpdateMeRequest) -> Result<UpdateMe, Status> {
         valid.name = Some(request.name.trim().to_owned());
     }
     if masked("username", &request.username) {
-        valid.username = Some((!request.username.is_empty()).then(|| request.username.clone()));
+        valid.username = Some((!request.username.is_empty()).then(|| username_key(&request.username)));
     }
     if masked("avatar_url", &request.avatar_url) {
         valid.avatar_url = Some(request.avatar_url.clone());
@@ -249,7 +251,7 @@ pub fn batch_get_users(request: &pb::BatchGetUsersRequest) -> Result<BatchGetUse
 /// A valid `ResolveUsernamesRequest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveUsernames {
-    /// The names without leading `@`, lowercased: the keys usernames are unique on.
+    /// The names without leading `@`, as [`username_key`]s: the keys usernames are unique on.
     pub keys: Vec<String>,
 }
 
@@ -258,7 +260,7 @@ pub fn resolve_usernames(request: &pb::ResolveUsernamesRequest) -> Result<Resolv
     if request.usernames.len() > MAX_BATCH {
         return Err(invalid_field("usernames", format!("at most {MAX_BATCH} names")));
     }
-    let keys = request.usernames.iter().map(|name| name.trim_start_matches('@').to_lowercase()).collect();
+    let keys = request.usernames.iter().map(|name| username_key(name.trim_start_matches('@'))).collect();
     Ok(ResolveUsernames { keys })
 }
 
@@ -306,17 +308,62 @@ fn password(password: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// At most [`MAX_NAME`] characters, no control characters, and not blank (some character is
-/// neither white space nor a control character), checked untrimmed.
+/// At most [`MAX_NAME`] characters, no control characters, no bidirectional formatting
+/// characters ([`is_bidi_control`]), and something visible (some character is not
+/// [`is_invisible`]), checked untrimmed — so a name cannot reorder the text around it or
+/// pass for nobody.
 fn display_name(name: &str) -> Result<(), Status> {
     validate::text("name", name, 1, MAX_NAME)?;
-    if name.chars().all(char::is_whitespace) {
-        return Err(invalid_field("name", "must not be blank"));
+    if name.chars().any(is_bidi_control) {
+        return Err(invalid_field("name", "must not contain bidirectional formatting characters"));
+    }
+    if name.chars().all(is_invisible) {
+        return Err(invalid_field("name", "must not be blank or invisible"));
     }
     Ok(())
 }
 
-/// 3 to 32 of a-z, 0-9 and _, starting with a letter (any letter case).
+/// The bidirectional formatting characters (Unicode's Bidi_Control): the embeddings and
+/// overrides U+202A–U+202E, the isolates U+2066–U+2069, the marks U+200E, U+200F and U+061C.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing: white space, Unicode's default-ignorable code points below
+/// U+10000 (zero-width spaces and joiners, word joiner, soft hyphen, Hangul fillers, variation
+/// selectors, the bidirectional controls, ...) and the blank braille pattern U+2800.
+// why: none above U+FFFF (tags, U+1BCA0..): the contract's pattern must also be written for the
+// OpenAPI document, whose pattern dialect names no code point above U+FFFF
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+        )
+}
+
+/// The form a username is stored, compared and looked up in: NFKC, then lowercase (`Ada` and
+/// `ADA` are `ada`; a lookup of the full-width `ａｄａ` finds `ada`).
+pub fn username_key(username: &str) -> String {
+    username.nfkc().collect::<String>().to_lowercase()
+}
+
+/// 3 to 32 of a-z, A-Z, 0-9 and _, starting with a letter (upper case is accepted and stored
+/// as lower case, see [`username_key`]).
 fn username(username: &str) -> Result<(), Status> {
     let ok = (3..=32).contains(&username.len())
         && username.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -390,11 +437,56 @@ mod tests {
     }
 
     #[test]
+    fn names_may_not_reorder_text_or_show_nothing() {
+        // joiners and selectors inside a visible name are fine (emoji sequences need them)
+        for ok in ["👩\u{200d}💻 Ada", "❤\u{fe0f}", "عائشة", "שלום Ada", "a\u{200b}b", "\u{2800}a"] {
+            assert!(display_name(ok).is_ok(), "{ok:?}");
+        }
+        for bidi in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200e}', '\u{200f}',
+            '\u{61c}',
+        ] {
+            let status = display_name(&format!("Ada{bidi}txt.exe")).unwrap_err();
+            assert!(status.message().contains("bidirectional"), "{bidi:?}: {}", status.message());
+            refuses(display_name(&format!("Ada{bidi}txt.exe")), "name");
+        }
+        let invisible = [
+            "\u{200b}",
+            "\u{200b}\u{200c}\u{200d}",
+            "\u{2060}",
+            "\u{feff}",
+            "\u{ad}",
+            "\u{3164}",
+            "\u{115f}",
+            "\u{2800}",
+            " \u{200b} ",
+            "\u{fe0f}",
+        ];
+        for bad in invisible {
+            let status = display_name(bad).unwrap_err();
+            assert!(status.message().contains("invisible"), "{bad:?}: {}", status.message());
+            refuses(display_name(bad), "name");
+        }
+        assert!(create_user(&pb::CreateUserRequest { name: "\u{202e}nimda".into(), ..new_user() }).is_err());
+        refuses(update_me(&pb::UpdateMeRequest { name: "\u{200b}".into(), ..Default::default() }), "name");
+    }
+
+    #[test]
     fn usernames_are_checked_for_shape() {
         assert!(username("ada_99").is_ok());
-        for bad in ["ab", "9lives", "with space", "émile", &"a".repeat(33)] {
+        for bad in ["ab", "9lives", "with space", "émile", "ａｄａ", "adа", &"a".repeat(33)] {
             refuses(username(bad), "username");
         }
+    }
+
+    #[test]
+    fn usernames_are_stored_and_looked_up_in_lower_case() {
+        let valid = create_user(&pb::CreateUserRequest { username: "Ada_Lovelace".into(), ..new_user() }).unwrap();
+        assert_eq!(valid.username.as_deref(), Some("ada_lovelace"));
+        let update = update_me(&pb::UpdateMeRequest { username: "ADA".into(), ..Default::default() }).unwrap();
+        assert_eq!(update.username, Some(Some("ada".into())));
+        let names = pb::ResolveUsernamesRequest { usernames: vec!["@Ada".into(), "ａｄａ".into(), "ADA_99".into()] };
+        assert_eq!(resolve_usernames(&names).unwrap().keys, ["ada", "ada", "ada_99"]);
     }
 
     #[test]

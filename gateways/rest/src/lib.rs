@@ -21,7 +21,7 @@ use chatmesh_platform::{
     ErrorCode,
     auth::{Authenticator, bearer_token},
     error::{http_error_body, http_response, unavailable},
-    grpc::GrpcChannel,
+    grpc::{GrpcChannel, ServiceAuth},
 };
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use prost_reflect::DynamicMessage;
@@ -39,6 +39,9 @@ const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
 struct State {
     auth: Arc<Authenticator>,
     services: GrpcChannel,
+    /// Vouches for the client address and forwarding chain stamped on open calls (sign-up and
+    /// login limits go by them).
+    stamp: ServiceAuth,
 }
 
 /// Cross-origin access for browsers, from the configured origins.
@@ -69,7 +72,8 @@ pub fn router(
     cors_origins: &[String],
     narrowings: &[openapi::Narrowing],
 ) -> Router {
-    let state = Arc::new(State { auth, services });
+    let stamp = ServiceAuth::new(auth.clone(), "rest");
+    let state = Arc::new(State { auth, services, stamp });
     let routes = routes::routes();
     let document = openapi::document(&routes, narrowings);
     let mut by_path: HashMap<String, MethodRouter> = HashMap::new();
@@ -222,6 +226,12 @@ async fn handle(
     let mut grpc_request = tonic::Request::new(input);
     grpc_request.set_timeout(REQUEST_TIMEOUT);
     let request_id = forward(&parts.headers, &mut grpc_request);
+    if route.open
+        && let Some(axum::extract::ConnectInfo(client)) =
+            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        chatmesh_platform::client_addr::stamp(&mut grpc_request, client.ip(), &parts.headers, &state.stamp);
+    }
     let Ok(path) = route.grpc_path.parse() else { return http_response(ErrorCode::Internal, "bad route") };
     let mut grpc = tonic::client::Grpc::new(state.services.clone());
     // why: in the request's scope, a failure answered below names the id the client gets back

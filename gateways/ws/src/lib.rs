@@ -75,6 +75,7 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let link = tokio::spawn(self.link.clone().run(dispatcher_internal, shutdown.clone()));
         let mut sessions = JoinSet::new();
+        let cap = chatmesh_platform::connections::SourceCap::new("WebSocket", self.settings.max_connections_per_source);
         loop {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -87,9 +88,12 @@ impl Gateway {
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
             };
+            // a connection refused here is dropped, which closes it
+            let Some(place) = cap.admit(peer.ip()) else { continue };
             let gateway = self.clone();
             let stop = shutdown.clone();
             sessions.spawn(async move {
+                let _place = place;
                 let _ = stream.set_nodelay(true);
                 if let Some((socket, identity, _slot)) = gateway.handshake(stream).await {
                     tracing::debug!(%peer, user_id = identity.user_id, "websocket session opened");

@@ -31,6 +31,7 @@ pub struct ChatInternalApi {
 impl ChatApi {
     pub fn new(deps: ChatDeps) -> (Self, ChatInternalApi) {
         let core = Arc::new(ChatCore::new(deps));
+        core.answer_media_checks();
         (Self { core: core.clone() }, ChatInternalApi { core })
     }
 }

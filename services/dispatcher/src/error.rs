@@ -14,6 +14,9 @@ pub enum DispatcherError {
     ChannelNotFound { channel_id: u64 },
     #[error("only members of channel {channel_id} may do this")]
     NotAMember { channel_id: u64 },
+    /// A broadcast channel's readers may not write in it, so neither may they type.
+    #[error("only the owner may write in broadcast channel {channel_id}")]
+    BroadcastOwnerOnly { channel_id: u64 },
     /// A gateway asked to change what a session follows; sessions follow their channels.
     #[error("follow_changed: sessions follow their channels")]
     FollowChangedUnsupported,
@@ -51,6 +54,12 @@ impl From<DispatcherError> for Status {
                 "NOT_A_MEMBER",
                 &[("channel_id", channel_id.to_string())],
             ),
+            DispatcherError::BroadcastOwnerOnly { channel_id } => status_with_reason(
+                Code::PermissionDenied,
+                message,
+                "BROADCAST_OWNER_ONLY",
+                &[("channel_id", channel_id.to_string())],
+            ),
             DispatcherError::FollowChangedUnsupported => Status::unimplemented(message),
             DispatcherError::Backplane(e) => unavailable("backplane", e),
             // why: the channel service's refusals pass on as it answered them; a failure to
@@ -77,6 +86,8 @@ mod tests {
         assert_eq!(status.message(), "channel 42 not found");
         let status = Status::from(DispatcherError::refused(42, Refusal::NotAMember));
         assert_eq!((status.code(), reason(&status).as_str()), (Code::PermissionDenied, "NOT_A_MEMBER"));
+        let status = Status::from(DispatcherError::BroadcastOwnerOnly { channel_id: 42 });
+        assert_eq!((status.code(), reason(&status).as_str()), (Code::PermissionDenied, "BROADCAST_OWNER_ONLY"));
         assert_eq!(Status::from(DispatcherError::FollowChangedUnsupported).code(), Code::Unimplemented);
     }
 

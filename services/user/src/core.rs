@@ -1,7 +1,7 @@
-//! The user service's rules: sign-up, login with throttling, refresh-token rotation, logout,
+//! The user service's rules: sign-up and login with throttling, refresh-token rotation, logout,
 //! profiles and lookups, in domain types. The handlers in `service.rs` only translate.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use aws_lc_rs::{digest, rand::SecureRandom};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -10,13 +10,15 @@ use chatmesh_api::dispatcher::v1::{
 };
 use chatmesh_platform::{
     auth::Authenticator,
-    config::{AuthConfig, Config},
+    client_addr::TrustedProxies,
+    config::{AuthConfig, Config, LimitsConfig},
     grpc::InternalChannel,
     ids::{IdGenerator, now_ms},
     password::{PasswordError, PasswordHasher, Verified},
+    redis_pool::Redis,
+    shared_limits::{Allowances, Rate},
 };
 use chatmesh_wire::user as wire;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
 use crate::{
     error::UserError,
@@ -50,24 +52,44 @@ pub struct UserCore {
     auth: Arc<Authenticator>,
     ids: Arc<IdGenerator>,
     throttle: LoginThrottle,
+    /// Sign-ups per client address.
+    signups: Allowances,
+    /// Whose word on a call's client address is taken.
+    trusted_proxies: TrustedProxies,
 }
 
 impl UserCore {
+    /// `limits`: the Redis that every user-service process keeps its login and sign-up limits
+    /// in (none: this process keeps its own).
     pub fn new(
         config: &Config,
         store: Arc<dyn UserStore>,
         auth: Arc<Authenticator>,
         ids: Arc<IdGenerator>,
         live: Option<InternalChannel>,
+        limits: Option<&Redis>,
     ) -> Result<Self, PasswordError> {
+        let timeout = Duration::from_millis(config.redis.timeout_ms);
+        let limits = limits.map(|redis| (redis, timeout));
+        let signups = Rate::per(config.limits.signups_per_hour_per_source, Duration::from_secs(3600));
         Ok(Self {
             live: live.map(DispatcherInternalServiceClient::new),
             store,
             hasher: PasswordHasher::new(&config.password)?,
             auth,
             ids,
-            throttle: LoginThrottle::per_minute(config.limits.login_per_minute_per_account),
+            throttle: LoginThrottle::new(&config.limits, limits),
+            signups: allowances("signup-source", signups, limits),
+            trusted_proxies: config.limits.trusted_proxies.clone(),
         })
+    }
+
+    pub(crate) fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    pub(crate) fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
     }
 
     /// Re-arms revocations of sessions that ended recently enough for their access tokens to
@@ -80,14 +102,24 @@ impl UserCore {
         Ok(())
     }
 
-    /// Signs a new account up.
-    pub async fn create_user(&self, cmd: wire::CreateUser) -> Result<UserRecord, UserError> {
-        // why: fail fast before paying for a hash; the store re-checks atomically on insert.
-        if self.store.get_user_by_email(&cmd.email.to_lowercase()).await?.is_some() {
-            return Err(UserError::EmailTaken);
-        }
+    /// Signs a new account up for a client at `source` (`None`: unknown, an in-process call).
+    ///
+    /// A taken email is refused (ALREADY_EXISTS) only after the same argon2 hash a new account
+    /// costs, so the answer's timing does not tell taken emails from free ones; the answer
+    /// itself does, and the sign-up limit per address bounds how many a client can try.
+    pub async fn create_user(&self, cmd: wire::CreateUser, source: Option<IpAddr>) -> Result<UserRecord, UserError> {
+        // why: checked before hashing, so a burst of sign-ups costs the client, not our CPU.
+        self.signups
+            .take(&source_key(source))
+            .await
+            .map_err(|wait| UserError::SignUpThrottled(at_least_a_second(wait)))?;
+        let taken = self.store.get_user_by_email(&cmd.email.to_lowercase()).await?.is_some();
         let wire::CreateUser { email, password, name, username } = cmd;
         let password_hash = self.hasher.hash(password).await?;
+        // why: the store re-checks atomically on insert.
+        if taken {
+            return Err(UserError::EmailTaken);
+        }
         let user = new_account(self.ids.next_id(), email, name, username, password_hash, now_ms());
         self.store.insert_user(&user).await?;
         tracing::info!(user_id = user.user_id, "user created");
@@ -95,24 +127,21 @@ impl UserCore {
         Ok(seen_by(user, Some(own)))
     }
 
-    /// Checks a password and opens a login session.
-    pub async fn login(&self, cmd: wire::Login) -> Result<LoggedIn, UserError> {
+    /// Checks a password from a client at `source` (`None`: unknown, an in-process call) and
+    /// opens a login session.
+    pub async fn login(&self, cmd: wire::Login, source: Option<IpAddr>) -> Result<LoggedIn, UserError> {
         let wire::Login { email_key, password, password_can_match } = cmd;
         if !password_can_match {
             return Err(UserError::BadCredentials);
         }
         // why: checked before hashing, so guessing costs the attacker, not our CPU.
-        self.throttle.check(&email_key)?;
-        let user = self.store.get_user_by_email(&email_key).await?;
-        let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = self.hasher.verify(password, stored).await?;
-        let user = match credentials(user, verified)? {
-            Credentials::Valid(user) => user,
-            Credentials::Rehashed(user) => {
-                self.store.update_user(&user).await?;
-                user
-            }
-        };
+        let attempt = self.throttle.begin(&email_key, source).await?;
+        if attempt.slowed {
+            tokio::time::sleep(LOGIN_DELAY).await;
+        }
+        let checked = self.check_password(&email_key, password).await;
+        self.throttle.settle(attempt, matches!(checked, Err(UserError::BadCredentials))).await;
+        let user = checked?;
         let secret = new_refresh_secret()?;
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let ttl_ms = self.auth.config().refresh_ttl_secs * 1000;
@@ -121,6 +150,20 @@ impl UserCore {
         tracing::info!(user_id = user.user_id, session_id = %sid, "login");
         let (tokens, own) = (self.tokens(user.user_id, &sid, &secret), user.user_id);
         Ok(LoggedIn { user: seen_by(user, Some(own)), tokens })
+    }
+
+    /// The account whose password this is (a stronger hash stored on the way).
+    async fn check_password(&self, email_key: &str, password: String) -> Result<UserRecord, UserError> {
+        let user = self.store.get_user_by_email(email_key).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let verified = self.hasher.verify(password, stored).await?;
+        match credentials(user, verified)? {
+            Credentials::Valid(user) => Ok(user),
+            Credentials::Rehashed(user) => {
+                self.store.update_user(&user).await?;
+                Ok(user)
+            }
+        }
     }
 
     /// Exchanges a refresh token for new tokens; a reused one ends its session.
@@ -226,24 +269,92 @@ pub fn token_window_ms(auth: &AuthConfig) -> u64 {
     (auth.access_ttl_secs + auth.leeway_secs) * 1000
 }
 
-/// Login attempts per account (by lowercase email) per minute.
+/// How long a login to an account that has failed too often from everywhere together waits
+/// before its password is checked: slowed, never refused.
+pub const LOGIN_DELAY: Duration = Duration::from_millis(500);
+
+/// Login throttling after OWASP's brute-force guidance. Failed attempts are counted per account
+/// from one client address, and per client address across accounts; once either allowance is
+/// spent, that address's attempts are refused (429) before any hashing. Failures from every
+/// address together only slow the account's logins ([`LOGIN_DELAY`]): an attacker's failures
+/// never lock the owner out, from an address that has not failed. An attempt is taken from both
+/// allowances before hashing (so concurrent guesses cannot overrun them) and given back when
+/// the password was right: only failures count.
 pub struct LoginThrottle {
-    limiter: DefaultKeyedRateLimiter<String>,
+    per_account_and_source: Allowances,
+    per_source: Allowances,
+    per_account: Allowances,
+}
+
+/// A login attempt the throttle let through, settled once its password was checked.
+#[derive(Debug)]
+pub struct Attempt {
+    account_and_source: String,
+    source: String,
+    account: String,
+    /// The account has failed too often from everywhere: wait [`LOGIN_DELAY`] first.
+    pub slowed: bool,
 }
 
 impl LoginThrottle {
-    pub fn per_minute(attempts: u32) -> Self {
-        let attempts = NonZeroU32::new(attempts).unwrap_or(NonZeroU32::MIN);
-        Self { limiter: RateLimiter::keyed(Quota::per_minute(attempts)) }
+    /// The limits of `[limits]`, kept in `shared` Redis (with its timeout) or in this process.
+    pub fn new(limits: &LimitsConfig, shared: Option<(&Redis, Duration)>) -> Self {
+        let minute = Duration::from_secs(60);
+        let per_account = Rate::per(limits.login_per_minute_per_account, minute);
+        Self {
+            per_account_and_source: allowances("login-account-source", per_account, shared),
+            per_source: allowances("login-source", Rate::per(limits.login_per_minute_per_source, minute), shared),
+            per_account: allowances("login-account", per_account, shared),
+        }
     }
 
-    /// Admits one attempt on `email_key`, or says how long to wait (at least a second).
-    pub fn check(&self, email_key: &str) -> Result<(), UserError> {
-        self.limiter.check_key(&email_key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            UserError::LoginThrottled(wait.max(Duration::from_secs(1)))
-        })
+    /// Admits an attempt on `email_key` from `source`, or says how long to wait (at least a second).
+    pub async fn begin(&self, email_key: &str, source: Option<IpAddr>) -> Result<Attempt, UserError> {
+        let (account, source) = (account_key(email_key), source_key(source));
+        let attempt = Attempt { account_and_source: format!("{account}@{source}"), source, account, slowed: false };
+        let refused = |wait| UserError::LoginThrottled(at_least_a_second(wait));
+        self.per_account_and_source.take(&attempt.account_and_source).await.map_err(refused)?;
+        if let Err(wait) = self.per_source.take(&attempt.source).await {
+            self.per_account_and_source.give_back(&attempt.account_and_source).await;
+            return Err(refused(wait));
+        }
+        let slowed = self.per_account.is_spent(&attempt.account).await;
+        Ok(Attempt { slowed, ..attempt })
     }
+
+    /// Counts `attempt` as a failure (a wrong password or unknown account), or gives it back.
+    pub async fn settle(&self, attempt: Attempt, failed: bool) {
+        if failed {
+            // why: only counted; a spent account allowance slows logins, it refuses none
+            let _ = self.per_account.take(&attempt.account).await;
+        } else {
+            self.per_account_and_source.give_back(&attempt.account_and_source).await;
+            self.per_source.give_back(&attempt.source).await;
+        }
+    }
+}
+
+/// Allowances named `name` at `rate`, in `shared` Redis or in this process.
+fn allowances(name: &'static str, rate: Rate, shared: Option<(&Redis, Duration)>) -> Allowances {
+    match shared {
+        Some((redis, timeout)) => Allowances::shared(name, rate, redis, timeout),
+        None => Allowances::local(name, rate),
+    }
+}
+
+/// The key an account's limits go by: a hash of its email key, so no email sits in a limiter.
+fn account_key(email_key: &str) -> String {
+    sha256_hex(email_key.as_bytes())[..32].to_owned()
+}
+
+/// The key a client address's limits go by (in-process calls share one).
+fn source_key(source: Option<IpAddr>) -> String {
+    source.map_or_else(|| "in-process".to_owned(), |ip| ip.to_string())
+}
+
+/// A wait as Retry-After states it: whole seconds, at least one.
+fn at_least_a_second(wait: Duration) -> Duration {
+    wait.max(Duration::from_secs(1))
 }
 
 /// An account whose password checked out.
@@ -381,17 +492,63 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn logins_are_throttled_per_account_with_a_wait_of_at_least_a_second() {
-        let throttle = LoginThrottle::per_minute(2);
-        assert!(throttle.check("ada@example.com").is_ok());
-        assert!(throttle.check("ada@example.com").is_ok());
-        match throttle.check("ada@example.com") {
-            Err(UserError::LoginThrottled(wait)) => assert!(wait >= Duration::from_secs(1), "{wait:?}"),
-            other => panic!("the third attempt in a minute is throttled, got {other:?}"),
+    fn limits(per_account: u32, per_source: u32) -> LimitsConfig {
+        LimitsConfig {
+            login_per_minute_per_account: per_account,
+            login_per_minute_per_source: per_source,
+            ..LimitsConfig::default()
         }
-        assert!(throttle.check("bob@example.com").is_ok(), "another account is not affected");
-        assert!(LoginThrottle::per_minute(0).check("x").is_ok(), "a zero quota still admits one attempt");
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    /// An attempt from `source` that fails.
+    async fn fail(throttle: &LoginThrottle, email: &str, source: Option<IpAddr>) -> Result<bool, UserError> {
+        let attempt = throttle.begin(email, source).await?;
+        let slowed = attempt.slowed;
+        throttle.settle(attempt, true).await;
+        Ok(slowed)
+    }
+
+    #[tokio::test]
+    async fn failures_are_refused_per_account_and_address_with_a_wait_of_at_least_a_second() {
+        let throttle = LoginThrottle::new(&limits(2, 100), None);
+        let attacker = ip("192.0.2.1");
+        fail(&throttle, "ada@example.com", attacker).await.unwrap();
+        fail(&throttle, "ada@example.com", attacker).await.unwrap();
+        match throttle.begin("ada@example.com", attacker).await {
+            Err(UserError::LoginThrottled(wait)) => assert!(wait >= Duration::from_secs(1), "{wait:?}"),
+            other => panic!("the third failure in a minute is refused, got {other:?}"),
+        }
+        assert!(throttle.begin("bob@example.com", attacker).await.is_ok(), "another account is not affected");
+        // the owner, from an address that has not failed: slowed, never refused
+        for _ in 0..5 {
+            let attempt = throttle.begin("ada@example.com", ip("198.51.100.7")).await.expect("the owner is let in");
+            assert!(attempt.slowed, "the account failed too often from everywhere: slowed");
+            throttle.settle(attempt, false).await;
+        }
+        let fresh = LoginThrottle::new(&limits(0, 0), None);
+        assert!(fresh.begin("x", None).await.is_ok(), "a zero quota still admits one attempt");
+    }
+
+    #[tokio::test]
+    async fn an_address_failing_across_accounts_is_refused_and_right_passwords_do_not_count() {
+        let throttle = LoginThrottle::new(&limits(100, 3), None);
+        let source = ip("2001:db8::1");
+        for account in ["a@x.org", "b@x.org", "c@x.org"] {
+            assert!(!fail(&throttle, account, source).await.unwrap(), "not slowed: one failure per account");
+        }
+        assert!(matches!(throttle.begin("d@x.org", source).await, Err(UserError::LoginThrottled(_))));
+        assert!(throttle.begin("d@x.org", ip("2001:db9::1")).await.is_ok(), "another address is not affected");
+        // right passwords are given back: any number of them from one address
+        let owner = LoginThrottle::new(&limits(2, 2), None);
+        for _ in 0..10 {
+            let attempt = owner.begin("ada@example.com", source).await.expect("never refused");
+            assert!(!attempt.slowed);
+            owner.settle(attempt, false).await;
+        }
     }
 
     #[test]
@@ -442,7 +599,7 @@ pub(crate) mod tests {
         let keys = tempfile::tempdir().unwrap();
         let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), keys.path()).unwrap());
         let ids = Arc::new(IdGenerator::new(1).unwrap());
-        (keys, UserCore::new(&config, store, auth, ids, None).unwrap())
+        (keys, UserCore::new(&config, store, auth, ids, None, None).unwrap())
     }
 
     /// A core over a fresh embedded store.
@@ -468,10 +625,10 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_reused_refresh_token_ends_its_session() {
         let (_dir, _keys, core) = core();
-        core.create_user(sign_up("ada@example.com")).await.unwrap();
-        assert!(matches!(core.create_user(sign_up("ADA@example.com")).await, Err(UserError::EmailTaken)));
-        assert!(matches!(core.login(login("ada@example.com", "wrong")).await, Err(UserError::BadCredentials)));
-        let first = core.login(login("ada@example.com", "correct horse")).await.unwrap();
+        core.create_user(sign_up("ada@example.com"), None).await.unwrap();
+        assert!(matches!(core.create_user(sign_up("ADA@example.com"), None).await, Err(UserError::EmailTaken)));
+        assert!(matches!(core.login(login("ada@example.com", "wrong"), None).await, Err(UserError::BadCredentials)));
+        let first = core.login(login("ada@example.com", "correct horse"), None).await.unwrap();
         assert_eq!(first.user.email, "ada@example.com");
         assert!(first.user.password_hash.is_empty());
         let second = core.refresh(refresh(&first.tokens.refresh_token)).await.unwrap();
@@ -486,7 +643,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn other_users_and_services_do_not_see_the_email() {
         let (_dir, _keys, core) = core();
-        let ada = core.create_user(sign_up("ada@example.com")).await.unwrap();
+        let ada = core.create_user(sign_up("ada@example.com"), None).await.unwrap();
         let update = wire::UpdateMe { name: None, username: Some(Some("Ada".into())), avatar_url: None, bio: None };
         core.update_me(ada.user_id, update).await.unwrap();
         assert_eq!(core.get_user(ada.user_id, ada.user_id).await.unwrap().email, "ada@example.com");
@@ -500,11 +657,29 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn sign_ups_are_limited_per_address_whether_the_email_is_free_or_taken() {
+        let (_dir, _keys, core) = core();
+        let limit = Config::default().limits.signups_per_hour_per_source;
+        let source = ip("192.0.2.1");
+        for i in 0..limit {
+            core.create_user(sign_up(&format!("user{i}@example.com")), source).await.expect("within the limit");
+        }
+        match core.create_user(sign_up("one.more@example.com"), source).await {
+            Err(UserError::SignUpThrottled(wait)) => assert!(wait >= Duration::from_secs(1), "{wait:?}"),
+            other => panic!("past the limit: {other:?}"),
+        }
+        core.create_user(sign_up("one.more@example.com"), ip("192.0.2.2")).await.expect("another address");
+        // a taken email is refused as such
+        let taken = core.create_user(sign_up("USER0@example.com"), ip("192.0.2.2")).await;
+        assert!(matches!(taken, Err(UserError::EmailTaken)), "{taken:?}");
+    }
+
+    #[tokio::test]
     async fn logout_everywhere_ends_every_live_session() {
         let (_dir, _keys, core) = core();
-        let ada = core.create_user(sign_up("ada@example.com")).await.unwrap();
-        let one = core.login(login("ada@example.com", "correct horse")).await.unwrap();
-        core.login(login("ada@example.com", "correct horse")).await.unwrap();
+        let ada = core.create_user(sign_up("ada@example.com"), None).await.unwrap();
+        let one = core.login(login("ada@example.com", "correct horse"), None).await.unwrap();
+        core.login(login("ada@example.com", "correct horse"), None).await.unwrap();
         core.logout(ada.user_id, &one.tokens.session_id).await.unwrap();
         assert!(core.auth.revocations().is_revoked(&one.tokens.session_id));
         assert_eq!(core.logout_all(ada.user_id).await.unwrap(), 1, "the other one was still live");

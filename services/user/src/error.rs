@@ -21,6 +21,8 @@ pub enum UserError {
     BadCredentials,
     #[error("too many login attempts, retry later")]
     LoginThrottled(std::time::Duration),
+    #[error("too many sign-ups from this address, retry later")]
+    SignUpThrottled(std::time::Duration),
     #[error("invalid refresh token")]
     BadRefreshToken,
     #[error("the login session has ended")]
@@ -60,7 +62,7 @@ impl From<UserError> for Status {
                 status_with_reason(Code::NotFound, message, "USER_NOT_FOUND", &[("user_id", id.to_string())])
             }
             UserError::BadCredentials => status_with_reason(Code::Unauthenticated, message, "BAD_CREDENTIALS", &[]),
-            UserError::LoginThrottled(wait) => rate_limited(message, wait),
+            UserError::LoginThrottled(wait) | UserError::SignUpThrottled(wait) => rate_limited(message, wait),
             UserError::BadRefreshToken => status_with_reason(Code::Unauthenticated, message, "BAD_REFRESH_TOKEN", &[]),
             UserError::SessionEnded => status_with_reason(Code::Unauthenticated, message, "SESSION_ENDED", &[]),
             UserError::RefreshReuse => status_with_reason(Code::Unauthenticated, message, "REFRESH_TOKEN_REUSED", &[]),
@@ -96,9 +98,12 @@ mod tests {
             let status = Status::from(error);
             assert_eq!((status.code(), reason(&status).as_str()), (code, want));
         }
-        let throttled = Status::from(UserError::LoginThrottled(std::time::Duration::from_millis(1500)));
-        assert_eq!(throttled.code(), Code::ResourceExhausted);
-        assert_eq!(throttled.metadata().get("retry-after").unwrap(), "2");
+        let wait = std::time::Duration::from_millis(1500);
+        for throttled in [UserError::LoginThrottled(wait), UserError::SignUpThrottled(wait)] {
+            let throttled = Status::from(throttled);
+            assert_eq!(throttled.code(), Code::ResourceExhausted);
+            assert_eq!(throttled.metadata().get("retry-after").unwrap(), "2");
+        }
     }
 
     #[test]

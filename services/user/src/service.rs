@@ -7,9 +7,11 @@ use chatmesh_api::user::v1::{
 };
 use chatmesh_platform::{
     auth::{Authenticator, user_of},
+    client_addr::client_source,
     config::Config,
     grpc::InternalChannel,
     ids::IdGenerator,
+    redis_pool::Redis,
 };
 use chatmesh_wire::user as wire;
 use tonic::{Request, Response, Status};
@@ -34,15 +36,17 @@ pub struct UserInternalApi {
 
 impl UserApi {
     /// Builds both surfaces over one store, and re-arms revocations of sessions that ended
-    /// recently enough for their access tokens to still be unexpired.
+    /// recently enough for their access tokens to still be unexpired. `limits`: the Redis every
+    /// user-service process keeps login and sign-up limits in (none: this process's own).
     pub async fn new(
         config: &Config,
         store: Arc<dyn UserStore>,
         auth: Arc<Authenticator>,
         ids: Arc<IdGenerator>,
         live: Option<InternalChannel>,
+        limits: Option<&Redis>,
     ) -> Result<(Self, UserInternalApi), Box<dyn std::error::Error + Send + Sync>> {
-        let core = UserCore::new(config, store, auth, ids, live)?;
+        let core = UserCore::new(config, store, auth, ids, live, limits)?;
         core.rearm_revocations().await?;
         Ok(Self::over(core))
     }
@@ -63,7 +67,8 @@ fn to_pb(user: UserRecord) -> pb::User {
     pb::User {
         user_id: user.user_id.to_string(),
         name: user.name,
-        username: user.username.unwrap_or_default(),
+        // why: accounts made before usernames were stored in lower case show them so too
+        username: user.username.map(|name| wire::username_key(&name)).unwrap_or_default(),
         email: user.email,
         avatar_url: user.avatar_url,
         bio: user.bio,
@@ -89,13 +94,15 @@ impl UserService for UserApi {
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let cmd = wire::create_user(request.get_ref())?;
-        let user = self.core.create_user(cmd).await?;
+        let source = client_source(&request, self.core.auth(), self.core.trusted_proxies());
+        let user = self.core.create_user(cmd, source).await?;
         Ok(Response::new(pb::CreateUserResponse { user: Some(to_pb(user)) }))
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         let cmd = wire::login(request.get_ref())?;
-        let logged_in = self.core.login(cmd).await?;
+        let source = client_source(&request, self.core.auth(), self.core.trusted_proxies());
+        let logged_in = self.core.login(cmd, source).await?;
         Ok(Response::new(pb::LoginResponse {
             tokens: Some(token_pair(logged_in.tokens)),
             user: Some(to_pb(logged_in.user)),

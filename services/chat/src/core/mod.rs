@@ -66,10 +66,10 @@ pub struct ChatCore {
 /// Whether a member with `role` may write (send chats, start uploads) in a channel of `kind`:
 /// in a broadcast channel only its owner writes.
 pub fn may_write(kind: ChannelKind, role: MemberRole) -> Result<(), ChatError> {
-    if kind == ChannelKind::Broadcast && role != MemberRole::Owner {
-        return Err(ChatError::BroadcastOwnerOnly);
+    match chatmesh_platform::membership::may_write(kind, role) {
+        true => Ok(()),
+        false => Err(ChatError::BroadcastOwnerOnly),
     }
-    Ok(())
 }
 
 impl ChatCore {

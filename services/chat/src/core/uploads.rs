@@ -1,5 +1,8 @@
-//! Uploads and attachments: starting an upload, what makes an upload attachable, and download
-//! URLs for the attachments a caller may read.
+//! Uploads and attachments: starting an upload, what makes an upload attachable, claiming its
+//! file for good when it is attached, and download URLs for the attachments a caller may read
+//! (checked again at each use of a local URL, through [`media::Gate`]).
+
+use std::sync::{Arc, Weak};
 
 use chatmesh_platform::ids::unix_ms_of;
 use chatmesh_wire::chat as wire;
@@ -7,7 +10,7 @@ use chatmesh_wire::chat as wire;
 use super::ChatCore;
 use crate::{
     error::ChatError,
-    media::{self, SignedUrl, Stored},
+    media::{self, MediaError, SignedUrl, Stored},
     model::{AttachmentRecord, UploadRecord, UploadState},
 };
 
@@ -88,29 +91,40 @@ impl ChatCore {
             state: UploadState::Pending,
         };
         self.store.create_upload(upload.clone()).await?;
-        let signed = media.upload_url(&upload.object_key(), &upload.content_type, upload.size_bytes).await?;
+        let signed = media.upload_url(upload.upload_id, &upload.content_type, upload.size_bytes).await?;
         Ok((upload, signed))
     }
 
     /// A URL to download an attachment of a chat the caller may read; any other upload is
     /// not found.
     pub async fn get_attachment_url(&self, caller: u64, cmd: wire::GetAttachmentUrl) -> Result<SignedUrl, ChatError> {
-        let upload_id = cmd.upload_id;
         let media = self.media()?;
+        let upload = self.readable_attachment(cmd.upload_id, caller).await?;
+        // why: files attached before attachments had a key of their own are still only staged;
+        // the first download claims them (a no-op once the attached copy exists).
+        if media.inspect(&media::attached_key(upload.upload_id)).await?.is_none() {
+            media.claim(upload.upload_id).await?;
+        }
+        Ok(media.download_url(upload.upload_id, &upload.content_type, &upload.file_name, caller).await?)
+    }
+
+    /// Upload `upload_id` if it is attached to a chat `caller` may read that is not retracted;
+    /// otherwise it is not found.
+    async fn readable_attachment(&self, upload_id: u64, caller: u64) -> Result<UploadRecord, ChatError> {
         let not_found = || ChatError::AttachmentNotFound(upload_id);
         let upload = self.store.get_upload(upload_id).await?.ok_or_else(not_found)?;
         let UploadState::Attached(chat_id) = upload.state else { return Err(not_found()) };
         match self.readable_chat(chat_id, caller).await {
-            Ok(chat) if !chat.is_retracted() => {}
-            Ok(_) | Err(ChatError::ChatNotFound(_) | ChatError::NotAMember(_)) => return Err(not_found()),
-            Err(e) => return Err(e),
+            Ok(chat) if !chat.is_retracted() => Ok(upload),
+            Ok(_) | Err(ChatError::ChatNotFound(_) | ChatError::NotAMember(_)) => Err(not_found()),
+            Err(e) => Err(e),
         }
-        Ok(media.download_url(&upload.object_key(), &upload.content_type, &upload.file_name).await?)
     }
 
     /// Upload `upload_id` as a chat of `caller` in `channel_id` will carry it, once the rules
-    /// allow it and its file is what was declared. A finished upload that does not match is
-    /// deleted.
+    /// allow it and its file is what was declared. The first attach to get this far claims the
+    /// file: it is copied where no upload URL writes, and that copy is what every download
+    /// serves, whatever is PUT afterwards. A file that does not match is deleted.
     pub(super) async fn attachment(
         &self,
         upload_id: u64,
@@ -119,17 +133,33 @@ impl ChatCore {
     ) -> Result<AttachmentRecord, ChatError> {
         let media = self.media()?;
         let upload = attachable(upload_id, self.store.get_upload(upload_id).await?, caller, channel_id)?;
-        let key = upload.object_key();
-        let stored = media.inspect(&key).await?;
-        if let Err(refused) = stored_as_declared(&upload, stored.as_ref()) {
+        let (staged_key, attached_key) = (media::staging_key(upload_id), media::attached_key(upload_id));
+        // why: an attach refused after its claim (another upload of the chat, the commit) leaves
+        // the claimed copy, which stays the file; only an unclaimed upload is claimed.
+        if media.inspect(&attached_key).await?.is_none() {
+            let staged = media.inspect(&staged_key).await?;
+            if let Err(refused) = stored_as_declared(&upload, staged.as_ref()) {
+                if matches!(refused, ChatError::UploadMismatch { .. }) {
+                    media.delete(&staged_key).await?;
+                }
+                return Err(refused);
+            }
+            media.claim(upload_id).await?;
+        }
+        // why: bytes PUT between the check above and the claim are caught here; the type was
+        // checked on the staged copy and every download states it, so only the size is read.
+        let claimed = media.inspect(&attached_key).await?.map(|stored| Stored { content_type: None, ..stored });
+        if let Err(refused) = stored_as_declared(&upload, claimed.as_ref()) {
             if matches!(refused, ChatError::UploadMismatch { .. }) {
-                media.delete(&key).await?;
+                // a claimed copy never changes, so no attach can have accepted this one
+                media.delete(&attached_key).await?;
             }
             return Err(refused);
         }
+        media.drop_staged(upload_id, upload.created_at_ms).await;
         // why: the stored size is the declared one now, and says how much to read.
         let (width, height) = if upload.content_type.starts_with("image/") {
-            media.dimensions(&key, upload.size_bytes).await.unwrap_or((0, 0))
+            media.dimensions(&attached_key, upload.size_bytes).await.unwrap_or((0, 0))
         } else {
             (0, 0)
         };
@@ -141,6 +171,33 @@ impl ChatCore {
             width,
             height,
         })
+    }
+}
+
+impl ChatCore {
+    /// Lets this process's local media handler ask the rules above about the URLs it serves.
+    pub fn answer_media_checks(self: &Arc<Self>) {
+        if let Some(media) = &self.media {
+            let core: Weak<Self> = Arc::downgrade(self);
+            media.set_gate(core);
+        }
+    }
+}
+
+/// The local media handler's questions, answered by the rules above.
+#[async_trait::async_trait]
+impl media::Gate for ChatCore {
+    async fn takes_bytes(&self, upload_id: u64) -> Result<bool, MediaError> {
+        let upload = self.store.get_upload(upload_id).await.map_err(|e| MediaError::Backend(e.to_string()))?;
+        Ok(upload.is_some_and(|u| u.state == UploadState::Pending))
+    }
+
+    async fn may_read(&self, upload_id: u64, viewer: u64) -> Result<bool, MediaError> {
+        match self.readable_attachment(upload_id, viewer).await {
+            Ok(_) => Ok(true),
+            Err(ChatError::AttachmentNotFound(_)) => Ok(false),
+            Err(e) => Err(MediaError::Backend(e.to_string())),
+        }
     }
 }
 
@@ -211,12 +268,14 @@ mod tests {
 
     #[test]
     fn uploads_start_only_for_accepted_types_and_sizes() {
-        let accepted = vec!["image/*".to_owned(), "application/pdf".to_owned()];
+        let accepted = vec!["image/png".to_owned(), "application/pdf".to_owned()];
         let allowed = |content_type: &str, size: i64| upload_allowed(&accepted, 1000, content_type, size);
         assert_eq!(allowed("image/png", 1).unwrap(), 1);
         assert_eq!(allowed("application/pdf", 1000).unwrap(), 1000);
         assert!(matches!(allowed("image/", 10), Err(ChatError::ContentTypeNotAccepted(_))));
         assert!(matches!(allowed("text/html", 10), Err(ChatError::ContentTypeNotAccepted(_))));
+        assert!(matches!(allowed("image/svg+xml", 10), Err(ChatError::ContentTypeNotAccepted(_))));
+        assert!(matches!(allowed("image/html", 10), Err(ChatError::ContentTypeNotAccepted(_))));
         assert!(matches!(allowed("image/png", 0), Err(ChatError::SizeOutOfRange { max: 1000 })));
         assert!(matches!(allowed("image/png", -1), Err(ChatError::SizeOutOfRange { max: 1000 })));
         assert!(matches!(allowed("image/png", 1001), Err(ChatError::SizeOutOfRange { max: 1000 })));

@@ -1,12 +1,16 @@
 //! Local-file media URLs that behave like S3's presigned ones: an HMAC-SHA256 signature over
-//! the method, key, expiry and the declared type (and, for uploads, length). The handler
-//! refuses an expired or tampered URL, a body of another type, or one of another length, before
-//! anything is stored; objects are written whole (staged, then renamed) by `object_store`.
+//! the method, key, expiry and the declared type (and, for uploads, length; for downloads, the
+//! file name and the viewer). The handler refuses an expired or tampered URL, a body of another
+//! type, or one of another length, before anything is stored; objects are written whole
+//! (staged, then renamed) by `object_store`. Unlike S3 it also asks the chat service at each
+//! use: an upload URL writes only while its upload is pending and unclaimed, a download URL
+//! reads only while its viewer may read the chat (so a kick or a retraction ends it at once).
+//! Every answer, refusals included, carries [`CONTENT_SECURITY_POLICY`] and `nosniff`.
 
 use std::{
     collections::HashMap,
     path::Path as FsPath,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, Weak},
 };
 
 use aws_lc_rs::hmac;
@@ -24,7 +28,7 @@ use chatmesh_platform::{
 };
 use object_store::{ObjectStore, ObjectStoreExt as _, path::Path};
 
-use super::{MediaError, backend};
+use super::{CONTENT_SECURITY_POLICY, GateSlot, MediaError, attached_key, backend, is_inline};
 
 /// Reads the signing key, creating a random one (owner-readable only) on first use.
 pub fn load_or_create_key(path: &FsPath) -> std::io::Result<Vec<u8>> {
@@ -100,17 +104,24 @@ impl LocalSigner {
         self.url(key, &[("exp", &exp), ("ct", content_type), ("len", &len), ("sig", &sig)])
     }
 
-    pub fn download_url(&self, key: &str, content_type: &str, name: &str, expires: u64) -> Result<String, MediaError> {
-        let exp = expires.to_string();
-        let sig = self.signature(&["GET", key, &exp, content_type, name]);
-        self.url(key, &[("exp", &exp), ("ct", content_type), ("name", name), ("sig", &sig)])
+    pub fn download_url(
+        &self,
+        key: &str,
+        content_type: &str,
+        name: &str,
+        viewer: u64,
+        expires: u64,
+    ) -> Result<String, MediaError> {
+        let (exp, viewer) = (expires.to_string(), viewer.to_string());
+        let sig = self.signature(&["GET", key, &exp, content_type, name, &viewer]);
+        self.url(key, &[("exp", &exp), ("ct", content_type), ("name", name), ("for", &viewer), ("sig", &sig)])
     }
 }
 
-/// `inline` for what browsers show safely, `attachment` otherwise, with the name encoded per
-/// RFC 6266 / 5987 (never trusted as a path).
+/// `inline` for what browsers show without running anything ([`super::INLINE_TYPES`]),
+/// `attachment` otherwise, with the name encoded per RFC 6266 / 5987 (never trusted as a path).
 pub fn content_disposition(content_type: &str, file_name: &str) -> String {
-    let inline = ["image/", "video/", "audio/"].iter().any(|p| content_type.starts_with(p));
+    let inline = is_inline(content_type);
     let encoded: String =
         url::form_urlencoded::byte_serialize(file_name.as_bytes()).collect::<String>().replace('+', "%20");
     format!("{}; filename*=UTF-8''{encoded}", if inline { "inline" } else { "attachment" })
@@ -121,21 +132,47 @@ struct Local {
     store: Arc<dyn ObjectStore>,
     signer: LocalSigner,
     max_bytes: u64,
+    gate: GateSlot,
 }
 
-/// `PUT /media/{key}` and `GET /media/{key}` for signed URLs.
-pub fn router(store: Arc<dyn ObjectStore>, signer: LocalSigner, max_bytes: u64) -> Router {
-    Router::new().route("/media/{*key}", axum::routing::put(put).get(get)).with_state(Local {
-        store,
-        signer,
-        max_bytes,
-    })
+/// `PUT /media/uploads/{id}` and `GET /media/attached/{id}` for signed URLs.
+pub(super) fn router(store: Arc<dyn ObjectStore>, signer: LocalSigner, max_bytes: u64, gate: GateSlot) -> Router {
+    Router::new()
+        .route("/media/{*key}", axum::routing::put(put).get(get))
+        .with_state(Local { store, signer, max_bytes, gate })
+        .layer(axum::middleware::map_response(inert))
 }
 
-/// Keys this server generates: `uploads/<decimal id>`; anything else is not ours.
-fn valid_key(key: &str) -> bool {
-    key.strip_prefix("uploads/")
-        .is_some_and(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+/// Every answer: a file opened as a page is sandboxed and loads nothing, and its type is the
+/// one stated.
+async fn inert(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// The upload id of a key this server generates under `prefix` (`uploads/` for PUT,
+/// `attached/` for GET): `<prefix><decimal id>`; anything else is not ours.
+fn upload_of(key: &str, prefix: &str) -> Option<u64> {
+    key.strip_prefix(prefix)
+        .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse().ok())
+}
+
+impl Local {
+    /// The chat service's answers, while it runs.
+    fn gate(&self) -> Result<Arc<dyn super::Gate>, Box<Response>> {
+        self.gate
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| Box::new(http_response(ErrorCode::Unavailable, "attachments are not served here right now")))
+    }
+}
+
+fn gate_failed(e: MediaError, key: &str) -> Response {
+    tracing::error!(error = %e, key, "checking an upload failed");
+    http_response(ErrorCode::Unavailable, "the upload could not be checked; retry")
 }
 
 fn params(query: Option<String>) -> HashMap<String, String> {
@@ -143,17 +180,17 @@ fn params(query: Option<String>) -> HashMap<String, String> {
 }
 
 /// The signed parameters, checked: signature first, then expiry.
+/// Returns the signed values and the upload id the key names.
 fn checked<'a>(
     local: &Local,
     method: &str,
     key: &str,
     params: &'a HashMap<String, String>,
     signed: &[&str],
-) -> Result<Vec<&'a str>, Box<Response>> {
+) -> Result<(Vec<&'a str>, u64), Box<Response>> {
     let denied = || Box::new(http_response(ErrorCode::PermissionDenied, "the URL's signature does not match"));
-    if !valid_key(key) {
-        return Err(denied());
-    }
+    let prefix = if method == "PUT" { "uploads/" } else { "attached/" };
+    let Some(upload_id) = upload_of(key, prefix) else { return Err(denied()) };
     let values: Vec<&str> = signed.iter().map(|name| params.get(*name).map_or("", String::as_str)).collect();
     let mut parts = vec![method, key];
     parts.extend(&values);
@@ -164,7 +201,7 @@ fn checked<'a>(
     if expires.saturating_mul(1000) < now_ms() {
         return Err(Box::new(http_response(ErrorCode::PermissionDenied, "the URL has expired")));
     }
-    Ok(values)
+    Ok((values, upload_id))
 }
 
 async fn put(
@@ -175,10 +212,31 @@ async fn put(
     body: Body,
 ) -> Response {
     let params = params(query);
-    let values = match checked(&local, "PUT", &key, &params, &["exp", "ct", "len"]) {
-        Ok(values) => values,
+    let (values, upload_id) = match checked(&local, "PUT", &key, &params, &["exp", "ct", "len"]) {
+        Ok(checked) => checked,
         Err(response) => return *response,
     };
+    let gate = match local.gate() {
+        Ok(gate) => gate,
+        Err(response) => return *response,
+    };
+    // why: once attached (or withdrawn) the file is final; the claimed copy is checked too, as an
+    // attach claims it before the chat is committed
+    let claimed = match local.store.head(&Path::from(attached_key(upload_id))).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return gate_failed(backend(e), &key),
+    };
+    match gate.takes_bytes(upload_id).await {
+        Ok(true) if !claimed => {}
+        Ok(_) => {
+            return http_response(
+                ErrorCode::FailedPrecondition,
+                "this upload takes no more bytes: it was attached, withdrawn or expired",
+            );
+        }
+        Err(e) => return gate_failed(e, &key),
+    }
     let (content_type, length) = (values[1], values[2].parse::<u64>().unwrap_or(0));
     let sent_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !sent_type.eq_ignore_ascii_case(content_type) {
@@ -210,11 +268,24 @@ async fn put(
 
 async fn get(State(local): State<Local>, UrlPath(key): UrlPath<String>, RawQuery(query): RawQuery) -> Response {
     let params = params(query);
-    let values = match checked(&local, "GET", &key, &params, &["exp", "ct", "name"]) {
-        Ok(values) => values,
+    let (values, upload_id) = match checked(&local, "GET", &key, &params, &["exp", "ct", "name", "for"]) {
+        Ok(checked) => checked,
         Err(response) => return *response,
     };
     let (content_type, name) = (values[1], values[2]);
+    let Ok(viewer) = values[3].parse::<u64>() else {
+        return http_response(ErrorCode::PermissionDenied, "the URL's signature does not match");
+    };
+    let gate = match local.gate() {
+        Ok(gate) => gate,
+        Err(response) => return *response,
+    };
+    // why: the URL is a bearer URL issued earlier; a kick or a retraction since ends it now
+    match gate.may_read(upload_id, viewer).await {
+        Ok(true) => {}
+        Ok(false) => return http_response(ErrorCode::NotFound, "no such file"),
+        Err(e) => return gate_failed(e, &key),
+    }
     let object = match local.store.get(&Path::from(key.as_str())).await {
         Ok(object) => object,
         Err(object_store::Error::NotFound { .. }) => return http_response(ErrorCode::NotFound, "no such file"),
@@ -230,7 +301,6 @@ async fn get(State(local): State<Local>, UrlPath(key): UrlPath<String>, RawQuery
     headers.insert(header::CONTENT_TYPE, value(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     headers.insert(header::CONTENT_DISPOSITION, value(&content_disposition(content_type, name)));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));
     response
 }
@@ -263,15 +333,31 @@ mod tests {
 
     #[test]
     fn only_generated_keys_are_served() {
-        assert!(valid_key("uploads/123"));
-        for bad in ["uploads/", "uploads/../x", "uploads/1/2", "../../etc/passwd", "a/b%2Fc", "uploads/12a"] {
-            assert!(!valid_key(bad), "{bad}");
+        assert_eq!(upload_of("uploads/123", "uploads/"), Some(123));
+        assert_eq!(upload_of("attached/123", "attached/"), Some(123));
+        for bad in
+            ["uploads/", "uploads/../x", "uploads/1/2", "../../etc/passwd", "a/b%2Fc", "uploads/12a", "attached/1"]
+        {
+            assert_eq!(upload_of(bad, "uploads/"), None, "{bad}");
         }
+        assert_eq!(upload_of("uploads/1", "attached/"), None, "a download URL never reads a staging key");
+    }
+
+    #[test]
+    fn download_signatures_bind_the_viewer() {
+        let signer = LocalSigner::new(vec![7; 32], "http://media.test".into());
+        let url = url::Url::parse(&signer.download_url("attached/1", "text/plain", "a.txt", 42, 99).unwrap()).unwrap();
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!((url.path(), q["for"].as_str()), ("/media/attached/1", "42"));
+        assert!(signer.verify(&["GET", "attached/1", "99", "text/plain", "a.txt", "42"], &q["sig"]));
+        assert!(!signer.verify(&["GET", "attached/1", "99", "text/plain", "a.txt", "43"], &q["sig"]));
     }
 
     #[test]
     fn names_are_encoded_never_trusted() {
         assert_eq!(content_disposition("image/png", "a b.png"), "inline; filename*=UTF-8''a%20b.png");
+        assert_eq!(content_disposition("image/svg+xml", "a.svg"), "attachment; filename*=UTF-8''a.svg");
+        assert_eq!(content_disposition("image/html", "a.png"), "attachment; filename*=UTF-8''a.png");
         assert_eq!(
             content_disposition("application/pdf", "../../etc/passwd\r\nx"),
             "attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd%0D%0Ax"

@@ -173,11 +173,14 @@ impl DispatcherCore {
         Ok(presences)
     }
 
-    /// Tells `channel` that `caller` (a member) is typing, at most every few seconds.
+    /// Tells `channel` that `caller` (a member who may write there) is typing, at most every
+    /// few seconds.
     pub async fn send_typing(&self, caller: u64, channel: u64) -> Result<(), DispatcherError> {
-        if let Err(refused) = self.membership.require_member(channel, caller).await? {
-            return Err(DispatcherError::refused(channel, refused));
-        }
+        let answer = match self.membership.require_member(channel, caller).await? {
+            Ok(answer) => answer,
+            Err(refused) => return Err(DispatcherError::refused(channel, refused)),
+        };
+        rules::may_type(channel, answer.kind(), answer.role())?;
         let admitted = self.typing.lock().unwrap_or_else(|e| e.into_inner()).admit(caller, channel, Instant::now());
         if admitted && self.is_small(channel, caller).await {
             let live = rules::typing(channel, caller, now_ms());

@@ -7,11 +7,13 @@ use std::{
 };
 
 use chatmesh_api::{
-    channel::v1::{ChannelKind, CheckMembershipResponse},
+    channel::v1::{ChannelKind, CheckMembershipResponse, MemberRole},
     chat::v1::{ChannelEvent, EventType, channel_event::Payload},
     dispatcher::v1::{LiveEvent, Presence, PresenceStatus, Typing, live_event::Event},
 };
 use chatmesh_platform::ids::timestamp;
+
+use crate::error::DispatcherError;
 
 /// How long a typing notice lasts on clients.
 pub const TYPING_TTL: Duration = Duration::from_secs(8);
@@ -30,6 +32,16 @@ pub fn fans_out(answer: &CheckMembershipResponse, small_channel_max: u32) -> boo
     answer.channel_exists
         && (answer.kind() == ChannelKind::Direct
             || (answer.kind() == ChannelKind::Group && answer.member_count as u32 <= small_channel_max))
+}
+
+/// Whether a member with `role` may send typing notices in `channel_id`, a channel of `kind`:
+/// only who may write there, so in a broadcast channel only its owner (its readers cannot
+/// announce a chat they could not send).
+pub fn may_type(channel_id: u64, kind: ChannelKind, role: MemberRole) -> Result<(), DispatcherError> {
+    match chatmesh_platform::membership::may_write(kind, role) {
+        true => Ok(()),
+        false => Err(DispatcherError::BroadcastOwnerOnly { channel_id }),
+    }
 }
 
 /// Where a committed channel event goes.
@@ -154,6 +166,27 @@ mod tests {
         ];
         for (answer, fans) in cases {
             assert_eq!(fans_out(&answer, 50), fans, "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn only_who_may_write_may_type_so_broadcast_readers_may_not() {
+        use ChannelKind::{Broadcast, Direct, Group};
+        use MemberRole::{Admin, Member, Owner};
+        let cases = [
+            (Direct, Member, true),
+            (Group, Member, true),
+            (Group, Owner, true),
+            (Broadcast, Owner, true),
+            (Broadcast, Admin, false),
+            (Broadcast, Member, false),
+        ];
+        for (kind, role, allowed) in cases {
+            let verdict = may_type(9, kind, role);
+            assert_eq!(verdict.is_ok(), allowed, "{kind:?} {role:?}");
+            if !allowed {
+                assert!(matches!(verdict, Err(DispatcherError::BroadcastOwnerOnly { channel_id: 9 })));
+            }
         }
     }
 
