@@ -37,6 +37,26 @@ async fn history(client: &mut ChatServiceClient<Channel>, who: &User, channel_id
     }
 }
 
+/// History once it holds `count` announcements. A membership change returns before its
+/// announcement reaches the log (the channel service relays it from its outbox), so chats sent
+/// right after the change may come before it; chats sent after it is listed come after it.
+async fn announced(
+    client: &mut ChatServiceClient<Channel>,
+    who: &User,
+    channel_id: &str,
+    count: usize,
+) -> Vec<pb::Chat> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let chats = history(client, who, channel_id).await;
+        if chats.iter().filter(|c| c.kind() == ChatKind::System).count() >= count {
+            return chats;
+        }
+        assert!(std::time::Instant::now() < deadline, "{count} announcements in {chats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn events(client: &mut ChatServiceClient<Channel>, who: &User, channel_id: &str) -> Vec<pb::ChannelEvent> {
     let request = pb::ListEventsRequest { channel_id: channel_id.into(), page_size: 500, ..Default::default() };
     client.list_events(authed(&who.token, request)).await.expect("events").into_inner().events
@@ -322,6 +342,9 @@ async fn unread_counts_are_exact_across_devices_removes_and_retracts() {
     let bob = app.user("bob").await;
     let bob_laptop = app.login("bob@example.com", "correct horse battery").await.unwrap().access_token;
     let id = app.group(&ada, ChannelVisibility::Private, &[&bob]).await.channel_id;
+    // why: last_chat_id is the newest chat, announcements included; once ada's join and bob's
+    // addition are announced, the newest chat stays the last one sent
+    announced(&mut client, &ada, &id, 2).await;
     let reader = client.clone();
     let unread = |token: String| {
         let mut client = reader.clone();

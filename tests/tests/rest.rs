@@ -89,6 +89,28 @@ async fn the_seed_flow_over_http() {
     assert_eq!((status, member["member"]["role"].as_str()), (200, Some("MEMBER_ROLE_MEMBER")));
     let (_, got) = rest.call("GET", &format!("/api/v1/channels/{channel_id}"), Some(&tb), Value::Null).await;
     assert_eq!(got["channel"]["memberCount"], 2);
+    // why: a membership change returns once it is in the channel service's outbox; its
+    // announcement reaches history when the relay appends it, so it may land after chats sent
+    // right after the join. Once it is listed, every chat sent later is newer (commit order).
+    let bob_id = me["user"]["userId"].as_str().unwrap();
+    let joins = [format!("<@{ada_id}> joined"), format!("<@{bob_id}> joined")];
+    let history = format!("/api/v1/chats?channelId={channel_id}&after=1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let announced = loop {
+        let (_, list) = rest.call("GET", &history, Some(&tb), Value::Null).await;
+        let announced: Vec<String> = list["chats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["kind"] == "CHAT_KIND_SYSTEM")
+            .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if announced.len() >= joins.len() || std::time::Instant::now() > deadline {
+            break announced;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(announced, joins, "both joins are announced, oldest first");
 
     let mut chat_ids = Vec::new();
     for text in ["hello bob", "second"] {
