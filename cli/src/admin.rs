@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chatmesh_api::chat::v1::{GetSearchStatusRequest, chat_internal_service_client::ChatInternalServiceClient};
 use chatmesh_chat::store::{ChatStore, FjallChatStore};
 use chatmesh_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, UserKeys},
     config::{Config, StoreBackend},
     grpc::{ServiceAuth, internal_channel, remote_channel},
     ids::IdGenerator,
@@ -133,7 +133,9 @@ struct SearchLag {
 pub async fn status(config: &Config, grpc: Option<String>, json: bool) -> anyhow::Result<()> {
     let address = grpc.unwrap_or_else(|| format!("http://{}", config.grpc.listen));
     let auth = Arc::new(
-        Authenticator::from_data_dir(config.auth.clone(), &config.data_dir).context("loading the service key")?,
+        // why: status signs with the service key only; the user keys may be public ones (a pod)
+        Authenticator::open(config.auth.clone(), &config.data_dir, UserKeys::Verify)
+            .context("loading the service key")?,
     );
     let channel = tonic::transport::Endpoint::from_shared(address.clone())
         .with_context(|| format!("gRPC address {address:?}"))?

@@ -11,7 +11,12 @@ use std::{
 
 use anyhow::Context as _;
 use chatmesh_cli::{Part, admin, start};
-use chatmesh_platform::{auth::KeyRing, config::Config, shutdown, telemetry};
+use chatmesh_platform::{
+    auth::KeyRing,
+    config::Config,
+    shutdown::{self, CancellationToken},
+    telemetry,
+};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -128,6 +133,18 @@ enum KeysCommand {
         #[arg(long)]
         service: bool,
     },
+    /// Write the public key of every key in the ring to DIR as `<kid>.pub` (PEM): what the parts
+    /// that only verify tokens load (in Kubernetes, every part but `user` mounts them instead
+    /// of the private keys). Files of other kids already in DIR are left: empty it first to
+    /// publish exactly the ring's keys.
+    ExportPublic {
+        /// The service-principal ring instead of the user-token ring.
+        #[arg(long)]
+        service: bool,
+        /// Where to write the `<kid>.pub` files (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// The flags that override config, as a partial config document.
@@ -177,8 +194,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // why: before any start-up work, which may wait minutes (Redis, a node-id lease, the
+    // schema): until a handler is installed, SIGTERM kills the process mid-start, and as a
+    // container's PID 1 it is ignored altogether. Admin commands keep the default: Ctrl-C ends them.
+    let stop = match &cli.command {
+        Command::Up(_) | Command::Serve { .. } => match shutdown::on_signal() {
+            Ok(stop) => stop,
+            Err(e) => {
+                eprintln!("chatmesh: installing the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Admin { .. } => CancellationToken::new(),
+    };
     let telemetry = telemetry::init(&config.log, &config.telemetry, &service_name(&cli.command));
-    let result = run(cli.command, config).await;
+    let result = run(cli.command, config, stop).await;
     telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,7 +232,7 @@ fn service_name(command: &Command) -> String {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let (parts, ready_file): (BTreeSet<Part>, _) = match command {
         Command::Up(listeners) => (Part::ALL.into_iter().collect(), listeners.ready_file),
         Command::Serve { parts, listeners } => (parts.into_iter().collect(), listeners.ready_file),
@@ -212,12 +242,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     if let Some(path) = &ready_file {
         remove_ready_file(path)?;
     }
-    let running = start(config, &parts).await?;
-    let stop = running.shutdown_token();
+    let running = tokio::select! {
+        started = start(config, &parts) => started?,
+        () = stop.cancelled() => {
+            // why: nothing serves yet and nothing was acknowledged: stopping is dropping
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
+    let stopping = running.shutdown_token();
     tokio::spawn(async move {
-        shutdown::signal().await;
-        tracing::info!("shutdown requested, draining");
-        stop.cancel();
+        stop.cancelled().await;
+        stopping.cancel();
     });
     if let Some(addr) = running.grpc_addr {
         println!("chatmesh: gRPC on {addr}");
@@ -271,8 +307,14 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
                 KeysCommand::List { service } => {
                     let keys = KeyRing::load(&ring(service))?;
                     for kid in keys.kids() {
-                        let signing = if kid == keys.current_kid() { " (signing)" } else { "" };
+                        let signing = if Some(kid.as_str()) == keys.current_kid() { " (signing)" } else { "" };
                         println!("{kid}{signing}");
+                    }
+                }
+                KeysCommand::ExportPublic { service, out } => {
+                    let written = KeyRing::load(&ring(service))?.export_public(&out)?;
+                    for kid in &written {
+                        println!("{}", out.join(format!("{kid}.pub")).display());
                     }
                 }
             }

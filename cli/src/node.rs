@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use chatmesh_chat::media::Media;
 use chatmesh_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, UserKeys},
     config::Config,
     grpc::{InternalChannel, LateChannel, PlatformLayer, Policy, ServiceAuth, in_process_channel, internal_channel},
     ids::IdGenerator,
@@ -35,12 +35,17 @@ impl Node {
     /// Opens what every part of `parts` shares: the data dir, the signing keys, the node id,
     /// the metrics listener, the membership epochs and the transports to the other parts.
     pub(crate) async fn open(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Self> {
+        crate::background::refuse_unshared_ids(&config, parts)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        // why: only the user part signs user tokens; the others verify them with public keys
+        // alone, so the private keys stay off the internet-facing pods
+        let user_keys = if parts.contains(&Part::User) { UserKeys::Sign } else { UserKeys::Verify };
         let auth = Arc::new(
-            Authenticator::from_data_dir(config.auth.clone(), &config.data_dir).context("loading the signing keys")?,
+            Authenticator::open(config.auth.clone(), &config.data_dir, user_keys)
+                .context("loading the signing keys")?,
         );
-        let mut background = Background::new();
+        let mut background = Background::new(&config)?;
         let node_id = background.node_id(&config, parts).await?;
         let ids = Arc::new(IdGenerator::new(node_id).map_err(anyhow::Error::msg)?);
         let mut running = Running::new(auth.clone(), background.shutdown.clone());
@@ -82,21 +87,24 @@ impl Node {
     pub(crate) async fn grpc(&mut self) -> anyhow::Result<()> {
         let layer = PlatformLayer::new(Arc::new(self.policy().await?));
         let (routes, health) = self.grpc_routes().await?;
-        let in_process = in_process_channel(routes.clone(), layer.clone());
+        let in_process = in_process_channel(routes.every.clone(), layer.clone());
         self.local.set(in_process.clone());
         self.running.in_process = Some(in_process);
         self.running.health = Some(health);
         let public = match self.config.grpc.internal_listen {
             Some(addr) => {
                 let listener = ("internal gRPC", addr);
-                let bound = self.background.serve_grpc(listener, &self.config, layer.clone(), routes.clone()).await?;
+                let bound =
+                    self.background.serve_grpc(listener, &self.config, layer.clone(), routes.every.clone(), 0).await?;
                 self.running.internal_grpc_addr = Some(bound);
                 layer.public_only()
             }
             None => layer,
         };
         let listener = ("gRPC", self.config.grpc.listen);
-        self.running.grpc_addr = Some(self.background.serve_grpc(listener, &self.config, public, routes).await?);
+        let per_source = self.config.grpc.max_connections_per_source;
+        let bound = self.background.serve_grpc(listener, &self.config, public, routes.public, per_source).await?;
+        self.running.grpc_addr = Some(bound);
         Ok(())
     }
 
@@ -135,15 +143,23 @@ impl Node {
         ];
         let mut router =
             chatmesh_gateway_rest::router(self.auth.clone(), services, &self.config.rest.cors_origins, &narrowings);
-        // why: local media URLs are served beside the REST gateway, not by it (no JSON, no gRPC).
+        // why: local media URLs are served beside the REST gateway, not by it (no JSON, no gRPC);
+        // with `media.listen`, on an origin of their own, away from the API's and the web client's.
+        let mut media_addr = None;
         if let Some(files) = self.media.as_ref().and_then(|m| m.local_router()) {
-            router = files.merge(router);
+            match self.config.media.listen {
+                Some(listen) => {
+                    let settings = crate::listen::HttpSettings::rest(&self.config.rest);
+                    media_addr = Some(self.background.serve_http(("media", listen), settings, files).await?);
+                }
+                None => router = files.merge(router),
+            }
         }
-        let grace = Duration::from_secs(self.config.rest.drain_secs);
-        let addr = self.background.serve_http(("REST", self.config.rest.listen), grace, router).await?;
+        let settings = crate::listen::HttpSettings::rest(&self.config.rest);
+        let addr = self.background.serve_http(("REST", self.config.rest.listen), settings, router).await?;
         self.running.rest_addr = Some(addr);
         if let Some(media) = &self.media {
-            media.set_default_origin(format!("http://{addr}"));
+            media.set_default_origin(format!("http://{}", media_addr.unwrap_or(addr)));
         }
         Ok(())
     }

@@ -17,11 +17,10 @@ use chatmesh_api::{
 use chatmesh_chat::store::ChatStore;
 use chatmesh_platform::{config::SearchSource, membership::MembershipClient};
 use tokio::sync::{Notify, watch};
-use tonic::service::Routes;
 
 use crate::{
     Part,
-    grpc::{GrpcServices, add},
+    grpc::{GrpcRoutes, GrpcServices, add},
     node::Node,
     running::Health,
     stores::Stores,
@@ -29,7 +28,7 @@ use crate::{
 
 impl Node {
     /// Every gRPC service of this process's parts, with health and reflection.
-    pub(crate) async fn grpc_routes(&mut self) -> anyhow::Result<(Routes, Health)> {
+    pub(crate) async fn grpc_routes(&mut self) -> anyhow::Result<(GrpcRoutes, Health)> {
         let stored = Part::ALL.into_iter().any(|p| p.has_store() && self.runs(p));
         let stores = Stores::open(&self.config, stored).await?;
         let mut services = GrpcServices::new(self.config.grpc.max_message_bytes)?;
@@ -52,10 +51,21 @@ impl Node {
         let store = stores.user().await?;
         let credentials = self.credentials(Part::User);
         let live = self.peers.get(Part::Dispatcher).map(|d| chatmesh_platform::grpc::internal_channel(d, credentials));
-        let (public, internal) =
-            chatmesh_user::UserApi::new(&self.config, store, self.auth.clone(), self.ids.clone(), live)
-                .await
-                .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
+        // why: login and sign-up limits hold across every user-service process when Redis joins them
+        let limits = match self.config.limits_url() {
+            Some(url) => Some(self.background.redis(url).await?),
+            None => None,
+        };
+        let (public, internal) = chatmesh_user::UserApi::new(
+            &self.config,
+            store,
+            self.auth.clone(),
+            self.ids.clone(),
+            live,
+            limits.as_ref(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
         add!(services, UserServiceServer, public);
         add!(services, UserInternalServiceServer, internal);
         Ok(())
@@ -74,10 +84,8 @@ impl Node {
             outbox.clone(),
         );
         let log = self.internal(Part::Chat, Part::Channel, &credentials)?;
-        let stop = self.background.shutdown.clone();
-        self.background.spawn(async move {
-            chatmesh_channel::run_outbox_relay(store, log, outbox, stop).await;
-            Ok(())
+        self.background.spawn_relay("channel outbox", move |stop| {
+            chatmesh_channel::run_outbox_relay(store.clone(), log.clone(), outbox.clone(), stop)
         });
         add!(services, ChannelServiceServer, public);
         add!(services, ChannelInternalServiceServer, internal);
@@ -109,6 +117,7 @@ impl Node {
             vec![Arc::new(chatmesh_chat::PublishSink(publisher)), Arc::new(activity)];
         sinks.extend(self.stream_sink().await?);
         self.feed_delivery(&store, &woken, sinks);
+        self.background.close_at_stop(store.clone());
         add!(services, ChatServiceServer, public);
         add!(services, ChatInternalServiceServer, internal);
         Ok(())
@@ -140,10 +149,9 @@ impl Node {
         sinks: Vec<Arc<dyn chatmesh_chat::FeedSink>>,
     ) {
         for sink in sinks {
-            let (store, woken, stop) = (store.clone(), woken.clone(), self.background.shutdown.clone());
-            self.background.spawn(async move {
-                chatmesh_chat::run_feed_delivery(store, sink, woken, stop).await;
-                Ok(())
+            let (store, woken) = (store.clone(), woken.clone());
+            self.background.spawn_relay(sink.cursor(), move |stop| {
+                chatmesh_chat::run_feed_delivery(store.clone(), sink.clone(), woken.clone(), stop)
             });
         }
     }

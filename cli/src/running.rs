@@ -8,8 +8,9 @@ use chatmesh_platform::{
     grpc::{GrpcChannel, LateChannel},
     shutdown::CancellationToken,
 };
-use tokio::task::JoinSet;
 use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::background::Stopping;
 
 /// A running process: its bound addresses, and how to stop it.
 #[derive(Debug)]
@@ -27,7 +28,7 @@ pub struct Running {
     pub in_process: Option<GrpcChannel>,
     pub auth: Arc<Authenticator>,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: JoinSet<anyhow::Result<()>>,
+    pub(crate) tasks: Stopping,
     pub(crate) health: Option<Health>,
     /// The in-process transport between parts; dropping it frees the parts and their stores.
     pub(crate) _local: Option<LateChannel>,
@@ -80,7 +81,7 @@ impl Running {
             in_process: None,
             auth,
             shutdown,
-            tasks: JoinSet::new(),
+            tasks: Stopping::default(),
             health: None,
             _local: None,
         }
@@ -113,6 +114,8 @@ impl Running {
         self.drain().await
     }
 
+    /// NOT_SERVING, then the listeners drain while the feed relays run; then the relays' final
+    /// pass; then the node id is released.
     async fn drain(&mut self) -> anyhow::Result<()> {
         // why: readiness fails first, so balancers stop sending before the listeners close.
         if let Some(health) = &self.health {
@@ -121,13 +124,6 @@ impl Running {
             }
         }
         self.shutdown.cancel();
-        let mut first_error = None;
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(e) = result.map_err(anyhow::Error::from).and_then(|r| r) {
-                tracing::error!(error = %e, "part stopped with an error");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.tasks.stop().await
     }
 }

@@ -53,6 +53,10 @@ pub(crate) async fn search_index(config: &Config, writes: bool) -> anyhow::Resul
                 index: search.elasticsearch_index.clone(),
                 username: optional(&search.elasticsearch_username),
                 password: optional(&search.elasticsearch_password),
+                ca_certificate: optional(&search.elasticsearch_ca_file)
+                    .map(|path| chatmesh_platform::tls::read_ca_bundle(path.as_ref()))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
             };
             Arc::new(
                 ElasticsearchIndex::connect(settings)

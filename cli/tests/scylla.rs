@@ -58,6 +58,8 @@ fn parts_with_a_store_refuse_to_start_without_their_cluster() {
         envs.push(("CHATMESH_PEERS__CHANNEL", "http://127.0.0.1:1".into()));
         envs.push(("CHATMESH_PEERS__CHAT", "http://127.0.0.1:1".into()));
         envs.push(("CHATMESH_PEERS__DISPATCHER", "http://127.0.0.1:1".into()));
+        // why: a node id of its own, else it refuses before the store (no Redis leases one)
+        envs.push(("CHATMESH_NODE_ID", "1".into()));
         let output = run(data.path(), &envs, &["serve", part]);
         assert!(!output.status.success(), "{part} started without its store");
         assert!(text(&output).contains("connecting to ScyllaDB"), "{part}: {}", text(&output));

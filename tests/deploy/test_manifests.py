@@ -7,6 +7,7 @@ a deployment of chatmesh relies on."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import shutil
@@ -566,6 +567,39 @@ def test_config_ports_services_and_probes_agree(overlay):
         names = {p["name"]: p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:
             assert names.get(port["targetPort"]) == port["port"], (service["metadata"]["name"], port)
+
+
+# Where a proxy in front of the parts can be: the private ranges (RFC 1918, RFC 6598's shared
+# space some clusters give pods, fc00::/7) and loopback (a sidecar proxy such as Linkerd's).
+PROXY_RANGES = [
+    ipaddress.ip_network(r)
+    for r in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "127.0.0.0/8", "::1/128")
+]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_limits_count_the_client_behind_the_trusted_proxies_of_the_overlay(overlay):
+    # why: every client arrives through the Gateway and the Linkerd proxy; the login and sign-up
+    # limits count the address they forward, believed only from the trusted ranges. A public
+    # range trusted would let anyone there choose the address it is counted as; the connection
+    # caps count TCP peers, so behind the proxies they are off.
+    objects = rendered(overlay)
+    (config,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "chatmesh-config"]
+    (engines,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "chatmesh-engines"]
+    config_settings = tomllib.loads(config["data"]["chatmesh.toml"])
+    wanted = json.loads(settings(overlay)["trusted-proxies"])
+    assert json.loads(engines["data"]["CHATMESH_LIMITS__TRUSTED_PROXIES"]) == wanted, "the overlay's setting is used"
+    for ranges in (wanted, config_settings["limits"]["trusted_proxies"]):
+        assert ranges, "some proxy is trusted"
+        for text in ranges:
+            trusted = ipaddress.ip_network(text)
+            assert any(trusted.version == r.version and trusted.subnet_of(r) for r in PROXY_RANGES), text
+    for section in ("grpc", "rest", "ws"):
+        cap = engines["data"].get(f"CHATMESH_{section.upper()}__MAX_CONNECTIONS_PER_SOURCE")
+        assert int(cap or config_settings[section]["max_connections_per_source"]) == 0, f"[{section}] caps a proxy"
+    for workload in workloads(objects):
+        sources = [s["configMapRef"]["name"] for s in container(workload).get("envFrom", []) if "configMapRef" in s]
+        assert "chatmesh-engines" in sources, f"{component(workload)} reads the setting"
 
 
 def test_the_image_is_pinned_multi_stage_non_root_cached_and_runs_the_binary():

@@ -28,7 +28,10 @@ pub fn chatmesh(data: &Path) -> Command {
     command
         .args(["--data-dir", data.to_str().expect("a UTF-8 path")])
         .env("CHATMESH_PASSWORD__MEMORY_KIB", "4096")
-        .env("CHATMESH_PASSWORD__ITERATIONS", "1");
+        .env("CHATMESH_PASSWORD__ITERATIONS", "1")
+        // why: tests sign many accounts up from one address (the limit has its own test)
+        .env("CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE", "100000")
+        .env("CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE", "100000");
     for listener in ["GRPC", "REST", "WS", "METRICS"] {
         command.env(format!("CHATMESH_{listener}__LISTEN"), "127.0.0.1:0");
     }

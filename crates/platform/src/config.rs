@@ -55,6 +55,9 @@ pub struct RedisConfig {
     pub presence_ttl_secs: u64,
     /// Longest wait for Redis on a request path, in milliseconds; past it the call fails open.
     pub timeout_ms: u64,
+    /// A CA bundle (PEM) that `rediss://` (TLS) servers are checked against, alone; empty: the
+    /// public web roots.
+    pub tls_ca_file: String,
 }
 
 impl Default for RedisConfig {
@@ -66,6 +69,7 @@ impl Default for RedisConfig {
             stream_url: String::new(),
             presence_ttl_secs: 30,
             timeout_ms: 250,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -104,18 +108,27 @@ pub struct MediaConfig {
     pub backend: MediaBackend,
     /// Empty: `<data_dir>/media`.
     pub local_root: String,
-    /// The origin clients reach /media at (e.g. `https://chat.example.com`). Empty: the REST
-    /// listener's address.
+    /// The origin clients reach /media at (e.g. `https://media.example-usercontent.com`).
+    /// Empty: the address of the listener serving /media.
     pub public_url: String,
+    /// A listener of its own for /media (local backend), so that files anyone in a channel may
+    /// upload are never served from the origin of the API and the web client; point
+    /// `public_url` at it. Empty: /media is served on the REST listener.
+    #[serde(with = "empty_is_none")]
+    pub listen: Option<SocketAddr>,
     pub s3_bucket: String,
     pub s3_region: String,
     /// Empty: AWS; set it for an S3-compatible store.
     pub s3_endpoint: String,
     /// Allow a plain-HTTP endpoint (local S3-compatible stores only).
     pub s3_allow_http: bool,
+    /// A CA bundle (PEM) trusted for the S3 endpoint beside the system's roots (a private
+    /// S3-compatible store); empty: the usual roots only.
+    pub s3_ca_file: String,
     /// Largest file accepted, in bytes.
     pub max_bytes: u64,
-    /// Accepted content types; `type/*` accepts a whole family.
+    /// Accepted content types, each one exact lowercase `type/subtype` (no wildcards). Only
+    /// types a browser shows without running anything are served inline; the others download.
     pub content_types: Vec<String>,
     /// How long an upload URL works.
     pub upload_url_ttl_secs: u64,
@@ -133,16 +146,33 @@ impl Default for MediaConfig {
             backend: MediaBackend::Local,
             local_root: String::new(),
             public_url: String::new(),
+            listen: None,
             s3_bucket: String::new(),
             s3_region: "us-east-1".into(),
             s3_endpoint: String::new(),
             s3_allow_http: false,
+            s3_ca_file: String::new(),
             max_bytes: 25 * 1024 * 1024,
-            content_types: ["image/*", "video/*", "audio/*", "application/pdf", "text/plain"]
-                .map(String::from)
-                .to_vec(),
+            content_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "image/avif",
+                "video/mp4",
+                "video/webm",
+                "audio/mpeg",
+                "audio/mp4",
+                "audio/ogg",
+                "audio/wav",
+                "audio/webm",
+                "text/plain",
+                "application/pdf",
+            ]
+            .map(String::from)
+            .to_vec(),
             upload_url_ttl_secs: 300,
-            download_url_ttl_secs: 900,
+            download_url_ttl_secs: 300,
             abandoned_after_secs: 24 * 3600,
             sweep_interval_secs: 60,
         }
@@ -201,6 +231,9 @@ pub struct SearchConfig {
     pub elasticsearch_index: String,
     pub elasticsearch_username: String,
     pub elasticsearch_password: String,
+    /// A CA bundle (PEM) trusted for an `https://` Elasticsearch beside the web roots (a
+    /// private CA); empty: the web roots only.
+    pub elasticsearch_ca_file: String,
     /// This indexer's name in the consumer group; empty: `$HOSTNAME` (the pod name), else
     /// `indexer-<pid>`.
     pub consumer: String,
@@ -221,6 +254,7 @@ impl Default for SearchConfig {
             elasticsearch_index: "chatmesh-chats".into(),
             elasticsearch_username: String::new(),
             elasticsearch_password: String::new(),
+            elasticsearch_ca_file: String::new(),
             consumer: String::new(),
             claim_idle_ms: 30_000,
         }
@@ -298,6 +332,15 @@ pub struct ScyllaStoreConfig {
     pub connect_timeout_ms: u64,
     /// Replicas per datacenter when `chatmesh admin migrate` creates the keyspace.
     pub replication_factor: u32,
+    /// Client-to-node encryption (TLS). Nodes are reached by address, so each node's
+    /// certificate must name its IP address.
+    pub tls: bool,
+    /// A CA bundle (PEM) the nodes' certificates are checked against, alone; empty: the public
+    /// web roots. Only with `tls`.
+    pub tls_ca_file: String,
+    /// How long a part waits at start for the keyspace to reach the schema version it needs
+    /// (the migrate Job may still be running), in seconds; then it stops with an error.
+    pub schema_wait_secs: u64,
 }
 
 impl Default for ScyllaStoreConfig {
@@ -311,6 +354,11 @@ impl Default for ScyllaStoreConfig {
             request_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
             replication_factor: 3,
+            tls: false,
+            tls_ca_file: String::new(),
+            // why: under the startupProbe's 5 minutes, so the part says what it lacks before
+            // the kubelet restarts it
+            schema_wait_secs: 270,
         }
     }
 }
@@ -370,6 +418,14 @@ pub struct GrpcConfig {
     pub default_deadline_ms: u64,
     /// HTTP/2 keepalive ping interval, in seconds.
     pub keepalive_secs: u64,
+    /// How long a keepalive ping may wait for its answer before the connection is closed, in seconds.
+    pub keepalive_timeout_secs: u64,
+    /// How long a new connection has to send the HTTP/2 connection preface before it is
+    /// closed, in seconds.
+    pub handshake_timeout_secs: u64,
+    /// Open connections one client address (an IPv6 /64) may hold on the public listener;
+    /// more are closed as they arrive. 0: no cap (behind a proxy every client shares its address).
+    pub max_connections_per_source: usize,
     /// How long a stop waits for calls in flight before closing connections, in seconds.
     pub drain_secs: u64,
 }
@@ -382,6 +438,12 @@ pub struct RestConfig {
     pub cors_origins: Vec<String>,
     /// How long a stop waits for requests in flight before closing connections, in seconds.
     pub drain_secs: u64,
+    /// How long a request's headers may take to arrive (from the connection's start, or the
+    /// end of its previous request) before the connection is closed, in seconds.
+    pub header_timeout_secs: u64,
+    /// Open connections one client address (an IPv6 /64) may hold; more are closed as they
+    /// arrive. 0: no cap (behind a proxy every client shares its address).
+    pub max_connections_per_source: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -405,6 +467,10 @@ pub struct WsConfig {
     pub replay_cap: usize,
     /// How long SIGTERM waits for sockets to take their close frames.
     pub drain_secs: u64,
+    /// Open connections one client address (an IPv6 /64) may hold, sessions and handshakes
+    /// alike; more are closed as they arrive. 0: no cap (behind a proxy every client shares its
+    /// address).
+    pub max_connections_per_source: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -422,7 +488,13 @@ impl Default for DispatcherConfig {
 
 impl Default for RestConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into(), cors_origins: Vec::new(), drain_secs: 10 }
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            cors_origins: Vec::new(),
+            drain_secs: 10,
+            header_timeout_secs: 10,
+            max_connections_per_source: 256,
+        }
     }
 }
 
@@ -440,6 +512,7 @@ impl Default for WsConfig {
             max_sessions_per_user: 16,
             replay_cap: 1000,
             drain_secs: 5,
+            max_connections_per_source: 256,
         }
     }
 }
@@ -468,8 +541,10 @@ pub struct PasswordConfig {
     /// argon2id iterations.
     pub iterations: u32,
     pub parallelism: u32,
-    /// Hashes computed at once; the rest wait, so heartbeats keep flowing on two cores.
+    /// Login verifications computed at once; the rest wait, so heartbeats keep flowing on two cores.
     pub max_concurrent_hashes: usize,
+    /// Sign-up hashes computed at once, beside (never instead of) the logins' permits.
+    pub max_concurrent_signup_hashes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -479,8 +554,17 @@ pub struct LimitsConfig {
     pub user_calls_per_sec: u32,
     /// Burst allowed above the sustained rate.
     pub user_calls_burst: u32,
-    /// Login attempts per minute per account (checked before hashing).
+    /// Failed login attempts per minute per account from one client address (checked before
+    /// hashing); past it across addresses, logins to the account are slowed, never refused.
     pub login_per_minute_per_account: u32,
+    /// Failed login attempts per minute per client address, across accounts.
+    pub login_per_minute_per_source: u32,
+    /// Sign-ups per hour per client address.
+    pub signups_per_hour_per_source: u32,
+    /// Proxies (address ranges such as `10.0.0.0/8`, or addresses) whose `X-Forwarded-For`
+    /// names the client address these limits count, for calls arriving from them. Empty: none;
+    /// the TCP peer is the client.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -536,6 +620,9 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 256,
             default_deadline_ms: 10_000,
             keepalive_secs: 45,
+            keepalive_timeout_secs: 20,
+            handshake_timeout_secs: 10,
+            max_connections_per_source: 256,
             drain_secs: 10,
         }
     }
@@ -558,13 +645,26 @@ impl Default for AuthConfig {
 impl Default for PasswordConfig {
     fn default() -> Self {
         // OWASP: argon2id m=19 MiB, t=2, p=1.
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent_hashes: 1 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent_hashes: 1,
+            max_concurrent_signup_hashes: 1,
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { user_calls_per_sec: 50, user_calls_burst: 200, login_per_minute_per_account: 10 }
+        Self {
+            user_calls_per_sec: 50,
+            user_calls_burst: 200,
+            login_per_minute_per_account: 10,
+            login_per_minute_per_source: 30,
+            signups_per_hour_per_source: 20,
+            trusted_proxies: Default::default(),
+        }
     }
 }
 
@@ -678,6 +778,19 @@ mod tests {
             jail.set_env("CHATMESH_GRPC__INTERNAL_LISTEN", "port 50052");
             let err = Config::load(None, serde_json::json!({})).unwrap_err();
             assert!(err.to_string().to_lowercase().contains("internal_listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn media_types_and_a_media_origin_of_its_own_can_be_set_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None, serde_json::json!({})).expect("loads").media.listen, None);
+            jail.set_env("CHATMESH_MEDIA__LISTEN", "0.0.0.0:8081");
+            jail.set_env("CHATMESH_MEDIA__CONTENT_TYPES", r#"["image/png", "text/plain"]"#);
+            let media = Config::load(None, serde_json::json!({})).expect("loads").media;
+            assert_eq!(media.listen, Some("0.0.0.0:8081".parse().unwrap()));
+            assert_eq!(media.content_types, ["image/png", "text/plain"]);
             Ok(())
         });
     }

@@ -2,7 +2,9 @@
 //! passwords), the gRPC layer stack, the error-code table, ids, telemetry and shutdown.
 
 pub mod auth;
+pub mod client_addr;
 pub mod config;
+pub mod connections;
 pub mod embedded;
 pub mod error;
 pub mod fault;
@@ -19,6 +21,7 @@ pub mod request_id;
 pub mod shared_limits;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 
 pub use auth::Caller;

@@ -2,7 +2,7 @@
 
 pub use tokio_util::sync::CancellationToken;
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM (the handlers are installed when it is first polled).
 pub async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -24,14 +24,31 @@ pub async fn signal() {
     }
 }
 
-/// A token cancelled when the process is asked to stop.
-pub fn on_signal() -> CancellationToken {
+/// A token cancelled when the process is asked to stop, its handlers installed before this
+/// returns. Call it before any start-up work: until a handler is installed, SIGTERM kills the
+/// process mid-start, and a container's first process (PID 1), whose signals without a handler
+/// are dropped, ignores it until the kubelet's SIGKILL.
+pub fn on_signal() -> std::io::Result<CancellationToken> {
     let token = CancellationToken::new();
     let child = token.clone();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut interrupt) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("shutdown requested, draining");
+            child.cancel();
+        });
+    }
+    #[cfg(not(unix))]
     tokio::spawn(async move {
         signal().await;
         tracing::info!("shutdown requested, draining");
         child.cancel();
     });
-    token
+    Ok(token)
 }

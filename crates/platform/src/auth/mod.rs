@@ -8,7 +8,7 @@ mod tokens;
 
 pub use keys::{KeyRing, KeyRingError};
 pub use revocations::Revocations;
-pub use tokens::{AccessToken, AuthError, Authenticator, Claims};
+pub use tokens::{AccessToken, AuthError, Authenticator, Claims, UserKeys};
 
 /// The verified caller of an RPC, put into the request extensions by the platform layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

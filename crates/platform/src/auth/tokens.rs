@@ -52,6 +52,16 @@ pub enum AuthError {
     SessionEnded,
 }
 
+/// What a process does with user tokens, and so which user keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKeys {
+    /// Signs them (the user part): the private ring, generated on first start.
+    Sign,
+    /// Only verifies them (every other part): public keys are enough, and the folder is only
+    /// read, never written.
+    Verify,
+}
+
 /// Tokens remembered as verified, at most (a token is a few hundred bytes).
 const VERIFIED_KEPT: usize = 16_384;
 
@@ -76,7 +86,17 @@ impl Authenticator {
 
     /// Loads (or, on first start, generates) both key rings under `<data_dir>/keys/`.
     pub fn from_data_dir(config: AuthConfig, data_dir: &Path) -> Result<Self, KeyRingError> {
-        let users = KeyRing::load_or_generate(&data_dir.join("keys").join("user"))?;
+        Self::open(config, data_dir, UserKeys::Sign)
+    }
+
+    /// Loads the key rings under `<data_dir>/keys/`: the service ring to sign and verify
+    /// (generated on first start), and the user ring as `user_keys` says.
+    pub fn open(config: AuthConfig, data_dir: &Path, user_keys: UserKeys) -> Result<Self, KeyRingError> {
+        let user_dir = data_dir.join("keys").join("user");
+        let users = match user_keys {
+            UserKeys::Sign => KeyRing::load_or_generate(&user_dir)?,
+            UserKeys::Verify => KeyRing::load_verifying(&user_dir)?,
+        };
         let services = KeyRing::load_or_generate(&data_dir.join("keys").join("service"))?;
         Ok(Self::new(config, users, services))
     }
@@ -113,10 +133,15 @@ impl Authenticator {
             nbf: now,
             exp: now + ttl,
         };
+        let Some((kid, key)) = ring.signing_key() else {
+            // why: only the user part issues user tokens, and it always loads its private ring
+            tracing::error!("no signing key in this process for {aud} tokens: none issued");
+            return String::new();
+        };
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(ring.current_kid().to_owned());
+        header.kid = Some(kid.to_owned());
         // why: signing with a well-formed Ed25519 key over serde-serializable claims cannot fail.
-        encode(&header, &claims, ring.signing_key()).unwrap_or_default()
+        encode(&header, &claims, key).unwrap_or_default()
     }
 
     /// Verifies a bearer token and names its caller.
@@ -244,6 +269,40 @@ mod tests {
         let mut tampered = past.clone();
         tampered.push('x');
         assert!(auth.verify(&tampered).is_err(), "one byte more is verified in full");
+    }
+
+    #[test]
+    fn a_part_holding_only_public_user_keys_verifies_tokens_of_either_rotation_phase() {
+        let signer_dir = tempfile::tempdir().unwrap();
+        let old = KeyRing::rotate(&signer_dir.path().join("keys/user")).unwrap();
+        let new = KeyRing::rotate(&signer_dir.path().join("keys/user")).unwrap();
+        // phase one: both keys published, the old one still signing
+        std::fs::write(signer_dir.path().join("keys/user/current"), &old).unwrap();
+        let signing_old = Authenticator::from_data_dir(AuthConfig::default(), signer_dir.path()).unwrap();
+
+        let verifier_dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::load(&signer_dir.path().join("keys/user")).unwrap();
+        ring.export_public(&verifier_dir.path().join("keys/user")).unwrap();
+        // every part signs its own service tokens with the one shared service key
+        let service = signer_dir.path().join("keys/service");
+        std::fs::create_dir_all(verifier_dir.path().join("keys/service")).unwrap();
+        for entry in std::fs::read_dir(&service).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, verifier_dir.path().join("keys/service").join(path.file_name().unwrap())).unwrap();
+        }
+        let verifier = Authenticator::open(AuthConfig::default(), verifier_dir.path(), UserKeys::Verify).unwrap();
+        let caller = Caller::User { user_id: 42, session_id: "s1".into() };
+        assert_eq!(verifier.verify(&signing_old.issue_access(42, "s1").token), Ok(caller.clone()));
+        assert_eq!(verifier.verify(&signing_old.issue_service("user")), Ok(Caller::Service { part: "user".into() }));
+        assert_eq!(verifier.verify(&verifier.issue_service("rest")), Ok(Caller::Service { part: "rest".into() }));
+        assert_eq!(verifier.issue_access(42, "s1").token, "", "a verifying part issues no user token");
+
+        // phase two: the signer switches to the new key; the verifier, not restarted, accepts it
+        std::fs::write(signer_dir.path().join("keys/user/current"), &new).unwrap();
+        let signing_new = Authenticator::from_data_dir(AuthConfig::default(), signer_dir.path()).unwrap();
+        let token = signing_new.issue_access(42, "s1").token;
+        assert_eq!(decode_header(&token).unwrap().kid.as_deref(), Some(new.as_str()));
+        assert_eq!(verifier.verify(&token), Ok(caller));
     }
 
     #[test]

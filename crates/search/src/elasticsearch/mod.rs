@@ -38,6 +38,7 @@ use async_trait::async_trait;
 use elasticsearch::{
     BulkParts, CountParts, DeleteByQueryParts, Elasticsearch, GetParts, IndexParts, SearchParts,
     auth::Credentials,
+    cert::{Certificate, CertificateValidation},
     http::{
         StatusCode, Url,
         request::JsonBody,
@@ -78,11 +79,20 @@ pub struct ElasticsearchSettings {
     pub username: Option<String>,
     /// Basic-auth password (with `username`).
     pub password: Option<String>,
+    /// A CA bundle (PEM) trusted beside the web roots, for an `https://` cluster under a
+    /// private CA.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 impl Default for ElasticsearchSettings {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:9200".into(), index: DEFAULT_INDEX.into(), username: None, password: None }
+        Self {
+            url: "http://127.0.0.1:9200".into(),
+            index: DEFAULT_INDEX.into(),
+            username: None,
+            password: None,
+            ca_certificate: None,
+        }
     }
 }
 
@@ -93,6 +103,7 @@ impl std::fmt::Debug for ElasticsearchSettings {
             .field("index", &self.index)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_certificate", &self.ca_certificate.is_some())
             .finish()
     }
 }
@@ -157,6 +168,11 @@ impl ElasticsearchIndex {
         let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(REQUEST_TIMEOUT);
         if let Some(username) = settings.username {
             transport = transport.auth(Credentials::Basic(username, settings.password.unwrap_or_default()));
+        }
+        if let Some(pem) = &settings.ca_certificate {
+            let certificate =
+                Certificate::from_pem(pem).map_err(|e| backend(format!("elasticsearch CA bundle: {e}")))?;
+            transport = transport.cert_validation(CertificateValidation::Full(certificate));
         }
         let transport = transport.build().map_err(|e| backend(format!("elasticsearch client: {e}")))?;
         let index = Self {

@@ -241,6 +241,19 @@ async fn an_unreachable_cluster_is_an_error() {
     assert!(ElasticsearchIndex::connect(settings).await.is_err());
 }
 
+#[tokio::test]
+async fn a_configured_ca_bundle_is_loaded_into_the_client_and_a_bad_one_is_refused() {
+    let ca = include_bytes!("../../../platform/testdata/tls/ca.pem").to_vec();
+    // the client is built with the CA: the request is made, and fails only for want of a cluster
+    let settings =
+        ElasticsearchSettings { url: "https://127.0.0.1:1".into(), ca_certificate: Some(ca), ..Default::default() };
+    let err = ElasticsearchIndex::connect(settings).await.unwrap_err().to_string();
+    assert!(err.contains("index template") && !err.contains("CA bundle"), "{err}");
+    let settings = ElasticsearchSettings { ca_certificate: Some(b"not a certificate".to_vec()), ..Default::default() };
+    let err = ElasticsearchIndex::connect(settings).await.unwrap_err().to_string();
+    assert!(err.contains("elasticsearch CA bundle"), "{err}");
+}
+
 #[test]
 fn settings_do_not_print_the_password() {
     let settings = ElasticsearchSettings { password: Some("hunter2".into()), ..Default::default() };
