@@ -84,6 +84,8 @@ impl Stopping {
 /// The background tasks of a process and what they share.
 pub(crate) struct Background {
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled once every part of the process has started (the readiness probe waits for it).
+    pub(crate) started: CancellationToken,
     stopping: Stopping,
     // why: one connection manager per Redis for the whole process, whatever uses it.
     pools: RedisPool,
@@ -93,7 +95,12 @@ impl Background {
     /// Background tasks connecting to Redis as `config` says (`redis.tls_ca_file`).
     pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let pools = RedisPool::with_ca_file(Path::new(&config.redis.tls_ca_file)).map_err(anyhow::Error::msg)?;
-        Ok(Self { shutdown: CancellationToken::new(), stopping: Stopping::default(), pools })
+        Ok(Self {
+            shutdown: CancellationToken::new(),
+            started: CancellationToken::new(),
+            stopping: Stopping::default(),
+            pools,
+        })
     }
 
     /// Runs `task` until the process stops; its error stops the process with an error.

@@ -110,7 +110,7 @@ impl Background {
 
     /// Serves the metrics and the process's probes on `[metrics] listen`.
     pub(crate) async fn serve_metrics(&mut self, config: &Config) -> anyhow::Result<SocketAddr> {
-        let router = metrics_router(self.shutdown.clone());
+        let router = metrics_router(self.started.clone(), self.shutdown.clone());
         // why: scraped by the cluster's own collector, never by clients: no cap per address
         let settings =
             HttpSettings { grace: Duration::from_secs(1), header_timeout: Duration::from_secs(10), per_source: 0 };
@@ -217,9 +217,10 @@ async fn drained_within<Timer: Future<Output = ()>>(
 }
 
 /// `GET /metrics` in the Prometheus text format (one recorder serves the whole process), and
-/// the process's probes: `/healthz` (alive) and `/readyz` (503 once draining) — the HTTP probes
-/// of parts with no HTTP listener of their own, such as the WebSocket gateway.
-fn metrics_router(shutdown: CancellationToken) -> axum::Router {
+/// the process's probes: `/healthz` (alive) and `/readyz` (503 until every part of the process
+/// has started — `started` cancelled — and again once draining) — the HTTP probes of parts with
+/// no HTTP listener of their own, such as the WebSocket gateway.
+fn metrics_router(started: CancellationToken, shutdown: CancellationToken) -> axum::Router {
     let handle = chatmesh_platform::telemetry::prometheus();
     axum::Router::new()
         .route(
@@ -233,13 +234,12 @@ fn metrics_router(shutdown: CancellationToken) -> axum::Router {
         .route(
             "/readyz",
             axum::routing::get(move || {
-                let draining = shutdown.is_cancelled();
-                async move {
-                    match draining {
-                        true => (http::StatusCode::SERVICE_UNAVAILABLE, "draining"),
-                        false => (http::StatusCode::OK, "ready"),
-                    }
-                }
+                let answer = match (started.is_cancelled(), shutdown.is_cancelled()) {
+                    (_, true) => (http::StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    (false, false) => (http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
+                    (true, false) => (http::StatusCode::OK, "ready"),
+                };
+                async move { answer }
             }),
         )
 }
@@ -282,5 +282,23 @@ mod tests {
         stop.cancel();
         let ended = (&mut run).now_or_never().expect("ends as soon as the server has drained");
         assert_eq!(ended.unwrap_err().to_string(), "served with an error");
+    }
+
+    /// `/readyz` is 503 while the process starts (its listeners may not be bound yet), 200 once
+    /// it has started, and 503 again from the moment it drains.
+    #[tokio::test]
+    async fn ready_only_between_start_up_and_the_drain() {
+        use tower::ServiceExt as _;
+        let (started, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let router = metrics_router(started.clone(), shutdown.clone());
+        let ready = || async {
+            let request = http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap();
+            router.clone().oneshot(request).await.unwrap().status().as_u16()
+        };
+        assert_eq!(ready().await, 503, "still starting");
+        started.cancel();
+        assert_eq!(ready().await, 200);
+        shutdown.cancel();
+        assert_eq!(ready().await, 503, "draining");
     }
 }

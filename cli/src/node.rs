@@ -182,6 +182,8 @@ impl Node {
 
     /// The running process: its addresses, and its tasks to drain when it stops.
     pub(crate) fn finish(self) -> Running {
+        // why: every listener is bound now; until here `/readyz` answers 503 (starting)
+        self.background.started.cancel();
         let mut running = self.running;
         running.tasks = self.background.into_tasks();
         running._local = Some(self.local);
