@@ -552,4 +552,14 @@ async fn a_file_attached_before_attached_keys_existed_is_still_served() {
         .unwrap();
     let url = download_url(&mut chats, &alice, &upload.upload_id).await.unwrap();
     assert_eq!(get(&url).await, (200, Some("text/plain".into()), b"kept".to_vec()));
+
+    // staged bytes replaced after such an attach (another size) are never served
+    let replaced = create_upload(&mut chats, &alice, &channel, "old2.txt", "text/plain", 4).await.unwrap();
+    assert_eq!(put(&replaced.upload_url, "text/plain", b"kept".to_vec()).await.0, 200);
+    send(&mut chats, &alice, &channel, "", &[&replaced.upload_id]).await.unwrap();
+    std::fs::remove_file(media.join("attached").join(&replaced.upload_id)).unwrap();
+    std::fs::write(media.join("uploads").join(&replaced.upload_id), b"EVIL BYTES").unwrap();
+    let err = download_url(&mut chats, &alice, &replaced.upload_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(!media.join("attached").join(&replaced.upload_id).exists(), "the mismatched copy is not kept");
 }

@@ -163,6 +163,14 @@ impl LocalCells {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         if cells.len() >= LOCAL_CELLS_KEPT {
             cells.retain(|_, tat| *tat > now);
+            if cells.len() >= LOCAL_CELLS_KEPT / 2 {
+                // why: memory stays bounded however many keys are live; the cells nearest their
+                // refill are forgotten first (and the next drop is half the bound away)
+                let mut tats: Vec<u64> = cells.values().copied().collect();
+                let keep_from = tats.len() - LOCAL_CELLS_KEPT / 4;
+                let threshold = *tats.select_nth_unstable(keep_from).1;
+                cells.retain(|_, tat| *tat >= threshold);
+            }
         }
         let tat = cells.get(key).copied().unwrap_or(now).max(now);
         if tat - now > rate.tolerance_us {
@@ -262,6 +270,18 @@ impl Allowances {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_cells_stay_bounded_however_many_keys_are_live_and_keep_the_busiest() {
+        let (cells, rate, t) = (LocalCells::default(), Rate::per(1, Duration::from_secs(3600)), 1_000_000_000);
+        for i in 0..3 * LOCAL_CELLS_KEPT as u64 {
+            // later keys are taken later, so their cells refill last
+            assert_eq!(cells.take(&format!("k{i}"), t + i, rate), 0);
+            assert!(cells.cells.lock().unwrap().len() <= LOCAL_CELLS_KEPT);
+        }
+        let last = format!("k{}", 3 * LOCAL_CELLS_KEPT as u64 - 1);
+        assert!(cells.take(&last, t + 3 * LOCAL_CELLS_KEPT as u64, rate) > 0, "the newest cell is kept");
+    }
 
     #[test]
     fn a_rate_spreads_its_count_over_the_period_and_allows_all_of_it_at_once() {

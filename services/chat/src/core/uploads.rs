@@ -102,8 +102,16 @@ impl ChatCore {
         let upload = self.readable_attachment(cmd.upload_id, caller).await?;
         // why: files attached before attachments had a key of their own are still only staged;
         // the first download claims them (a no-op once the attached copy exists).
-        if media.inspect(&media::attached_key(upload.upload_id)).await?.is_none() {
+        let attached_key = media::attached_key(upload.upload_id);
+        if media.inspect(&attached_key).await?.is_none() {
             media.claim(upload.upload_id).await?;
+            // why: the staged key took PUTs until its URL expired; bytes that are not what was
+            // attached are never served
+            let claimed = media.inspect(&attached_key).await?.map(|stored| Stored { content_type: None, ..stored });
+            if stored_as_declared(&upload, claimed.as_ref()).is_err() {
+                media.delete(&attached_key).await?;
+                return Err(ChatError::AttachmentNotFound(upload.upload_id));
+            }
         }
         Ok(media.download_url(upload.upload_id, &upload.content_type, &upload.file_name, caller).await?)
     }

@@ -88,14 +88,16 @@ impl ScyllaChannelStore {
         // why: relays start from the progress row, so it exists before anything is queued
         self.queue_started.get_or_try_init(|| async { self.first_open().await.map(|_| ()) }).await?;
         for chunk in events.chunks(ROWS_PER_BATCH) {
-            let chosen = self.clock.now_us();
+            let (chosen, started) = (self.clock.now_us(), tokio::time::Instant::now());
             let bucket = bucket_of(chosen.div_euclid(1000));
             let rows: Vec<Item> = chunk
                 .iter()
                 .map(|(seq, event)| -> Item { (&PUT_QUEUED, values![bucket, *seq, *event, at_us, at_us]) })
                 .collect();
             self.cql.batch(BatchKind::Unlogged, rows).await.map_err(backend)?;
-            let took_us = self.clock.now_us().saturating_sub(chosen);
+            // why: the wall clock may step back during the write; the monotonic one cannot
+            let monotonic_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+            let took_us = self.clock.now_us().saturating_sub(chosen).max(monotonic_us);
             if took_us > WRITE_DEADLINE_US {
                 // why: relays may have closed the bucket meanwhile; the change stays pending and
                 // its entries are written again, into a newer one
