@@ -17,6 +17,19 @@ ADDRS: dict = {}
 # How long a start or a stop may take before it is declared hung (a guard, not a limit tested).
 HUNG_SECS = 60
 
+# Settings for a server that takes thousands of calls, logins and sign-ups from one client: the
+# per-user, login and sign-up limits out of reach, and cheap password hashing (the limits and
+# the OWASP hashing defaults have tests of their own).
+UNTHROTTLED = dict(
+    CHATMESH_PASSWORD__MEMORY_KIB="4096",
+    CHATMESH_PASSWORD__ITERATIONS="1",
+    CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
+    CHATMESH_LIMITS__USER_CALLS_BURST="100000",
+    CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
+    CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE="100000",
+    CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE="100000",
+)
+
 
 def _binary() -> pathlib.Path:
     if os.environ.get("CHATMESH_BIN"):
@@ -86,18 +99,11 @@ def chatmesh_up():
 @pytest.fixture(scope="session")
 def server():
     """A `chatmesh up` (see `Chatmesh`); yields its gRPC address (`rest_url` gives the REST one)."""
-    # why: fuzzing creates many accounts (the OWASP hashing defaults have their own unit test),
-    # and the contract test sends thousands of calls and logins from one account (the limits have
-    # their own tests). The largest upload is a setting, not a contract rule: at the int64
-    # maximum it binds nothing, leaving the annotated rules alone.
+    # why: fuzzing creates many accounts and the contract test sends thousands of calls and
+    # logins from one account. The largest upload is a setting, not a contract rule: at the
+    # int64 maximum it binds nothing, leaving the annotated rules alone.
     settings = dict(
-        CHATMESH_PASSWORD__MEMORY_KIB="4096",
-        CHATMESH_PASSWORD__ITERATIONS="1",
-        CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
-        CHATMESH_LIMITS__USER_CALLS_BURST="100000",
-        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
-        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE="100000",
-        CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE="100000",
+        UNTHROTTLED,
         CHATMESH_MEDIA__MAX_BYTES=str(2**63 - 1),
         # why: so are the accepted media types; these take every sample of the contract's shape
         CHATMESH_MEDIA__CONTENT_TYPES=json.dumps(

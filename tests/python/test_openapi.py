@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 
 import pytest
+from conftest import UNTHROTTLED
 from openapi_spec_validator import validate
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -105,17 +106,7 @@ def fuzz_url(chatmesh_up):
     """A `chatmesh up` for schemathesis alone: its access tokens last a day and its per-user
     limits are out of reach, so thousands of calls under one token are neither expired nor
     throttled (throttling has its own tests)."""
-    settings = dict(
-        CHATMESH_AUTH__ACCESS_TTL_SECS="86400",
-        CHATMESH_LIMITS__USER_CALLS_PER_SEC="100000",
-        CHATMESH_LIMITS__USER_CALLS_BURST="100000",
-        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT="100000",
-        CHATMESH_LIMITS__LOGIN_PER_MINUTE_PER_SOURCE="100000",
-        CHATMESH_LIMITS__SIGNUPS_PER_HOUR_PER_SOURCE="100000",
-        # why: the run creates many accounts; the OWASP hashing defaults have their own unit test
-        CHATMESH_PASSWORD__MEMORY_KIB="4096",
-        CHATMESH_PASSWORD__ITERATIONS="1",
-    )
+    settings = dict(UNTHROTTLED, CHATMESH_AUTH__ACCESS_TTL_SECS="86400")
     chatmesh = chatmesh_up("chatmesh-fuzz-", settings)
     yield f"http://{chatmesh.addrs['rest']}"
     chatmesh.stop()

@@ -86,8 +86,29 @@ pub async fn http_with_body(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
+    http_from(None, addr, method, path, headers, body).await
+}
+
+/// [`http_with_body`] from the local address `source` (another loopback address is another
+/// client address to the server), or any when `None`.
+pub async fn http_from(
+    source: Option<std::net::IpAddr>,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("a socket");
+    if let Some(source) = source {
+        socket.bind(std::net::SocketAddr::new(source, 0)).expect("binds the source address");
+    }
+    let mut stream = socket.connect(addr).await.expect("connects");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (name, value) in headers {

@@ -39,25 +39,11 @@ async fn users_from(app: &TestApp, source: IpAddr) -> UserServiceClient<Channel>
     UserServiceClient::new(channel)
 }
 
-/// A plain HTTP/1.1 POST from `source`; returns (status, response headers in lowercase, body).
+/// A plain HTTP/1.1 POST of JSON from `source`; returns (status, response headers in
+/// lowercase, body).
 async fn post_from(source: IpAddr, addr: SocketAddr, path: &str, body: &serde_json::Value) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.bind(SocketAddr::new(source, 0)).expect("binds the source address");
-    let mut stream = socket.connect(addr).await.expect("connects");
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("writes");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("reads");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let (head, body) =
-        response.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_owned())).unwrap_or_default();
-    (status, head, body)
+    let json = [("content-type", "application/json")];
+    chatmesh_tests::raw::http_from(Some(source), addr, "POST", path, &json, &body.to_string()).await
 }
 
 fn sign_up(email: &str, name: &str, username: &str) -> CreateUserRequest {
@@ -404,28 +390,19 @@ async fn signs_up(
 ) -> bool {
     match surface {
         Surface::Rest => {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-            socket.bind(SocketAddr::new(source, 0)).expect("binds the source address");
-            let mut stream = socket.connect(app.rest_addr).await.expect("connects");
             let body = json!({"email": email, "password": PASSWORD, "name": "Bot"}).to_string();
-            let header = forwarded.map(|(name, value)| format!("{name}: {value}\r\n")).unwrap_or_default();
-            let request = format!(
-                "POST /api/v1/users HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n{header}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                app.rest_addr,
-                body.len()
-            );
-            stream.write_all(request.as_bytes()).await.expect("writes");
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await.expect("reads");
-            let response = String::from_utf8_lossy(&response).to_lowercase();
-            match response.split(' ').nth(1) {
-                Some("200") => true,
-                Some("429") => {
-                    assert!(response.contains("retry-after:"), "{response}");
+            let mut headers = vec![("content-type", "application/json")];
+            headers.extend(forwarded);
+            let (status, head, body) =
+                chatmesh_tests::raw::http_from(Some(source), app.rest_addr, "POST", "/api/v1/users", &headers, &body)
+                    .await;
+            match status {
+                200 => true,
+                429 => {
+                    assert!(head.contains("retry-after:"), "{head}");
                     false
                 }
-                _ => panic!("a sign-up over REST: {response}"),
+                _ => panic!("a sign-up over REST: {status} {head} {body}"),
             }
         }
         Surface::Grpc => {

@@ -197,6 +197,15 @@ impl LocalCells {
     }
 }
 
+/// An event taken from an allowance, and where (Redis or this process): what
+/// [`Allowances::give_back`] returns.
+#[derive(Debug)]
+#[must_use = "an event taken is either kept (dropped) or given back"]
+pub struct Taken {
+    key: String,
+    shared: bool,
+}
+
 /// An allowance per key (a client address, an account): events are taken from it, refused once
 /// it is spent, and refilled at a [`Rate`]; an event taken can be given back. Kept in this
 /// process, or in Redis for every process of the mesh (then this process's cells stand in
@@ -232,20 +241,27 @@ impl Allowances {
     }
 
     /// Takes one event from `key`'s allowance, or says how long until one is free.
-    pub async fn take(&self, key: &str) -> Result<(), Duration> {
+    pub async fn take(&self, key: &str) -> Result<Taken, Duration> {
         let now = now_us();
-        let wait_us = match self.run(0, key, now).await {
-            Some(answer) => answer,
-            None => self.local.take(key, now, self.rate),
+        let (wait_us, shared) = match self.run(0, key, now).await {
+            Some(answer) => (answer, true),
+            None => (self.local.take(key, now, self.rate), false),
         };
-        if wait_us == 0 { Ok(()) } else { Err(Duration::from_micros(wait_us)) }
+        match wait_us {
+            0 => Ok(Taken { key: key.to_owned(), shared }),
+            _ => Err(Duration::from_micros(wait_us)),
+        }
     }
 
-    /// Returns an event taken from `key`'s allowance (it is not to count).
-    pub async fn give_back(&self, key: &str) {
+    /// Returns an event [`take`](Self::take) took (it is not to count), to the cells it was
+    /// taken from: one taken here while Redis did not answer never erases one counted there.
+    pub async fn give_back(&self, taken: Taken) {
         let now = now_us();
-        if self.run(1, key, now).await.is_none() {
-            self.local.give_back(key, now, self.rate);
+        match taken.shared {
+            true => {
+                let _ = self.run(1, &taken.key, now).await;
+            }
+            false => self.local.give_back(&taken.key, now, self.rate),
         }
     }
 
@@ -314,13 +330,13 @@ mod tests {
     #[tokio::test]
     async fn allowances_in_process_take_give_back_and_tell_when_spent() {
         let allowances = Allowances::local("test", Rate::per(2, Duration::from_secs(3600)));
-        assert!(allowances.take("k").await.is_ok());
+        let _first = allowances.take("k").await.expect("taken");
         assert!(!allowances.is_spent("k").await);
-        assert!(allowances.take("k").await.is_ok());
+        let second = allowances.take("k").await.expect("taken");
         assert!(allowances.is_spent("k").await);
         let wait = allowances.take("k").await.unwrap_err();
         assert!(wait > Duration::from_secs(1700) && wait <= Duration::from_secs(1800), "{wait:?}");
-        allowances.give_back("k").await;
+        allowances.give_back(second).await;
         assert!(allowances.take("k").await.is_ok());
     }
 
@@ -340,11 +356,11 @@ mod tests {
         );
         let key = format!("k{}", now_us());
         assert!(one.take(&key).await.is_ok());
-        assert!(two.take(&key).await.is_ok(), "the second process takes from the same allowance");
+        let taken = two.take(&key).await.expect("the second process takes from the same allowance");
         assert!(one.is_spent(&key).await && two.is_spent(&key).await);
         let wait = one.take(&key).await.unwrap_err();
         assert!(wait > Duration::from_secs(1700) && wait <= Duration::from_secs(1800), "{wait:?}");
-        two.give_back(&key).await;
+        two.give_back(taken).await;
         assert!(!one.is_spent(&key).await, "given back in one process, free in the other");
         assert!(one.take(&key).await.is_ok());
         assert!(one.local.cells.lock().unwrap().is_empty(), "nothing was decided in process");

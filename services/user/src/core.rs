@@ -16,7 +16,7 @@ use chatmesh_platform::{
     ids::{IdGenerator, now_ms},
     password::{PasswordError, PasswordHasher, Verified},
     redis_pool::Redis,
-    shared_limits::{Allowances, Rate},
+    shared_limits::{Allowances, Rate, Taken},
 };
 use chatmesh_wire::user as wire;
 
@@ -109,7 +109,8 @@ impl UserCore {
     /// itself does, and the sign-up limit per address bounds how many a client can try.
     pub async fn create_user(&self, cmd: wire::CreateUser, source: Option<IpAddr>) -> Result<UserRecord, UserError> {
         // why: checked before hashing, so a burst of sign-ups costs the client, not our CPU.
-        self.signups
+        let _counted = self
+            .signups
             .take(&source_key(source))
             .await
             .map_err(|wait| UserError::SignUpThrottled(at_least_a_second(wait)))?;
@@ -289,8 +290,8 @@ pub struct LoginThrottle {
 /// A login attempt the throttle let through, settled once its password was checked.
 #[derive(Debug)]
 pub struct Attempt {
-    account_and_source: String,
-    source: String,
+    account_and_source: Taken,
+    source: Taken,
     account: String,
     /// The account has failed too often from everywhere: wait [`LOGIN_DELAY`] first.
     pub slowed: bool,
@@ -311,15 +312,18 @@ impl LoginThrottle {
     /// Admits an attempt on `email_key` from `source`, or says how long to wait (at least a second).
     pub async fn begin(&self, email_key: &str, source: Option<IpAddr>) -> Result<Attempt, UserError> {
         let (account, source) = (account_key(email_key), source_key(source));
-        let attempt = Attempt { account_and_source: format!("{account}@{source}"), source, account, slowed: false };
         let refused = |wait| UserError::LoginThrottled(at_least_a_second(wait));
-        self.per_account_and_source.take(&attempt.account_and_source).await.map_err(refused)?;
-        if let Err(wait) = self.per_source.take(&attempt.source).await {
-            self.per_account_and_source.give_back(&attempt.account_and_source).await;
-            return Err(refused(wait));
-        }
-        let slowed = self.per_account.is_spent(&attempt.account).await;
-        Ok(Attempt { slowed, ..attempt })
+        let account_and_source =
+            self.per_account_and_source.take(&format!("{account}@{source}")).await.map_err(refused)?;
+        let source = match self.per_source.take(&source).await {
+            Ok(taken) => taken,
+            Err(wait) => {
+                self.per_account_and_source.give_back(account_and_source).await;
+                return Err(refused(wait));
+            }
+        };
+        let slowed = self.per_account.is_spent(&account).await;
+        Ok(Attempt { account_and_source, source, account, slowed })
     }
 
     /// Counts `attempt` as a failure (a wrong password or unknown account), or gives it back.
@@ -328,8 +332,8 @@ impl LoginThrottle {
             // why: only counted; a spent account allowance slows logins, it refuses none
             let _ = self.per_account.take(&attempt.account).await;
         } else {
-            self.per_account_and_source.give_back(&attempt.account_and_source).await;
-            self.per_source.give_back(&attempt.source).await;
+            self.per_account_and_source.give_back(attempt.account_and_source).await;
+            self.per_source.give_back(attempt.source).await;
         }
     }
 }
