@@ -211,7 +211,7 @@ impl Server {
                     username: String::new(),
                 };
                 let created = client.create_user(request).await.context("CreateUser")?.into_inner();
-                let login = pb_user::LoginRequest { email, password: PASSWORD.into() };
+                let login = pb_user::LoginRequest { email, password: PASSWORD.into(), restore: false };
                 let tokens = client.login(login).await.context("Login")?.into_inner().tokens.context("no tokens")?;
                 anyhow::Ok(User { id: created.user.context("no user")?.user_id, token: tokens.access_token })
             }

@@ -1,9 +1,13 @@
-//! Operator commands: rebuilding and verifying the search index, and a running server's status.
+//! Operator commands: rebuilding and verifying the search index, a running server's status, and
+//! granting roles.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use chatmesh_api::chat::v1::{GetSearchStatusRequest, chat_internal_service_client::ChatInternalServiceClient};
+use chatmesh_api::{
+    chat::v1::{GetSearchStatusRequest, chat_internal_service_client::ChatInternalServiceClient},
+    user::v1::{SetRoleRequest, UserRole, user_internal_service_client::UserInternalServiceClient},
+};
 use chatmesh_chat::store::{ChatStore, FjallChatStore};
 use chatmesh_platform::{
     auth::{Authenticator, UserKeys},
@@ -130,10 +134,15 @@ struct SearchLag {
 
 /// Asks a running server for its health and its search index's lag (with a service token
 /// signed by the data dir's service key).
-pub async fn status(config: &Config, grpc: Option<String>, json: bool) -> anyhow::Result<()> {
+/// A connection to a running server's gRPC address (default: the configured `grpc.listen`),
+/// and this command's service credentials for internal calls.
+async fn server(
+    config: &Config,
+    grpc: Option<String>,
+) -> anyhow::Result<(String, tonic::transport::Channel, ServiceAuth)> {
     let address = grpc.unwrap_or_else(|| format!("http://{}", config.grpc.listen));
     let auth = Arc::new(
-        // why: status signs with the service key only; the user keys may be public ones (a pod)
+        // why: admin commands sign with the service key only; the user keys may be public ones (a pod)
         Authenticator::open(config.auth.clone(), &config.data_dir, UserKeys::Verify)
             .context("loading the service key")?,
     );
@@ -144,13 +153,34 @@ pub async fn status(config: &Config, grpc: Option<String>, json: bool) -> anyhow
         .connect()
         .await
         .with_context(|| format!("connecting to {address}"))?;
+    Ok((address, channel, ServiceAuth::new(auth, "admin")))
+}
+
+/// Sets an account's role on a running server.
+pub async fn grant(config: &Config, grpc: Option<String>, email: &str, admin: bool) -> anyhow::Result<()> {
+    let (address, channel, credentials) = server(config, grpc).await?;
+    let role = if admin { UserRole::Admin } else { UserRole::User };
+    let request = SetRoleRequest { email: email.to_owned(), role: role as i32 };
+    let user = UserInternalServiceClient::new(internal_channel(remote_channel(channel), credentials))
+        .set_role(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{address}: {:?}: {}", e.code(), e.message()))?
+        .into_inner()
+        .user
+        .context("the server answered no account")?;
+    let role = if admin { "admin" } else { "user" };
+    println!("{email} (user {}) is now {role}", user.user_id);
+    Ok(())
+}
+
+pub async fn status(config: &Config, grpc: Option<String>, json: bool) -> anyhow::Result<()> {
+    let (address, channel, credentials) = server(config, grpc).await?;
     let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
         .await
         .map(|r| format!("{:?}", r.into_inner().status()))
         .unwrap_or_else(|e| format!("unknown ({})", e.message()));
-    let client =
-        ChatInternalServiceClient::new(internal_channel(remote_channel(channel), ServiceAuth::new(auth, "admin")));
+    let client = ChatInternalServiceClient::new(internal_channel(remote_channel(channel), credentials));
     let (search, search_error) = match client.clone().get_search_status(GetSearchStatusRequest {}).await {
         Ok(r) => {
             let r = r.into_inner();

@@ -1,6 +1,6 @@
 //! What the parts of one process share at run time: their background tasks, the tokens that
 //! stop them, and one connection per Redis; with the tasks every process may run before its
-//! parts (the node id lease, the membership and session announcements).
+//! parts (the node id lease, the membership, block and session announcements).
 //!
 //! A stop runs in three steps (see [`Stopping`]): the listeners drain while the feed relays
 //! keep handing on what is written; then the relays make a final pass; only then is the
@@ -182,15 +182,7 @@ impl Background {
         let Some(url) = config.backplane_url() else { return Ok(Arc::new(EpochBoard::new())) };
         let timeout = Duration::from_millis(config.redis.timeout_ms);
         let redis = self.redis(url).await?;
-        let (board, outgoing) = EpochBoard::announcing();
-        let board = Arc::new(board);
-        let (receiver, stop, relayed) = (board.clone(), self.shutdown.clone(), redis.clone());
-        self.spawn(async move {
-            let incoming = move |message: &[u8]| receiver.record_announced(message);
-            let channel = chatmesh_platform::redis_keys::membership_epochs();
-            chatmesh_platform::relay::relay(relayed, channel, outgoing, incoming, timeout, stop).await;
-            Ok(())
-        });
+        let board = self.relayed_board(&redis, chatmesh_platform::redis_keys::membership_epochs(), timeout);
         if let Some(outgoing) = auth.revocations().announce() {
             let (auth, stop) = (auth.clone(), self.shutdown.clone());
             self.spawn(async move {
@@ -201,6 +193,30 @@ impl Background {
             });
         }
         Ok(board)
+    }
+
+    /// Block epochs (keyed by user id) shared by the parts of this process: raised by the user
+    /// part, read by the block checks of the channel and chat parts; with Redis, announced to
+    /// and from the other processes on a channel of their own.
+    pub(crate) async fn block_epochs(&mut self, config: &Config) -> anyhow::Result<Arc<EpochBoard>> {
+        let Some(url) = config.backplane_url() else { return Ok(Arc::new(EpochBoard::new())) };
+        let timeout = Duration::from_millis(config.redis.timeout_ms);
+        let redis = self.redis(url).await?;
+        Ok(self.relayed_board(&redis, chatmesh_platform::redis_keys::block_epochs(), timeout))
+    }
+
+    /// A board whose raises are published on `channel`, and which records the raises the other
+    /// processes publish there, until the shutdown.
+    fn relayed_board(&mut self, redis: &Redis, channel: &'static str, timeout: Duration) -> Arc<EpochBoard> {
+        let (board, outgoing) = EpochBoard::announcing();
+        let board = Arc::new(board);
+        let (receiver, stop, relayed) = (board.clone(), self.shutdown.clone(), redis.clone());
+        self.spawn(async move {
+            let incoming = move |message: &[u8]| receiver.record_announced(message);
+            chatmesh_platform::relay::relay(relayed, channel, outgoing, incoming, timeout, stop).await;
+            Ok(())
+        });
+        board
     }
 }
 

@@ -99,6 +99,17 @@ enum AdminCommand {
     /// Create the ScyllaDB keyspace (`[store.scylla]`) if needed and apply the schema
     /// migrations not yet applied there; safe to run again.
     Migrate,
+    /// Give an account a role on a running server: `grant admin ada@example.com` makes it an
+    /// admin (it may then list and resolve reports, suspend and delete users), `grant user …`
+    /// takes that back.
+    Grant {
+        role: RoleArg,
+        /// The account's email.
+        email: String,
+        /// The server's gRPC address [default: the configured grpc.listen].
+        #[arg(long)]
+        grpc: Option<String>,
+    },
     /// Health and search-index lag of a running server.
     Status {
         /// The server's gRPC address [default: the configured grpc.listen].
@@ -108,6 +119,13 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A role `chatmesh admin grant` sets.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Admin,
+    User,
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,5 +342,8 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
         AdminCommand::Reindex => admin::reindex(&config).await,
         AdminCommand::VerifyIndex { json } => admin::verify_index(&config, json).await,
         AdminCommand::Status { grpc, json } => admin::status(&config, grpc, json).await,
+        AdminCommand::Grant { role, email, grpc } => {
+            admin::grant(&config, grpc, &email, matches!(role, RoleArg::Admin)).await
+        }
     }
 }

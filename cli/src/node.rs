@@ -22,6 +22,8 @@ pub(crate) struct Node {
     pub(crate) ids: Arc<IdGenerator>,
     /// Membership epochs shared by the parts of this process.
     pub(crate) epochs: Arc<EpochBoard>,
+    /// Block epochs (keyed by user id) shared by the parts of this process.
+    pub(crate) block_epochs: Arc<EpochBoard>,
     pub(crate) peers: PeerAddrs,
     /// The in-process transport between parts, set once the gRPC routes exist.
     local: LateChannel,
@@ -33,7 +35,7 @@ pub(crate) struct Node {
 
 impl Node {
     /// Opens what every part of `parts` shares: the data dir, the signing keys, the node id,
-    /// the metrics listener, the membership epochs and the transports to the other parts.
+    /// the metrics listener, the membership and block epochs and the transports to the other parts.
     pub(crate) async fn open(config: Config, parts: &BTreeSet<Part>) -> anyhow::Result<Self> {
         crate::background::refuse_unshared_ids(&config, parts)?;
         std::fs::create_dir_all(&config.data_dir)
@@ -54,13 +56,14 @@ impl Node {
         }
         let local = LateChannel::new();
         let epochs = background.membership_epochs(&config, &auth).await?;
+        let block_epochs = background.block_epochs(&config).await?;
         let peers = PeerAddrs::new(&config, parts, &local)?;
         let media = match parts.contains(&Part::Chat) {
             true => Some(Arc::new(Media::open(&config.media, &config.data_dir).context("opening the media store")?)),
             false => None,
         };
         let parts = parts.clone();
-        Ok(Self { config, parts, auth, ids, epochs, peers, local, media, background, running })
+        Ok(Self { config, parts, auth, ids, epochs, block_epochs, peers, local, media, background, running })
     }
 
     pub(crate) fn runs(&self, part: Part) -> bool {

@@ -15,7 +15,7 @@ use chatmesh_api::{
     user::v1::{user_internal_service_server::UserInternalServiceServer, user_service_server::UserServiceServer},
 };
 use chatmesh_chat::store::ChatStore;
-use chatmesh_platform::{config::SearchSource, membership::MembershipClient};
+use chatmesh_platform::{blocks::BlockClient, config::SearchSource, membership::MembershipClient};
 use tokio::sync::{Notify, watch};
 
 use crate::{
@@ -50,7 +50,15 @@ impl Node {
     async fn user(&mut self, stores: &Stores, services: &mut GrpcServices) -> anyhow::Result<()> {
         let store = stores.user().await?;
         let credentials = self.credentials(Part::User);
-        let live = self.peers.get(Part::Dispatcher).map(|d| chatmesh_platform::grpc::internal_channel(d, credentials));
+        // why: optional peers: a user part without them still serves accounts; what needs one
+        // (friends' direct channels, chat reports, presence) answers UNAVAILABLE.
+        let peer =
+            |part| self.peers.get(part).map(|p| chatmesh_platform::grpc::internal_channel(p, credentials.clone()));
+        let peers = chatmesh_user::Peers {
+            dispatcher: peer(Part::Dispatcher),
+            channels: peer(Part::Channel),
+            chats: peer(Part::Chat),
+        };
         // why: login and sign-up limits hold across every user-service process when Redis joins them
         let limits = match self.config.limits_url() {
             Some(url) => Some(self.background.redis(url).await?),
@@ -61,11 +69,17 @@ impl Node {
             store,
             self.auth.clone(),
             self.ids.clone(),
-            live,
+            peers,
             limits.as_ref(),
+            self.block_epochs.clone(),
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the user service: {e}"))?;
+        let (sweeper, stop) = (public.clone(), self.background.shutdown.clone());
+        self.background.spawn(async move {
+            sweeper.run_sweeper(stop.cancelled_owned()).await;
+            Ok(())
+        });
         add!(services, UserServiceServer, public);
         add!(services, UserInternalServiceServer, internal);
         Ok(())
@@ -74,7 +88,10 @@ impl Node {
     async fn channel(&mut self, stores: &Stores, services: &mut GrpcServices) -> anyhow::Result<()> {
         let store = stores.channel().await?;
         let credentials = self.credentials(Part::Channel);
-        let users = chatmesh_channel::GrpcUserDirectory::new(self.internal(Part::User, Part::Channel, &credentials)?);
+        let users = chatmesh_channel::GrpcUserDirectory::new(
+            self.internal(Part::User, Part::Channel, &credentials)?,
+            self.block_epochs.clone(),
+        );
         let outbox = Arc::new(Notify::new());
         let (public, internal) = chatmesh_channel::ChannelApi::new(
             store.clone(),
@@ -97,7 +114,9 @@ impl Node {
         let credentials = self.credentials(Part::Chat);
         let membership =
             MembershipClient::new(self.internal(Part::Channel, Part::Chat, &credentials)?, self.epochs.clone());
-        let directory = chatmesh_chat::Directory::new(membership, self.internal(Part::User, Part::Chat, &credentials)?);
+        let users = self.internal(Part::User, Part::Chat, &credentials)?;
+        let blocks = BlockClient::new(users.clone(), self.block_epochs.clone());
+        let directory = chatmesh_chat::Directory::new(membership, blocks, users);
         let publisher: Arc<dyn chatmesh_chat::Publisher> =
             Arc::new(chatmesh_chat::GrpcPublisher::new(self.internal(Part::Dispatcher, Part::Chat, &credentials)?));
         let (committed, woken) = watch::channel(0u64);

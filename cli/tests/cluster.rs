@@ -692,7 +692,7 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
     println!("a logged-out token was refused by another process after {refused:?}");
 
     // a dispatcher that dies stops counting within the TTL
-    let login = LoginRequest { email: "bob@example.com".into(), password: "correct horse".into() };
+    let login = LoginRequest { email: "bob@example.com".into(), password: "correct horse".into(), restore: false };
     let bob =
         UserServiceClient::new(channel.clone()).login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
     let unix_secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;

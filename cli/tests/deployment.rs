@@ -65,7 +65,7 @@ async fn get_me(rest: SocketAddr, token: &str) -> u16 {
 }
 
 async fn login(grpc: SocketAddr, email: &str) -> String {
-    let request = LoginRequest { email: email.into(), password: "correct horse".into() };
+    let request = LoginRequest { email: email.into(), password: "correct horse".into(), restore: false };
     let tokens = UserServiceClient::new(connect(grpc).await).login(request).await.unwrap().into_inner().tokens;
     tokens.unwrap().access_token
 }

@@ -51,7 +51,7 @@ async fn rotated_keys_overlap_and_retired_keys_stop_verifying() {
     let server = up(data.path()).await;
     let grpc = server.grpc();
     assert_eq!(get_me(grpc, &old_token).await, Code::Ok, "tokens of the old key verify during the overlap");
-    let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into() };
+    let login = LoginRequest { email: "ada@example.com".into(), password: "correct horse".into(), restore: false };
     let users = UserServiceClient::new(connect(grpc).await);
     let new_token = users.clone().login(login).await.unwrap().into_inner().tokens.unwrap().access_token;
     let new_kid = kid_of(&new_token);

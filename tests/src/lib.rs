@@ -123,7 +123,7 @@ impl TestApp {
         let response = self
             .users()
             .await
-            .login(user::LoginRequest { email: email.into(), password: password.into() })
+            .login(user::LoginRequest { email: email.into(), password: password.into(), restore: false })
             .await?
             .into_inner();
         Ok(response.tokens.expect("tokens"))

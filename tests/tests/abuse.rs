@@ -51,7 +51,7 @@ fn sign_up(email: &str, name: &str, username: &str) -> CreateUserRequest {
 }
 
 fn login(email: &str, password: &str) -> LoginRequest {
-    LoginRequest { email: email.into(), password: password.into() }
+    LoginRequest { email: email.into(), password: password.into(), restore: false }
 }
 
 /// The test config with the login and sign-up limits at their defaults (the harness raises

@@ -303,7 +303,11 @@ async fn heartbeats_keep_flowing_during_a_burst_of_logins() {
                 let mut users = users.clone();
                 tokio::spawn(async move {
                     let email = if i % 2 == 0 { "ada@example.com" } else { "nobody@example.com" };
-                    let login = chatmesh_api::user::v1::LoginRequest { email: email.into(), password: "wrong".into() };
+                    let login = chatmesh_api::user::v1::LoginRequest {
+                        email: email.into(),
+                        password: "wrong".into(),
+                        restore: false,
+                    };
                     let refused = users.login(login).await.expect_err("a wrong password");
                     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
                 })

@@ -199,7 +199,7 @@ pub async fn sign_up(channel: &Channel, email: &str) -> (String, String) {
         username: String::new(),
     };
     let id = users.create_user(create).await.unwrap().into_inner().user.unwrap().user_id;
-    let login = LoginRequest { email: email.into(), password: "correct horse".into() };
+    let login = LoginRequest { email: email.into(), password: "correct horse".into(), restore: false };
     (id, users.login(login).await.unwrap().into_inner().tokens.unwrap().access_token)
 }
 

@@ -36,6 +36,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_chat_feed_and_uploads"),
     migration!(5, "0005_chat_pointers_and_queues"),
     migration!(6, "0006_channel_queues"),
+    migration!(7, "0007_social_graph"),
 ];
 
 /// The schema a fully migrated keyspace has.

@@ -25,6 +25,7 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     pub auth: AuthConfig,
     pub password: PasswordConfig,
+    pub accounts: AccountsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub peers: PeersConfig,
@@ -533,6 +534,22 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
 }
 
+/// The account lifecycle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// How long a deleted account can be restored by signing in before it is erased.
+    pub deletion_grace_secs: u64,
+    /// How often the sweeper looks for deleted accounts past their grace period.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self { deletion_grace_secs: 30 * 24 * 3600, sweep_interval_secs: 600 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordConfig {
@@ -561,6 +578,14 @@ pub struct LimitsConfig {
     pub login_per_minute_per_source: u32,
     /// Sign-ups per hour per client address.
     pub signups_per_hour_per_source: u32,
+    /// Follows per hour per user (anti-spam; unfollows are free).
+    pub follows_per_hour_per_user: u32,
+    /// Friend requests sent per hour per user.
+    pub friend_requests_per_hour_per_user: u32,
+    /// Reports filed per hour per user (merged duplicates count too).
+    pub reports_per_hour_per_user: u32,
+    /// Most users one user may follow.
+    pub max_following_per_user: u32,
     /// Proxies (address ranges such as `10.0.0.0/8`, or addresses) whose `X-Forwarded-For`
     /// names the client address these limits count, for calls arriving from them. Empty: none;
     /// the TCP peer is the client.
@@ -597,6 +622,7 @@ impl Default for Config {
             dispatcher: DispatcherConfig::default(),
             auth: AuthConfig::default(),
             password: PasswordConfig::default(),
+            accounts: AccountsConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             peers: PeersConfig::default(),
@@ -663,6 +689,10 @@ impl Default for LimitsConfig {
             login_per_minute_per_account: 10,
             login_per_minute_per_source: 30,
             signups_per_hour_per_source: 20,
+            follows_per_hour_per_user: 200,
+            friend_requests_per_hour_per_user: 50,
+            reports_per_hour_per_user: 20,
+            max_following_per_user: 5000,
             trusted_proxies: Default::default(),
         }
     }

@@ -2,6 +2,7 @@
 //! passwords), the gRPC layer stack, the error-code table, ids, telemetry and shutdown.
 
 pub mod auth;
+pub mod blocks;
 pub mod client_addr;
 pub mod config;
 pub mod connections;

@@ -32,6 +32,8 @@ pub fn may_write(kind: ChannelKind, role: MemberRole) -> bool {
 pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(1);
 const CACHE_ENTRIES: usize = 100_000;
 
+/// The newest epoch known per id: a channel's membership epoch, or (on a board of its own) a
+/// user's block epoch.
 #[derive(Debug, Default)]
 pub struct EpochBoard {
     epochs: RwLock<HashMap<u64, u64>>,
@@ -140,7 +142,7 @@ impl MembershipClient {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert((channel_id, user_id), (answer, Instant::now()));
+        cache.insert((channel_id, user_id), (answer.clone(), Instant::now()));
         Ok(answer)
     }
 

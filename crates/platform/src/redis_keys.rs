@@ -24,6 +24,11 @@ pub fn membership_epochs() -> &'static str {
     "chatmesh:membership:epochs"
 }
 
+/// The pub/sub channel on which users' block epochs are announced between processes.
+pub fn block_epochs() -> &'static str {
+    "chatmesh:blocks:epochs"
+}
+
 /// A user's call-rate cell (the theoretical arrival time of their next call, in ms).
 pub fn user_calls(user_id: u64) -> String {
     format!("chatmesh:limits:calls:{{{user_id}}}")

@@ -193,6 +193,15 @@ pub struct CheckMembership {
     pub user_id: u64,
 }
 
+/// `GetOrCreateDirectChannel` (internal): two distinct users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetOrCreateDirectChannel {
+    /// The creator, when the channel is new.
+    pub user_id: u64,
+    /// The other user.
+    pub other_user_id: u64,
+}
+
 /// `ListUserChannelIds` (internal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListUserChannelIds {
@@ -401,6 +410,18 @@ pub fn check_membership(request: &pb::CheckMembershipRequest) -> Result<CheckMem
     Ok(CheckMembership { channel_id, user_id })
 }
 
+/// Validates a `GetOrCreateDirectChannelRequest`: two ids, naming two different users.
+pub fn get_or_create_direct_channel(
+    request: &pb::GetOrCreateDirectChannelRequest,
+) -> Result<GetOrCreateDirectChannel, Status> {
+    let user_id = validate::id("user_id", &request.user_id)?;
+    let other_user_id = validate::id("other_user_id", &request.other_user_id)?;
+    if other_user_id == user_id {
+        return Err(invalid_field("other_user_id", "must name a user other than user_id"));
+    }
+    Ok(GetOrCreateDirectChannel { user_id, other_user_id })
+}
+
 /// Validates a `ListUserChannelIdsRequest`: the user, the page size, clamped, and the page token.
 pub fn list_user_channel_ids(request: &pb::ListUserChannelIdsRequest) -> Result<ListUserChannelIds, Status> {
     let user_id = validate::id("user_id", &request.user_id)?;
@@ -558,6 +579,25 @@ mod tests {
         refuses(
             check_membership(&pb::CheckMembershipRequest { channel_id: "1".into(), user_id: "0".into() }),
             "user_id",
+        );
+    }
+
+    #[test]
+    fn a_direct_channel_is_asked_for_two_different_users() {
+        let request = |user: &str, other: &str| pb::GetOrCreateDirectChannelRequest {
+            user_id: user.into(),
+            other_user_id: other.into(),
+        };
+        refuses(get_or_create_direct_channel(&request("", "2")), "user_id");
+        refuses(get_or_create_direct_channel(&request("1", "02")), "other_user_id");
+        assert_eq!(
+            refuses(get_or_create_direct_channel(&request("7", "7")), "other_user_id"),
+            "other_user_id: must name a user other than user_id"
+        );
+        assert_eq!(
+            get_or_create_direct_channel(&request("8", "7")).unwrap(),
+            GetOrCreateDirectChannel { user_id: 8, other_user_id: 7 },
+            "the order is kept: user_id is the creator"
         );
     }
 

@@ -357,6 +357,21 @@ pub fn get_chat_states(request: &pb::GetChatStatesRequest) -> Result<GetChatStat
     Ok(GetChatStates { chat_ids: id_list("chat_ids", &request.chat_ids)? })
 }
 
+/// A valid ModerateRetractChat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModerateRetractChat {
+    pub chat_id: u64,
+    /// The admin who decided (for the log; the chat is retracted as its sender would).
+    pub moderator_id: u64,
+}
+
+/// Reads a ModerateRetractChatRequest: both ids are required.
+pub fn moderate_retract_chat(request: &pb::ModerateRetractChatRequest) -> Result<ModerateRetractChat, Status> {
+    let chat_id = validate::id("chat_id", &request.chat_id)?;
+    let moderator_id = validate::id("moderator_id", &request.moderator_id)?;
+    Ok(ModerateRetractChat { chat_id, moderator_id })
+}
+
 /// Text of a chat: at most [`MAX_TEXT`] characters, not blank, no control characters but
 /// newline and tab. Returns it trimmed.
 fn chat_text(field: &str, text: &str) -> Result<String, Status> {
@@ -659,5 +674,19 @@ mod tests {
         }
         assert_eq!(field_of(get_chat_states(&pb::GetChatStatesRequest::default()).unwrap_err()), "chat_ids");
         assert!(get_search_status(&pb::GetSearchStatusRequest {}).is_ok());
+    }
+
+    #[test]
+    fn a_moderated_retraction_names_its_chat_and_moderator() {
+        let request = |chat: &str, moderator: &str| pb::ModerateRetractChatRequest {
+            chat_id: chat.into(),
+            moderator_id: moderator.into(),
+        };
+        assert_eq!(field_of(moderate_retract_chat(&request("", "1")).unwrap_err()), "chat_id");
+        assert_eq!(field_of(moderate_retract_chat(&request("5", "x")).unwrap_err()), "moderator_id");
+        assert_eq!(
+            moderate_retract_chat(&request("5", "1")).unwrap(),
+            ModerateRetractChat { chat_id: 5, moderator_id: 1 }
+        );
     }
 }

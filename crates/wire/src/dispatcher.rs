@@ -113,6 +113,22 @@ pub fn get_presence(request: &pb::GetPresenceRequest) -> Result<GetPresence, Sta
     Ok(GetPresence { user_ids })
 }
 
+/// A valid `GetPresencesRequest` (internal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetPresences {
+    /// The ids parsed, in the request's order (one per `user_ids` entry).
+    pub user_ids: Vec<u64>,
+}
+
+/// Checks a `GetPresencesRequest`: at most [`MAX_PRESENCE_IDS`] ids, each valid.
+pub fn get_presences(request: &pb::GetPresencesRequest) -> Result<GetPresences, Status> {
+    if request.user_ids.len() > MAX_PRESENCE_IDS {
+        return Err(invalid_field("user_ids", format!("at most {MAX_PRESENCE_IDS} ids")));
+    }
+    let user_ids = request.user_ids.iter().map(|raw| validate::id("user_ids", raw)).collect::<Result<_, _>>()?;
+    Ok(GetPresences { user_ids })
+}
+
 /// A valid `SendTypingRequest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendTyping {
@@ -191,6 +207,13 @@ mod tests {
     fn presence_and_typing_need_valid_ids() {
         refuses(get_presence(&pb::GetPresenceRequest { user_ids: vec!["1".into(); MAX_PRESENCE_IDS + 1] }), "user_ids");
         refuses(get_presence(&pb::GetPresenceRequest { user_ids: vec!["1".into(), "-2".into()] }), "user_ids");
+        refuses(
+            get_presences(&pb::GetPresencesRequest { user_ids: vec!["1".into(); MAX_PRESENCE_IDS + 1] }),
+            "user_ids",
+        );
+        refuses(get_presences(&pb::GetPresencesRequest { user_ids: vec!["01".into()] }), "user_ids");
+        let asked = get_presences(&pb::GetPresencesRequest { user_ids: vec!["9".into(), "4".into(), "9".into()] });
+        assert_eq!(asked.unwrap().user_ids, [9, 4, 9], "in order, repeats kept: one answer per id asked");
         refuses(send_typing(&pb::SendTypingRequest::default()), "channel_id");
         refuses(disconnect_user(&pb::DisconnectUserRequest::default()), "user_id");
         let all = disconnect_user(&pb::DisconnectUserRequest { user_id: "4".into(), login_session_id: String::new() });

@@ -479,6 +479,12 @@ fn rules_between_fields(message: &str) -> Option<Value> {
             non_empty("text"),
             {"properties": {"attachmentUploadIds": {"type": "array", "minItems": 1}}, "required": ["attachmentUploadIds"]},
         ]}]),
+        // a report names a user or a chat; a chat goes with its channel
+        "chatmesh.user.v1.CreateReportRequest" => json!([
+            {"anyOf": [non_empty("userId"), non_empty("chatId")]},
+            {"if": non_empty("chatId"), "then": non_empty("channelId")},
+            {"if": non_empty("channelId"), "then": non_empty("chatId")},
+        ]),
         // up to a chat, or up to a time
         "chatmesh.chat.v1.AckChatsRequest" => json!([{"anyOf": [
             non_empty("chatId"),
@@ -968,7 +974,7 @@ mod tests {
             assert!(named(&rules.to_string()), "{} names its own fields", route.input.full_name());
             assert_eq!(body(&doc, &route.path, &route.method.as_str().to_lowercase())["allOf"], rules);
         }
-        assert_eq!(stated, 5, "every table entry is a request body");
+        assert_eq!(stated, 6, "every table entry is a request body");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum ChannelError {
     OwnerMustTransfer,
     #[error("user {user_id} is already a member of channel {channel_id}")]
     AlreadyMember { channel_id: u64, user_id: u64 },
+    /// One of the pair has blocked the other (which one is not said).
+    #[error("you and user {user_id} cannot have a direct channel: one of you has blocked the other")]
+    UserBlocked { user_id: u64 },
     /// The half of the direct-channel rule that needs the caller (the wire checks the rest).
     #[error("member_ids: {}", wire::DIRECT_MEMBERS_RULE)]
     DirectMembers,
@@ -103,6 +106,9 @@ impl From<ChannelError> for Status {
                 "ALREADY_MEMBER",
                 &[("channel_id", channel_id.to_string()), ("user_id", user_id.to_string())],
             ),
+            ChannelError::UserBlocked { user_id } => {
+                refused(Code::PermissionDenied, "USER_BLOCKED", &[("user_id", user_id.to_string())])
+            }
             ChannelError::DirectMembers => invalid_field("member_ids", wire::DIRECT_MEMBERS_RULE),
             ChannelError::Busy(id) => refused(Code::Unavailable, "CHANNEL_BUSY", &[("channel_id", id.to_string())]),
             ChannelError::Store(e) => internal("channel store", e),
@@ -150,6 +156,7 @@ mod tests {
             (ChannelError::DirectChannel("direct channels have no roles"), Code::FailedPrecondition, "DIRECT_CHANNEL"),
             (ChannelError::OwnerMustTransfer, Code::FailedPrecondition, "OWNER_MUST_TRANSFER"),
             (ChannelError::AlreadyMember { channel_id: 1, user_id: 2 }, Code::AlreadyExists, "ALREADY_MEMBER"),
+            (ChannelError::UserBlocked { user_id: 2 }, Code::PermissionDenied, "USER_BLOCKED"),
             (ChannelError::DirectMembers, Code::InvalidArgument, "INVALID_ARGUMENT"),
             (ChannelError::Busy(1), Code::Unavailable, "CHANNEL_BUSY"),
         ];

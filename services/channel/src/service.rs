@@ -25,7 +25,8 @@ pub struct ChannelApi {
     core: Arc<ChannelCore>,
 }
 
-/// ChannelInternalService: membership answers for other services (service principals only).
+/// ChannelInternalService: membership answers and direct channels for other services (service
+/// principals only).
 #[derive(Clone)]
 pub struct ChannelInternalApi {
     core: Arc<ChannelCore>,
@@ -183,12 +184,25 @@ impl ChannelService for ChannelApi {
 
 #[tonic::async_trait]
 impl ChannelInternalService for ChannelInternalApi {
+    async fn get_or_create_direct_channel(
+        &self,
+        request: Request<pb::GetOrCreateDirectChannelRequest>,
+    ) -> Result<Response<pb::GetOrCreateDirectChannelResponse>, Status> {
+        let cmd = wire::get_or_create_direct_channel(request.get_ref())?;
+        let created = self.core.get_or_create_direct(cmd).await?;
+        Ok(Response::new(pb::GetOrCreateDirectChannelResponse {
+            channel_id: created.channel.channel_id.to_string(),
+            created: created.created,
+        }))
+    }
+
     async fn check_membership(
         &self,
         request: Request<pb::CheckMembershipRequest>,
     ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
         let cmd = wire::check_membership(request.get_ref())?;
-        let crate::core::Membership { channel, member: membership } = self.core.check_membership(cmd).await?;
+        let crate::core::Membership { channel, member: membership, direct_members } =
+            self.core.check_membership(cmd).await?;
         let Some(channel) = channel else { return Ok(Response::new(pb::CheckMembershipResponse::default())) };
         Ok(Response::new(pb::CheckMembershipResponse {
             channel_exists: true,
@@ -198,6 +212,7 @@ impl ChannelInternalService for ChannelInternalApi {
             visibility: channel.visibility.to_pb() as i32,
             membership_epoch: channel.version as i64,
             member_count: channel.member_count as i32,
+            direct_member_ids: direct_members.iter().map(u64::to_string).collect(),
         }))
     }
 
@@ -243,6 +258,9 @@ mod tests {
     impl UserDirectory for KnownUsers {
         async fn missing_users(&self, user_ids: &[u64]) -> Result<Vec<u64>, Status> {
             Ok(user_ids.iter().copied().filter(|id| !(1..10).contains(id)).collect())
+        }
+        async fn blocked_between(&self, _: u64, _: u64) -> Result<bool, Status> {
+            Ok(false)
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //! [`ChatRecord::to_pb`]: crate::model::ChatRecord::to_pb
 
+use std::collections::HashSet;
+
 use chatmesh_api::chat::v1 as pb;
 use chatmesh_platform::page;
 
@@ -49,9 +51,9 @@ pub fn unread_count(channel_id: u64, unread: Unread) -> pb::UnreadCount {
     }
 }
 
-/// A search hit, as `viewer` sees its chat.
-pub fn hit(hit: Hit, viewer: u64) -> pb::SearchHit {
-    pb::SearchHit { chat: Some(hit.chat.to_pb(Some(viewer))), snippet: hit.snippet }
+/// A search hit, as `reader` (who blocked `blocked`) sees its chat.
+pub fn hit(hit: Hit, reader: u64, blocked: &HashSet<u64>) -> pb::SearchHit {
+    pb::SearchHit { chat: Some(hit.chat.to_pb_read_by(reader, blocked)), snippet: hit.snippet }
 }
 
 pub fn search_status(health: SearchHealth) -> pb::GetSearchStatusResponse {

@@ -26,6 +26,10 @@ pub enum ChatError {
     Retracted(u64),
     #[error("only the owner may write in a broadcast channel")]
     BroadcastOwnerOnly,
+    /// The caller or the other member of a direct channel (named) has blocked the other
+    /// (which one is not said).
+    #[error("you cannot write to user {0}: one of you has blocked the other")]
+    UserBlocked(u64),
     #[error("client_msg_id was already used for a different chat ({0})")]
     KeyReused(u64),
     /// `reply_to_chat_id` names no chat of the channel written to (none, or another channel's:
@@ -109,6 +113,9 @@ impl From<ChatError> for Status {
             }
             ChatError::BroadcastOwnerOnly => {
                 status_with_reason(Code::PermissionDenied, message, "BROADCAST_OWNER_ONLY", &[])
+            }
+            ChatError::UserBlocked(id) => {
+                status_with_reason(Code::PermissionDenied, message, "USER_BLOCKED", &[("user_id", id.to_string())])
             }
             ChatError::KeyReused(id) => status_with_reason(
                 Code::AlreadyExists,
@@ -204,6 +211,7 @@ mod tests {
             (ChatError::NotSender(1), Code::PermissionDenied, "NOT_SENDER"),
             (ChatError::Retracted(1), Code::FailedPrecondition, "CHAT_RETRACTED"),
             (ChatError::BroadcastOwnerOnly, Code::PermissionDenied, "BROADCAST_OWNER_ONLY"),
+            (ChatError::UserBlocked(2), Code::PermissionDenied, "USER_BLOCKED"),
             (ChatError::KeyReused(1), Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED"),
             (ChatError::ReplyNotInChannel(1), Code::NotFound, "REPLY_TARGET_NOT_FOUND"),
             (ChatError::AckNotInChannel(1), Code::NotFound, "ACKED_CHAT_NOT_FOUND"),

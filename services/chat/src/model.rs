@@ -1,5 +1,7 @@
 //! The chat service's domain records, as stored.
 
+use std::collections::HashSet;
+
 use chatmesh_api::chat::v1 as pb;
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +180,13 @@ impl ChatRecord {
             edited_at: self.edited_at_ms.map(timestamp),
             retracted: self.is_retracted(),
             retracted_at: self.retracted_at_ms.map(timestamp),
+            sender_blocked: false,
         }
+    }
+
+    /// The wire form as `reader` reads it (history, get, search): marked `sender_blocked` when
+    /// its sender is among those the reader `blocked`.
+    pub fn to_pb_read_by(&self, reader: u64, blocked: &HashSet<u64>) -> pb::Chat {
+        pb::Chat { sender_blocked: blocked.contains(&self.sender_id), ..self.to_pb(Some(reader)) }
     }
 }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     convert,
-    core::{ChatCore, ChatDeps},
+    core::{ChatCore, ChatDeps, ReadBy},
 };
 
 /// ChatService: the public surface.
@@ -21,8 +21,8 @@ pub struct ChatApi {
     core: Arc<ChatCore>,
 }
 
-/// ChatInternalService: the channel event log's intake and search's view of the store
-/// (service principals only).
+/// ChatInternalService: the channel event log's intake, search's view of the store and
+/// moderators' retractions (service principals only).
 #[derive(Clone)]
 pub struct ChatInternalApi {
     core: Arc<ChatCore>,
@@ -52,7 +52,7 @@ impl ChatService for ChatApi {
         let (caller, _) = user_of(&request)?;
         let cmd = wire::get_chat(request.get_ref())?;
         let chat = self.core.get_chat(caller, cmd).await?;
-        Ok(Response::new(pb::GetChatResponse { chat: Some(chat.to_pb(Some(caller))) }))
+        Ok(Response::new(pb::GetChatResponse { chat: Some(chat.read.to_pb_read_by(caller, &chat.blocked)) }))
     }
 
     async fn list_chats(
@@ -61,9 +61,9 @@ impl ChatService for ChatApi {
     ) -> Result<Response<pb::ListChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let cmd = wire::list_chats(request.get_ref())?;
-        let page = self.core.list_chats(caller, cmd).await?;
+        let ReadBy { read: page, blocked } = self.core.list_chats(caller, cmd).await?;
         Ok(Response::new(pb::ListChatsResponse {
-            chats: page.items.iter().map(|c| c.to_pb(Some(caller))).collect(),
+            chats: page.items.iter().map(|c| c.to_pb_read_by(caller, &blocked)).collect(),
             next_page_token: convert::page_token(page.next),
         }))
     }
@@ -103,9 +103,9 @@ impl ChatService for ChatApi {
     ) -> Result<Response<pb::SearchChatsResponse>, Status> {
         let (caller, _) = user_of(&request)?;
         let cmd = wire::search_chats(request.get_ref())?;
-        let page = self.core.search_chats(caller, cmd).await?;
+        let ReadBy { read: page, blocked } = self.core.search_chats(caller, cmd).await?;
         Ok(Response::new(pb::SearchChatsResponse {
-            hits: page.items.into_iter().map(|hit| convert::hit(hit, caller)).collect(),
+            hits: page.items.into_iter().map(|hit| convert::hit(hit, caller, &blocked)).collect(),
             next_page_token: convert::page_token(page.next),
         }))
     }
@@ -166,6 +166,15 @@ impl ChatService for ChatApi {
 
 #[tonic::async_trait]
 impl ChatInternalService for ChatInternalApi {
+    async fn moderate_retract_chat(
+        &self,
+        request: Request<pb::ModerateRetractChatRequest>,
+    ) -> Result<Response<pb::ModerateRetractChatResponse>, Status> {
+        let cmd = wire::moderate_retract_chat(request.get_ref())?;
+        self.core.moderate_retract(cmd).await?;
+        Ok(Response::new(pb::ModerateRetractChatResponse {}))
+    }
+
     async fn get_search_status(
         &self,
         request: Request<pb::GetSearchStatusRequest>,
@@ -200,6 +209,7 @@ mod tests {
     use chatmesh_api::chat::v1::ChannelEvent;
     use chatmesh_platform::{
         auth::{Authenticator, Caller},
+        blocks::BlockClient,
         config::AuthConfig,
         grpc::{ServiceAuth, internal_channel, remote_channel},
         ids::IdGenerator,
@@ -345,7 +355,9 @@ mod tests {
             let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
             internal_channel(remote_channel(channel), ServiceAuth::new(auth.clone(), "chat"))
         };
-        let directory = Directory::new(MembershipClient::new(nowhere(), Arc::new(EpochBoard::default())), nowhere());
+        let membership = MembershipClient::new(nowhere(), Arc::new(EpochBoard::default()));
+        let blocks = BlockClient::new(nowhere(), Arc::new(EpochBoard::default()));
+        let directory = Directory::new(membership, blocks, nowhere());
         let (committed, _) = tokio::sync::watch::channel(0);
         let (api, internal) = ChatApi::new(ChatDeps {
             store: Arc::new(FailingStore),

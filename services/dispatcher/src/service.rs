@@ -23,7 +23,8 @@ pub struct DispatcherApi {
     core: Arc<DispatcherCore>,
 }
 
-/// DispatcherInternalService: publish and attach (service principals only).
+/// DispatcherInternalService: publish, attach, disconnect and presences (service principals
+/// only).
 #[derive(Clone)]
 pub struct DispatcherInternalApi {
     core: Arc<DispatcherCore>,
@@ -64,6 +65,17 @@ impl DispatcherInternalService for DispatcherInternalApi {
         let valid = wire::disconnect_user(request.get_ref())?;
         self.core.disconnect_user(&valid, request.get_ref()).await;
         Ok(Response::new(pb::DisconnectUserResponse {}))
+    }
+
+    async fn get_presences(
+        &self,
+        request: Request<pb::GetPresencesRequest>,
+    ) -> Result<Response<pb::GetPresencesResponse>, Status> {
+        let valid = wire::get_presences(request.get_ref())?;
+        // why: each presence names the user as the caller wrote the id, so the raw strings ride along.
+        let users = request.into_inner().user_ids.into_iter().zip(valid.user_ids).collect();
+        let presences = self.core.presences(users).await;
+        Ok(Response::new(pb::GetPresencesResponse { presences }))
     }
 }
 

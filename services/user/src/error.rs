@@ -1,7 +1,8 @@
 //! The user service's errors, mapped to gRPC statuses in one place.
 
 use chatmesh_platform::{
-    error::{internal, rate_limited, status_with_reason},
+    error::{internal, rate_limited, status_with_reason, unavailable, upstream},
+    ids::timestamp,
     password::PasswordError,
 };
 use tonic::{Code, Status};
@@ -38,6 +39,52 @@ pub enum UserError {
     /// The store failed; the text is logged, never answered.
     #[error("storage: {0}")]
     Store(String),
+    #[error("a user cannot do that to themselves")]
+    SelfRelation,
+    #[error("user {0} has deleted their account")]
+    TargetDeleted(u64),
+    #[error("user {0} is suspended")]
+    TargetSuspended(u64),
+    #[error("user {0} has blocked you")]
+    BlockedByTarget(u64),
+    #[error("you have blocked user {0}; unblock them first")]
+    TargetBlockedByCaller(u64),
+    #[error("too many {what} this hour, retry later")]
+    GraphThrottled { what: &'static str, wait: std::time::Duration },
+    #[error("you already follow {0} users, the most allowed")]
+    FollowingLimit(u64),
+    #[error("no pending friend request with user {0}")]
+    FriendRequestNotFound(u64),
+    #[error("user {0} is not your friend")]
+    NotFriends(u64),
+    #[error("this account is suspended")]
+    AccountSuspended { until_ms: Option<u64>, reason: String },
+    #[error("this account was deleted; sign in with restore to bring it back before it is erased")]
+    AccountDeleted { purge_at_ms: u64 },
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("only admins may do that")]
+    NotAdmin,
+    #[error("user_id must name the chat's sender, or be left empty")]
+    ReportedUserIsNotTheSender,
+    #[error("a report names a user_id or a chat_id")]
+    ReportWithoutTarget,
+    #[error("chat {0} not found")]
+    ChatNotFound(u64),
+    #[error("report {0} not found")]
+    ReportNotFound(u64),
+    #[error("report {0} is already resolved")]
+    ReportResolved(u64),
+    #[error("report {0} is not about a chat")]
+    NotAChatReport(u64),
+    #[error("no account has this email")]
+    EmailNotFound,
+    /// This process has no route to a part the operation needs.
+    #[error("the {0} service is not reachable from here")]
+    PeerMissing(&'static str),
+    /// Another service refused or failed.
+    #[error("peer: {0:?}")]
+    Peer(Status),
 }
 
 impl From<StoreError> for UserError {
@@ -69,8 +116,78 @@ impl From<UserError> for Status {
             UserError::PasswordHash(e) => internal("password hashing", e),
             UserError::NoRandomness => internal("refresh token", message),
             UserError::Store(e) => internal("user store", e),
+            UserError::SelfRelation => chatmesh_wire::error::invalid_field("user_id", "names the caller"),
+            UserError::TargetDeleted(id) => {
+                status_with_reason(Code::FailedPrecondition, message, "USER_DELETED", &[("user_id", id.to_string())])
+            }
+            UserError::TargetSuspended(id) => {
+                status_with_reason(Code::FailedPrecondition, message, "USER_SUSPENDED", &[("user_id", id.to_string())])
+            }
+            UserError::BlockedByTarget(id) => {
+                status_with_reason(Code::PermissionDenied, message, "USER_BLOCKED", &[("user_id", id.to_string())])
+            }
+            UserError::TargetBlockedByCaller(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "USER_BLOCKED_BY_YOU",
+                &[("user_id", id.to_string())],
+            ),
+            UserError::GraphThrottled { wait, .. } => rate_limited(message, wait),
+            UserError::FollowingLimit(max) => {
+                status_with_reason(Code::FailedPrecondition, message, "FOLLOWING_LIMIT", &[("max", max.to_string())])
+            }
+            UserError::FriendRequestNotFound(id) => {
+                status_with_reason(Code::NotFound, message, "FRIEND_REQUEST_NOT_FOUND", &[("user_id", id.to_string())])
+            }
+            UserError::NotFriends(id) => {
+                status_with_reason(Code::NotFound, message, "FRIEND_NOT_FOUND", &[("user_id", id.to_string())])
+            }
+            UserError::AccountSuspended { until_ms, reason } => {
+                let mut metadata = vec![("reason", reason)];
+                if let Some(until) = until_ms {
+                    metadata.push(("until", rfc3339(until)));
+                }
+                status_with_reason(Code::PermissionDenied, message, "ACCOUNT_SUSPENDED", &metadata)
+            }
+            UserError::AccountDeleted { purge_at_ms } => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "ACCOUNT_DELETED",
+                &[("purge_at", rfc3339(purge_at_ms))],
+            ),
+            UserError::WrongPassword => status_with_reason(Code::PermissionDenied, message, "WRONG_PASSWORD", &[]),
+            UserError::NotAdmin => status_with_reason(Code::PermissionDenied, message, "ADMIN_ONLY", &[]),
+            UserError::ReportedUserIsNotTheSender | UserError::ReportWithoutTarget => {
+                chatmesh_wire::error::invalid_field("user_id", message)
+            }
+            UserError::ChatNotFound(id) => {
+                status_with_reason(Code::NotFound, message, "CHAT_NOT_FOUND", &[("chat_id", id.to_string())])
+            }
+            UserError::ReportNotFound(id) => {
+                status_with_reason(Code::NotFound, message, "REPORT_NOT_FOUND", &[("report_id", id.to_string())])
+            }
+            UserError::ReportResolved(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "REPORT_ALREADY_RESOLVED",
+                &[("report_id", id.to_string())],
+            ),
+            UserError::NotAChatReport(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "NOT_A_CHAT_REPORT",
+                &[("report_id", id.to_string())],
+            ),
+            UserError::EmailNotFound => status_with_reason(Code::NotFound, message, "EMAIL_NOT_FOUND", &[]),
+            UserError::PeerMissing(part) => unavailable("user service peer", part),
+            UserError::Peer(status) => upstream("user service peer", status),
         }
     }
+}
+
+/// A time as RFC 3339, for error metadata.
+fn rfc3339(ms: u64) -> String {
+    timestamp(ms).to_string()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! User service: accounts, login sessions with rotating refresh tokens, and profiles.
+//! User service: accounts, login sessions with rotating refresh tokens, profiles, the social
+//! graph (follows, blocks, friends), user search, reports and moderation.
 
 mod core;
 mod error;
@@ -9,5 +10,5 @@ pub mod store;
 pub use self::{
     error::UserError,
     model::{SessionRecord, UserRecord},
-    service::{UserApi, UserInternalApi},
+    service::{Peers, UserApi, UserInternalApi},
 };

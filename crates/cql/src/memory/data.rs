@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::parse::{Cond, Op};
-use crate::schema::{CqlType, Table};
+use crate::schema::{CqlType, Order, Table};
 
 /// A value as keys and conditions compare it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -248,6 +248,21 @@ pub(super) fn clustering_key(table: &Table, restrictions: &[Cond], bound: &[Opti
         }
     }
     Some(key)
+}
+
+/// How two clustering keys of `table` sort in its partitions: column by column, each in its
+/// declared order (`WITH CLUSTERING ORDER BY`).
+pub(super) fn clustering_order(table: &Table, a: &[Cell], b: &[Cell]) -> Ordering {
+    for ((x, y), (_, order)) in a.iter().zip(b).zip(&table.clustering) {
+        let ord = match order {
+            Order::Asc => x.cmp(y),
+            Order::Desc => y.cmp(x),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Rows of a partition matching the clustering restrictions, in ascending key order.

@@ -16,8 +16,8 @@ use scylla::{
 use super::{
     HeldWrite, MemoryCql, Outcome, Process,
     data::{
-        Cell, Data, Partition, RangeTombstone, Stamped, clustering_key, decode, encode, latest, matching_rows,
-        partition_key, write_cell,
+        Cell, Data, Partition, RangeTombstone, Stamped, clustering_key, clustering_order, decode, encode, latest,
+        matching_rows, partition_key, write_cell,
     },
     parse::{Condition, Kind, Op, Parsed},
     schema_error, timed_out, wall_micros,
@@ -135,10 +135,10 @@ impl MemoryCql {
             return Ok(out);
         };
         let mut rows = matching_rows(table, partition, &parsed.restrictions, &bound);
+        // why: each clustering column sorts in its own declared order (`(a ASC, b DESC)` lists
+        // b descending within each a); ORDER BY the first column against its order reverses all
+        rows.sort_by(|(a, _), (b, _)| clustering_order(table, a, b));
         let natural = table.clustering.first().map_or(Order::Asc, |(_, o)| *o);
-        if natural == Order::Desc {
-            rows.reverse();
-        }
         if order.is_some_and(|o| o != natural) {
             rows.reverse();
         }

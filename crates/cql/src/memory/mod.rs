@@ -3,7 +3,8 @@
 //! tests on every machine: every bound value is serialized by the driver against the schema's
 //! column type, and every result row is type-checked and deserialized by the driver from
 //! column specs built from the schema. Semantics follow CQL where the stores rely on them:
-//! partitions and clustering order, static columns, range restrictions and deletes, `LIMIT`,
+//! partitions and clustering order (each clustering column in its own declared direction, as
+//! `(incoming ASC, edge_id DESC)`), static columns, range restrictions and deletes, `LIMIT`,
 //! lightweight transactions (a missing row's columns are null) and conditional batches on one
 //! partition. Everything runs under one lock, so each statement or batch is atomic.
 //!

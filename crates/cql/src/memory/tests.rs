@@ -75,6 +75,38 @@ async fn clustering_order_ranges_limits_and_statics() {
     assert_eq!(newest, vec![(5,), (4,)]);
 }
 
+static PUT_REQUEST: Statement =
+    statement!("t.put_request", idempotent, "INSERT INTO r (u, incoming, e, o) VALUES (?, ?, ?, ?)");
+static REQUESTS: Statement = statement!("t.requests", idempotent, "SELECT incoming, e, o FROM r WHERE u = ? LIMIT ?");
+static ONE_WAY: Statement =
+    statement!("t.one_way", idempotent, "SELECT incoming, e, o FROM r WHERE u = ? AND incoming = ? AND e < ? LIMIT ?");
+static REQUESTS_REVERSED: Statement = statement!(
+    "t.requests_reversed",
+    idempotent,
+    "SELECT incoming, e, o FROM r WHERE u = ? ORDER BY incoming DESC LIMIT ?"
+);
+
+#[tokio::test]
+async fn each_clustering_column_sorts_in_its_own_declared_order() {
+    let schema = Schema::parse([(
+        "t",
+        "CREATE TABLE IF NOT EXISTS r (u bigint, incoming boolean, e bigint, o bigint, \
+         PRIMARY KEY ((u), incoming, e, o)) WITH CLUSTERING ORDER BY (incoming ASC, e DESC, o ASC);",
+    )])
+    .unwrap();
+    let cql = Cql::memory(Arc::new(MemoryCql::new(schema)));
+    for (incoming, e, o) in [(true, 1u64, 5u64), (false, 2, 2), (false, 1, 1), (true, 3, 4), (false, 2, 1)] {
+        cql.execute(&PUT_REQUEST, values![7u64, incoming, e, o]).await.unwrap();
+    }
+    let all: Vec<(bool, i64, i64)> = cql.rows(&REQUESTS, values![7u64, 10i32]).await.unwrap();
+    let expected = vec![(false, 2, 1), (false, 2, 2), (false, 1, 1), (true, 3, 4), (true, 1, 5)];
+    assert_eq!(all, expected, "incoming ascending, then e descending, then o ascending");
+    let page: Vec<(bool, i64, i64)> = cql.rows(&ONE_WAY, values![7u64, true, 3u64, 1i32]).await.unwrap();
+    assert_eq!(page, vec![(true, 1, 5)], "a range on the second column, in its order, cut by LIMIT");
+    let reversed: Vec<(bool, i64, i64)> = cql.rows(&REQUESTS_REVERSED, values![7u64, 2i32]).await.unwrap();
+    assert_eq!(reversed, vec![(true, 1, 5), (true, 3, 4)], "ORDER BY against the first column's order reverses all");
+}
+
 #[tokio::test]
 async fn lightweight_transactions_and_conditional_batches() {
     let (_, cql) = engine();

@@ -73,6 +73,8 @@ pub struct Page<T> {
 pub struct Membership {
     pub channel: Option<ChannelRecord>,
     pub member: Option<MemberRecord>,
+    /// A direct channel's two members (empty for other kinds), for the block checks of others.
+    pub direct_members: Vec<u64>,
 }
 
 /// What a decision produced: the change to apply, and what to answer once it is applied.
@@ -108,10 +110,23 @@ impl ChannelCore {
 
     async fn create_direct(&self, caller: u64, direct: wire::CreateDirect) -> Result<Created, ChannelError> {
         let (low, high, other) = rules::direct_pair(caller, direct.member_ids)?;
-        if let Some(existing) = self.store.find_direct(low, high).await? {
-            return Ok(Created { channel: self.channel(existing).await?, created: false });
+        let existing = self.store.find_direct(low, high).await?;
+        if existing.is_none() {
+            self.require_users("member_ids", &[other]).await?;
         }
-        self.require_users("member_ids", &[other]).await?;
+        // why: asked when the pair already has its channel too, so a block also keeps it closed
+        let blocked = self.users.blocked_between(caller, other).await.map_err(ChannelError::Users)?;
+        rules::may_have_direct_channel(other, blocked)?;
+        match existing {
+            Some(existing) => Ok(Created { channel: self.channel(existing).await?, created: false }),
+            None => self.open_direct(caller, other).await,
+        }
+    }
+
+    /// Creates the direct channel of `caller` (its creator) and `other`, or answers the one a
+    /// concurrent request created first.
+    async fn open_direct(&self, caller: u64, other: u64) -> Result<Created, ChannelError> {
+        let (low, high) = (caller.min(other), caller.max(other));
         let channel_id = self.ids.next_id();
         let now = now_ms();
         let channel = ChannelRecord {
@@ -378,13 +393,33 @@ impl ChannelCore {
 
     // ---- ChannelInternalService ----
 
+    /// The direct channel of two users, created (with `user_id` as its creator) when they have
+    /// none. Both must exist; blocks are not asked: the user service calls this for a
+    /// friendship, which a block has already ended.
+    pub async fn get_or_create_direct(&self, cmd: wire::GetOrCreateDirectChannel) -> Result<Created, ChannelError> {
+        let (user, other) = (cmd.user_id, cmd.other_user_id);
+        let missing = self.users.missing_users(&[user, other]).await.map_err(ChannelError::Users)?;
+        if let Some(missing) = missing.first() {
+            let field = if *missing == user { "user_id" } else { "other_user_id" };
+            return Err(ChannelError::UserNotFound { field, user_id: *missing });
+        }
+        match self.store.find_direct(user.min(other), user.max(other)).await? {
+            Some(existing) => Ok(Created { channel: self.channel(existing).await?, created: false }),
+            None => self.open_direct(user, other).await,
+        }
+    }
+
     /// The channel and the user's membership in it, for other services.
     pub async fn check_membership(&self, cmd: wire::CheckMembership) -> Result<Membership, ChannelError> {
         let Some(channel) = self.store.get_channel(cmd.channel_id).await? else {
-            return Ok(Membership { channel: None, member: None });
+            return Ok(Membership { channel: None, member: None, direct_members: Vec::new() });
         };
         let member = self.store.get_member(cmd.channel_id, cmd.user_id).await?;
-        Ok(Membership { channel: Some(channel), member })
+        let direct_members = match channel.kind {
+            Kind::Direct => self.store.list_members(cmd.channel_id, None, 2).await?.iter().map(|m| m.user_id).collect(),
+            Kind::Group | Kind::Broadcast => Vec::new(),
+        };
+        Ok(Membership { channel: Some(channel), member, direct_members })
     }
 
     /// Chats were sent (the newest id per channel): members who closed a channel before its

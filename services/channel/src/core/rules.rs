@@ -29,6 +29,12 @@ pub fn direct_pair(caller: u64, member_ids: impl IntoIterator<Item = u64>) -> Re
     Ok((low, high, if low == caller { high } else { low }))
 }
 
+/// Creating or reopening (through CreateChannel) a direct channel with `other`: not while
+/// either of the pair has blocked the other.
+pub fn may_have_direct_channel(other: u64, blocked: bool) -> Result<(), ChannelError> {
+    if blocked { Err(ChannelError::UserBlocked { user_id: other }) } else { Ok(()) }
+}
+
 /// Renaming, retopicking, a new image or visibility: the owner or an admin, never of a direct
 /// channel.
 pub fn may_update(kind: Kind, actor: Role) -> Result<(), ChannelError> {
@@ -157,6 +163,7 @@ mod tests {
             Err(ChannelError::DirectChannel(_)) => "DIRECT_CHANNEL",
             Err(ChannelError::OwnerMustTransfer) => "OWNER_MUST_TRANSFER",
             Err(ChannelError::DirectMembers) => "DIRECT_MEMBERS",
+            Err(ChannelError::UserBlocked { .. }) => "USER_BLOCKED",
             Err(other) => panic!("not a rule's refusal: {other}"),
         }
     }
@@ -339,6 +346,13 @@ mod tests {
             };
             assert_eq!(got, want, "{actor:?} sets {target:?} to {role:?}");
         }
+    }
+
+    #[test]
+    fn a_block_either_way_keeps_a_pair_from_a_direct_channel() {
+        assert_eq!(verdict(may_have_direct_channel(2, false)), "ok");
+        assert_eq!(verdict(may_have_direct_channel(2, true)), "USER_BLOCKED");
+        assert!(matches!(may_have_direct_channel(2, true), Err(ChannelError::UserBlocked { user_id: 2 })));
     }
 
     #[test]

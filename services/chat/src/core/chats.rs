@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use aws_lc_rs::digest;
 use chatmesh_wire::chat as wire;
 
-use super::{ChatCore, Page};
+use super::{ChatCore, Page, ReadBy};
 use crate::{
     error::ChatError,
     model::{ChatKind, ChatRecord, NewChat},
@@ -128,25 +128,33 @@ impl ChatCore {
         }
     }
 
-    pub async fn get_chat(&self, caller: u64, cmd: wire::GetChat) -> Result<ChatRecord, ChatError> {
-        self.readable_chat(cmd.chat_id, caller).await
+    /// A chat the caller may read, with whether they blocked its sender.
+    pub async fn get_chat(&self, caller: u64, cmd: wire::GetChat) -> Result<ReadBy<ChatRecord>, ChatError> {
+        let chat = self.readable_chat(cmd.chat_id, caller).await?;
+        let blocked = self.blocked_senders(caller, [&chat]).await;
+        Ok(ReadBy { read: chat, blocked })
     }
 
-    /// A page of a channel's history, without what the caller removed for themselves.
-    pub async fn list_chats(&self, caller: u64, cmd: wire::ListChats) -> Result<Page<ChatRecord>, ChatError> {
+    /// A page of a channel's history, without what the caller removed for themselves, with the
+    /// senders the caller blocked.
+    pub async fn list_chats(&self, caller: u64, cmd: wire::ListChats) -> Result<ReadBy<Page<ChatRecord>>, ChatError> {
         let wire::ListChats { channel_id, before, after, page_size: size, cursor } = cmd;
         self.directory.member(channel_id, caller).await?;
         let Some((range, below)) = history_range(before, after, cursor) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(ReadBy { read: Page { items: Vec::new(), next: None }, blocked: Default::default() });
         };
         let chats = self.store.list_chats(channel_id, range, size, caller).await?;
-        Ok(history_page(chats, size, below))
+        let page = history_page(chats, size, below);
+        let blocked = self.blocked_senders(caller, &page.items).await;
+        Ok(ReadBy { read: page, blocked })
     }
 
-    /// Replaces the text of one of the caller's own chats.
+    /// Replaces the text of one of the caller's own chats (not in a direct channel where a
+    /// block stands between its two members).
     pub async fn edit_chat(&self, caller: u64, cmd: wire::EditChat) -> Result<ChatRecord, ChatError> {
         let wire::EditChat { chat_id, text } = cmd;
-        self.readable_chat(chat_id, caller).await?;
+        let (_, access) = self.readable_chat_in(chat_id, caller).await?;
+        self.not_blocked(caller, access).await?;
         let chat = item(chat_id, self.store.edit_chat(chat_id, caller, text).await?)?;
         self.tick();
         Ok(chat)
@@ -191,6 +199,28 @@ impl ChatCore {
         }
         self.tick();
         Ok(outcomes)
+    }
+
+    /// Retracts a chat on an admin's decision (`moderator`), as its sender would: the same
+    /// tombstone and `chat.retracted` event. A chat already retracted is left as it is.
+    pub async fn moderate_retract(&self, cmd: wire::ModerateRetractChat) -> Result<(), ChatError> {
+        let wire::ModerateRetractChat { chat_id, moderator_id } = cmd;
+        let chat = self.store.get_chat(chat_id).await?.ok_or(ChatError::ChatNotFound(chat_id))?;
+        if chat.is_retracted() {
+            return Ok(());
+        }
+        let outcome = self.store.retract_chats(chat.sender_id, vec![chat_id]).await?.into_iter().next();
+        match outcome.map(|outcome| item(chat_id, outcome)) {
+            Some(Ok(_)) => {
+                self.tick();
+                tracing::info!(chat_id, channel_id = chat.channel_id, moderator_id, "chat retracted by a moderator");
+                Ok(())
+            }
+            // why: retracted in between (by its sender, or a second decision): the end is the same
+            Some(Err(ChatError::Retracted(_))) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(ChatError::ChatNotFound(chat_id)),
+        }
     }
 
     /// Mentions of members of the channel.

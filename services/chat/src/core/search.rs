@@ -7,7 +7,7 @@ use chatmesh_api::chat::v1::ChatState;
 use chatmesh_search::{self as search, IndexQuery, SearchError, SearchStatus, source};
 use chatmesh_wire::chat as wire;
 
-use super::{ChatCore, Page};
+use super::{ChatCore, Page, ReadBy};
 use crate::{
     error::ChatError,
     model::{ChatKind, ChatRecord},
@@ -51,8 +51,9 @@ pub fn time_range_open(from_ms: Option<u64>, until_ms: Option<u64>) -> bool {
 }
 
 impl ChatCore {
-    /// Chats of the caller's channels (or of one of them) matching a query, newest first.
-    pub async fn search_chats(&self, caller: u64, cmd: wire::SearchChats) -> Result<Page<Hit>, ChatError> {
+    /// Chats of the caller's channels (or of one of them) matching a query, newest first, with
+    /// the senders the caller blocked.
+    pub async fn search_chats(&self, caller: u64, cmd: wire::SearchChats) -> Result<ReadBy<Page<Hit>>, ChatError> {
         let wire::SearchChats { query, channel_id, sender_id, from_ms, until_ms, page_size: size, cursor } = cmd;
         // why: what counts as a word is the search analyzer's, which the wire crate does not link.
         let query = search::parse_query(&query).map_err(ChatError::InvalidQuery)?;
@@ -67,7 +68,7 @@ impl ChatCore {
         if query.clauses.is_empty() || !time_range_open(from_ms, until_ms) {
             // why: nothing searchable was typed ("?!"), or no time lies in the range, so nothing
             // matches; asked after the membership check so the answer says no more than any search
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(ReadBy { read: Page { items: Vec::new(), next: None }, blocked: Default::default() });
         }
         let allowed: HashSet<u64> = channel_ids.iter().copied().collect();
         let mut index_query = IndexQuery {
@@ -104,7 +105,8 @@ impl ChatCore {
                 break;
             }
         }
-        Ok(Page { items: hits, next: index_query.before_chat_id.filter(|_| more) })
+        let blocked = self.blocked_senders(caller, hits.iter().map(|hit| &hit.chat)).await;
+        Ok(ReadBy { read: Page { items: hits, next: index_query.before_chat_id.filter(|_| more) }, blocked })
     }
 
     /// How far the index trails the store.

@@ -173,6 +173,19 @@ impl DispatcherCore {
         Ok(presences)
     }
 
+    /// The presence of any users, with no check of who shares a channel: for a service that
+    /// decided its caller may see them (a friends list). `users` pairs each id as written with
+    /// its value.
+    pub async fn presences(&self, users: Vec<(String, u64)>) -> Vec<Presence> {
+        let mut presences = Vec::with_capacity(users.len());
+        for (raw, user) in users {
+            let online = self.is_online(user).await;
+            let last_seen = if online { None } else { self.last_seen_ms(user).await };
+            presences.push(rules::presence_as_seen(raw, true, online, last_seen));
+        }
+        presences
+    }
+
     /// Tells `channel` that `caller` (a member who may write there) is typing, at most every
     /// few seconds.
     pub async fn send_typing(&self, caller: u64, channel: u64) -> Result<(), DispatcherError> {
@@ -447,3 +460,6 @@ impl DispatcherCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

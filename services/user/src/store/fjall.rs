@@ -1,25 +1,66 @@
-//! The embedded user store on fjall: every write is one serializable transaction synced to disk.
+//! The embedded user store on fjall: every write is one serializable transaction synced to disk
+//! (the single writer serializes them, so a read-check-write inside one is atomic), and reads
+//! that must agree with each other read one snapshot.
 //!
-//! Keyspaces (key → value):
-//! - `userid__user`: user id (u64 BE) → UserRecord (JSON)
+//! Ids in keys are u64 big-endian, so keys sort by id; a list reads newest first by walking a
+//! user's range backwards. Keyspaces (key → value):
+//! - `userid__user`: user id → UserRecord (JSON)
 //! - `email__userid`: lowercase email → user id
 //! - `username__userid`: lowercase username → user id
+//! - `deletedms_userid__`: deleted-at ms ++ user id → () (accounts awaiting the sweeper)
 //! - `sessionid__session`: session id → SessionRecord (JSON)
-//! - `userid_sessionid__`: user id (u64 BE) ++ session id → ()
-//! - `endedms_sessionid__`: ended-at ms (u64 BE) ++ session id → ()
+//! - `userid_sessionid__`: user id ++ session id → ()
+//! - `endedms_sessionid__`: ended-at ms ++ session id → ()
+//! - `followee_edgeid_follower__`: → () (a user's followers)
+//! - `follower_edgeid_followee__`: → () (whom a user follows)
+//! - `follower_followee__edgeid`: → edge id (one follow, for existence and removal)
+//! - `userid__followcounts`: user id → followers ++ following
+//! - `parkeduser_followee__edgeid`, `parkeduser_follower__edgeid`: a deleted user's follows out
+//!   and in, kept aside until restored or erased
+//! - `blocker_edgeid_blocked__`: → () (whom a user blocks)
+//! - `blocker_blocked__edgeid`: → edge id
+//! - `blocked_blocker__edgeid`: → edge id (who blocks a user)
+//! - `userid__blockepoch`: user id → block epoch
+//! - `from_to__edgeid`: one pending friend request → its edge id
+//! - `to_edgeid_from__`: → () (a user's incoming requests)
+//! - `from_edgeid_to__`: → () (a user's outgoing requests)
+//! - `userid_friend__edgeid_directchannelid`: one side of a friendship
+//! - `userid_edgeid_friend__directchannelid`: a user's friends
+//! - `userid__friendcount`: user id → friend count
+//! - `parkeduser_friend__edgeid_directchannelid`: a deleted user's friendships, kept aside
+//! - `reportid__report`: report id → ReportRecord (JSON)
+//! - `status_reportid__`: status (0 open, 1 resolved) ++ report id → ()
+//! - `status_targetuserid_reportid__`: status ++ target user id ++ report id → ()
+//! - `reporter_targetuserid_chatid_channelid__openreportid`: an open report to merge into
+//!   (chat and channel 0 for a report of a user)
+//! - `term_userid__`: search term ++ 0x00 ++ user id → ()
+//! - `userid__terms`: user id → the user's search terms (JSON)
 //! - `meta`: `format_version` → "1"
 
-use std::{path::Path, sync::Arc};
+use std::{ops::Bound, path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
+use fjall::{
+    Guard, Iter, KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace,
+    SingleWriterWriteTx, Slice,
+};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Rotation, StoreError, UserStore};
-use crate::model::{SessionRecord, UserRecord};
+use super::{Accounts, BlockSets, Blocks, Directory, Follows, Friends, Reports, Rotation, StoreError};
+use crate::model::{
+    Direction, Edge, Friendship, PendingRequest, ReportRecord, RequestOutcome, SessionRecord, Standing, UserRecord,
+};
 
 const FORMAT_VERSION: &str = "1";
 
+/// Report status, the first part of the report index keys.
+const OPEN: u64 = 0;
+const RESOLVED: u64 = 1;
+
+type Ks = SingleWriterTxKeyspace;
+type Tx<'a> = SingleWriterWriteTx<'a>;
+
+/// The user store in a local folder (one process).
 #[derive(Clone)]
 pub struct FjallUserStore {
     inner: Arc<Inner>,
@@ -27,12 +68,36 @@ pub struct FjallUserStore {
 
 struct Inner {
     db: SingleWriterTxDatabase,
-    users: SingleWriterTxKeyspace,
-    emails: SingleWriterTxKeyspace,
-    usernames: SingleWriterTxKeyspace,
-    sessions: SingleWriterTxKeyspace,
-    user_sessions: SingleWriterTxKeyspace,
-    ended_sessions: SingleWriterTxKeyspace,
+    users: Ks,
+    emails: Ks,
+    usernames: Ks,
+    deleted_users: Ks,
+    sessions: Ks,
+    user_sessions: Ks,
+    ended_sessions: Ks,
+    followers: Ks,
+    following: Ks,
+    follow_pairs: Ks,
+    follow_counts: Ks,
+    parked_following: Ks,
+    parked_followers: Ks,
+    blocking: Ks,
+    block_pairs: Ks,
+    blocked_by: Ks,
+    block_epochs: Ks,
+    request_pairs: Ks,
+    requests_in: Ks,
+    requests_out: Ks,
+    friendships: Ks,
+    friend_list: Ks,
+    friend_counts: Ks,
+    parked_friends: Ks,
+    reports: Ks,
+    reports_by_status: Ks,
+    reports_by_target: Ks,
+    open_reports: Ks,
+    terms: Ks,
+    user_terms: Ks,
 }
 
 impl std::fmt::Debug for FjallUserStore {
@@ -57,6 +122,20 @@ fn id_from(bytes: &[u8]) -> Result<u64, StoreError> {
     bytes.try_into().map(u64::from_be_bytes).map_err(|_| backend("corrupt user id"))
 }
 
+/// Ids joined big-endian: a key that sorts by them in order.
+fn key(ids: &[u64]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_be_bytes()).collect()
+}
+
+/// The `n`th id of a key or value made by [`key`].
+fn part(bytes: &[u8], n: usize) -> Result<u64, StoreError> {
+    bytes
+        .get(n * 8..n * 8 + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| backend("corrupt key"))
+}
+
 fn user_session_key(user_id: u64, session_id: &str) -> Vec<u8> {
     let mut key = user_id.to_be_bytes().to_vec();
     key.extend_from_slice(session_id.as_bytes());
@@ -69,6 +148,60 @@ fn ended_key(ended_ms: u64, session_id: &str) -> Vec<u8> {
     key
 }
 
+/// `term ++ 0x00 ++ user id`: the separator sorts a term before every longer term it begins.
+fn term_key(term: &str, user_id: u64) -> Vec<u8> {
+    let mut key = term.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&user_id.to_be_bytes());
+    key
+}
+
+fn split_term_key(key: &[u8]) -> Result<(String, u64), StoreError> {
+    let split = key.len().checked_sub(9).ok_or_else(|| backend("corrupt term key"))?;
+    let term = String::from_utf8(key[..split].to_vec()).map_err(backend)?;
+    Ok((term, id_from(&key[split + 1..])?))
+}
+
+/// The key under which one reporter's open reports of one target merge.
+fn open_report_key(report: &ReportRecord) -> Vec<u8> {
+    let (chat_id, channel_id) = report.target.chat.unwrap_or((0, 0));
+    key(&[report.reporter_id, report.target.user_id, chat_id, channel_id])
+}
+
+fn keys_of(iter: impl Iterator<Item = Guard>, limit: usize) -> Result<Vec<Slice>, StoreError> {
+    iter.take(limit).map(|guard| guard.key().map_err(backend)).collect()
+}
+
+fn pairs_of(iter: Iter) -> Result<Vec<(Slice, Slice)>, StoreError> {
+    iter.map(|guard| guard.into_inner().map_err(backend)).collect()
+}
+
+/// Keys under the ids `prefix`, highest next id first, below `before` when given.
+fn newest_first(
+    r: &impl Readable,
+    ks: &Ks,
+    prefix: &[u64],
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Slice>, StoreError> {
+    let start = key(prefix);
+    match before {
+        Some(before) => {
+            let end = [prefix, &[before]].concat();
+            keys_of(r.range(ks, start..key(&end)).rev(), limit)
+        }
+        None => keys_of(r.prefix(ks, start).rev(), limit),
+    }
+}
+
+/// The `n`th id of a stored value, 0 when there is none.
+fn counter(r: &impl Readable, ks: &Ks, k: &[u8], n: usize) -> Result<u64, StoreError> {
+    match r.get(ks, k).map_err(backend)? {
+        Some(v) => part(&v, n),
+        None => Ok(0),
+    }
+}
+
 impl FjallUserStore {
     /// Opens (or creates) the store in `dir`, refusing a store of another format version.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -79,9 +212,33 @@ impl FjallUserStore {
             users: ks("userid__user")?,
             emails: ks("email__userid")?,
             usernames: ks("username__userid")?,
+            deleted_users: ks("deletedms_userid__")?,
             sessions: ks("sessionid__session")?,
             user_sessions: ks("userid_sessionid__")?,
             ended_sessions: ks("endedms_sessionid__")?,
+            followers: ks("followee_edgeid_follower__")?,
+            following: ks("follower_edgeid_followee__")?,
+            follow_pairs: ks("follower_followee__edgeid")?,
+            follow_counts: ks("userid__followcounts")?,
+            parked_following: ks("parkeduser_followee__edgeid")?,
+            parked_followers: ks("parkeduser_follower__edgeid")?,
+            blocking: ks("blocker_edgeid_blocked__")?,
+            block_pairs: ks("blocker_blocked__edgeid")?,
+            blocked_by: ks("blocked_blocker__edgeid")?,
+            block_epochs: ks("userid__blockepoch")?,
+            request_pairs: ks("from_to__edgeid")?,
+            requests_in: ks("to_edgeid_from__")?,
+            requests_out: ks("from_edgeid_to__")?,
+            friendships: ks("userid_friend__edgeid_directchannelid")?,
+            friend_list: ks("userid_edgeid_friend__directchannelid")?,
+            friend_counts: ks("userid__friendcount")?,
+            parked_friends: ks("parkeduser_friend__edgeid_directchannelid")?,
+            reports: ks("reportid__report")?,
+            reports_by_status: ks("status_reportid__")?,
+            reports_by_target: ks("status_targetuserid_reportid__")?,
+            open_reports: ks("reporter_targetuserid_chatid_channelid__openreportid")?,
+            terms: ks("term_userid__")?,
+            user_terms: ks("userid__terms")?,
             db,
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -102,28 +259,309 @@ impl FjallUserStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || work(&inner)).await.map_err(backend)?
     }
+
+    /// Runs `work` in one write transaction and commits it (durably) unless it fails.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(move |s| {
+            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+            let out = work(s, &mut tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
 }
 
 impl Inner {
-    fn get_json<T: DeserializeOwned>(&self, ks: &SingleWriterTxKeyspace, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_json<T: DeserializeOwned>(&self, ks: &Ks, key: &[u8]) -> Result<Option<T>, StoreError> {
         ks.get(key).map_err(backend)?.map(|v| decode(&v)).transpose()
     }
 
-    fn user_by_index(&self, index: &SingleWriterTxKeyspace, key: &str) -> Result<Option<UserRecord>, StoreError> {
+    fn user_by_index(&self, index: &Ks, key: &str) -> Result<Option<UserRecord>, StoreError> {
         match index.get(key.as_bytes()).map_err(backend)? {
             Some(id) => self.get_json(&self.users, &id_from(&id)?.to_be_bytes()),
             None => Ok(None),
         }
     }
+
+    fn read_user(&self, r: &impl Readable, user_id: u64) -> Result<Option<UserRecord>, StoreError> {
+        r.get(&self.users, user_id.to_be_bytes()).map_err(backend)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Whether `user_id` has an account that is not deleted (parked edges come back only to those).
+    fn is_live(&self, r: &impl Readable, user_id: u64) -> Result<bool, StoreError> {
+        Ok(self.read_user(r, user_id)?.is_some_and(|u| u.deleted_at_ms.is_none()))
+    }
+
+    fn has(&self, r: &impl Readable, ks: &Ks, ids: &[u64]) -> Result<bool, StoreError> {
+        r.contains_key(ks, key(ids)).map_err(backend)
+    }
+
+    fn blocked_either_way(&self, r: &impl Readable, a: u64, b: u64) -> Result<bool, StoreError> {
+        Ok(self.has(r, &self.block_pairs, &[a, b])? || self.has(r, &self.block_pairs, &[b, a])?)
+    }
+
+    /// `(other id, stored value)` of every key `user_id ++ other` in `ks`.
+    fn pairs_under(&self, r: &impl Readable, ks: &Ks, user_id: u64) -> Result<Vec<(u64, Slice)>, StoreError> {
+        pairs_of(r.prefix(ks, user_id.to_be_bytes()))?.into_iter().map(|(k, v)| Ok((part(&k, 1)?, v))).collect()
+    }
+
+    /// Keeps `deletedms_userid__` in step with an account's `deleted_at_ms` (`None`: no record).
+    fn move_deletion_index(&self, tx: &mut Tx<'_>, old: Option<&UserRecord>, new: Option<&UserRecord>) {
+        let deleted = |u: Option<&UserRecord>| u.and_then(|u| u.deleted_at_ms.map(|at| key(&[at, u.user_id])));
+        let (was, is) = (deleted(old), deleted(new));
+        if was != is {
+            if let Some(k) = was {
+                tx.remove(&self.deleted_users, k);
+            }
+            if let Some(k) = is {
+                tx.insert(&self.deleted_users, k, b"");
+            }
+        }
+    }
+
+    // ---- follows
+
+    fn bump_follow_counts(
+        &self,
+        tx: &mut Tx<'_>,
+        user_id: u64,
+        followers: i64,
+        following: i64,
+    ) -> Result<(), StoreError> {
+        let k = user_id.to_be_bytes();
+        let followers = counter(tx, &self.follow_counts, &k, 0)?.saturating_add_signed(followers);
+        let following = counter(tx, &self.follow_counts, &k, 1)?.saturating_add_signed(following);
+        if followers == 0 && following == 0 {
+            tx.remove(&self.follow_counts, k);
+        } else {
+            tx.insert(&self.follow_counts, k, key(&[followers, following]));
+        }
+        Ok(())
+    }
+
+    fn add_follow(&self, tx: &mut Tx<'_>, follower: u64, followee: u64, edge_id: u64) -> Result<bool, StoreError> {
+        if self.has(tx, &self.follow_pairs, &[follower, followee])? {
+            return Ok(false);
+        }
+        tx.insert(&self.follow_pairs, key(&[follower, followee]), edge_id.to_be_bytes());
+        tx.insert(&self.followers, key(&[followee, edge_id, follower]), b"");
+        tx.insert(&self.following, key(&[follower, edge_id, followee]), b"");
+        self.bump_follow_counts(tx, followee, 1, 0)?;
+        self.bump_follow_counts(tx, follower, 0, 1)?;
+        Ok(true)
+    }
+
+    /// Removes a follow and its counts; its edge id if there was one.
+    fn remove_follow(&self, tx: &mut Tx<'_>, follower: u64, followee: u64) -> Result<Option<u64>, StoreError> {
+        let pair = key(&[follower, followee]);
+        let Some(edge) = tx.get(&self.follow_pairs, &pair).map_err(backend)? else {
+            return Ok(None);
+        };
+        let edge_id = id_from(&edge)?;
+        tx.remove(&self.follow_pairs, pair);
+        tx.remove(&self.followers, key(&[followee, edge_id, follower]));
+        tx.remove(&self.following, key(&[follower, edge_id, followee]));
+        self.bump_follow_counts(tx, followee, -1, 0)?;
+        self.bump_follow_counts(tx, follower, 0, -1)?;
+        Ok(Some(edge_id))
+    }
+
+    fn park_follows(&self, tx: &mut Tx<'_>, user_id: u64) -> Result<(), StoreError> {
+        for (followee, _) in self.pairs_under(tx, &self.follow_pairs, user_id)? {
+            if let Some(edge_id) = self.remove_follow(tx, user_id, followee)? {
+                tx.insert(&self.parked_following, key(&[user_id, followee]), edge_id.to_be_bytes());
+            }
+        }
+        for k in keys_of(tx.prefix(&self.followers, user_id.to_be_bytes()), usize::MAX)? {
+            let follower = part(&k, 2)?;
+            if let Some(edge_id) = self.remove_follow(tx, follower, user_id)? {
+                tx.insert(&self.parked_followers, key(&[user_id, follower]), edge_id.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn forget_parked_follows(&self, tx: &mut Tx<'_>, user_id: u64) -> Result<(), StoreError> {
+        for ks in [&self.parked_following, &self.parked_followers] {
+            for (other, _) in self.pairs_under(tx, ks, user_id)? {
+                tx.remove(ks, key(&[user_id, other]));
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's edges in a `userid_edgeid_other__` keyspace, newest first.
+    fn edges(&self, ks: &Ks, user_id: u64, before: Option<u64>, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        newest_first(&self.db.read_tx(), ks, &[user_id], before, limit)?
+            .iter()
+            .map(|k| Ok(Edge { user_id: part(k, 2)?, edge_id: part(k, 1)? }))
+            .collect()
+    }
+
+    // ---- blocks
+
+    fn raise_epoch(&self, tx: &mut Tx<'_>, user_id: u64, epoch: u64) -> Result<(), StoreError> {
+        if epoch > counter(tx, &self.block_epochs, &user_id.to_be_bytes(), 0)? {
+            tx.insert(&self.block_epochs, user_id.to_be_bytes(), epoch.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    fn remove_block(&self, tx: &mut Tx<'_>, blocker: u64, blocked: u64) -> Result<bool, StoreError> {
+        let pair = key(&[blocker, blocked]);
+        let Some(edge) = tx.get(&self.block_pairs, &pair).map_err(backend)? else {
+            return Ok(false);
+        };
+        tx.remove(&self.block_pairs, pair);
+        tx.remove(&self.blocked_by, key(&[blocked, blocker]));
+        tx.remove(&self.blocking, key(&[blocker, id_from(&edge)?, blocked]));
+        Ok(true)
+    }
+
+    // ---- friend requests and friendships
+
+    fn add_request(&self, tx: &mut Tx<'_>, from: u64, to: u64, edge_id: u64) {
+        tx.insert(&self.request_pairs, key(&[from, to]), edge_id.to_be_bytes());
+        tx.insert(&self.requests_out, key(&[from, edge_id, to]), b"");
+        tx.insert(&self.requests_in, key(&[to, edge_id, from]), b"");
+    }
+
+    fn remove_request(&self, tx: &mut Tx<'_>, from: u64, to: u64) -> Result<bool, StoreError> {
+        let pair = key(&[from, to]);
+        let Some(edge) = tx.get(&self.request_pairs, &pair).map_err(backend)? else {
+            return Ok(false);
+        };
+        let edge_id = id_from(&edge)?;
+        tx.remove(&self.request_pairs, pair);
+        tx.remove(&self.requests_out, key(&[from, edge_id, to]));
+        tx.remove(&self.requests_in, key(&[to, edge_id, from]));
+        Ok(true)
+    }
+
+    fn remove_requests_of(&self, tx: &mut Tx<'_>, user_id: u64) -> Result<(), StoreError> {
+        for k in keys_of(tx.prefix(&self.requests_out, user_id.to_be_bytes()), usize::MAX)? {
+            self.remove_request(tx, user_id, part(&k, 2)?)?;
+        }
+        for k in keys_of(tx.prefix(&self.requests_in, user_id.to_be_bytes()), usize::MAX)? {
+            self.remove_request(tx, part(&k, 2)?, user_id)?;
+        }
+        Ok(())
+    }
+
+    fn bump_friend_count(&self, tx: &mut Tx<'_>, user_id: u64, by: i64) -> Result<(), StoreError> {
+        let k = user_id.to_be_bytes();
+        match counter(tx, &self.friend_counts, &k, 0)?.saturating_add_signed(by) {
+            0 => tx.remove(&self.friend_counts, k),
+            n => tx.insert(&self.friend_counts, k, n.to_be_bytes()),
+        }
+        Ok(())
+    }
+
+    fn read_friendship(&self, r: &impl Readable, user_id: u64, friend: u64) -> Result<Option<Friendship>, StoreError> {
+        r.get(&self.friendships, key(&[user_id, friend]))
+            .map_err(backend)?
+            .map(|v| Ok(Friendship { user_id: friend, edge_id: part(&v, 0)?, direct_channel_id: part(&v, 1)? }))
+            .transpose()
+    }
+
+    /// Makes `a` and `b` friends unless they are; the friendship as `a` sees it.
+    fn add_friendship(
+        &self,
+        tx: &mut Tx<'_>,
+        a: u64,
+        b: u64,
+        edge_id: u64,
+        channel: u64,
+    ) -> Result<Friendship, StoreError> {
+        if let Some(existing) = self.read_friendship(tx, a, b)? {
+            return Ok(existing);
+        }
+        for (me, friend) in [(a, b), (b, a)] {
+            tx.insert(&self.friendships, key(&[me, friend]), key(&[edge_id, channel]));
+            tx.insert(&self.friend_list, key(&[me, edge_id, friend]), channel.to_be_bytes());
+            self.bump_friend_count(tx, me, 1)?;
+        }
+        Ok(Friendship { user_id: b, edge_id, direct_channel_id: channel })
+    }
+
+    fn remove_friendship(&self, tx: &mut Tx<'_>, a: u64, b: u64) -> Result<Option<Friendship>, StoreError> {
+        let Some(friendship) = self.read_friendship(tx, a, b)? else {
+            return Ok(None);
+        };
+        for (me, friend) in [(a, b), (b, a)] {
+            tx.remove(&self.friendships, key(&[me, friend]));
+            tx.remove(&self.friend_list, key(&[me, friendship.edge_id, friend]));
+            self.bump_friend_count(tx, me, -1)?;
+        }
+        Ok(Some(friendship))
+    }
+
+    fn park_friendships(&self, tx: &mut Tx<'_>, user_id: u64) -> Result<(), StoreError> {
+        for (friend, _) in self.pairs_under(tx, &self.friendships, user_id)? {
+            if let Some(f) = self.remove_friendship(tx, user_id, friend)? {
+                tx.insert(&self.parked_friends, key(&[user_id, friend]), key(&[f.edge_id, f.direct_channel_id]));
+            }
+        }
+        self.remove_requests_of(tx, user_id)
+    }
+
+    fn forget_parked_friends(&self, tx: &mut Tx<'_>, user_id: u64) -> Result<(), StoreError> {
+        for (friend, _) in self.pairs_under(tx, &self.parked_friends, user_id)? {
+            tx.remove(&self.parked_friends, key(&[user_id, friend]));
+        }
+        Ok(())
+    }
+
+    fn pending(
+        &self,
+        r: &impl Readable,
+        user_id: u64,
+        direction: Direction,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<PendingRequest>, StoreError> {
+        let ks = match direction {
+            Direction::Incoming => &self.requests_in,
+            Direction::Outgoing => &self.requests_out,
+        };
+        newest_first(r, ks, &[user_id], before, limit)?
+            .iter()
+            .map(|k| Ok(PendingRequest { user_id: part(k, 2)?, direction, edge_id: part(k, 1)? }))
+            .collect()
+    }
+
+    // ---- reports
+
+    fn put_report(&self, tx: &mut Tx<'_>, report: &ReportRecord) -> Result<(), StoreError> {
+        tx.insert(&self.reports, report.report_id.to_be_bytes(), encode(report)?);
+        Ok(())
+    }
+
+    fn index_report(&self, tx: &mut Tx<'_>, report: &ReportRecord, status: u64, add: bool) {
+        let keys = [
+            (&self.reports_by_status, key(&[status, report.report_id])),
+            (&self.reports_by_target, key(&[status, report.target.user_id, report.report_id])),
+        ];
+        for (ks, k) in keys {
+            if add {
+                tx.insert(ks, k, b"");
+            } else {
+                tx.remove(ks, k);
+            }
+        }
+    }
 }
 
 #[async_trait]
-impl UserStore for FjallUserStore {
+impl Accounts for FjallUserStore {
     #[tracing::instrument(name = "user_store.insert_user", skip_all, fields(db.system = "fjall"))]
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let user = user.clone();
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+        self.write(move |s, tx| {
             if tx.contains_key(&s.emails, user.email_key()).map_err(backend)? {
                 return Err(StoreError::EmailTaken);
             }
@@ -135,7 +573,8 @@ impl UserStore for FjallUserStore {
             }
             tx.insert(&s.emails, user.email_key(), user.user_id.to_be_bytes());
             tx.insert(&s.users, user.user_id.to_be_bytes(), encode(&user)?);
-            tx.commit().map_err(backend)
+            s.move_deletion_index(tx, None, Some(&user));
+            Ok(())
         })
         .await
     }
@@ -160,12 +599,19 @@ impl UserStore for FjallUserStore {
     #[tracing::instrument(name = "user_store.update_user", skip_all, fields(db.system = "fjall"))]
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let user = user.clone();
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
-            let old: UserRecord = match tx.get(&s.users, user.user_id.to_be_bytes()).map_err(backend)? {
-                Some(v) => decode(&v)?,
-                None => return Err(backend("user vanished")),
+        self.write(move |s, tx| {
+            let Some(old) = s.read_user(tx, user.user_id)? else {
+                return Err(backend("user vanished"));
             };
+            if old.email_key() != user.email_key() {
+                if let Some(owner) = tx.get(&s.emails, user.email_key()).map_err(backend)?
+                    && id_from(&owner)? != user.user_id
+                {
+                    return Err(StoreError::EmailTaken);
+                }
+                tx.insert(&s.emails, user.email_key(), user.user_id.to_be_bytes());
+                tx.remove(&s.emails, old.email_key());
+            }
             if old.username_key() != user.username_key() {
                 if let Some(key) = user.username_key() {
                     if let Some(owner) = tx.get(&s.usernames, &key).map_err(backend)?
@@ -180,7 +626,70 @@ impl UserStore for FjallUserStore {
                 }
             }
             tx.insert(&s.users, user.user_id.to_be_bytes(), encode(&user)?);
-            tx.commit().map_err(backend)
+            s.move_deletion_index(tx, Some(&old), Some(&user));
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.list_users", skip_all, fields(db.system = "fjall"))]
+    async fn list_users(&self, before: Option<u64>, limit: usize) -> Result<Vec<UserRecord>, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let iter = match before {
+                Some(before) => snapshot.range(&s.users, ..before.to_be_bytes().to_vec()),
+                None => snapshot.iter(&s.users),
+            };
+            iter.rev().take(limit).map(|guard| decode(&guard.value().map_err(backend)?)).collect()
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.users_deleted_before", skip_all, fields(db.system = "fjall"))]
+    async fn users_deleted_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<UserRecord>, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let mut users = Vec::new();
+            for k in keys_of(snapshot.range(&s.deleted_users, ..=key(&[cutoff_ms, u64::MAX])), limit)? {
+                if let Some(user) = s.read_user(&snapshot, part(&k, 1)?)? {
+                    users.push(user);
+                }
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.erase_user", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn erase_user(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            if let Some(user) = s.read_user(tx, user_id)? {
+                let owned = |index: &Ks, k: &str| -> Result<bool, StoreError> {
+                    Ok(tx.get(index, k).map_err(backend)?.is_some_and(|id| id.as_ref() == user_id.to_be_bytes()))
+                };
+                let email_owned = owned(&s.emails, &user.email_key())?;
+                let username_owned = user.username_key().map(|k| owned(&s.usernames, &k)).transpose()?.unwrap_or(false);
+                if email_owned {
+                    tx.remove(&s.emails, user.email_key());
+                }
+                if username_owned && let Some(k) = user.username_key() {
+                    tx.remove(&s.usernames, k);
+                }
+                s.move_deletion_index(tx, Some(&user), None);
+                tx.remove(&s.users, user_id.to_be_bytes());
+            }
+            for k in keys_of(tx.prefix(&s.user_sessions, user_id.to_be_bytes()), usize::MAX)? {
+                let sid = &k[8..];
+                if let Some(bytes) = tx.get(&s.sessions, sid).map_err(backend)? {
+                    let session: SessionRecord = decode(&bytes)?;
+                    if let Some(ended) = session.ended_at_ms {
+                        tx.remove(&s.ended_sessions, ended_key(ended, &session.session_id));
+                    }
+                    tx.remove(&s.sessions, sid);
+                }
+                tx.remove(&s.user_sessions, k);
+            }
+            Ok(())
         })
         .await
     }
@@ -188,11 +697,10 @@ impl UserStore for FjallUserStore {
     #[tracing::instrument(name = "user_store.insert_session", skip_all, fields(db.system = "fjall"))]
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         let session = session.clone();
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+        self.write(move |s, tx| {
             tx.insert(&s.sessions, session.session_id.as_bytes(), encode(&session)?);
             tx.insert(&s.user_sessions, user_session_key(session.user_id, &session.session_id), b"");
-            tx.commit().map_err(backend)
+            Ok(())
         })
         .await
     }
@@ -212,8 +720,7 @@ impl UserStore for FjallUserStore {
         now_ms: u64,
     ) -> Result<Rotation, StoreError> {
         let (sid, presented, new_hash) = (session_id.to_owned(), presented_hash.to_owned(), new_hash.to_owned());
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+        self.write(move |s, tx| {
             let Some(bytes) = tx.get(&s.sessions, sid.as_bytes()).map_err(backend)? else {
                 return Ok(Rotation::Unknown);
             };
@@ -226,14 +733,12 @@ impl UserStore for FjallUserStore {
                 let excess = session.used_hashes.len().saturating_sub(SessionRecord::USED_HASHES_KEPT);
                 session.used_hashes.drain(..excess);
                 tx.insert(&s.sessions, sid.as_bytes(), encode(&session)?);
-                tx.commit().map_err(backend)?;
                 return Ok(Rotation::Rotated(session));
             }
             if session.used_hashes.contains(&presented) {
                 session.ended_at_ms = Some(now_ms);
                 tx.insert(&s.sessions, sid.as_bytes(), encode(&session)?);
                 tx.insert(&s.ended_sessions, ended_key(now_ms, &sid), b"");
-                tx.commit().map_err(backend)?;
                 return Ok(Rotation::Reused(session));
             }
             Ok(Rotation::Unknown)
@@ -241,10 +746,10 @@ impl UserStore for FjallUserStore {
         .await
     }
 
+    #[tracing::instrument(name = "user_store.end_session", skip_all, fields(db.system = "fjall"))]
     async fn end_session(&self, session_id: &str, now_ms: u64) -> Result<Option<SessionRecord>, StoreError> {
         let sid = session_id.to_owned();
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+        self.write(move |s, tx| {
             let Some(bytes) = tx.get(&s.sessions, sid.as_bytes()).map_err(backend)? else {
                 return Ok(None);
             };
@@ -255,22 +760,17 @@ impl UserStore for FjallUserStore {
             session.ended_at_ms = Some(now_ms);
             tx.insert(&s.sessions, sid.as_bytes(), encode(&session)?);
             tx.insert(&s.ended_sessions, ended_key(now_ms, &sid), b"");
-            tx.commit().map_err(backend)?;
             Ok(Some(session))
         })
         .await
     }
 
+    #[tracing::instrument(name = "user_store.end_user_sessions", skip_all, fields(db.system = "fjall"))]
     async fn end_user_sessions(&self, user_id: u64, now_ms: u64) -> Result<Vec<SessionRecord>, StoreError> {
-        self.blocking(move |s| {
-            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
-            let mut sids = Vec::new();
-            for guard in tx.prefix(&s.user_sessions, user_id.to_be_bytes()) {
-                let key = guard.key().map_err(backend)?;
-                sids.push(String::from_utf8_lossy(&key[8..]).into_owned());
-            }
+        self.write(move |s, tx| {
             let mut ended = Vec::new();
-            for sid in sids {
+            for k in keys_of(tx.prefix(&s.user_sessions, user_id.to_be_bytes()), usize::MAX)? {
+                let sid = String::from_utf8_lossy(&k[8..]).into_owned();
                 let Some(bytes) = tx.get(&s.sessions, sid.as_bytes()).map_err(backend)? else { continue };
                 let mut session: SessionRecord = decode(&bytes)?;
                 if session.ended_at_ms.is_some() {
@@ -281,12 +781,12 @@ impl UserStore for FjallUserStore {
                 tx.insert(&s.ended_sessions, ended_key(now_ms, &sid), b"");
                 ended.push(session);
             }
-            tx.commit().map_err(backend)?;
             Ok(ended)
         })
         .await
     }
 
+    #[tracing::instrument(name = "user_store.sessions_ended_since", skip_all, fields(db.system = "fjall"))]
     async fn sessions_ended_since(&self, since_ms: u64) -> Result<Vec<String>, StoreError> {
         self.blocking(move |s| {
             let mut sids = Vec::new();
@@ -295,6 +795,458 @@ impl UserStore for FjallUserStore {
                 sids.push(String::from_utf8_lossy(&key[8..]).into_owned());
             }
             Ok(sids)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Follows for FjallUserStore {
+    #[tracing::instrument(name = "user_store.follow", skip_all, fields(db.system = "fjall"))]
+    async fn follow(&self, follower: u64, followee: u64, edge_id: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| s.add_follow(tx, follower, followee, edge_id)).await
+    }
+
+    #[tracing::instrument(name = "user_store.unfollow", skip_all, fields(db.system = "fjall"))]
+    async fn unfollow(&self, follower: u64, followee: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| Ok(s.remove_follow(tx, follower, followee)?.is_some())).await
+    }
+
+    #[tracing::instrument(name = "user_store.list_followers", skip_all, fields(db.system = "fjall"))]
+    async fn list_followers(&self, user_id: u64, before: Option<u64>, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        self.blocking(move |s| s.edges(&s.followers, user_id, before, limit)).await
+    }
+
+    #[tracing::instrument(name = "user_store.list_following", skip_all, fields(db.system = "fjall"))]
+    async fn list_following(&self, user_id: u64, before: Option<u64>, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        self.blocking(move |s| s.edges(&s.following, user_id, before, limit)).await
+    }
+
+    #[tracing::instrument(name = "user_store.follow_counts", skip_all, fields(db.system = "fjall"))]
+    async fn follow_counts(&self, user_id: u64) -> Result<(u64, u64), StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let k = user_id.to_be_bytes();
+            Ok((counter(&snapshot, &s.follow_counts, &k, 0)?, counter(&snapshot, &s.follow_counts, &k, 1)?))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.following_ids", skip_all, fields(db.system = "fjall"))]
+    async fn following_ids(&self, user_id: u64) -> Result<Vec<u64>, StoreError> {
+        self.blocking(move |s| {
+            Ok(s.pairs_under(&s.db.read_tx(), &s.follow_pairs, user_id)?.into_iter().map(|(id, _)| id).collect())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.park_edges", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn park_edges(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| s.park_follows(tx, user_id)).await
+    }
+
+    #[tracing::instrument(name = "user_store.restore_edges", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn restore_edges(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            for (outgoing, ks) in [(true, &s.parked_following), (false, &s.parked_followers)] {
+                for (other, edge) in s.pairs_under(tx, ks, user_id)? {
+                    tx.remove(ks, key(&[user_id, other]));
+                    // why: the other side may have been deleted, erased or blocked (either way) since
+                    if !s.is_live(tx, other)? || s.blocked_either_way(tx, user_id, other)? {
+                        continue;
+                    }
+                    let (follower, followee) = if outgoing { (user_id, other) } else { (other, user_id) };
+                    s.add_follow(tx, follower, followee, id_from(&edge)?)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.erase_edges", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn erase_edges(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            // why: a follow made between the deletion and its parking goes as well
+            s.park_follows(tx, user_id)?;
+            s.forget_parked_follows(tx, user_id)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Blocks for FjallUserStore {
+    #[tracing::instrument(name = "user_store.block", skip_all, fields(db.system = "fjall"))]
+    async fn block(&self, blocker: u64, blocked: u64, edge_id: u64, epoch: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| {
+            s.raise_epoch(tx, blocker, epoch)?;
+            s.raise_epoch(tx, blocked, epoch)?;
+            if s.has(tx, &s.block_pairs, &[blocker, blocked])? {
+                return Ok(false);
+            }
+            tx.insert(&s.block_pairs, key(&[blocker, blocked]), edge_id.to_be_bytes());
+            tx.insert(&s.blocked_by, key(&[blocked, blocker]), edge_id.to_be_bytes());
+            tx.insert(&s.blocking, key(&[blocker, edge_id, blocked]), b"");
+            for (a, b) in [(blocker, blocked), (blocked, blocker)] {
+                s.remove_follow(tx, a, b)?;
+                s.remove_request(tx, a, b)?;
+            }
+            s.remove_friendship(tx, blocker, blocked)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.unblock", skip_all, fields(db.system = "fjall"))]
+    async fn unblock(&self, blocker: u64, blocked: u64, epoch: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| {
+            s.raise_epoch(tx, blocker, epoch)?;
+            s.raise_epoch(tx, blocked, epoch)?;
+            s.remove_block(tx, blocker, blocked)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.list_blocked", skip_all, fields(db.system = "fjall"))]
+    async fn list_blocked(&self, user_id: u64, before: Option<u64>, limit: usize) -> Result<Vec<Edge>, StoreError> {
+        self.blocking(move |s| s.edges(&s.blocking, user_id, before, limit)).await
+    }
+
+    #[tracing::instrument(name = "user_store.block_sets", skip_all, fields(db.system = "fjall"))]
+    async fn block_sets(&self, user_id: u64) -> Result<BlockSets, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let ids = |ks: &Ks| -> Result<Vec<u64>, StoreError> {
+                Ok(s.pairs_under(&snapshot, ks, user_id)?.into_iter().map(|(id, _)| id).collect())
+            };
+            Ok(BlockSets {
+                blocking: ids(&s.block_pairs)?,
+                blocked_by: ids(&s.blocked_by)?,
+                epoch: counter(&snapshot, &s.block_epochs, &user_id.to_be_bytes(), 0)?,
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.standing", skip_all, fields(db.system = "fjall"))]
+    async fn standing(&self, user_id: u64, other: u64) -> Result<Standing, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let both = |ks: &Ks| -> Result<(bool, bool), StoreError> {
+                Ok((s.has(&snapshot, ks, &[user_id, other])?, s.has(&snapshot, ks, &[other, user_id])?))
+            };
+            let (following, followed_by) = both(&s.follow_pairs)?;
+            let (blocking, blocked_by) = both(&s.block_pairs)?;
+            let (request_sent, request_received) = both(&s.request_pairs)?;
+            let friends = s.has(&snapshot, &s.friendships, &[user_id, other])?;
+            Ok(Standing { following, followed_by, blocking, blocked_by, friends, request_sent, request_received })
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.block_epoch", skip_all, fields(db.system = "fjall"))]
+    async fn block_epoch(&self, user_id: u64) -> Result<u64, StoreError> {
+        self.blocking(move |s| counter(&s.db.read_tx(), &s.block_epochs, &user_id.to_be_bytes(), 0)).await
+    }
+
+    #[tracing::instrument(name = "user_store.erase_blocks", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn erase_blocks(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            for (blocked, _) in s.pairs_under(tx, &s.block_pairs, user_id)? {
+                s.remove_block(tx, user_id, blocked)?;
+            }
+            for (blocker, _) in s.pairs_under(tx, &s.blocked_by, user_id)? {
+                s.remove_block(tx, blocker, user_id)?;
+            }
+            tx.remove(&s.block_epochs, user_id.to_be_bytes());
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Friends for FjallUserStore {
+    #[tracing::instrument(name = "user_store.send_friend_request", skip_all, fields(db.system = "fjall"))]
+    async fn send_friend_request(&self, from: u64, to: u64, edge_id: u64) -> Result<RequestOutcome, StoreError> {
+        self.write(move |s, tx| {
+            if s.has(tx, &s.friendships, &[from, to])? {
+                return Ok(RequestOutcome::AlreadyFriends);
+            }
+            if s.has(tx, &s.request_pairs, &[from, to])? {
+                return Ok(RequestOutcome::AlreadySent);
+            }
+            if s.has(tx, &s.request_pairs, &[to, from])? {
+                return Ok(RequestOutcome::TheyAsked);
+            }
+            s.add_request(tx, from, to, edge_id);
+            Ok(RequestOutcome::Sent)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.delete_friend_request", skip_all, fields(db.system = "fjall"))]
+    async fn delete_friend_request(&self, from: u64, to: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| s.remove_request(tx, from, to)).await
+    }
+
+    #[tracing::instrument(name = "user_store.list_friend_requests", skip_all, fields(db.system = "fjall"))]
+    async fn list_friend_requests(
+        &self,
+        user_id: u64,
+        direction: Option<Direction>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<PendingRequest>, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let directions = match direction {
+                Some(d) => vec![d],
+                None => vec![Direction::Incoming, Direction::Outgoing],
+            };
+            let mut pending = Vec::new();
+            for d in directions {
+                pending.extend(s.pending(&snapshot, user_id, d, before, limit)?);
+            }
+            pending.sort_by_key(|p| std::cmp::Reverse((p.edge_id, p.user_id)));
+            pending.truncate(limit);
+            Ok(pending)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.accept_friend_request", skip_all, fields(db.system = "fjall"))]
+    async fn accept_friend_request(
+        &self,
+        from: u64,
+        to: u64,
+        edge_id: u64,
+        direct_channel_id: u64,
+    ) -> Result<Option<Friendship>, StoreError> {
+        self.write(move |s, tx| {
+            if !s.remove_request(tx, from, to)? {
+                return Ok(None);
+            }
+            s.remove_request(tx, to, from)?;
+            s.add_friendship(tx, to, from, edge_id, direct_channel_id).map(Some)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.remove_friend", skip_all, fields(db.system = "fjall"))]
+    async fn remove_friend(&self, user_id: u64, friend: u64) -> Result<bool, StoreError> {
+        self.write(move |s, tx| Ok(s.remove_friendship(tx, user_id, friend)?.is_some())).await
+    }
+
+    #[tracing::instrument(name = "user_store.get_friendship", skip_all, fields(db.system = "fjall"))]
+    async fn get_friendship(&self, user_id: u64, friend: u64) -> Result<Option<Friendship>, StoreError> {
+        self.blocking(move |s| s.read_friendship(&s.db.read_tx(), user_id, friend)).await
+    }
+
+    #[tracing::instrument(name = "user_store.list_friends", skip_all, fields(db.system = "fjall"))]
+    async fn list_friends(
+        &self,
+        user_id: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Friendship>, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let start = key(&[user_id]);
+            let iter = match before {
+                Some(before) => snapshot.range(&s.friend_list, start..key(&[user_id, before])),
+                None => snapshot.prefix(&s.friend_list, start),
+            };
+            iter.rev()
+                .take(limit)
+                .map(|guard| {
+                    let (k, v) = guard.into_inner().map_err(backend)?;
+                    Ok(Friendship { user_id: part(&k, 2)?, edge_id: part(&k, 1)?, direct_channel_id: part(&v, 0)? })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.friend_count", skip_all, fields(db.system = "fjall"))]
+    async fn friend_count(&self, user_id: u64) -> Result<u64, StoreError> {
+        self.blocking(move |s| counter(&s.db.read_tx(), &s.friend_counts, &user_id.to_be_bytes(), 0)).await
+    }
+
+    #[tracing::instrument(name = "user_store.park_friends", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn park_friends(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| s.park_friendships(tx, user_id)).await
+    }
+
+    #[tracing::instrument(name = "user_store.restore_friends", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn restore_friends(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            for (friend, parked) in s.pairs_under(tx, &s.parked_friends, user_id)? {
+                tx.remove(&s.parked_friends, key(&[user_id, friend]));
+                if !s.is_live(tx, friend)? || s.blocked_either_way(tx, user_id, friend)? {
+                    continue;
+                }
+                s.add_friendship(tx, user_id, friend, part(&parked, 0)?, part(&parked, 1)?)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.erase_friends", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn erase_friends(&self, user_id: u64) -> Result<(), StoreError> {
+        self.write(move |s, tx| {
+            s.park_friendships(tx, user_id)?;
+            s.forget_parked_friends(tx, user_id)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Reports for FjallUserStore {
+    #[tracing::instrument(name = "user_store.upsert_report", skip_all, fields(db.system = "fjall"))]
+    async fn upsert_report(&self, report: &ReportRecord) -> Result<ReportRecord, StoreError> {
+        let report = report.clone();
+        self.write(move |s, tx| {
+            let merge_key = open_report_key(&report);
+            if report.resolution.is_none()
+                && let Some(open_id) = tx.get(&s.open_reports, &merge_key).map_err(backend)?
+                && let Some(bytes) = tx.get(&s.reports, &open_id).map_err(backend)?
+            {
+                let mut open: ReportRecord = decode(&bytes)?;
+                open.category = report.category;
+                open.text = report.text;
+                open.updated_at_ms = open.updated_at_ms.max(report.updated_at_ms);
+                s.put_report(tx, &open)?;
+                return Ok(open);
+            }
+            s.put_report(tx, &report)?;
+            let status = if report.resolution.is_some() { RESOLVED } else { OPEN };
+            s.index_report(tx, &report, status, true);
+            if status == OPEN {
+                tx.insert(&s.open_reports, merge_key, report.report_id.to_be_bytes());
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.get_report", skip_all, fields(db.system = "fjall"))]
+    async fn get_report(&self, report_id: u64) -> Result<Option<ReportRecord>, StoreError> {
+        self.blocking(move |s| s.get_json(&s.reports, &report_id.to_be_bytes())).await
+    }
+
+    #[tracing::instrument(name = "user_store.list_reports", skip_all, fields(db.system = "fjall"))]
+    async fn list_reports(
+        &self,
+        resolved: bool,
+        target_user_id: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ReportRecord>, StoreError> {
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            let status = if resolved { RESOLVED } else { OPEN };
+            let (ks, prefix) = match target_user_id {
+                Some(target) => (&s.reports_by_target, vec![status, target]),
+                None => (&s.reports_by_status, vec![status]),
+            };
+            let mut reports = Vec::new();
+            for k in newest_first(&snapshot, ks, &prefix, before, limit)? {
+                let report_id = part(&k, prefix.len())?;
+                let bytes = snapshot.get(&s.reports, report_id.to_be_bytes()).map_err(backend)?;
+                reports.push(decode(&bytes.ok_or_else(|| backend("indexed report missing"))?)?);
+            }
+            Ok(reports)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.resolve_report", skip_all, fields(db.system = "fjall"))]
+    async fn resolve_report(&self, report: &ReportRecord) -> Result<bool, StoreError> {
+        let Some(resolution) = report.resolution.clone() else {
+            return Err(backend("a report resolves with a resolution"));
+        };
+        let report_id = report.report_id;
+        self.write(move |s, tx| {
+            let Some(bytes) = tx.get(&s.reports, report_id.to_be_bytes()).map_err(backend)? else {
+                return Ok(false);
+            };
+            let mut stored: ReportRecord = decode(&bytes)?;
+            if stored.resolution.is_some() {
+                return Ok(false);
+            }
+            stored.resolution = Some(resolution);
+            s.put_report(tx, &stored)?;
+            s.index_report(tx, &stored, OPEN, false);
+            s.index_report(tx, &stored, RESOLVED, true);
+            let merge_key = open_report_key(&stored);
+            if tx
+                .get(&s.open_reports, &merge_key)
+                .map_err(backend)?
+                .is_some_and(|id| id.as_ref() == report_id.to_be_bytes())
+            {
+                tx.remove(&s.open_reports, merge_key);
+            }
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Directory for FjallUserStore {
+    #[tracing::instrument(name = "user_store.index_terms", skip_all, fields(db.system = "fjall", %user_id))]
+    async fn index_terms(&self, user_id: u64, terms: &[String]) -> Result<(), StoreError> {
+        let mut terms = terms.to_vec();
+        terms.sort();
+        terms.dedup();
+        self.write(move |s, tx| {
+            let old: Vec<String> = match tx.get(&s.user_terms, user_id.to_be_bytes()).map_err(backend)? {
+                Some(bytes) => decode(&bytes)?,
+                None => Vec::new(),
+            };
+            for term in old.iter().filter(|t| !terms.contains(t)) {
+                tx.remove(&s.terms, term_key(term, user_id));
+            }
+            for term in terms.iter().filter(|t| !old.contains(t)) {
+                tx.insert(&s.terms, term_key(term, user_id), b"");
+            }
+            if terms.is_empty() {
+                tx.remove(&s.user_terms, user_id.to_be_bytes());
+            } else {
+                tx.insert(&s.user_terms, user_id.to_be_bytes(), encode(&terms)?);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.search_terms", skip_all, fields(db.system = "fjall"))]
+    async fn search_terms(
+        &self,
+        prefix: &str,
+        after: Option<(String, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = prefix.as_bytes().to_vec();
+        self.blocking(move |s| {
+            let start = match after.map(|(term, id)| term_key(&term, id)) {
+                Some(after) if after >= prefix => Bound::Excluded(after),
+                _ => Bound::Included(prefix.clone()),
+            };
+            let iter = s.db.read_tx().range(&s.terms, (start, Bound::Unbounded));
+            let mut found = Vec::new();
+            for guard in iter.take(limit) {
+                let k = guard.key().map_err(backend)?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                found.push(split_term_key(&k)?);
+            }
+            Ok(found)
         })
         .await
     }

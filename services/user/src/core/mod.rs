@@ -1,19 +1,29 @@
 //! The user service's rules: sign-up and login with throttling, refresh-token rotation, logout,
-//! profiles and lookups, in domain types. The handlers in `service.rs` only translate.
+//! profiles and lookups, in domain types; the social graph in [`graph`], user search in
+//! [`search`], the account lifecycle in [`account`], reports and admin actions in
+//! [`moderation`]. The handlers in `service.rs` only translate.
+
+mod account;
+mod graph;
+mod moderation;
+mod search;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use aws_lc_rs::{digest, rand::SecureRandom};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chatmesh_api::dispatcher::v1::{
-    DisconnectUserRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient,
+use chatmesh_api::{
+    channel::v1::channel_internal_service_client::ChannelInternalServiceClient,
+    chat::v1::chat_internal_service_client::ChatInternalServiceClient,
+    dispatcher::v1::{DisconnectUserRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient},
 };
 use chatmesh_platform::{
     auth::Authenticator,
     client_addr::TrustedProxies,
-    config::{AuthConfig, Config, LimitsConfig},
+    config::{AccountsConfig, AuthConfig, Config, LimitsConfig},
     grpc::InternalChannel,
     ids::{IdGenerator, now_ms},
+    membership::EpochBoard,
     password::{PasswordError, PasswordHasher, Verified},
     redis_pool::Redis,
     shared_limits::{Allowances, Rate, Taken},
@@ -22,9 +32,37 @@ use chatmesh_wire::user as wire;
 
 use crate::{
     error::UserError,
-    model::{SessionRecord, UserRecord},
+    model::{AccountState, SessionRecord, UserRecord},
     store::{Rotation, UserStore},
 };
+
+pub use self::{
+    graph::{FriendView, Relation},
+    moderation::AccountView,
+};
+
+/// The other parts of the mesh the user service calls, where this process can reach them.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// The dispatcher: closes sockets of ended sessions, answers friends' presence.
+    pub dispatcher: Option<InternalChannel>,
+    /// The channel service: direct channels for new friends, membership for chat reports.
+    pub channels: Option<InternalChannel>,
+    /// The chat service: reported chats, retracting them.
+    pub chats: Option<InternalChannel>,
+}
+
+/// An account as a caller sees it: the record (trimmed to what they may see), its counters and
+/// its state.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub user: UserRecord,
+    pub followers: u64,
+    pub following: u64,
+    pub state: AccountState,
+    /// Whether the role is shown (the caller's own account, or an admin looking).
+    pub show_role: bool,
+}
 
 /// Tokens issued for a login session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +85,8 @@ pub struct LoggedIn {
 pub struct UserCore {
     /// Live sessions to close when a login session ends (the dispatcher), if one runs.
     live: Option<DispatcherInternalServiceClient<InternalChannel>>,
+    channels: Option<ChannelInternalServiceClient<InternalChannel>>,
+    chats: Option<ChatInternalServiceClient<InternalChannel>>,
     store: Arc<dyn UserStore>,
     hasher: PasswordHasher,
     auth: Arc<Authenticator>,
@@ -56,6 +96,16 @@ pub struct UserCore {
     signups: Allowances,
     /// Whose word on a call's client address is taken.
     trusted_proxies: TrustedProxies,
+    /// Raised for both users whenever a block between them changes (relayed to other processes).
+    block_epochs: Arc<EpochBoard>,
+    /// Per-user hourly allowances against spam.
+    follows: Allowances,
+    friend_requests: Allowances,
+    reports: Allowances,
+    /// Checks of a current password (change email or password, delete) per account.
+    password_checks: Allowances,
+    max_following: u64,
+    accounts: AccountsConfig,
 }
 
 impl UserCore {
@@ -66,14 +116,30 @@ impl UserCore {
         store: Arc<dyn UserStore>,
         auth: Arc<Authenticator>,
         ids: Arc<IdGenerator>,
-        live: Option<InternalChannel>,
+        peers: Peers,
         limits: Option<&Redis>,
+        block_epochs: Arc<EpochBoard>,
     ) -> Result<Self, PasswordError> {
         let timeout = Duration::from_millis(config.redis.timeout_ms);
         let limits = limits.map(|redis| (redis, timeout));
-        let signups = Rate::per(config.limits.signups_per_hour_per_source, Duration::from_secs(3600));
+        let hour = Duration::from_secs(3600);
+        let signups = Rate::per(config.limits.signups_per_hour_per_source, hour);
+        let per_hour = |name, n| allowances(name, Rate::per(n, hour), limits);
         Ok(Self {
-            live: live.map(DispatcherInternalServiceClient::new),
+            live: peers.dispatcher.map(DispatcherInternalServiceClient::new),
+            channels: peers.channels.map(ChannelInternalServiceClient::new),
+            chats: peers.chats.map(ChatInternalServiceClient::new),
+            block_epochs,
+            follows: per_hour("follows-user", config.limits.follows_per_hour_per_user),
+            friend_requests: per_hour("friend-requests-user", config.limits.friend_requests_per_hour_per_user),
+            reports: per_hour("reports-user", config.limits.reports_per_hour_per_user),
+            password_checks: allowances(
+                "password-check-user",
+                Rate::per(config.limits.login_per_minute_per_account, Duration::from_secs(60)),
+                limits,
+            ),
+            max_following: u64::from(config.limits.max_following_per_user),
+            accounts: config.accounts.clone(),
             store,
             hasher: PasswordHasher::new(&config.password)?,
             auth,
@@ -123,6 +189,7 @@ impl UserCore {
         }
         let user = new_account(self.ids.next_id(), email, name, username, password_hash, now_ms());
         self.store.insert_user(&user).await?;
+        self.reindex(&user).await?;
         tracing::info!(user_id = user.user_id, "user created");
         let own = user.user_id;
         Ok(seen_by(user, Some(own)))
@@ -131,7 +198,7 @@ impl UserCore {
     /// Checks a password from a client at `source` (`None`: unknown, an in-process call) and
     /// opens a login session.
     pub async fn login(&self, cmd: wire::Login, source: Option<IpAddr>) -> Result<LoggedIn, UserError> {
-        let wire::Login { email_key, password, password_can_match } = cmd;
+        let wire::Login { email_key, password, password_can_match, restore } = cmd;
         if !password_can_match {
             return Err(UserError::BadCredentials);
         }
@@ -142,7 +209,12 @@ impl UserCore {
         }
         let checked = self.check_password(&email_key, password).await;
         self.throttle.settle(attempt, matches!(checked, Err(UserError::BadCredentials))).await;
-        let user = checked?;
+        let user = self.admit(checked?, restore).await?;
+        self.open_session(user).await
+    }
+
+    /// Opens a login session for an account whose password checked out.
+    pub(crate) async fn open_session(&self, user: UserRecord) -> Result<LoggedIn, UserError> {
         let secret = new_refresh_secret()?;
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let ttl_ms = self.auth.config().refresh_ttl_secs * 1000;
@@ -201,40 +273,87 @@ impl UserCore {
         Ok(ended.len())
     }
 
-    /// An account as `viewer` sees it.
-    pub async fn get_user(&self, viewer: u64, user_id: u64) -> Result<UserRecord, UserError> {
-        Ok(seen_by(self.load_user(user_id).await?, Some(viewer)))
+    /// The caller's own account, with its counters and role.
+    pub async fn get_me(&self, user_id: u64) -> Result<Profile, UserError> {
+        let user = self.load_user(user_id).await?;
+        self.profile(user, Some(user_id), true).await
+    }
+
+    /// An account as `viewer` sees it, and how `viewer` stands with it (`None` for their own).
+    pub async fn get_user(&self, viewer: u64, user_id: u64) -> Result<(Profile, Option<Relation>), UserError> {
+        let user = self.load_user(user_id).await?;
+        let relation = if viewer == user_id { None } else { Some(self.relation(viewer, user_id).await?) };
+        Ok((self.profile(user, Some(viewer), false).await?, relation))
     }
 
     /// Changes the caller's profile fields named in `cmd`.
-    pub async fn update_me(&self, user_id: u64, cmd: wire::UpdateMe) -> Result<UserRecord, UserError> {
+    pub async fn update_me(&self, user_id: u64, cmd: wire::UpdateMe) -> Result<Profile, UserError> {
         let mut user = self.load_user(user_id).await?;
         apply_update(&mut user, cmd, now_ms());
         self.store.update_user(&user).await?;
-        Ok(seen_by(user, Some(user_id)))
+        self.reindex(&user).await?;
+        self.profile(user, Some(user_id), true).await
     }
 
-    /// Accounts by id, in order, as another service sees them; `None` for a missing one.
+    /// Accounts by id, in order, as another service sees them; `None` for a missing one (a
+    /// deleted account counts as missing: it can no longer be added anywhere).
     pub async fn batch_get_users(&self, user_ids: &[u64]) -> Result<Vec<Option<UserRecord>>, UserError> {
         let mut users = Vec::with_capacity(user_ids.len());
         for &id in user_ids {
-            users.push(self.store.get_user(id).await?.map(|user| seen_by(user, None)));
+            let user = self.store.get_user(id).await?.filter(|u| u.deleted_at_ms.is_none());
+            users.push(user.map(|user| seen_by(user, None)));
         }
         Ok(users)
     }
 
-    /// The accounts holding these (lowercase) usernames, as another service sees them.
+    /// The accounts holding these (lowercase) usernames, as another service sees them (deleted
+    /// accounts left out).
     pub async fn resolve_usernames(&self, keys: &[String]) -> Result<Vec<UserRecord>, UserError> {
         let mut users = Vec::new();
         for key in keys {
-            if let Some(user) = self.store.get_user_by_username(key).await? {
+            if let Some(user) = self.store.get_user_by_username(key).await?
+                && user.deleted_at_ms.is_none()
+            {
                 users.push(seen_by(user, None));
             }
         }
         Ok(users)
     }
 
-    async fn load_user(&self, user_id: u64) -> Result<UserRecord, UserError> {
+    /// An account as `viewer` sees it, with its counters; `show_role` on one's own account or
+    /// to an admin. A deleted account shows only its id and state.
+    pub(crate) async fn profile(
+        &self,
+        user: UserRecord,
+        viewer: Option<u64>,
+        show_role: bool,
+    ) -> Result<Profile, UserError> {
+        let state = user.state(now_ms());
+        if state == AccountState::Deleted && !show_role {
+            return Ok(Profile { user: deleted_view(&user), followers: 0, following: 0, state, show_role });
+        }
+        let (followers, following) = self.store.follow_counts(user.user_id).await?;
+        Ok(Profile { user: seen_by(user, viewer), followers, following, state, show_role })
+    }
+
+    /// Profiles of `ids` as `viewer` sees them, in order, leaving out accounts gone or deleted.
+    pub(crate) async fn profiles(
+        &self,
+        ids: impl IntoIterator<Item = u64>,
+        viewer: u64,
+    ) -> Result<Vec<Profile>, UserError> {
+        let mut profiles = Vec::new();
+        for id in ids {
+            if let Some(user) = self.store.get_user(id).await?
+                && user.deleted_at_ms.is_none()
+            {
+                profiles.push(self.profile(user, Some(viewer), false).await?);
+            }
+        }
+        Ok(profiles)
+    }
+
+    pub(crate) async fn load_user(&self, user_id: u64) -> Result<UserRecord, UserError> {
         self.store.get_user(user_id).await?.ok_or(UserError::UserNotFound(user_id))
     }
 
@@ -412,6 +531,27 @@ pub fn seen_by(mut user: UserRecord, viewer: Option<u64>) -> UserRecord {
     user
 }
 
+/// What everyone but its owner and admins sees of a deleted account.
+pub fn deleted_view(user: &UserRecord) -> UserRecord {
+    UserRecord {
+        user_id: user.user_id,
+        email: String::new(),
+        name: DELETED_NAME.to_owned(),
+        username: None,
+        avatar_url: String::new(),
+        bio: String::new(),
+        password_hash: String::new(),
+        created_at_ms: user.created_at_ms,
+        updated_at_ms: user.updated_at_ms,
+        role: crate::model::Role::User,
+        suspension: None,
+        deleted_at_ms: user.deleted_at_ms,
+    }
+}
+
+/// The name a deleted account shows.
+pub const DELETED_NAME: &str = "deleted user";
+
 /// Applies a profile update: only the fields it names change.
 pub fn apply_update(user: &mut UserRecord, update: wire::UpdateMe, now_ms: u64) {
     let wire::UpdateMe { name, username, avatar_url, bio } = update;
@@ -449,6 +589,9 @@ pub fn new_account(
         password_hash,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
+        role: crate::model::Role::User,
+        suspension: None,
+        deleted_at_ms: None,
     }
 }
 
@@ -603,7 +746,8 @@ pub(crate) mod tests {
         let keys = tempfile::tempdir().unwrap();
         let auth = Arc::new(Authenticator::from_data_dir(config.auth.clone(), keys.path()).unwrap());
         let ids = Arc::new(IdGenerator::new(1).unwrap());
-        (keys, UserCore::new(&config, store, auth, ids, None, None).unwrap())
+        let epochs = Arc::new(EpochBoard::new());
+        (keys, UserCore::new(&config, store, auth, ids, Peers::default(), None, epochs).unwrap())
     }
 
     /// A core over a fresh embedded store.
@@ -618,7 +762,12 @@ pub(crate) mod tests {
     }
 
     fn login(email: &str, password: &str) -> wire::Login {
-        wire::Login { email_key: email.to_lowercase(), password: password.into(), password_can_match: true }
+        wire::Login {
+            email_key: email.to_lowercase(),
+            password: password.into(),
+            password_can_match: true,
+            restore: false,
+        }
     }
 
     fn refresh(token: &str) -> wire::RefreshToken {
@@ -650,8 +799,8 @@ pub(crate) mod tests {
         let ada = core.create_user(sign_up("ada@example.com"), None).await.unwrap();
         let update = wire::UpdateMe { name: None, username: Some(Some("Ada".into())), avatar_url: None, bio: None };
         core.update_me(ada.user_id, update).await.unwrap();
-        assert_eq!(core.get_user(ada.user_id, ada.user_id).await.unwrap().email, "ada@example.com");
-        assert!(core.get_user(ada.user_id + 1, ada.user_id).await.unwrap().email.is_empty());
+        assert_eq!(core.get_user(ada.user_id, ada.user_id).await.unwrap().0.user.email, "ada@example.com");
+        assert!(core.get_user(ada.user_id + 1, ada.user_id).await.unwrap().0.user.email.is_empty());
         let found = core.batch_get_users(&[ada.user_id, 424_242]).await.unwrap();
         assert!(found[0].as_ref().is_some_and(|u| u.email.is_empty()) && found[1].is_none());
         let resolved = core.resolve_usernames(&["ada".into(), "nobody".into()]).await.unwrap();
