@@ -145,14 +145,14 @@ async fn store_pages(
 
 /// Calls made on a timetable: the latency of every answered call, timed from when it was due,
 /// and each call's answer in order (`None`: the call failed).
-struct Timed<T> {
-    latency: Histogram<u64>,
-    answers: Vec<Option<T>>,
+pub(crate) struct Timed<T> {
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) answers: Vec<Option<T>>,
 }
 
 /// Runs `count` calls on a fixed timetable at `per_second`, each its own task timed from when
 /// it was due; `call(k)` answers what call `k` returned, or `None` when it failed.
-async fn on_timetable<F, Fut, T>(count: u64, per_second: u32, call: F) -> anyhow::Result<Timed<T>>
+pub(crate) async fn on_timetable<F, Fut, T>(count: u64, per_second: u32, call: F) -> anyhow::Result<Timed<T>>
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = Option<T>> + Send + 'static,
@@ -265,7 +265,7 @@ async fn indexed(server: &Server, documents: usize, within: Duration) -> anyhow:
 }
 
 /// Latency rows: p50, p99, p999 of chatmesh beside the baseline.
-fn latency_rows(measured: &serde_json::Value, floor: &serde_json::Value) -> Vec<[String; 4]> {
+pub(crate) fn latency_rows(measured: &serde_json::Value, floor: &serde_json::Value) -> Vec<[String; 4]> {
     let p = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     ["p50_ms", "p99_ms", "p999_ms"]
         .iter()

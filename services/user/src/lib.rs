@@ -8,6 +8,7 @@ mod service;
 pub mod store;
 
 pub use self::{
+    core::search_terms_of,
     error::UserError,
     model::{SessionRecord, UserRecord},
     service::{Peers, UserApi, UserInternalApi},

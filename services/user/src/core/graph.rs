@@ -255,10 +255,8 @@ impl UserCore {
 
     /// The caller accepts `from`'s request: one atomic write makes them friends and removes it.
     pub async fn accept_friend_request(&self, actor: u64, from: u64) -> Result<FriendView, UserError> {
-        if actor == from {
-            return Err(UserError::SelfRelation);
-        }
-        let standing = self.store.standing(actor, from).await?;
+        // why: a request from someone suspended or deleted since is not accepted
+        let (_, standing) = self.relatable(actor, from).await?;
         if !standing.request_received {
             return Err(UserError::FriendRequestNotFound(from));
         }

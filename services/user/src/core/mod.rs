@@ -39,6 +39,7 @@ use crate::{
 pub use self::{
     graph::{FriendView, Relation},
     moderation::AccountView,
+    search::search_terms_of,
 };
 
 /// The other parts of the mesh the user service calls, where this process can reach them.

@@ -51,6 +51,10 @@ use crate::model::{
     Direction, Edge, Friendship, PendingRequest, ReportRecord, RequestOutcome, SessionRecord, Standing, UserRecord,
 };
 
+pub use self::bulk::{BulkFollow, BulkLoaded, BulkUser};
+
+mod bulk;
+
 const FORMAT_VERSION: &str = "1";
 
 /// Report status, the first part of the report index keys.

@@ -14,7 +14,10 @@ mod scylla;
 
 use async_trait::async_trait;
 
-pub use self::{fjall::FjallUserStore, scylla::ScyllaUserStore};
+pub use self::{
+    fjall::{BulkFollow, BulkLoaded, BulkUser, FjallUserStore},
+    scylla::ScyllaUserStore,
+};
 use crate::model::{
     Edge, Friendship, PendingRequest, ReportRecord, RequestOutcome, SessionRecord, Standing, UserRecord,
 };

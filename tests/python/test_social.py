@@ -1,0 +1,236 @@
+"""The social graph through stubs generated from proto/ and through REST: the seed's friend flow
+(seed 003: POST /me/friend/request, GET /me/friends/request, POST /me/friend/add), follows and
+their counters, a block's refusal with its reason, user search, and deleting then restoring an
+account."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, timestamp_pb2
+
+PASSWORD = "correct horse"
+
+# google.rpc.Status and ErrorInfo, enough of them to read a refusal's reason: the test needs no
+# googleapis package (its google.api modules would shadow the generated ones).
+_RPC_PROTO = """
+name: "chatmesh_test/social_rpc.proto" package: "chatmesh_test.social" syntax: "proto3"
+message_type { name: "Any"
+  field { name: "type_url" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "value" number: 2 type: TYPE_BYTES label: LABEL_OPTIONAL } }
+message_type { name: "Status"
+  field { name: "code" number: 1 type: TYPE_INT32 label: LABEL_OPTIONAL }
+  field { name: "message" number: 2 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "details" number: 3 type: TYPE_MESSAGE type_name: ".chatmesh_test.social.Any"
+          label: LABEL_REPEATED } }
+message_type { name: "ErrorInfo"
+  field { name: "reason" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "domain" number: 2 type: TYPE_STRING label: LABEL_OPTIONAL }
+  field { name: "metadata" number: 3 type: TYPE_MESSAGE
+          type_name: ".chatmesh_test.social.ErrorInfo.MetadataEntry" label: LABEL_REPEATED }
+  nested_type { name: "MetadataEntry"
+    field { name: "key" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+    field { name: "value" number: 2 type: TYPE_STRING label: LABEL_OPTIONAL }
+    options { map_entry: true } } }
+"""
+
+
+def _rpc_classes() -> dict:
+    file = text_format.Parse(_RPC_PROTO, descriptor_pb2.FileDescriptorProto())
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return {
+        m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.{m.name}"))
+        for m in file.message_type
+    }
+
+
+RPC = _rpc_classes()
+
+
+def _error_info(err: grpc.RpcError):
+    """The ErrorInfo of a refusal (its `reason`, `domain` and `metadata`), or None."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in RPC["Status"].FromString(value).details:
+                if detail.type_url.endswith("/google.rpc.ErrorInfo"):
+                    return RPC["ErrorInfo"].FromString(detail.value)
+    return None
+
+
+def _refused(call, code, reason):
+    """Runs `call`, which must be refused with `code` and the ErrorInfo `reason`; returns the
+    ErrorInfo."""
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    info = _error_info(err.value)
+    assert (err.value.code(), info and info.reason) == (code, reason), err.value.details()
+    return info
+
+
+def _rest(url, method="GET", body=None, token=None):
+    """(status, JSON answer) of one REST call."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def _users(server):
+    from chatmesh.user.v1 import user_service_pb2_grpc
+
+    return user_service_pb2_grpc.UserServiceStub(grpc.insecure_channel(server))
+
+
+def _auth(token):
+    return [("authorization", f"Bearer {token}")]
+
+
+class Person:
+    """A new account, signed in over gRPC: `id`, `email`, `username`, `token`."""
+
+    def __init__(self, users, username="", name="Py"):
+        from chatmesh.user.v1 import user_service_pb2 as pb
+
+        self.email = f"social-{uuid.uuid4().hex[:10]}@example.com"
+        self.username = username
+        request = pb.CreateUserRequest(email=self.email, password=PASSWORD, name=name, username=username)
+        self.id = users.CreateUser(request).user.user_id
+        self.token = users.Login(pb.LoginRequest(email=self.email, password=PASSWORD)).tokens.access_token
+
+
+class RestPerson:
+    """A new account, signed up and in over REST: `id`, `token`."""
+
+    def __init__(self, rest_url):
+        email = f"social-{uuid.uuid4().hex[:10]}@example.com"
+        status, created = _rest(f"{rest_url}/api/v1/users", "POST", {"email": email, "password": PASSWORD, "name": "Py"})
+        assert status == 200, created
+        self.id = created["user"]["userId"]
+        status, login = _rest(f"{rest_url}/api/v1/auth/login", "POST", {"email": email, "password": PASSWORD})
+        assert status == 200, login
+        self.token = login["tokens"]["accessToken"]
+
+
+def test_the_seed_friend_flow_over_rest_makes_friends_with_a_direct_channel(stubs, rest_url):
+    ada, bob = RestPerson(rest_url), RestPerson(rest_url)
+    status, sent = _rest(f"{rest_url}/api/v1/me/friend/request", "POST", {"userId": bob.id}, ada.token)
+    assert status == 200, sent
+    assert sent["relation"]["friendRequestSent"] is True, sent
+
+    status, pending = _rest(f"{rest_url}/api/v1/me/friends/request", token=bob.token)
+    assert status == 200, pending
+    assert [(r["user"]["userId"], r["direction"]) for r in pending["requests"]] == [
+        (ada.id, "FRIEND_REQUEST_DIRECTION_INCOMING")
+    ], pending
+
+    status, added = _rest(f"{rest_url}/api/v1/me/friend/add", "POST", {"userId": ada.id}, bob.token)
+    assert status == 200, added
+    assert added["friend"]["user"]["userId"] == ada.id, added
+    direct = added["friend"]["directChannelId"]
+    assert direct, added
+
+    for me, other in [(ada, bob), (bob, ada)]:
+        status, friends = _rest(f"{rest_url}/api/v1/me/friends", token=me.token)
+        assert status == 200, friends
+        assert [(f["user"]["userId"], f["directChannelId"]) for f in friends["friends"]] == [(other.id, direct)]
+        status, pending = _rest(f"{rest_url}/api/v1/me/friends/request", token=me.token)
+        assert not pending.get("requests"), f"the request is gone: {pending}"
+    status, channel = _rest(f"{rest_url}/api/v1/channels/{direct}", token=ada.token)
+    assert (status, channel["channel"]["kind"]) == (200, "CHANNEL_KIND_DIRECT"), channel
+
+    # accepting again: the request is gone
+    status, again = _rest(f"{rest_url}/api/v1/me/friend/add", "POST", {"userId": ada.id}, bob.token)
+    assert (status, again["details"][0]["reason"]) == (404, "FRIEND_REQUEST_NOT_FOUND"), again
+
+
+def test_follow_and_unfollow_move_both_counters_and_a_repeat_changes_nothing(stubs, server):
+    from chatmesh.user.v1 import user_service_pb2 as pb
+
+    users = _users(server)
+    ada, bob = Person(users), Person(users)
+
+    def counts():
+        following = users.GetMe(pb.GetMeRequest(), metadata=_auth(ada.token)).user.total_following
+        seen = users.GetUser(pb.GetUserRequest(user_id=bob.id), metadata=_auth(ada.token))
+        listed = users.ListFollowers(pb.ListFollowersRequest(user_id=bob.id), metadata=_auth(ada.token))
+        return following, seen.user.total_followers, listed.total_size, seen.relation.following
+
+    assert counts() == (0, 0, 0, False)
+    for _ in range(2):
+        followed = users.FollowUser(pb.FollowUserRequest(user_id=bob.id), metadata=_auth(ada.token))
+        assert followed.relation.following
+        assert counts() == (1, 1, 1, True)
+    listed = users.ListFollowers(pb.ListFollowersRequest(user_id=bob.id), metadata=_auth(bob.token))
+    assert [u.user_id for u in listed.users] == [ada.id]
+    for _ in range(2):
+        unfollowed = users.UnfollowUser(pb.UnfollowUserRequest(user_id=bob.id), metadata=_auth(ada.token))
+        assert not unfollowed.relation.following
+        assert counts() == (0, 0, 0, False)
+
+
+def test_a_follow_of_someone_who_blocked_you_is_permission_denied_user_blocked(stubs, server):
+    from chatmesh.user.v1 import user_service_pb2 as pb
+
+    users = _users(server)
+    ada, bob = Person(users), Person(users)
+    users.BlockUser(pb.BlockUserRequest(user_id=ada.id), metadata=_auth(bob.token))
+    follow = pb.FollowUserRequest(user_id=bob.id)
+    info = _refused(
+        lambda: users.FollowUser(follow, metadata=_auth(ada.token)), grpc.StatusCode.PERMISSION_DENIED, "USER_BLOCKED"
+    )
+    assert (info.domain, info.metadata["user_id"]) == ("chatmesh", bob.id)
+    seen = users.GetUser(pb.GetUserRequest(user_id=bob.id), metadata=_auth(bob.token))
+    assert seen.user.total_followers == 0, "nothing changed"
+
+
+def test_user_search_over_rest_puts_the_exact_username_first(stubs, server, rest_url):
+    users = _users(server)
+    base = f"py{uuid.uuid4().hex[:8]}"
+    longer = Person(users, username=f"{base}x", name="Someone Else")
+    exact = Person(users, username=base, name="Py Searcher")
+    viewer = Person(users)
+
+    def search(query):
+        url = f"{rest_url}/api/v1/search/users?{urllib.parse.urlencode({'query': query})}"
+        status, found = _rest(url, token=viewer.token)
+        assert status == 200, found
+        return [u["userId"] for u in found.get("users", [])]
+
+    # the prefix match was created first, so only the ranking puts the exact username ahead
+    assert search(base) == [exact.id, longer.id]
+    assert search(f"@{base.upper()}") == [exact.id, longer.id], "with @, in any case"
+    assert search(f"{base}X") == [longer.id]
+    assert search(f"{base}nobody") == []
+
+
+def test_a_deleted_account_signs_in_again_only_with_restore(stubs, server):
+    from chatmesh.user.v1 import user_pb2
+    from chatmesh.user.v1 import user_service_pb2 as pb
+
+    users = _users(server)
+    ada = Person(users)
+    deleted = users.DeleteMe(pb.DeleteMeRequest(current_password=PASSWORD), metadata=_auth(ada.token))
+    assert deleted.purge_at.seconds > 0
+
+    login = pb.LoginRequest(email=ada.email, password=PASSWORD)
+    info = _refused(lambda: users.Login(login), grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_DELETED")
+    purge_at = timestamp_pb2.Timestamp()
+    purge_at.FromJsonString(info.metadata["purge_at"])
+    assert purge_at.ToMilliseconds() == deleted.purge_at.ToMilliseconds(), "the refusal says when it will be erased"
+
+    restored = users.Login(pb.LoginRequest(email=ada.email, password=PASSWORD, restore=True))
+    assert restored.user.user_id == ada.id
+    me = users.GetMe(pb.GetMeRequest(), metadata=_auth(restored.tokens.access_token))
+    assert (me.user.user_id, me.user.state) == (ada.id, user_pb2.USER_STATE_ACTIVE)
+    users.Login(login)  # and a plain login works again
