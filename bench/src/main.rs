@@ -11,6 +11,7 @@ mod ingest;
 mod latency;
 mod report;
 mod server;
+mod social;
 
 use std::{
     path::PathBuf,
@@ -27,7 +28,7 @@ struct Cli {
     /// The short version CI runs (under a minute) so the harness cannot rot (figures mean nothing).
     #[arg(long)]
     smoke: bool,
-    /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g).
+    /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g, social).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// The chatmesh binary [default: `chatmesh` beside this executable].
@@ -45,8 +46,9 @@ struct Cli {
 }
 
 /// The benchmarks built so far, in the order they run (cold start first, on a quiet machine).
-/// (e) also reports (f) and (g) with data: they share its loaded chats.
-const BUILT: [&str; 6] = ["g", "c", "a", "b", "d", "e"];
+/// (e) also reports (f) and (g) with data: they share its loaded chats. `social` reports
+/// followers, user search and follows over one loaded graph.
+const BUILT: [&str; 7] = ["g", "c", "a", "b", "d", "e", "social"];
 
 /// `YYYY-MM-DDTHH-MM-SSZ` for now (UTC), usable as a file name.
 fn utc_stamp() -> String {
@@ -145,6 +147,27 @@ async fn main() -> anyhow::Result<()> {
         };
         (10_000, sizes)
     };
+    let social = if cli.smoke {
+        social::Sizes {
+            users: 2_000,
+            reads: 50,
+            per_second: 200,
+            searches: 24,
+            searches_per_second: 100,
+            toggles: 32,
+            toggles_per_second: 100,
+        }
+    } else {
+        social::Sizes {
+            users: 1_000_000,
+            reads: 5_000,
+            per_second: 500,
+            searches: 2_000,
+            searches_per_second: 200,
+            toggles: 2_000,
+            toggles_per_second: 200,
+        }
+    };
 
     // cluster mode of (a) and (b) needs Redis; without one it is skipped (said, not failed)
     let cluster = server::redis_reachable().await;
@@ -170,6 +193,10 @@ async fn main() -> anyhow::Result<()> {
             }
             "d" => vec![idle::run(&binary, idle_sessions).await],
             "e" => match history::run(&binary, history).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            },
+            "social" => match social::run(&binary, social).await {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(e)],
             },

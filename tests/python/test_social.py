@@ -114,7 +114,8 @@ class RestPerson:
 
     def __init__(self, rest_url):
         email = f"social-{uuid.uuid4().hex[:10]}@example.com"
-        status, created = _rest(f"{rest_url}/api/v1/users", "POST", {"email": email, "password": PASSWORD, "name": "Py"})
+        sign_up = {"email": email, "password": PASSWORD, "name": "Py"}
+        status, created = _rest(f"{rest_url}/api/v1/users", "POST", sign_up)
         assert status == 200, created
         self.id = created["user"]["userId"]
         status, login = _rest(f"{rest_url}/api/v1/auth/login", "POST", {"email": email, "password": PASSWORD})
@@ -194,11 +195,13 @@ def test_a_follow_of_someone_who_blocked_you_is_permission_denied_user_blocked(s
     assert seen.user.total_followers == 0, "nothing changed"
 
 
-def test_user_search_over_rest_puts_the_exact_username_first(stubs, server, rest_url):
+def test_user_search_over_rest_ranks_exact_username_then_username_prefix_then_name(stubs, server, rest_url):
     users = _users(server)
     base = f"py{uuid.uuid4().hex[:8]}"
+    # created in the reverse of their rank, so neither age nor key order explains the answer
+    exact = Person(users, username=base, name="Someone")
     longer = Person(users, username=f"{base}x", name="Someone Else")
-    exact = Person(users, username=base, name="Py Searcher")
+    by_name = Person(users, name=f"Ann {base.capitalize()}")
     viewer = Person(users)
 
     def search(query):
@@ -207,10 +210,10 @@ def test_user_search_over_rest_puts_the_exact_username_first(stubs, server, rest
         assert status == 200, found
         return [u["userId"] for u in found.get("users", [])]
 
-    # the prefix match was created first, so only the ranking puts the exact username ahead
-    assert search(base) == [exact.id, longer.id]
-    assert search(f"@{base.upper()}") == [exact.id, longer.id], "with @, in any case"
+    assert search(base) == [exact.id, longer.id, by_name.id]
+    assert search(f"@{base.upper()}") == [exact.id, longer.id, by_name.id], "with @, in any case"
     assert search(f"{base}X") == [longer.id]
+    assert search(f"ann {base}") == [by_name.id], "a whole name"
     assert search(f"{base}nobody") == []
 
 

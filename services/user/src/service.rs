@@ -56,11 +56,14 @@ impl UserApi {
         Ok(Self::over(core))
     }
 
-    /// Erases accounts whose deletion grace period has passed, every `sweep_interval_secs`,
-    /// until `stop` resolves.
+    /// Indexes accounts older than user search once, then erases accounts whose deletion grace
+    /// period has passed, every `sweep_interval_secs`, until `stop` resolves.
     pub async fn run_sweeper(&self, stop: impl std::future::Future<Output = ()>) {
         let core = self.core.clone();
         let sweeping = async move {
+            if let Err(e) = core.backfill_directory().await {
+                tracing::warn!(error = %e, "indexing older accounts for user search failed; retried at the next start");
+            }
             let mut every = tokio::time::interval(core.sweep_interval());
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -866,6 +869,12 @@ mod tests {
 
     #[async_trait]
     impl Directory for FailingStore {
+        async fn directory_complete(&self) -> Result<bool, StoreError> {
+            failed()
+        }
+        async fn mark_directory_complete(&self) -> Result<(), StoreError> {
+            failed()
+        }
         async fn index_terms(&self, _: u64, _: &[String]) -> Result<(), StoreError> {
             failed()
         }

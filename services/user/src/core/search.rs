@@ -26,6 +26,8 @@ pub const MAX_SCAN: usize = 2000;
 /// Deepest offset a page may start at.
 pub const MAX_OFFSET: u64 = 1000;
 const CHUNK: usize = 200;
+/// Accounts read per page by the one-time backfill.
+const BACKFILL_PAGE: usize = 500;
 
 const USERNAME: &str = "u:";
 const NAME: &str = "n:";
@@ -57,6 +59,29 @@ impl UserCore {
     pub(crate) async fn reindex(&self, user: &UserRecord) -> Result<(), UserError> {
         self.store.index_terms(user.user_id, &search_terms_of(user, now_ms())).await?;
         Ok(())
+    }
+
+    /// Indexes every account made before user search existed, once (a store written by an
+    /// older version has accounts but no entries); later starts find it complete.
+    pub async fn backfill_directory(&self) -> Result<usize, UserError> {
+        if self.store.directory_complete().await? {
+            return Ok(0);
+        }
+        let (mut before, mut indexed) = (None, 0);
+        loop {
+            let users = self.store.list_users(before, BACKFILL_PAGE).await?;
+            for user in &users {
+                self.reindex(user).await?;
+            }
+            indexed += users.len();
+            match users.last() {
+                Some(last) if users.len() == BACKFILL_PAGE => before = Some(last.user_id),
+                _ => break,
+            }
+        }
+        self.store.mark_directory_complete().await?;
+        tracing::info!(indexed, "older accounts indexed for user search");
+        Ok(indexed)
     }
 
     /// A page of users matching `cmd` as `viewer` may see them, and the offset of the next page.
@@ -118,6 +143,25 @@ impl UserCore {
 mod tests {
     use super::*;
     use crate::{model::Suspension, store::conformance::user};
+
+    #[tokio::test]
+    async fn accounts_older_than_search_are_indexed_once_at_start() {
+        use std::sync::Arc;
+
+        use crate::store::{Accounts, Directory, FjallUserStore};
+        let (_dir, store) = FjallUserStore::temp();
+        let store = Arc::new(store);
+        // accounts written before the directory existed: records without entries
+        for id in 1..=3 {
+            store.insert_user(&user(id, &format!("u{id}@example.com"), Some(&format!("old{id}")))).await.unwrap();
+        }
+        let (_keys, core) = crate::core::tests::core_over(store.clone());
+        assert!(store.search_terms("u:old", None, 10).await.unwrap().is_empty());
+        assert_eq!(core.backfill_directory().await.unwrap(), 3);
+        let found = store.search_terms("u:old", None, 10).await.unwrap();
+        assert_eq!(found.iter().map(|(_, id)| *id).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(core.backfill_directory().await.unwrap(), 0, "a later start finds it complete");
+    }
 
     #[test]
     fn names_are_indexed_by_word_and_whole() {

@@ -35,7 +35,8 @@
 //!   (chat and channel 0 for a report of a user)
 //! - `term_userid__`: search term ++ 0x00 ++ user id → ()
 //! - `userid__terms`: user id → the user's search terms (JSON)
-//! - `meta`: `format_version` → "1"
+//! - `meta`: `format_version` → "1"; `directory_complete` → "1" once every account older
+//!   than user search was indexed
 
 use std::{ops::Bound, path::Path, sync::Arc};
 
@@ -56,6 +57,8 @@ pub use self::bulk::{BulkFollow, BulkLoaded, BulkUser};
 mod bulk;
 
 const FORMAT_VERSION: &str = "1";
+/// The `meta` key marking the directory backfilled.
+const DIRECTORY_COMPLETE: &str = "directory_complete";
 
 /// Report status, the first part of the report index keys.
 const OPEN: u64 = 0;
@@ -102,6 +105,7 @@ struct Inner {
     open_reports: Ks,
     terms: Ks,
     user_terms: Ks,
+    meta: Ks,
 }
 
 impl std::fmt::Debug for FjallUserStore {
@@ -243,6 +247,7 @@ impl FjallUserStore {
             open_reports: ks("reporter_targetuserid_chatid_channelid__openreportid")?,
             terms: ks("term_userid__")?,
             user_terms: ks("userid__terms")?,
+            meta: ks("meta")?,
             db,
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -1202,6 +1207,19 @@ impl Reports for FjallUserStore {
 
 #[async_trait]
 impl Directory for FjallUserStore {
+    async fn directory_complete(&self) -> Result<bool, StoreError> {
+        self.blocking(|s| Ok(s.meta.get(DIRECTORY_COMPLETE).map_err(backend)?.is_some())).await
+    }
+
+    async fn mark_directory_complete(&self) -> Result<(), StoreError> {
+        self.blocking(|s| {
+            let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+            tx.insert(&s.meta, DIRECTORY_COMPLETE, "1");
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     #[tracing::instrument(name = "user_store.index_terms", skip_all, fields(db.system = "fjall", %user_id))]
     async fn index_terms(&self, user_id: u64, terms: &[String]) -> Result<(), StoreError> {
         let mut terms = terms.to_vec();

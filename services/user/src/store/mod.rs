@@ -220,6 +220,10 @@ pub trait Reports: Send + Sync + 'static {
 /// The prefix index of usernames and name words that user search reads.
 #[async_trait]
 pub trait Directory: Send + Sync + 'static {
+    /// Whether every account that existed before the directory was introduced is indexed.
+    async fn directory_complete(&self) -> Result<bool, StoreError>;
+    /// Records that every such account is indexed (the backfill finished).
+    async fn mark_directory_complete(&self) -> Result<(), StoreError>;
     /// Makes `terms` (lowercase username, lowercase name words) the user's entries, replacing
     /// whatever it had; empty `terms` takes the user out.
     async fn index_terms(&self, user_id: u64, terms: &[String]) -> Result<(), StoreError>;

@@ -124,6 +124,16 @@ impl ScyllaUserStore {
 
 #[async_trait::async_trait]
 impl Directory for ScyllaUserStore {
+    /// Always complete: accounts made before migration 0007 are indexed at their next profile
+    /// change (docs/scylla.md, known limits); there is no backfill on ScyllaDB yet.
+    async fn directory_complete(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn mark_directory_complete(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     #[tracing::instrument(name = "user_store.index_terms", skip_all, fields(db.system = "scylla"))]
     async fn index_terms(&self, user_id: u64, terms: &[String]) -> Result<(), StoreError> {
         replace_terms(self, user_id, terms).await
