@@ -66,257 +66,29 @@ pub struct Sizes {
     pub toggles_per_second: u32,
 }
 
-const FIRST: [&str; 120] = [
-    "James",
-    "Mary",
-    "John",
-    "Patricia",
-    "Robert",
-    "Jennifer",
-    "Michael",
-    "Linda",
-    "David",
-    "Elizabeth",
-    "William",
-    "Barbara",
-    "Richard",
-    "Susan",
-    "Joseph",
-    "Jessica",
-    "Thomas",
-    "Sarah",
-    "Chris",
-    "Karen",
-    "Daniel",
-    "Nancy",
-    "Matthew",
-    "Lisa",
-    "Anthony",
-    "Betty",
-    "Mark",
-    "Sandra",
-    "Paul",
-    "Ashley",
-    "Steven",
-    "Emily",
-    "Andrew",
-    "Donna",
-    "Joshua",
-    "Michelle",
-    "Kevin",
-    "Carol",
-    "Brian",
-    "Amanda",
-    "George",
-    "Melissa",
-    "Timothy",
-    "Deborah",
-    "Ryan",
-    "Stephanie",
-    "Jacob",
-    "Rebecca",
-    "Gary",
-    "Laura",
-    "Nicholas",
-    "Helen",
-    "Eric",
-    "Sharon",
-    "Jonathan",
-    "Cynthia",
-    "Stephen",
-    "Kathleen",
-    "Larry",
-    "Amy",
-    "Justin",
-    "Angela",
-    "Scott",
-    "Anna",
-    "Brandon",
-    "Ruth",
-    "Benjamin",
-    "Brenda",
-    "Samuel",
-    "Pamela",
-    "Noah",
-    "Emma",
-    "Liam",
-    "Olivia",
-    "Lucas",
-    "Sophia",
-    "Mateo",
-    "Isabella",
-    "Hugo",
-    "Chloé",
-    "Léa",
-    "Zoë",
-    "José",
-    "María",
-    "Björn",
-    "Søren",
-    "Ingrid",
-    "Astrid",
-    "Lars",
-    "Anja",
-    "Lukas",
-    "Mia",
-    "Felix",
-    "Hannah",
-    "Luca",
-    "Giulia",
-    "Marco",
-    "Chiara",
-    "Pedro",
-    "Ana",
-    "Diego",
-    "Lucía",
-    "Yuki",
-    "Hana",
-    "Kenji",
-    "Aiko",
-    "Wei",
-    "Mei",
-    "Jin",
-    "Min",
-    "Arjun",
-    "Priya",
-    "Ravi",
-    "Ananya",
-    "Omar",
-    "Layla",
-    "Ahmed",
-    "Fatima",
-    "Kofi",
-    "Amara",
-];
+/// Common given names, Latin-script, some with diacritics (handles keep their ASCII letters).
+const FIRST: &str = "James Mary John Patricia Robert Jennifer Michael Linda David Elizabeth William Barbara Richard Susan \
+    Joseph Jessica Thomas Sarah Chris Karen Daniel Nancy Matthew Lisa Anthony Betty Mark Sandra Paul Ashley \
+    Steven Emily Andrew Donna Joshua Michelle Kevin Carol Brian Amanda George Melissa Timothy Deborah Ryan \
+    Stephanie Jacob Rebecca Gary Laura Nicholas Helen Eric Sharon Jonathan Cynthia Stephen Kathleen Larry \
+    Amy Justin Angela Scott Anna Brandon Ruth Benjamin Brenda Samuel Pamela Noah Emma Liam Olivia Lucas \
+    Sophia Mateo Isabella Hugo Chloé Léa Zoë José María Björn Søren Ingrid Astrid Lars Anja Lukas Mia Felix \
+    Hannah Luca Giulia Marco Chiara Pedro Ana Diego Lucía Yuki Hana Kenji Aiko Wei Mei Jin Min Arjun Priya \
+    Ravi Ananya Omar Layla Ahmed Fatima Kofi Amara";
 
-const LAST: [&str; 120] = [
-    "Smith",
-    "Johnson",
-    "Williams",
-    "Brown",
-    "Jones",
-    "Garcia",
-    "Miller",
-    "Davis",
-    "Rodriguez",
-    "Martinez",
-    "Hernandez",
-    "Lopez",
-    "Gonzalez",
-    "Wilson",
-    "Anderson",
-    "Thomas",
-    "Taylor",
-    "Moore",
-    "Jackson",
-    "Martin",
-    "Lee",
-    "Perez",
-    "Thompson",
-    "White",
-    "Harris",
-    "Sanchez",
-    "Clark",
-    "Ramirez",
-    "Lewis",
-    "Robinson",
-    "Walker",
-    "Young",
-    "Allen",
-    "King",
-    "Wright",
-    "Scott",
-    "Torres",
-    "Nguyen",
-    "Hill",
-    "Flores",
-    "Green",
-    "Adams",
-    "Nelson",
-    "Baker",
-    "Hall",
-    "Rivera",
-    "Campbell",
-    "Mitchell",
-    "Carter",
-    "Roberts",
-    "Müller",
-    "Schmidt",
-    "Schneider",
-    "Fischer",
-    "Weber",
-    "Meyer",
-    "Wagner",
-    "Becker",
-    "Schulz",
-    "Hoffmann",
-    "Dubois",
-    "Moreau",
-    "Laurent",
-    "Lefèvre",
-    "Girard",
-    "Rossi",
-    "Russo",
-    "Ferrari",
-    "Esposito",
-    "Bianchi",
-    "Romano",
-    "Colombo",
-    "Ricci",
-    "Silva",
-    "Santos",
-    "Oliveira",
-    "Souza",
-    "Pereira",
-    "Costa",
-    "Almeida",
-    "Jensen",
-    "Nielsen",
-    "Hansen",
-    "Andersson",
-    "Johansson",
-    "Karlsson",
-    "Nilsson",
-    "Larsen",
-    "Kowalski",
-    "Nowak",
-    "Wiśniewski",
-    "Novák",
-    "Horváth",
-    "Ivanov",
-    "Petrov",
-    "Sato",
-    "Suzuki",
-    "Takahashi",
-    "Tanaka",
-    "Watanabe",
-    "Wang",
-    "Li",
-    "Zhang",
-    "Liu",
-    "Chen",
-    "Yang",
-    "Kim",
-    "Park",
-    "Choi",
-    "Patel",
-    "Shah",
-    "Singh",
-    "Kumar",
-    "Khan",
-    "Ali",
-    "Hassan",
-    "Mensah",
-    "Okafor",
-    "Adeyemi",
-    "Mwangi",
-];
+/// Common family names.
+const LAST: &str = "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez \
+    Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez \
+    Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker \
+    Hall Rivera Campbell Mitchell Carter Roberts Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker \
+    Schulz Hoffmann Dubois Moreau Laurent Lefèvre Girard Rossi Russo Ferrari Esposito Bianchi Romano Colombo \
+    Ricci Silva Santos Oliveira Souza Pereira Costa Almeida Jensen Nielsen Hansen Andersson Johansson \
+    Karlsson Nilsson Larsen Kowalski Nowak Wiśniewski Novák Horváth Ivanov Petrov Sato Suzuki Takahashi \
+    Tanaka Watanabe Wang Li Zhang Liu Chen Yang Kim Park Choi Patel Shah Singh Kumar Khan Ali Hassan Mensah \
+    Okafor Adeyemi Mwangi";
 
 /// Words people put in handles.
-const HANDLE_WORDS: [&str; 16] = [
-    "dev", "codes", "music", "art", "games", "photo", "travels", "writes", "design", "fit", "cooks", "reads", "the",
-    "real", "official", "hq",
-];
+const HANDLE_WORDS: &str = "dev codes music art games photo travels writes design fit cooks reads the real official hq";
 
 /// A loaded account as the queries see it.
 #[derive(Debug, Clone)]
@@ -329,8 +101,15 @@ struct Person {
 /// fans out to many accounts, a long one to few), handles in the shapes people pick.
 struct Names {
     rng: StdRng,
+    first: Vec<&'static str>,
+    last: Vec<&'static str>,
+    handle_words: Vec<&'static str>,
     /// Lowercase usernames given out.
     taken: HashSet<String>,
+}
+
+fn pick(rng: &mut StdRng, words: &[&'static str]) -> &'static str {
+    words[rng.random_range(0..words.len())]
 }
 
 /// 3 to 32 letters, digits or `_`, starting with a letter (the service's username rule).
@@ -347,18 +126,20 @@ fn ascii(word: &str) -> String {
 
 impl Names {
     fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed), taken: HashSet::new() }
-    }
-
-    fn pick(&mut self, words: &[&'static str]) -> &'static str {
-        words[self.rng.random_range(0..words.len())]
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            first: FIRST.split_whitespace().collect(),
+            last: LAST.split_whitespace().collect(),
+            handle_words: HANDLE_WORDS.split_whitespace().collect(),
+            taken: HashSet::new(),
+        }
     }
 
     fn next(&mut self) -> Person {
-        let (first, last) = (self.pick(&FIRST), self.pick(&LAST));
+        let (first, last) = (pick(&mut self.rng, &self.first), pick(&mut self.rng, &self.last));
         let name = match self.rng.random_range(0..20) {
             0 | 1 => first.to_owned(),
-            2 => format!("{first} {} {last}", self.pick(&FIRST)),
+            2 => format!("{first} {} {last}", pick(&mut self.rng, &self.first)),
             _ => format!("{first} {last}"),
         };
         let (f, l) = (ascii(first), ascii(last));
@@ -369,8 +150,8 @@ impl Names {
             4 => format!("{f}{}", self.rng.random_range(1..10_000)),
             5 => format!("{}{l}", f.get(..1).unwrap_or_default()),
             6 => format!("{l}{f}"),
-            7 => format!("{f}_{}", self.pick(&HANDLE_WORDS)),
-            8 => format!("{}_{f}", self.pick(&HANDLE_WORDS)),
+            7 => format!("{f}_{}", pick(&mut self.rng, &self.handle_words)),
+            8 => format!("{}_{f}", pick(&mut self.rng, &self.handle_words)),
             _ => format!("{f}{}", self.rng.random_range(1960..2010)),
         };
         let mut username = if self.rng.random_bool(0.7) { base.to_lowercase() } else { base };
@@ -714,8 +495,8 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                  the next batch made while one is written) into the stopped server's user store in {:.1} s \
                  ({:.0} accounts + follows/s); afterwards the account's follower counter equals its list, scanned",
                 sizes.users,
-                FIRST.len(),
-                LAST.len(),
+                FIRST.split_whitespace().count(),
+                LAST.split_whitespace().count(),
                 loaded.secs,
                 load_rate
             ),

@@ -42,6 +42,8 @@ SERVICES = [
 ]
 # Calls that end the caller's session run on a throwaway login of their own.
 SESSION_ENDING = {"Logout", "LogoutAll"}
+# Calls that may change the caller's password or delete the account run on a new account each.
+ACCOUNT_CHANGING = {"ChangePassword", "DeleteMe"}
 # Calls that need no token (the user service's "Open."): UNAUTHENTICATED is their own answer.
 OPEN = {"CreateUser", "Login", "RefreshToken"}
 # Fewer cases than this means the generation lost its way.
@@ -473,7 +475,10 @@ class Server:
         return stub(request, metadata=metadata, timeout=30)
 
     def verdict(self, service: str, method: str, request, path: str) -> Verdict:
-        token = self.login(self.throwaway) if method in SESSION_ENDING else self.token
+        if method in ACCOUNT_CHANGING:
+            token = self.login(self.new_account())
+        else:
+            token = self.login(self.throwaway) if method in SESSION_ENDING else self.token
         try:
             self.call(service, method, request, token)
         except grpc.RpcError as err:

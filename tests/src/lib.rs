@@ -215,6 +215,31 @@ impl TestApp {
     }
 }
 
+/// The `ErrorInfo` reason of a refusal (empty when it has none).
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+}
+
+/// Asserts `result` was refused with `code` and the `ErrorInfo` reason `why`.
+#[track_caller]
+pub fn refused(result: Result<impl std::fmt::Debug, tonic::Status>, code: tonic::Code, why: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!((status.code(), reason(&status).as_str()), (code, why), "{}", status.message());
+}
+
+impl TestApp {
+    /// Makes `email`'s account an admin, as `chatmesh admin grant admin <email>` does.
+    pub async fn grant_admin(&self, email: &str) {
+        let request = authed(
+            &self.service_token("admin"),
+            user::SetRoleRequest { email: email.into(), role: user::UserRole::Admin as i32 },
+        );
+        let mut internal = user::user_internal_service_client::UserInternalServiceClient::new(self.channel().await);
+        internal.set_role(request).await.expect("grant admin");
+    }
+}
+
 /// A request carrying `authorization: Bearer <token>`.
 pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);

@@ -11,23 +11,12 @@ use chatmesh_api::{
         user_service_client::UserServiceClient,
     },
 };
-use chatmesh_tests::{TestApp, User, authed, raw, test_config};
+use chatmesh_tests::{TestApp, User, authed, raw, refused, test_config};
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
 
 /// Only guards against hanging: every wait below ends on the condition it waits for.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn reason(status: &Status) -> String {
-    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
-}
-
-#[track_caller]
-fn refused(result: Result<impl std::fmt::Debug, Status>, code: Code, why: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!((status.code(), reason(&status).as_str()), (code, why), "{}", status.message());
-}
 
 async fn users(app: &TestApp) -> UserServiceClient<Channel> {
     app.users().await
@@ -100,15 +89,6 @@ async fn person(app: &TestApp, username: &str, name: &str) -> User {
     User { id, token: tokens.access_token }
 }
 
-/// Makes `email`'s account an admin, as `chatmesh admin grant admin <email>` does.
-async fn grant_admin(app: &TestApp, email: &str) {
-    let request = authed(
-        &app.service_token("admin"),
-        pb::SetRoleRequest { email: email.into(), role: pb::UserRole::Admin as i32 },
-    );
-    UserInternalServiceClient::new(app.channel().await).set_role(request).await.expect("grant admin");
-}
-
 #[tokio::test]
 async fn two_hundred_concurrent_follow_toggles_end_with_counters_equal_to_the_lists() {
     let app = TestApp::spawn().await;
@@ -149,7 +129,7 @@ async fn follows_show_in_counters_relations_and_newest_first_lists() {
     let (followers, total) = all_follows(&app, &ada, &bob, true).await;
     assert_eq!((followers, total), (vec![cy.id.clone(), ada.id.clone()], 2), "newest first");
     assert!(profile(&app, &ada, &ada).await.relation.is_none(), "no relation with oneself");
-    refused(follow(&app, &ada, &ada).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    refused(follow(&app, &ada, &ada).await, Code::PermissionDenied, "SELF_RELATION");
     unfollow(&app, &ada, &bob).await.unwrap();
     assert_eq!(profile(&app, &cy, &bob).await.user.unwrap().total_followers, 1);
 }
@@ -348,7 +328,7 @@ async fn every_admin_rpc_refuses_a_non_admin_and_changes_nothing() {
 async fn a_report_resolved_with_a_suspension_stops_the_users_tokens_at_once() {
     let app = TestApp::spawn().await;
     let (ada, bob, root) = (app.user("ada").await, app.user("bob").await, app.user("root").await);
-    grant_admin(&app, "root@example.com").await;
+    app.grant_admin("root@example.com").await;
     let report = |text: &str| {
         authed(
             &ada.token,

@@ -11,30 +11,19 @@ use chatmesh_api::{
     },
     chat::v1::{CreateChatRequest, ListChatsRequest},
     dispatcher::v1::PresenceStatus,
-    user::v1::{self as pb, user_internal_service_client::UserInternalServiceClient},
+    user::v1 as pb,
 };
 use chatmesh_tests::{
-    TestApp, User, authed,
+    TestApp, User, authed, refused,
     ws::{self, Received},
 };
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 /// Only guards against hanging: every wait below ends on the condition it waits for.
 const WAIT: Duration = Duration::from_secs(30);
 /// The close code of a socket whose login session ended (docs/websocket.md).
 const SESSION_ENDED: u16 = 4003;
 const PASSWORD: &str = "correct horse battery";
-
-fn reason(status: &Status) -> String {
-    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
-}
-
-#[track_caller]
-fn refused(result: Result<impl std::fmt::Debug, Status>, code: Code, why: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!((status.code(), reason(&status).as_str()), (code, why), "{}", status.message());
-}
 
 /// Reads until the socket closes; returns the close code (`None`: closed without one, or still
 /// open after [`WAIT`]).
@@ -54,15 +43,6 @@ async fn upgrade_refused(app: &TestApp, token: &str) -> bool {
         tokio_tungstenite::connect_async(url).await,
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401
     )
-}
-
-/// Makes `email`'s account an admin, as `chatmesh admin grant admin <email>` does.
-async fn grant_admin(app: &TestApp, email: &str) {
-    let request = authed(
-        &app.service_token("admin"),
-        pb::SetRoleRequest { email: email.into(), role: pb::UserRole::Admin as i32 },
-    );
-    UserInternalServiceClient::new(app.channel().await).set_role(request).await.expect("grant admin");
 }
 
 async fn send(app: &TestApp, who: &User, channel_id: &str, text: &str) -> Result<String, Status> {
@@ -96,7 +76,7 @@ async fn a_password_change_closes_the_socket_of_every_session_and_the_new_tokens
 async fn a_suspension_by_an_admin_closes_the_suspended_users_socket() {
     let app = TestApp::spawn().await;
     let (bob, root) = (app.user("bob").await, app.user("root").await);
-    grant_admin(&app, "root@example.com").await;
+    app.grant_admin("root@example.com").await;
     let (mut socket, _) = ws::connect(app.ws_addr, &bob.token, "").await;
     let (mut bystander, _) = ws::connect(app.ws_addr, &root.token, "").await;
 
@@ -120,7 +100,7 @@ async fn a_chat_report_resolved_by_retraction_leaves_a_tombstone_and_tells_live_
         app.user("eve").await,
         app.user("root").await,
     );
-    grant_admin(&app, "root@example.com").await;
+    app.grant_admin("root@example.com").await;
     let group = app.group(&ada, ChannelVisibility::Private, &[&bob, &cy]).await.channel_id;
     let chat = send(&app, &bob, &group, "something vile").await.unwrap();
     let (mut member, _) = ws::connect(app.ws_addr, &ada.token, "").await;

@@ -39,7 +39,7 @@ pub enum UserError {
     /// The store failed; the text is logged, never answered.
     #[error("storage: {0}")]
     Store(String),
-    #[error("a user cannot do that to themselves")]
+    #[error("you cannot do that to yourself")]
     SelfRelation,
     #[error("user {0} has deleted their account")]
     TargetDeleted(u64),
@@ -116,7 +116,8 @@ impl From<UserError> for Status {
             UserError::PasswordHash(e) => internal("password hashing", e),
             UserError::NoRandomness => internal("refresh token", message),
             UserError::Store(e) => internal("user store", e),
-            UserError::SelfRelation => chatmesh_wire::error::invalid_field("user_id", "names the caller"),
+            // why: a well-formed request that a rule refuses, as Mastodon answers a self-follow
+            UserError::SelfRelation => status_with_reason(Code::PermissionDenied, message, "SELF_RELATION", &[]),
             UserError::TargetDeleted(id) => {
                 status_with_reason(Code::FailedPrecondition, message, "USER_DELETED", &[("user_id", id.to_string())])
             }
