@@ -72,7 +72,7 @@ impl Delivered {
 }
 
 /// User + system CPU seconds a process has used, from /proc/<pid>/stat.
-fn cpu_secs(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // why: fields after the command name (which may hold spaces) start after the last ')'
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();

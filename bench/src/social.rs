@@ -18,7 +18,7 @@ use chatmesh_api::user::v1::{self as pb_user, user_service_client::UserServiceCl
 use chatmesh_platform::ids::{IdGenerator, now_ms};
 use chatmesh_user::{
     UserRecord, search_terms_of,
-    store::{BulkFollow, BulkUser, FjallUserStore, Follows},
+    store::{BulkFollow, BulkLoaded, BulkUser, FjallUserStore, Follows},
 };
 use chatmesh_wire::page::encode_token;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::{
+    fanout::cpu_secs,
     history::{Timed, latency_rows, on_timetable},
     report::{Outcome, num, percentiles, ratio},
     server::{Server, User, authed},
@@ -214,7 +215,7 @@ async fn load(dir: &Path, star: u64, count: usize) -> anyhow::Result<Loaded> {
         }
         // why: the next batch is made while this one is written (one core each)
         if let Some(task) = writing.take() {
-            let done: chatmesh_user::store::BulkLoaded = task.await??;
+            let done: BulkLoaded = task.await??;
             written = (written.0 + done.users, written.1 + done.follows);
         }
         let store = store.clone();
@@ -400,6 +401,24 @@ async fn counters_after_toggles(clients: &[Client], star: &str, followers: usize
     Ok(wrong)
 }
 
+/// Waits until the server is quiet (under 5% of a core over a second, e.g. once compactions of
+/// the loaded data are done), so no phase runs beside work the load left; how long it took, or
+/// `None` if it never was within `within`.
+async fn settle(server: &Server, within: Duration) -> Option<Duration> {
+    let pid = server.child.id()?;
+    let started = Instant::now();
+    let mut last = cpu_secs(pid)?;
+    while started.elapsed() < within {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_secs(pid)?;
+        if now - last < 0.05 {
+            return Some(started.elapsed());
+        }
+        last = now;
+    }
+    None
+}
+
 /// Rows of latency beside GetMe, then the failed calls.
 fn rows(measured: &Value, floor: &Value, failed: u64, calls: u64) -> Vec<[String; 4]> {
     let mut rows = latency_rows(measured, floor);
@@ -438,6 +457,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
     // the bulk loader, straight into the stopped server's user store
     let star_id: u64 = star.id.parse()?;
     let loaded = load(&root.path().join("data/user"), star_id, sizes.users).await?;
+    eprintln!("  (social) {} accounts and follows loaded in {:.1} s", sizes.users, loaded.secs);
     // why: the store's writer thread lets go of the data dir as it ends
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -461,6 +481,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
         "the first page of followers does not end where the loader's follows say"
     );
 
+    let settled = settle(&server, Duration::from_secs(120)).await;
     let queries = queries(&loaded.samples, sizes.searches as usize);
     let me = get_me(&clients, sizes.reads, sizes.per_second).await?;
     let pages = list_followers(&clients, &star.id, &loaded.followers, sizes.reads, sizes.per_second).await?;
@@ -485,6 +506,13 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
     let mut page_rows = rows(&mp, &bp, refused + wrong, sizes.reads);
     page_rows.push(["bulk load (s)".into(), num(loaded.secs), "—".into(), "—".into()]);
     page_rows.push(["restart to healthy (ms)".into(), num(start_ms), "—".into(), "—".into()]);
+    let settled_secs = settled.map(|d| d.as_secs_f64());
+    page_rows.push([
+        "then to quiet (s)".into(),
+        settled_secs.map_or_else(|| "not within 120".into(), num),
+        "—".into(),
+        "—".into(),
+    ]);
     let followers = Outcome {
         id: "social",
         title: format!("followers: ListFollowers pages of {PAGE} over {} followers", sizes.users),
@@ -493,7 +521,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                 "{} accounts (seeded names from {} first and {} last names, 90% with a handle), each following one \
                  account, written by the bulk loader (FjallUserStore::bulk_load, {BATCH} accounts and follows a batch, \
                  the next batch made while one is written) into the stopped server's user store in {:.1} s \
-                 ({:.0} accounts + follows/s); afterwards the account's follower counter equals its list, scanned",
+                 ({:.0} accounts/s, each with its follow); afterwards the account's follower counter equals its list, scanned",
                 sizes.users,
                 FIRST.split_whitespace().count(),
                 LAST.split_whitespace().count(),
@@ -506,6 +534,10 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                  refused, {wrong} answered other followers than the loader wrote there, or a total other than {}",
                 sizes.reads, sizes.per_second, sizes.users
             ),
+            "the server then restarts on the loaded data dir; calls start once it is quiet (under 5% of a core \
+             over a second: the compactions the load left are done) and run one kind after another: GetMe, \
+             ListFollowers, SearchUsers, follows"
+                .into(),
             baseline_note.clone(),
         ],
         rows: page_rows,
@@ -513,7 +545,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
         figures_meet_goal: Some(!pages.latency.is_empty() && p99(&mp) <= GOAL_PAGE_MS),
         failed: refused + wrong,
         data: json!({"users": sizes.users, "load_secs": loaded.secs, "load_rate": load_rate,
-                     "restart_ms": start_ms, "calls": sizes.reads, "per_second": sizes.per_second,
+                     "restart_ms": start_ms, "settle_secs": settled_secs, "calls": sizes.reads, "per_second": sizes.per_second,
                      "refused": refused, "wrong": wrong, "chatmesh": mp, "baseline_get_me": bp,
                      "ratio_p99": ratio(p99(&mp), p99(&bp))}),
     };

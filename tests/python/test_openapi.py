@@ -55,9 +55,10 @@ def _put(url, content_type, data):
 
 def _seed(url, token):
     """Ids no generated request can make, as schemathesis dictionaries: a finished upload (its
-    bytes go to a presigned URL, outside the API) and a member other than the caller in the
+    bytes go to a presigned URL, outside the API), a member other than the caller in the
     caller's channel (a create gives the channel, another the user; no one answer gives both),
-    one kept for the role changes and many for the removals."""
+    one kept for the role changes and many for the removals, and users who asked the caller to
+    be friends or are its friends (only they can ask)."""
     _, _, other = _sign_up(url)
     # why: each phase removes members again; enough of them that every phase removes some
     removable = [_sign_up(url)[2]["user"]["userId"] for _ in range(24)]
@@ -74,12 +75,32 @@ def _seed(url, token):
     assert _put(upload["uploadUrl"], "text/plain", b"seed") == 200
     status, chat = _call(f"{url}/api/v1/chats", {"channelId": channel, "attachmentUploadIds": [upload["uploadId"]]}, token)
     assert status == 200, chat
+    # why: only another user can ask the caller to be friends; some of them are accepted now
+    requesters, friends = [], []
+    for i in range(48):
+        _, _, asker = _sign_up(url)
+        asker_id = asker["user"]["userId"]
+        status, _ = _call(f"{url}/api/v1/me/friend/request", {"userId": _me(url, token)}, asker["tokens"]["accessToken"])
+        assert status == 200
+        if i % 2:
+            assert _call(f"{url}/api/v1/me/friend/add", {"userId": asker_id}, token)[0] == 200
+            friends.append(asker_id)
+        else:
+            requesters.append(asker_id)
     return {
         "finished-uploads": [upload["uploadId"]],
         "seeded-channels": [channel],
         "seeded-members": [other["user"]["userId"]],
         "removable-members": removable,
+        "friend-requesters": requesters,
+        "seeded-friends": friends,
     }
+
+
+def _me(url, token):
+    status, me = _call(f"{url}/api/v1/users/me", token=token)
+    assert status == 200, me
+    return me["user"]["userId"]
 
 
 def _config_with(dictionaries, into):
@@ -89,6 +110,10 @@ def _config_with(dictionaries, into):
         "ChatService_GetAttachmentUrl": {"path.upload_id": "finished-uploads"},
         "ChannelService_DeleteMember": {"path.channel_id": "seeded-channels", "path.user_id": "removable-members"},
         "ChannelService_UpdateMember": {"path.channel_id": "seeded-channels", "path.user_id": "seeded-members"},
+        "UserService_AcceptFriendRequest": {"body.userId": "friend-requesters"},
+        "UserService_DeclineFriendRequest": {"body.userId": "friend-requesters"},
+        "UserService_RemoveFriend": {"body.userId": "seeded-friends"},
+        "UserService_CreateReport": {"body.userId": "seeded-members"},
     }
     text = (HERE / "schemathesis.toml").read_text()
     for name, values in dictionaries.items():

@@ -27,7 +27,8 @@ fn request_json(
     body: &[u8],
 ) -> Result<Value, String> {
     let mut fields = Map::new();
-    if takes_body && !body.iter().all(u8::is_ascii_whitespace) {
+    // why: no body at all is an empty message; white space alone is not JSON and is refused
+    if takes_body && !body.is_empty() {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(object)) => fields = object,
             Ok(_) => return Err("the body must be a JSON object".into()),
@@ -92,5 +93,14 @@ mod tests {
         let clash = request_message(&chats, false, &[("channel_id", "42")], &[("channelId".into(), "9".into())], b"");
         assert!(clash.is_ok() || clash.unwrap_err().contains("channel"));
         assert!(request_message(&create, true, &[], &[], b"[1]").unwrap_err().contains("JSON object"));
+    }
+
+    #[test]
+    fn no_body_is_an_empty_message_and_white_space_alone_is_malformed() {
+        let unfollow = input("chatmesh.user.v1.UnfollowUserRequest");
+        let message = request_message(&unfollow, true, &[("user_id", "42")], &[], b"").unwrap();
+        assert_eq!(message.get_field_by_name("user_id").unwrap().as_str(), Some("42"));
+        let refused = request_message(&unfollow, true, &[("user_id", "42")], &[], b" \n").unwrap_err();
+        assert!(refused.starts_with("malformed JSON"), "{refused}");
     }
 }
