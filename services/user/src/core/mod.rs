@@ -343,15 +343,20 @@ impl UserCore {
         ids: impl IntoIterator<Item = u64>,
         viewer: u64,
     ) -> Result<Vec<Profile>, UserError> {
-        let mut profiles = Vec::new();
-        for id in ids {
-            if let Some(user) = self.store.get_user(id).await?
-                && user.deleted_at_ms.is_none()
-            {
-                profiles.push(self.profile(user, Some(viewer), false).await?);
-            }
-        }
-        Ok(profiles)
+        // why: two store round trips for a page, not two per user
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let live: Vec<UserRecord> =
+            self.store.get_users(&ids).await?.into_iter().flatten().filter(|u| u.deleted_at_ms.is_none()).collect();
+        let counts = self.store.follow_counts_of(&live.iter().map(|u| u.user_id).collect::<Vec<_>>()).await?;
+        let now = now_ms();
+        let profiles = live.into_iter().zip(counts).map(|(user, (followers, following))| Profile {
+            state: user.state(now),
+            user: seen_by(user, Some(viewer)),
+            followers,
+            following,
+            show_role: false,
+        });
+        Ok(profiles.collect())
     }
 
     pub(crate) async fn load_user(&self, user_id: u64) -> Result<UserRecord, UserError> {

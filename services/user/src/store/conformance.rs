@@ -228,6 +228,17 @@ pub async fn sessions_end_one_or_all(store: &dyn UserStore) {
 
 // ---- follows
 
+pub async fn batch_reads_answer_like_single_reads_in_order(store: &dyn UserStore) {
+    store.insert_user(&user(1, "a@example.com", None)).await.unwrap();
+    store.insert_user(&user(2, "b@example.com", None)).await.unwrap();
+    store.follow(1, 2, 10).await.unwrap();
+    let users = store.get_users(&[2, 404, 1]).await.unwrap();
+    let ids: Vec<Option<u64>> = users.iter().map(|u| u.as_ref().map(|u| u.user_id)).collect();
+    assert_eq!(ids, [Some(2), None, Some(1)]);
+    assert_eq!(store.follow_counts_of(&[2, 1, 404]).await.unwrap(), [(1, 0), (0, 1), (0, 0)]);
+    assert!(store.get_users(&[]).await.unwrap().is_empty());
+}
+
 pub async fn follow_and_unfollow_keep_counters_equal_to_the_lists(store: &dyn UserStore) {
     assert!(store.follow(1, 2, 10).await.unwrap());
     assert!(!store.follow(1, 2, 11).await.unwrap(), "following twice is a no-op");
@@ -705,6 +716,7 @@ macro_rules! user_store_suite {
                 refresh_rotation_detects_reuse,
                 sessions_end_one_or_all,
                 follow_and_unfollow_keep_counters_equal_to_the_lists,
+                batch_reads_answer_like_single_reads_in_order,
                 concurrent_follow_toggles_end_with_counters_equal_to_the_lists,
                 lists_are_newest_first_and_page_by_edge_id,
                 parked_edges_leave_counts_and_come_back_on_restore,

@@ -593,6 +593,12 @@ impl Accounts for FjallUserStore {
         self.blocking(move |s| s.get_json(&s.users, &user_id.to_be_bytes())).await
     }
 
+    #[tracing::instrument(name = "user_store.get_users", skip_all, fields(db.system = "fjall"))]
+    async fn get_users(&self, user_ids: &[u64]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        let ids = user_ids.to_vec();
+        self.blocking(move |s| ids.iter().map(|id| s.get_json(&s.users, &id.to_be_bytes())).collect()).await
+    }
+
     #[tracing::instrument(name = "user_store.get_user_by_email", skip_all, fields(db.system = "fjall"))]
     async fn get_user_by_email(&self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {
         let key = email_key.to_owned();
@@ -837,6 +843,21 @@ impl Follows for FjallUserStore {
             let snapshot = s.db.read_tx();
             let k = user_id.to_be_bytes();
             Ok((counter(&snapshot, &s.follow_counts, &k, 0)?, counter(&snapshot, &s.follow_counts, &k, 1)?))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "user_store.follow_counts_of", skip_all, fields(db.system = "fjall"))]
+    async fn follow_counts_of(&self, user_ids: &[u64]) -> Result<Vec<(u64, u64)>, StoreError> {
+        let ids = user_ids.to_vec();
+        self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
+            ids.iter()
+                .map(|id| {
+                    let k = id.to_be_bytes();
+                    Ok((counter(&snapshot, &s.follow_counts, &k, 0)?, counter(&snapshot, &s.follow_counts, &k, 1)?))
+                })
+                .collect()
         })
         .await
     }

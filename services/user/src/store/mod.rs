@@ -56,6 +56,15 @@ pub trait Accounts: Send + Sync + 'static {
     /// Creates an account; fails if its email or username is taken (case-insensitively).
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     async fn get_user(&self, user_id: u64) -> Result<Option<UserRecord>, StoreError>;
+    /// Accounts by id, in order (`None` for a missing one); backends read them in one round
+    /// trip where they can (a page of a list reads fifty).
+    async fn get_users(&self, user_ids: &[u64]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        let mut users = Vec::with_capacity(user_ids.len());
+        for &user_id in user_ids {
+            users.push(self.get_user(user_id).await?);
+        }
+        Ok(users)
+    }
     /// By lowercase email.
     async fn get_user_by_email(&self, email_key: &str) -> Result<Option<UserRecord>, StoreError>;
     /// By lowercase username.
@@ -104,6 +113,15 @@ pub trait Follows: Send + Sync + 'static {
     async fn list_following(&self, user_id: u64, before: Option<u64>, limit: usize) -> Result<Vec<Edge>, StoreError>;
     /// `(followers, following)` of a user: the lengths of the two lists.
     async fn follow_counts(&self, user_id: u64) -> Result<(u64, u64), StoreError>;
+    /// [`Follows::follow_counts`] of several users, in order, in one round trip where the
+    /// backend can.
+    async fn follow_counts_of(&self, user_ids: &[u64]) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut counts = Vec::with_capacity(user_ids.len());
+        for &user_id in user_ids {
+            counts.push(self.follow_counts(user_id).await?);
+        }
+        Ok(counts)
+    }
     /// Every user `user_id` follows (bounded by the following limit), unordered.
     async fn following_ids(&self, user_id: u64) -> Result<Vec<u64>, StoreError>;
     /// Takes every follow to and from `user_id` out of the lists and counters (the user was
