@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             searches_per_second: 100,
             toggles: 32,
             toggles_per_second: 100,
+            rounds: 2,
         }
     } else {
         social::Sizes {
@@ -166,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             searches_per_second: 200,
             toggles: 2_000,
             toggles_per_second: 200,
+            rounds: 10,
         }
     };
 

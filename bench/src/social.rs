@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashSet,
+    ops::Range,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -28,7 +29,7 @@ use tonic::transport::Channel;
 use crate::{
     fanout::cpu_secs,
     history::{Timed, latency_rows, on_timetable},
-    report::{Outcome, num, percentiles, ratio},
+    report::{self, Outcome, num, percentiles, ratio},
     server::{Server, User, authed},
 };
 
@@ -59,12 +60,18 @@ pub struct Sizes {
     pub users: usize,
     /// GetMe calls and as many ListFollowers calls, each at `per_second`.
     pub reads: u64,
+    /// The rate of GetMe and of ListFollowers calls.
     pub per_second: u32,
+    /// SearchUsers calls, at `searches_per_second`.
     pub searches: u64,
     pub searches_per_second: u32,
-    /// FollowUser and UnfollowUser calls, half each (rounded up to whole rounds of the clients).
+    /// FollowUser and UnfollowUser calls, half each (rounded up to whole rounds of the clients),
+    /// at `toggles_per_second`.
     pub toggles: u64,
     pub toggles_per_second: u32,
+    /// Turns the four kinds of call take (GetMe, ListFollowers, SearchUsers, follows), each
+    /// making its share of its calls per turn.
+    pub rounds: u64,
 }
 
 /// Common given names, Latin-script, some with diacritics (handles keep their ASCII letters).
@@ -290,9 +297,32 @@ fn failures(answers: &[Option<bool>]) -> (u64, u64) {
     (refused, wrong)
 }
 
+/// Calls `calls` of one kind on a fixed timetable at `per_second`: `call(k)` for each `k`.
+async fn phase<F, Fut>(calls: Range<u64>, per_second: u32, call: F) -> anyhow::Result<Timed<bool>>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Option<bool>> + Send + 'static,
+{
+    on_timetable(calls.end - calls.start, per_second, |j| call(calls.start + j)).await
+}
+
+/// Round `r` of `rounds`: its share of `total` calls (`total` a multiple of `rounds` keeps
+/// every share equal).
+fn share(total: u64, rounds: u64, r: u64) -> Range<u64> {
+    let each = total.div_ceil(rounds);
+    (r * each).min(total)..((r + 1) * each).min(total)
+}
+
+/// Adds one round's calls to those of the rounds before.
+fn merge(into: &mut Timed<bool>, round: Timed<bool>) -> anyhow::Result<()> {
+    into.latency.add(&round.latency).map_err(|e| anyhow::anyhow!("merging histograms: {e:?}"))?;
+    into.answers.extend(round.answers);
+    Ok(())
+}
+
 /// GetMe of the clients in turn: the baseline.
-async fn get_me(clients: &[Client], count: u64, per_second: u32) -> anyhow::Result<Timed<bool>> {
-    on_timetable(count, per_second, |k| {
+async fn get_me(clients: &[Client], calls: Range<u64>, per_second: u32) -> anyhow::Result<Timed<bool>> {
+    phase(calls, per_second, |k| {
         let Client { mut api, user } = clients[k as usize % clients.len()].clone();
         async move {
             let answer = api.get_me(authed(&user.token, pb_user::GetMeRequest {})).await.ok()?;
@@ -308,13 +338,12 @@ async fn list_followers(
     clients: &[Client],
     star: &str,
     followers: &[(u64, u64)],
-    count: u64,
+    points: &[usize],
+    calls: Range<u64>,
     per_second: u32,
 ) -> anyhow::Result<Timed<bool>> {
-    let mut rng = StdRng::seed_from_u64(42);
-    let points: Vec<usize> = (0..count).map(|_| rng.random_range(PAGE..followers.len())).collect();
     let total = followers.len() as i64;
-    on_timetable(count, per_second, |k| {
+    phase(calls, per_second, |k| {
         let Client { mut api, user } = clients[k as usize % clients.len()].clone();
         let at = points[k as usize];
         let expected: Vec<String> = followers[at - PAGE..at].iter().rev().map(|(_, id)| id.to_string()).collect();
@@ -337,10 +366,10 @@ async fn list_followers(
 async fn search_users(
     clients: &[Client],
     queries: &[Query],
-    count: u64,
+    calls: Range<u64>,
     per_second: u32,
 ) -> anyhow::Result<Timed<bool>> {
-    on_timetable(count, per_second, |k| {
+    phase(calls, per_second, |k| {
         let Client { mut api, user } = clients[k as usize % clients.len()].clone();
         let query = queries[k as usize % queries.len()].clone();
         let request = pb_user::SearchUsersRequest { query: query.text, page_size: HITS, page_token: String::new() };
@@ -362,14 +391,16 @@ async fn toggles(
     clients: &[Client],
     star: u64,
     samples: &[(u64, Person)],
-    count: u64,
+    calls: Range<u64>,
     per_second: u32,
 ) -> anyhow::Result<Timed<bool>> {
-    on_timetable(count, per_second, |k| {
+    phase(calls, per_second, |k| {
         let c = k as usize % clients.len();
         let Client { mut api, user } = clients[c].clone();
-        let (turn, follow) = ((k as usize / clients.len()) / 2, (k as usize / clients.len()) % 2 == 0);
-        let target = if turn % 4 == 0 { star } else { samples[(c * 7_919 + turn * 104_729) % samples.len()].0 };
+        let call = k as usize / clients.len();
+        let (turn, follow) = (call / 2, call.is_multiple_of(2));
+        let target =
+            if turn.is_multiple_of(4) { star } else { samples[(c * 7_919 + turn * 104_729) % samples.len()].0 };
         let user_id = target.to_string();
         async move {
             let relation = if follow {
@@ -445,7 +476,7 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
     let root = tempfile::tempdir().context("a data dir")?;
     let env = settings();
     // why: whole rounds, so every client's last follow is undone and the counters return
-    let toggle_calls = sizes.toggles.div_ceil(2 * CLIENTS as u64) * 2 * CLIENTS as u64;
+    let toggle_calls = sizes.toggles.div_ceil(sizes.rounds * 2 * CLIENTS as u64) * sizes.rounds * 2 * CLIENTS as u64;
 
     // the followed account and the clients, through the API
     let mut server = Server::spawn_parts(binary, root.path(), None, &env)?;
@@ -483,10 +514,23 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
 
     let settled = settle(&server, Duration::from_secs(120)).await;
     let queries = queries(&loaded.samples, sizes.searches as usize);
-    let me = get_me(&clients, sizes.reads, sizes.per_second).await?;
-    let pages = list_followers(&clients, &star.id, &loaded.followers, sizes.reads, sizes.per_second).await?;
-    let searches = search_users(&clients, &queries, sizes.searches, sizes.searches_per_second).await?;
-    let toggles = toggles(&clients, star_id, &loaded.samples, toggle_calls, sizes.toggles_per_second).await?;
+    let mut rng = StdRng::seed_from_u64(42);
+    let points: Vec<usize> = (0..sizes.reads).map(|_| rng.random_range(PAGE..loaded.followers.len())).collect();
+    let empty = || Timed { latency: report::histogram(), answers: Vec::new() };
+    let (mut me, mut pages, mut searches, mut toggled) = (empty(), empty(), empty(), empty());
+    // why: the kinds take turns a second or so at a time, so a noisy neighbour's burst lands on
+    // the baseline as often as on the figures beside it
+    for r in 0..sizes.rounds {
+        let reads = share(sizes.reads, sizes.rounds, r);
+        merge(&mut me, get_me(&clients, reads.clone(), sizes.per_second).await?)?;
+        let round = list_followers(&clients, &star.id, &loaded.followers, &points, reads, sizes.per_second).await?;
+        merge(&mut pages, round)?;
+        let round = share(sizes.searches, sizes.rounds, r);
+        merge(&mut searches, search_users(&clients, &queries, round, sizes.searches_per_second).await?)?;
+        let round = share(toggle_calls, sizes.rounds, r);
+        merge(&mut toggled, toggles(&clients, star_id, &loaded.samples, round, sizes.toggles_per_second).await?)?;
+    }
+    let toggles = toggled;
     let counters_wrong = counters_after_toggles(&clients, &star.id, sizes.users).await?;
     server.stop().await?;
 
@@ -534,10 +578,13 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                  refused, {wrong} answered other followers than the loader wrote there, or a total other than {}",
                 sizes.reads, sizes.per_second, sizes.users
             ),
-            "the server then restarts on the loaded data dir; calls start once it is quiet (under 5% of a core \
-             over a second: the compactions the load left are done) and run one kind after another: GetMe, \
-             ListFollowers, SearchUsers, follows"
-                .into(),
+            format!(
+                "the server then restarts on the loaded data dir; calls start once it is quiet (under 5% of a core \
+                 over a second: the compactions the load left are done); the four kinds take turns in {} rounds, \
+                 each making its share of its calls per turn (GetMe, ListFollowers, SearchUsers, follows), so a \
+                 noisy neighbour's burst falls on the baseline as often as on the figures",
+                sizes.rounds
+            ),
             baseline_note.clone(),
         ],
         rows: page_rows,

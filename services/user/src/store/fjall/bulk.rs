@@ -10,7 +10,7 @@
 
 use fjall::{PersistMode, Readable};
 
-use super::{FjallUserStore, Inner, Tx, backend, encode, term_key};
+use super::{DIRECTORY_COMPLETE, FjallUserStore, Inner, Tx, backend, encode, term_key};
 use crate::{model::UserRecord, store::StoreError};
 
 /// Records written per transaction: the sync of each commit is spread over this many, and one
@@ -49,7 +49,8 @@ impl FjallUserStore {
     /// counters are exactly those of one `insert_user` + `index_terms` per account and one
     /// `follow` per follow. A taken email or username is refused as `insert_user` refuses it
     /// (what earlier transactions wrote stays); a follow that exists is skipped, as `follow`
-    /// skips it. Blocks the calling thread; for a store no running server has open.
+    /// skips it. Loading into a store without accounts marks its directory complete (nothing
+    /// older to backfill). Blocks the calling thread; for a store no running server has open.
     pub fn bulk_load(&self, users: &[BulkUser], follows: &[BulkFollow]) -> Result<BulkLoaded, StoreError> {
         self.bulk_load_in(users, follows, PER_TRANSACTION)
     }
@@ -64,6 +65,11 @@ impl FjallUserStore {
         let mut loaded = BulkLoaded::default();
         for chunk in users.chunks(per_transaction) {
             let mut tx = s.db.write_tx().durability(Some(PersistMode::SyncAll));
+            // why: into an empty store every account comes with its terms, so the start-up
+            // backfill has nothing to do (it would index them again, one synced write each)
+            if tx.first_key_value(&s.users).is_none() {
+                tx.insert(&s.meta, DIRECTORY_COMPLETE, "1");
+            }
             for user in chunk {
                 s.insert_account(&mut tx, user)?;
             }
@@ -214,6 +220,19 @@ mod tests {
         assert_eq!(found("u:user_1").await, BTreeSet::from([1, 10, 11, 13, 14, 15, 17, 18, 19]));
         assert_eq!(found("n:barbara").await, BTreeSet::from([4, 14, 19]), "a deleted account is not searchable");
         assert!(found("u:user_9").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bulk_loading_into_an_empty_store_leaves_nothing_to_backfill() {
+        let (users, _) = sample();
+        let (_dir, empty) = FjallUserStore::temp();
+        empty.bulk_load(&users[..3], &[]).unwrap();
+        assert!(empty.directory_complete().await.unwrap());
+
+        let (_dir, older) = FjallUserStore::temp();
+        older.insert_user(&user(99, "older@example.com", Some("older"))).await.unwrap();
+        older.bulk_load(&users[..3], &[]).unwrap();
+        assert!(!older.directory_complete().await.unwrap(), "an account from before may lack its terms");
     }
 
     #[test]
