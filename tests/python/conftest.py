@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -124,3 +126,18 @@ def server():
 def rest_url(server):
     """The REST gateway's base URL of the running server."""
     return f"http://{ADDRS['rest']}"
+
+
+def rest_call(url, body=None, token=None, method=None):
+    """(status, JSON answer) of one REST call: a POST when there is a body, else a GET, unless
+    `method` says otherwise."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method or ("GET" if body is None else "POST"))
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)

@@ -9,12 +9,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 from conftest import UNTHROTTLED
+from conftest import rest_call as _call
 from openapi_spec_validator import validate
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -23,18 +23,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 FATAL_WARNINGS = ("missing_test_data", "validation_mismatch", "Schema validation mismatch", "Missing test data")
 
 
-def _call(url, body=None, token=None, method=None):
-    """(status, JSON answer) of one REST call."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method or ("GET" if body is None else "POST"))
-    request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
 
 
 def _sign_up(url):

@@ -3,14 +3,12 @@
 their counters, a block's refusal with its reason, user search, and deleting then restoring an
 account."""
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 import grpc
 import pytest
+from conftest import rest_call
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, timestamp_pb2
 
 PASSWORD = "correct horse"
@@ -74,16 +72,7 @@ def _refused(call, code, reason):
 
 def _rest(url, method="GET", body=None, token=None):
     """(status, JSON answer) of one REST call."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+    return rest_call(url, body, token, method)
 
 
 def _users(server):
