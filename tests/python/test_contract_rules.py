@@ -23,15 +23,9 @@ from dataclasses import dataclass
 import grpc
 import protovalidate
 import pytest
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    json_format,
-    message_factory,
-    symbol_database,
-    text_format,
-)
+from google.protobuf import json_format, message_factory, symbol_database
 from google.protobuf.descriptor import FieldDescriptor
+from rpc_status import RPC
 
 CONTRACTS = pathlib.Path(__file__).resolve().parents[1] / "contracts"
 SERVICES = [
@@ -76,40 +70,6 @@ INTEGERS = {
     FieldDescriptor.TYPE_FIXED64: ("fixed64", 0, 2**64 - 1),
 }
 NANOS = 10**9
-
-# google.rpc.Status and BadRequest, enough of them to read the status details: the test
-# needs no googleapis package (its google.api modules would shadow the generated ones).
-_RPC_PROTO = """
-name: "chatmesh_test/rpc.proto" package: "chatmesh_test.rpc" syntax: "proto3"
-message_type { name: "Any"
-  field { name: "type_url" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
-  field { name: "value" number: 2 type: TYPE_BYTES label: LABEL_OPTIONAL } }
-message_type { name: "Status"
-  field { name: "code" number: 1 type: TYPE_INT32 label: LABEL_OPTIONAL }
-  field { name: "message" number: 2 type: TYPE_STRING label: LABEL_OPTIONAL }
-  field { name: "details" number: 3 type: TYPE_MESSAGE type_name: ".chatmesh_test.rpc.Any"
-          label: LABEL_REPEATED } }
-message_type { name: "FieldViolation"
-  field { name: "field" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
-  field { name: "description" number: 2 type: TYPE_STRING label: LABEL_OPTIONAL } }
-message_type { name: "BadRequest"
-  field { name: "field_violations" number: 1 type: TYPE_MESSAGE
-          type_name: ".chatmesh_test.rpc.FieldViolation" label: LABEL_REPEATED } }
-"""
-
-
-def _rpc_classes() -> dict:
-    file = text_format.Parse(_RPC_PROTO, descriptor_pb2.FileDescriptorProto())
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {
-        m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.{m.name}"))
-        for m in file.message_type
-    }
-
-
-RPC = _rpc_classes()
-
 
 @dataclass
 class Case:
