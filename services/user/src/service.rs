@@ -250,7 +250,9 @@ impl UserService for UserApi {
         let cmd = wire::create_user(request.get_ref())?;
         let source = client_source(&request, self.core.auth(), self.core.trusted_proxies());
         let user = self.core.create_user(cmd, source).await?;
-        let profile = self.core.get_me(user.user_id).await?;
+        // why: the record just written is at hand; only its (zero) counters are read
+        let own = Some(user.user_id);
+        let profile = self.core.profile(user, own, true).await?;
         Ok(Response::new(pb::CreateUserResponse { user: Some(user_pb(profile)) }))
     }
 
@@ -258,7 +260,8 @@ impl UserService for UserApi {
         let cmd = wire::login(request.get_ref())?;
         let source = client_source(&request, self.core.auth(), self.core.trusted_proxies());
         let logged_in = self.core.login(cmd, source).await?;
-        let profile = self.core.get_me(logged_in.user.user_id).await?;
+        let own = Some(logged_in.user.user_id);
+        let profile = self.core.profile(logged_in.user, own, true).await?;
         Ok(Response::new(pb::LoginResponse {
             tokens: Some(token_pair(logged_in.tokens)),
             user: Some(user_pb(profile)),
