@@ -5,6 +5,7 @@
 
 mod coldstart;
 mod fanout;
+mod feed;
 mod history;
 mod idle;
 mod ingest;
@@ -28,7 +29,7 @@ struct Cli {
     /// The short version CI runs (under a minute) so the harness cannot rot (figures mean nothing).
     #[arg(long)]
     smoke: bool,
-    /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g, social).
+    /// Only these benchmarks, comma-separated (built so far: a, b, c, d, e, g, social, feed).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// The chatmesh binary [default: `chatmesh` beside this executable].
@@ -47,8 +48,9 @@ struct Cli {
 
 /// The benchmarks built so far, in the order they run (cold start first, on a quiet machine).
 /// (e) also reports (f) and (g) with data: they share its loaded chats. `social` reports
-/// followers, user search and follows over one loaded graph.
-const BUILT: [&str; 7] = ["g", "c", "a", "b", "d", "e", "social"];
+/// followers, user search and follows over one loaded graph; `feed` fan-out, home timelines and
+/// likes over another.
+const BUILT: [&str; 8] = ["g", "c", "a", "b", "d", "e", "social", "feed"];
 
 /// `YYYY-MM-DDTHH-MM-SSZ` for now (UTC), usable as a file name.
 fn utc_stamp() -> String {
@@ -171,6 +173,32 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    let feed = if cli.smoke {
+        feed::Sizes {
+            followers: 2_000,
+            posts: 3,
+            followees: 10,
+            statuses_each: 5,
+            reads: 50,
+            per_second: 200,
+            rounds: 2,
+            likes_per_second: 200,
+            like_secs: 1,
+        }
+    } else {
+        feed::Sizes {
+            followers: 100_000,
+            posts: 20,
+            followees: 50,
+            statuses_each: 20,
+            reads: 5_000,
+            per_second: 500,
+            rounds: 10,
+            likes_per_second: 5_000,
+            like_secs: 3,
+        }
+    };
+
     // cluster mode of (a) and (b) needs Redis; without one it is skipped (said, not failed)
     let cluster = server::redis_reachable().await;
     if !cluster && selected.iter().any(|s| s == "a" || s == "b") {
@@ -199,6 +227,10 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => vec![Err(e)],
             },
             "social" => match social::run(&binary, social).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            },
+            "feed" => match feed::run(&binary, feed).await {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(e)],
             },

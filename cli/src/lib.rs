@@ -33,14 +33,15 @@ pub enum Part {
     Channel,
     Chat,
     Dispatcher,
+    Feed,
     Indexer,
     Rest,
     Ws,
 }
 
 impl Part {
-    pub const ALL: [Part; 7] =
-        [Part::User, Part::Channel, Part::Chat, Part::Dispatcher, Part::Indexer, Part::Rest, Part::Ws];
+    pub const ALL: [Part; 8] =
+        [Part::User, Part::Channel, Part::Chat, Part::Dispatcher, Part::Feed, Part::Indexer, Part::Rest, Part::Ws];
 
     /// The part's name on the command line, in `[peers]` and in its service principal.
     pub fn name(self) -> &'static str {
@@ -49,6 +50,7 @@ impl Part {
             Part::Channel => "channel",
             Part::Chat => "chat",
             Part::Dispatcher => "dispatcher",
+            Part::Feed => "feed",
             Part::Indexer => "indexer",
             Part::Rest => "rest",
             Part::Ws => "ws",
@@ -56,12 +58,12 @@ impl Part {
     }
 
     fn is_grpc(self) -> bool {
-        matches!(self, Part::User | Part::Channel | Part::Chat | Part::Dispatcher)
+        matches!(self, Part::User | Part::Channel | Part::Chat | Part::Dispatcher | Part::Feed)
     }
 
     /// Whether the part keeps a store (and so opens one and mints ids).
     fn has_store(self) -> bool {
-        matches!(self, Part::User | Part::Channel | Part::Chat)
+        matches!(self, Part::User | Part::Channel | Part::Chat | Part::Feed)
     }
 }
 

@@ -12,6 +12,7 @@ use chatmesh_api::{
         dispatcher_internal_service_server::DispatcherInternalServiceServer,
         dispatcher_service_server::DispatcherServiceServer,
     },
+    feed::v1::feed_service_server::FeedServiceServer,
     user::v1::{user_internal_service_server::UserInternalServiceServer, user_service_server::UserServiceServer},
 };
 use chatmesh_chat::store::ChatStore;
@@ -43,6 +44,9 @@ impl Node {
         }
         if self.runs(Part::Dispatcher) {
             self.dispatcher(&mut services).await?;
+        }
+        if self.runs(Part::Feed) {
+            self.feed(&stores, &mut services).await?;
         }
         Ok(services.finish().await)
     }
@@ -173,6 +177,24 @@ impl Node {
                 chatmesh_chat::run_feed_delivery(store.clone(), sink.clone(), woken.clone(), stop)
             });
         }
+    }
+
+    async fn feed(&mut self, stores: &Stores, services: &mut GrpcServices) -> anyhow::Result<()> {
+        let store = stores.feed().await?;
+        let credentials = self.credentials(Part::Feed);
+        let users = self.internal(Part::User, Part::Feed, &credentials)?;
+        let blocks = BlockClient::new(users.clone(), self.block_epochs.clone());
+        let dispatcher =
+            self.peers.get(Part::Dispatcher).map(|p| chatmesh_platform::grpc::internal_channel(p, credentials.clone()));
+        let public =
+            chatmesh_feed::FeedApi::new(self.config.feed.clone(), store, self.ids.clone(), users, blocks, dispatcher);
+        let (workers, stop) = (public.clone(), self.background.shutdown.clone());
+        self.background.spawn(async move {
+            workers.run_workers(stop).await;
+            Ok(())
+        });
+        add!(services, FeedServiceServer, public);
+        Ok(())
     }
 
     async fn dispatcher(&mut self, services: &mut GrpcServices) -> anyhow::Result<()> {

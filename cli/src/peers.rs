@@ -17,6 +17,7 @@ pub(crate) struct PeerAddrs {
     channel: Option<GrpcChannel>,
     chat: Option<GrpcChannel>,
     dispatcher: Option<GrpcChannel>,
+    feed: Option<GrpcChannel>,
 }
 
 impl PeerAddrs {
@@ -31,6 +32,7 @@ impl PeerAddrs {
             channel: reach(Part::Channel, &config.peers.channel)?,
             chat: reach(Part::Chat, &config.peers.chat)?,
             dispatcher: reach(Part::Dispatcher, &config.peers.dispatcher)?,
+            feed: reach(Part::Feed, &config.peers.feed)?,
         })
     }
 
@@ -41,6 +43,7 @@ impl PeerAddrs {
             Part::Channel => self.channel.clone(),
             Part::Chat => self.chat.clone(),
             Part::Dispatcher => self.dispatcher.clone(),
+            Part::Feed => self.feed.clone(),
             Part::Indexer | Part::Rest | Part::Ws => None,
         }
     }
@@ -62,6 +65,7 @@ impl PeerAddrs {
             ("/chatmesh.channel.", self.channel.clone()),
             ("/chatmesh.chat.", self.chat.clone()),
             ("/chatmesh.dispatcher.", self.dispatcher.clone()),
+            ("/chatmesh.feed.", self.feed.clone()),
         ];
         tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<tonic::body::Body>| {
             let target = parts

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use chatmesh_channel::store::{ChannelStore, FjallChannelStore, ScyllaChannelStore};
 use chatmesh_chat::store::{ChatStore, FjallChatStore, ScyllaChatStore};
 use chatmesh_cql::{Cql, ScyllaConfig, ScyllaCql, ScyllaTls, Statement, migrate::MIGRATIONS};
+use chatmesh_feed::store::{FeedStore, FjallFeedStore};
 use chatmesh_platform::{
     config::{Config, StoreBackend},
     ids::IdGenerator,
@@ -109,6 +110,17 @@ impl Stores {
             None => {
                 Arc::new(FjallChannelStore::open(&self.data_dir.join("channel")).context("opening the channel store")?)
             }
+        })
+    }
+
+    pub async fn feed(&self) -> anyhow::Result<Arc<dyn FeedStore>> {
+        Ok(match &self.scylla {
+            Some(cql) => {
+                let store = chatmesh_feed::store::ScyllaFeedStore::new(cql.clone());
+                store.prepare().await.map_err(|e| anyhow::anyhow!("preparing the feed store's statements: {e}"))?;
+                Arc::new(store)
+            }
+            None => Arc::new(FjallFeedStore::open(&self.data_dir.join("feed")).context("opening the feed store")?),
         })
     }
 

@@ -719,6 +719,52 @@ async fn presence_and_logout_reach_across_dispatchers_and_a_dead_one_stops_count
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_events_reach_every_socket_of_a_user_whichever_dispatcher_they_enter() {
+    use chatmesh_api::{
+        dispatcher::v1::{
+            FeedEvent, FeedEventType, PublishToUsersRequest,
+            dispatcher_internal_service_client::DispatcherInternalServiceClient,
+        },
+        feed::v1::Status,
+    };
+    let Some(redis) = redis_url() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mesh = mesh(data.path(), &redis).await;
+    let channel = connect(mesh.core_grpc).await;
+    let (bob_id, bob) = sign_up(&channel, "bob@example.com").await;
+    let mut near = open_socket(mesh.core_ws, &bob).await;
+    let mut far = open_socket(mesh.edge_ws, &bob).await;
+    let feed = chatmesh_platform::auth::Authenticator::from_data_dir(Default::default(), data.path()).unwrap();
+    let entries = [channel.clone(), connect(mesh.edge_grpc).await];
+    let sent = ["41", "42", "43", "44"];
+    for (i, status_id) in sent.into_iter().enumerate() {
+        let status = Status { status_id: status_id.into(), ..Default::default() };
+        let status = prost_types::Any {
+            type_url: "type.googleapis.com/chatmesh.feed.v1.Status".into(),
+            value: prost::Message::encode_to_vec(&status),
+        };
+        let event = FeedEvent { r#type: FeedEventType::StatusCreated as i32, status: Some(status) };
+        let request = PublishToUsersRequest { user_ids: vec![bob_id.clone()], event: Some(event) };
+        // why: alternating, so each socket gets events entering its own dispatcher and the other.
+        let mut dispatcher = DispatcherInternalServiceClient::new(entries[i % 2].clone());
+        dispatcher.publish_to_users(authed(&feed.issue_service("feed"), request)).await.unwrap();
+    }
+    for (socket, which) in [(&mut near, "near"), (&mut far, "far")] {
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            let frame = next_frame(socket, HUNG).await.unwrap_or_else(|| panic!("{which}: only {got:?}"));
+            if frame["event"] == "status.created" {
+                got.push(frame["data"]["status"]["statusId"].as_str().unwrap().to_owned());
+            }
+        }
+        // why: events entering different dispatchers have no order between them; a lost one or a
+        // duplicate would show among the first four.
+        got.sort();
+        assert_eq!(got, sent, "{which}: every event, once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kick_is_enforced_by_another_process() {
     use chatmesh_api::{
         channel::v1::DeleteMemberRequest,

@@ -25,9 +25,27 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 OVERLAYS = ["dev", "prod"]
 VERSIONS = ["1.30.0", "1.37.0"]
-GRPC_PARTS = {"user", "channel", "chat", "dispatcher"}
+GRPC_PARTS = {"user", "channel", "chat", "dispatcher", "feed"}
 GATEWAYS = {"rest", "ws"}
 PARTS = GRPC_PARTS | GATEWAYS | {"indexer"}
+# the parts that keep a store and mint ids (cli/src/lib.rs, Part::has_store); all but chat, whose
+# node id is its pod index, lease theirs from Redis in prod (the lowest free first)
+STORED_PARTS = {"user", "channel", "chat", "feed"}
+LEASED_PARTS = STORED_PARTS - {"chat"}
+# who calls whom on the internal listener (cli/src: each part's `internal(peer, part)` and
+# `peers.get`; the REST gateway routes every gRPC part's services by package)
+CALLS = {
+    "rest": GRPC_PARTS,
+    "ws": {"chat", "dispatcher"},
+    "user": {"dispatcher", "channel", "chat"},
+    "channel": {"user", "chat"},
+    "chat": {"channel", "user", "dispatcher"},
+    "dispatcher": {"channel"},
+    "indexer": {"chat"},
+    "feed": {"user"},
+}
+# the parts whose internal listener admits their callers alone, not every chatmesh pod
+NARROWED = {"feed"}
 WORKLOADS = {"Deployment", "StatefulSet"}
 PUBLIC_GRPC_PORT, INTERNAL_GRPC_PORT = 50051, 50052
 EDGE_PORTS = {"grpc": PUBLIC_GRPC_PORT, "rest": 8080, "ws": 8081}
@@ -225,7 +243,7 @@ def test_prod_autoscales_and_protects_the_gateways_and_busy_parts():
     scaled = {o["spec"]["scaleTargetRef"]["name"]: o for o in of_kind(objects, "HorizontalPodAutoscaler")}
     budgets = {o["metadata"]["name"]: o for o in of_kind(objects, "PodDisruptionBudget")}
     named = {w["metadata"]["name"]: w for w in workloads(objects)}
-    for part in GATEWAYS | {"chat", "dispatcher"}:
+    for part in GATEWAYS | {"chat", "dispatcher", "feed"}:
         name = f"chatmesh-{part}"
         assert name in scaled, f"{part} has an HPA"
         assert scaled[name]["spec"]["scaleTargetRef"]["kind"] == named[name]["kind"], f"{part}: the HPA's target kind"
@@ -400,6 +418,48 @@ def test_no_route_or_policy_exposes_an_internal_service(overlay, edge):
             assert INTERNAL_GRPC_PORT not in ports, f"{policy['metadata']['name']} opens the internal listener"
 
 
+def selected(selector: dict, labels: dict) -> bool:
+    """Whether a label selector selects a pod with `labels` (an empty selector selects all)."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", f"a selector this test cannot read: {expression}"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def callers_admitted(objects: list[dict], part: str, port: int) -> set[str]:
+    """The parts whose pods the NetworkPolicies admit to `port` of `part`'s pods."""
+    pods = {component(w): w["spec"]["template"]["metadata"]["labels"] for w in workloads(objects)}
+    admitted = set()
+    for policy in of_kind(objects, "NetworkPolicy"):
+        if not selected(policy["spec"]["podSelector"], pods[part]):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            if port not in {p["port"] for p in rule["ports"]}:
+                continue
+            for peer in rule.get("from", [{"podSelector": {}}]):
+                if set(peer) == {"podSelector"}:
+                    admitted |= {other for other, labels in pods.items() if selected(peer["podSelector"], labels)}
+    return admitted
+
+
+@pytest.mark.parametrize(("overlay", "edge"), RENDERINGS)
+def test_every_part_reaches_the_internal_listener_of_each_part_it_calls_and_the_feed_admits_its_callers_alone(
+    overlay, edge
+):
+    # why: the default deny refuses whatever no policy admits, so a call the binary makes with
+    # no policy for it fails only in a cluster; a narrowed part (the feed) takes its callers only
+    objects = rendered(overlay, edge)
+    for part in GRPC_PARTS:
+        callers = {caller for caller, peers in CALLS.items() if part in peers}
+        admitted = callers_admitted(objects, part, INTERNAL_GRPC_PORT)
+        assert callers <= admitted, f"{part} refuses {callers - admitted}"
+        if part in NARROWED:
+            assert admitted == callers, f"{part} admits {admitted - callers}, which never call it"
+
+
 def test_prod_requires_redis_and_the_engines_config_and_keeps_no_data_on_scratch_disks():
     # why: without Redis every user and channel replica mints ids with one node id, and ended
     # sessions and rate limits stay per pod; without the engines config a part falls back to
@@ -423,8 +483,13 @@ def test_prod_requires_redis_and_the_engines_config_and_keeps_no_data_on_scratch
             if "emptyDir" in volume:
                 scratch = mount["mountPath"] == "/tmp" and volume["emptyDir"].get("sizeLimit")
                 assert scratch, f"{part}: an emptyDir at {mount['mountPath']}"
-        if part in {"user", "channel"}:
+        if part in LEASED_PARTS:
             assert env(workload)["CHATMESH_NODE_ID"]["value"] == "0", f"{part}: node ids leased from Redis"
+        if part in STORED_PARTS:
+            scylla = env(workload).get("CHATMESH_STORE__SCYLLA__PASSWORD", {})
+            password = scylla.get("valueFrom", {}).get("secretKeyRef")
+            assert password and password["key"] == "scylla-password", f"{part} is given the ScyllaDB password"
+            assert not password.get("optional", False), f"{part} cannot start without the ScyllaDB password"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -442,7 +507,10 @@ def test_chat_runs_as_a_statefulset_with_its_node_ids_from_the_pod_index(overlay
     most = max([chat["spec"].get("replicas") or 0] + [h["spec"]["maxReplicas"] for h in scaled])
     assert 0 < first and first + most - 1 <= MAX_NODE_ID, "node ids in range, and never 0 (which asks for a lease)"
     # other parts lease the lowest free ids: chat's range starts far above the replicas they run
-    leased = sum(w["spec"].get("replicas", 1) for w in workloads(objects) if component(w) in {"user", "channel"})
+    most_replicas = {component(w): w["spec"].get("replicas", 1) for w in workloads(objects)}
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
+        most_replicas[component(hpa)] = max(most_replicas[component(hpa)], hpa["spec"]["maxReplicas"])
+    leased = sum(most_replicas[part] for part in LEASED_PARTS)
     assert leased < first
     pod = chat["spec"]["template"]["spec"]
     sleep = container(chat)["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -519,6 +587,31 @@ def test_the_dev_chat_pod_is_sized_for_its_measured_memory():
     resources = container(chat)["resources"]
     assert mebibytes(resources["requests"]["memory"]) >= CHAT_WITH_INDEX_MIB
     assert mebibytes(resources["limits"]["memory"]) >= 1.5 * CHAT_WITH_INDEX_MIB
+
+
+def test_every_dev_store_has_a_volume_of_its_own_and_one_writer():
+    # why: an embedded store takes one process: each part keeping one needs its own persistent
+    # volume at the data dir, and a rollout must stop the old pod before starting the new one
+    objects = rendered("dev")
+    claims = {c["metadata"]["name"] for c in of_kind(objects, "PersistentVolumeClaim")}
+    owners: dict[str, str] = {}
+    for workload in workloads(objects):
+        part, pod = component(workload), workload["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        data = [m for m in container(workload)["volumeMounts"] if m["mountPath"] == DATA_DIR]
+        if part not in STORED_PARTS:
+            assert not data, f"{part} keeps no store"
+            continue
+        (mount,) = data
+        claim = volumes[mount["name"]].get("persistentVolumeClaim", {}).get("claimName")
+        assert claim in claims, f"{part}: its data dir on a PersistentVolumeClaim of the overlay"
+        assert claim not in owners, f"{part} and {owners.get(claim)} share {claim}"
+        owners[claim] = part
+        assert (workload["spec"].get("replicas") or 0) <= 1, f"{part}: one replica on its store"
+        if workload["kind"] == "Deployment":
+            strategy = workload["spec"].get("strategy", {}).get("type")
+            assert strategy == "Recreate", f"{part}: no new pod beside the old one"
+    assert set(owners.values()) == STORED_PARTS
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

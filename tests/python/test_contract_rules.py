@@ -33,6 +33,7 @@ SERVICES = [
     "chatmesh.channel.v1.ChannelService",
     "chatmesh.chat.v1.ChatService",
     "chatmesh.dispatcher.v1.DispatcherService",
+    "chatmesh.feed.v1.FeedService",
 ]
 # Calls that end the caller's session run on a throwaway login of their own.
 SESSION_ENDING = {"Logout", "LogoutAll"}
@@ -94,7 +95,7 @@ class Verdict:
 
 def _load_contracts() -> tuple[dict, dict]:
     entries = {}
-    for name in ["user", "channel", "chat", "dispatcher"]:
+    for name in ["user", "channel", "chat", "dispatcher", "feed"]:
         path = CONTRACTS / f"{name}.json"
         if path.exists():
             entries.update(json.loads(path.read_text()))
@@ -245,6 +246,22 @@ def _timestamp_values(rules) -> list[tuple[str, object]]:
                 bound = getattr(rules.timestamp, rule)
                 total = bound.seconds * NANOS + bound.nanos
                 values += [(f"{rule} {bound.ToJsonString()} {d:+d} ns", ts(total + d)) for d in (-1, 0, 1)]
+        relative = rules.timestamp.gt_now or rules.timestamp.lt_now or rules.timestamp.HasField("within")
+        if relative:
+            import time
+
+            # why: made from the clock now and judged on it read again (by protovalidate and the
+            # server) a moment later, so each case keeps 10 minutes or more from a bound
+            # relative to now
+            now, slack, hour, day = time.time_ns(), 600 * NANOS, 3600 * NANOS, 86400 * NANOS
+            offsets = [("10 min", slack), ("1 h", hour), ("366 days", 366 * day)]
+            if rules.timestamp.HasField("within"):
+                within = rules.timestamp.within.seconds * NANOS + rules.timestamp.within.nanos
+                around = [("- 1 day", within - day), ("- 10 min", within - slack)]
+                around += [("+ 10 min", within + slack), ("+ 1 day", within + day)]
+                offsets += [(f"(within {tail})", offset) for tail, offset in around if offset > 0]
+            for label, offset in offsets:
+                values += [(f"now - {label}", ts(now - offset)), (f"now + {label}", ts(now + offset))]
     return values
 
 
@@ -538,6 +555,7 @@ def _import_services():
     from chatmesh.channel.v1 import channel_service_pb2  # noqa: F401
     from chatmesh.chat.v1 import chat_service_pb2  # noqa: F401
     from chatmesh.dispatcher.v1 import dispatcher_service_pb2  # noqa: F401
+    from chatmesh.feed.v1 import feed_service_pb2  # noqa: F401
     from chatmesh.user.v1 import user_service_pb2  # noqa: F401
 
 

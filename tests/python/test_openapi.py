@@ -45,8 +45,9 @@ def _seed(url, token):
     """Ids no generated request can make, as schemathesis dictionaries: a finished upload (its
     bytes go to a presigned URL, outside the API), a member other than the caller in the
     caller's channel (a create gives the channel, another the user; no one answer gives both),
-    one kept for the role changes and many for the removals, and users who asked the caller to
-    be friends or are its friends (only they can ask)."""
+    one kept for the role changes and many for the removals, users who asked the caller to
+    be friends or are its friends (only they can ask), and another user's statuses to like,
+    repost and read."""
     _, _, other = _sign_up(url)
     # why: each phase removes members again; enough of them that every phase removes some
     removable = [_sign_up(url)[2]["user"]["userId"] for _ in range(24)]
@@ -75,7 +76,15 @@ def _seed(url, token):
             friends.append(asker_id)
         else:
             requesters.append(asker_id)
+    # why: statuses are another user's, so the caller can like and repost them but not delete them
+    other_token = other["tokens"]["accessToken"]
+    statuses = []
+    for i in range(24):
+        status, created = _call(f"{url}/api/v1/statuses", {"text": f"seeded #{i}"}, other_token)
+        assert status == 200, created
+        statuses.append(created["status"]["statusId"])
     return {
+        "seeded-statuses": statuses,
         "finished-uploads": [upload["uploadId"]],
         "seeded-channels": [channel],
         "seeded-members": [other["user"]["userId"]],
@@ -102,6 +111,13 @@ def _config_with(dictionaries, into):
         "UserService_DeclineFriendRequest": {"body.userId": "friend-requesters"},
         "UserService_RemoveFriend": {"body.userId": "seeded-friends"},
         "UserService_CreateReport": {"body.userId": "seeded-members"},
+        **{
+            f"FeedService_{name}": {"path.status_id": "seeded-statuses"}
+            for name in [
+                "GetStatus", "LikeStatus", "UnlikeStatus", "RepostStatus", "UndoRepost",
+                "ListStatusLikes", "ListStatusReposts", "ListStatusReplies",
+            ]
+        },
     }
     text = (HERE / "schemathesis.toml").read_text()
     for name, values in dictionaries.items():

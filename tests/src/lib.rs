@@ -8,6 +8,7 @@ use chatmesh_api::{
     chat::v1::{
         self as chat, chat_internal_service_client::ChatInternalServiceClient, chat_service_client::ChatServiceClient,
     },
+    feed::v1::feed_service_client::FeedServiceClient,
     user::v1::{self as user, user_service_client::UserServiceClient},
 };
 use chatmesh_cli::{Part, Running};
@@ -140,6 +141,10 @@ impl TestApp {
 
     pub async fn chats(&self) -> ChatServiceClient<Channel> {
         ChatServiceClient::new(self.channel().await)
+    }
+
+    pub async fn feed(&self) -> FeedServiceClient<Channel> {
+        FeedServiceClient::new(self.channel().await)
     }
 
     /// How far the search index trails the change feed, asked as a service principal.

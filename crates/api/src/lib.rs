@@ -41,6 +41,12 @@ pub mod chat {
     }
 }
 
+pub mod feed {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/chatmesh.feed.v1.rs"));
+    }
+}
+
 pub mod dispatcher {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/chatmesh.dispatcher.v1.rs"));

@@ -37,6 +37,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_chat_pointers_and_queues"),
     migration!(6, "0006_channel_queues"),
     migration!(7, "0007_social_graph"),
+    migration!(8, "0008_feed"),
 ];
 
 /// The schema a fully migrated keyspace has.

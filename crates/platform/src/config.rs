@@ -26,6 +26,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub password: PasswordConfig,
     pub accounts: AccountsConfig,
+    pub feed: FeedConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub peers: PeersConfig,
@@ -400,6 +401,7 @@ pub struct PeersConfig {
     pub channel: String,
     pub chat: String,
     pub dispatcher: String,
+    pub feed: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -550,6 +552,48 @@ impl Default for AccountsConfig {
     }
 }
 
+/// Statuses, timelines and trends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Authors with at least this many followers when they post are not fanned out: their
+    /// statuses are merged into their followers' timelines on read.
+    pub celebrity_followers: u64,
+    /// Entries a home timeline keeps (and reads reach).
+    pub timeline_cap: usize,
+    /// Followers whose timelines one fan-out step writes (the first step before CreateStatus
+    /// answers).
+    pub fanout_page: usize,
+    /// Statuses of a newly followed user copied into the follower's timeline.
+    pub backfill_statuses: usize,
+    /// The length of one trends bucket; trends count the last `trends_buckets` of them.
+    pub trends_bucket_secs: u64,
+    pub trends_buckets: u64,
+    /// How often the trends are recomputed.
+    pub trends_refresh_secs: u64,
+    /// How many tags the trends keep.
+    pub trends_kept: usize,
+    /// How often background work (fan-out jobs, due scheduled statuses) is looked for when
+    /// nothing wakes it.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            celebrity_followers: 10_000,
+            timeline_cap: 1_000,
+            fanout_page: 1_000,
+            backfill_statuses: 100,
+            trends_bucket_secs: 3_600,
+            trends_buckets: 24,
+            trends_refresh_secs: 60,
+            trends_kept: 100,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordConfig {
@@ -623,6 +667,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             password: PasswordConfig::default(),
             accounts: AccountsConfig::default(),
+            feed: FeedConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             peers: PeersConfig::default(),
@@ -714,6 +759,8 @@ const SECTIONS: &[&str] = &[
     "dispatcher",
     "auth",
     "password",
+    "accounts",
+    "feed",
     "limits",
     "log",
     "peers",
@@ -760,6 +807,14 @@ impl Config {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_section_can_be_set_from_the_environment() {
+        let document = serde_json::to_value(Config::default()).expect("the config serializes");
+        let sections: Vec<&String> = document.as_object().expect("an object").keys().collect();
+        let missing: Vec<&&String> = sections.iter().filter(|s| !SECTIONS.contains(&s.as_str())).collect();
+        assert!(missing.is_empty(), "sections CHATMESH_* variables cannot reach: {missing:?}");
+    }
 
     #[test]
     fn example_file_loads_and_matches_the_defaults() {

@@ -10,6 +10,8 @@ use crate::{error::invalid_field, validate};
 
 /// Most users one `GetPresenceRequest` may ask about.
 pub const MAX_PRESENCE_IDS: usize = 100;
+/// Most users one `PublishToUsersRequest` may name.
+pub const MAX_PUBLISH_USER_IDS: usize = 1000;
 
 /// A valid `PublishRequest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,26 @@ pub fn publish(request: &pb::PublishRequest) -> Result<Publish, Status> {
         .map(|event| validate::id("events.channel_id", &event.channel_id))
         .collect::<Result<_, _>>()?;
     Ok(Publish { channel_ids })
+}
+
+/// A valid `PublishToUsersRequest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishToUsers {
+    /// The ids parsed, in the request's order (repeats kept: each session gets the event once anyway).
+    pub user_ids: Vec<u64>,
+}
+
+/// Checks a `PublishToUsersRequest`: at most [`MAX_PUBLISH_USER_IDS`] ids, each valid, and an
+/// event; the event is delivered as sent.
+pub fn publish_to_users(request: &pb::PublishToUsersRequest) -> Result<PublishToUsers, Status> {
+    if request.user_ids.len() > MAX_PUBLISH_USER_IDS {
+        return Err(invalid_field("user_ids", format!("at most {MAX_PUBLISH_USER_IDS} ids")));
+    }
+    let user_ids = request.user_ids.iter().map(|raw| validate::id("user_ids", raw)).collect::<Result<_, _>>()?;
+    match request.event {
+        Some(_) => Ok(PublishToUsers { user_ids }),
+        None => Err(invalid_field("event", "is required")),
+    }
 }
 
 /// A valid `AttachRequest`: one command of a gateway's stream.
@@ -191,6 +213,22 @@ mod tests {
         assert_eq!(valid.channel_ids, [7, 9]);
         refuses(publish(&pb::PublishRequest { events: vec![event("7"), event("")] }), "events.channel_id");
         refuses(publish(&pb::PublishRequest { events: vec![event("7"), event("07")] }), "events.channel_id");
+    }
+
+    fn to_users(user_ids: &[&str], event: Option<pb::FeedEvent>) -> pb::PublishToUsersRequest {
+        pb::PublishToUsersRequest { user_ids: user_ids.iter().map(|u| (*u).to_owned()).collect(), event }
+    }
+
+    #[test]
+    fn publish_to_users_takes_valid_ids_and_an_event() {
+        let feed = || Some(pb::FeedEvent::default());
+        let valid = publish_to_users(&to_users(&["9", "4", "9"], feed())).unwrap();
+        assert_eq!(valid.user_ids, [9, 4, 9]);
+        assert_eq!(publish_to_users(&to_users(&[], feed())).unwrap().user_ids, Vec::<u64>::new(), "nobody: nothing");
+        refuses(publish_to_users(&to_users(&["1"; MAX_PUBLISH_USER_IDS + 1], feed())), "user_ids");
+        assert!(publish_to_users(&to_users(&["1"; MAX_PUBLISH_USER_IDS], feed())).is_ok());
+        refuses(publish_to_users(&to_users(&["1", "01"], feed())), "user_ids");
+        refuses(publish_to_users(&to_users(&["1"], None)), "event");
     }
 
     #[test]

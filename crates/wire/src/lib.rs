@@ -17,4 +17,5 @@ pub mod validate;
 pub mod channel;
 pub mod chat;
 pub mod dispatcher;
+pub mod feed;
 pub mod user;

@@ -3,7 +3,9 @@
 //! target `requests` and the descriptor-generated contract test both go through it, so what
 //! they test is what runs.
 
-use chatmesh_api::{channel::v1 as channel, chat::v1 as chat, dispatcher::v1 as dispatcher, user::v1 as user};
+use chatmesh_api::{
+    channel::v1 as channel, chat::v1 as chat, dispatcher::v1 as dispatcher, feed::v1 as feed, user::v1 as user,
+};
 use prost::Message;
 use tonic::Status;
 
@@ -87,6 +89,8 @@ rpcs! {
     "/chatmesh.user.v1.UserInternalService/CheckBlock" => user::check_block(CheckBlockRequest),
     "/chatmesh.user.v1.UserInternalService/ListBlockedUserIds" => user::list_blocked_user_ids(ListBlockedUserIdsRequest),
     "/chatmesh.user.v1.UserInternalService/SetRole" => user::set_role(SetRoleRequest),
+    "/chatmesh.user.v1.UserInternalService/ListFollowerIds" => user::list_follower_ids(ListFollowerIdsRequest),
+    "/chatmesh.user.v1.UserInternalService/ListFollowingIds" => user::list_following_ids(ListFollowingIdsRequest),
     "/chatmesh.channel.v1.ChannelService/CreateChannel" => channel::create_channel(CreateChannelRequest),
     "/chatmesh.channel.v1.ChannelService/GetChannel" => channel::get_channel(GetChannelRequest),
     "/chatmesh.channel.v1.ChannelService/ListMyChannels" => channel::list_my_channels(ListMyChannelsRequest),
@@ -118,6 +122,22 @@ rpcs! {
     "/chatmesh.chat.v1.ChatInternalService/GetSearchStatus" => chat::get_search_status(GetSearchStatusRequest),
     "/chatmesh.chat.v1.ChatInternalService/GetChatStates" => chat::get_chat_states(GetChatStatesRequest),
     "/chatmesh.chat.v1.ChatInternalService/ModerateRetractChat" => chat::moderate_retract_chat(ModerateRetractChatRequest),
+    "/chatmesh.feed.v1.FeedService/CreateStatus" => feed::create_status(CreateStatusRequest),
+    "/chatmesh.feed.v1.FeedService/GetStatus" => feed::get_status(GetStatusRequest),
+    "/chatmesh.feed.v1.FeedService/DeleteStatus" => feed::delete_status(DeleteStatusRequest),
+    "/chatmesh.feed.v1.FeedService/ListUserStatuses" => feed::list_user_statuses(ListUserStatusesRequest),
+    "/chatmesh.feed.v1.FeedService/ListStatusReplies" => feed::list_status_replies(ListStatusRepliesRequest),
+    "/chatmesh.feed.v1.FeedService/ListTagStatuses" => feed::list_tag_statuses(ListTagStatusesRequest),
+    "/chatmesh.feed.v1.FeedService/RepostStatus" => feed::repost_status(RepostStatusRequest),
+    "/chatmesh.feed.v1.FeedService/UndoRepost" => feed::undo_repost(UndoRepostRequest),
+    "/chatmesh.feed.v1.FeedService/ListStatusReposts" => feed::list_status_reposts(ListStatusRepostsRequest),
+    "/chatmesh.feed.v1.FeedService/LikeStatus" => feed::like_status(LikeStatusRequest),
+    "/chatmesh.feed.v1.FeedService/UnlikeStatus" => feed::unlike_status(UnlikeStatusRequest),
+    "/chatmesh.feed.v1.FeedService/ListStatusLikes" => feed::list_status_likes(ListStatusLikesRequest),
+    "/chatmesh.feed.v1.FeedService/ListUserLikes" => feed::list_user_likes(ListUserLikesRequest),
+    "/chatmesh.feed.v1.FeedService/ListTrends" => feed::list_trends(ListTrendsRequest),
+    "/chatmesh.feed.v1.FeedService/ListHomeTimeline" => feed::list_home_timeline(ListHomeTimelineRequest),
+    "/chatmesh.feed.v1.FeedService/ListScheduledStatuses" => feed::list_scheduled_statuses(ListScheduledStatusesRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/GetPresence" => dispatcher::get_presence(GetPresenceRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/SendTyping" => dispatcher::send_typing(SendTypingRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/Subscribe" => dispatcher::subscribe(SubscribeRequest),
@@ -125,6 +145,7 @@ rpcs! {
     "/chatmesh.dispatcher.v1.DispatcherInternalService/Attach" => dispatcher::attach(AttachRequest),
     "/chatmesh.dispatcher.v1.DispatcherInternalService/DisconnectUser" => dispatcher::disconnect_user(DisconnectUserRequest),
     "/chatmesh.dispatcher.v1.DispatcherInternalService/GetPresences" => dispatcher::get_presences(GetPresencesRequest),
+    "/chatmesh.dispatcher.v1.DispatcherInternalService/PublishToUsers" => dispatcher::publish_to_users(PublishToUsersRequest),
 }
 
 /// The gRPC paths of the contracts' RPCs that [`RPCS`] does not list, or lists with another

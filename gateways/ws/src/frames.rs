@@ -3,7 +3,7 @@
 
 use chatmesh_api::{
     chat::v1::{ChannelEvent, EventType},
-    dispatcher::v1::{LiveEvent, live_event::Event},
+    dispatcher::v1::{FeedEvent, FeedEventType, LiveEvent, live_event::Event},
 };
 use prost::Message;
 use prost_reflect::DynamicMessage;
@@ -21,6 +21,8 @@ pub mod server {
     pub const MEMBER_UPDATED: &str = "member.updated";
     pub const CHANNEL_UPDATED: &str = "channel.updated";
     pub const CHANNEL_DELETED: &str = "channel.deleted";
+    pub const STATUS_CREATED: &str = "status.created";
+    pub const STATUS_DELETED: &str = "status.deleted";
     pub const TYPING: &str = "typing";
     pub const PRESENCE: &str = "presence";
     pub const RESYNC: &str = "resync";
@@ -51,12 +53,18 @@ pub mod close {
 
 /// A protobuf message as proto3 JSON (lowerCamel names, int64 as strings, RFC 3339 times).
 pub fn to_json<M: Message>(message: &M, full_name: &str) -> Value {
-    let Some(descriptor) = chatmesh_api::descriptor_pool().get_message_by_name(full_name) else { return json!({}) };
-    DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .ok()
-        .and_then(|dynamic| serde_json::to_value(&dynamic).ok())
-        .unwrap_or_else(|| json!({}))
+    encoded_to_json(full_name, &message.encode_to_vec()).unwrap_or_else(|| json!({}))
 }
+
+/// The encoded message `full_name` as proto3 JSON; `None` when it does not decode as one.
+fn encoded_to_json(full_name: &str, bytes: &[u8]) -> Option<Value> {
+    let descriptor = chatmesh_api::descriptor_pool().get_message_by_name(full_name)?;
+    let dynamic = DynamicMessage::decode(descriptor, bytes).ok()?;
+    serde_json::to_value(&dynamic).ok()
+}
+
+/// The message a feed event carries (packed in an `Any`, see live.proto).
+const FEED_STATUS: &str = "chatmesh.feed.v1.Status";
 
 pub fn frame(event: &str, data: Value) -> String {
     json!({ "event": event, "data": data }).to_string()
@@ -94,7 +102,24 @@ pub fn channel_event(event: &ChannelEvent) -> Option<String> {
     Some(frame(name, data))
 }
 
-/// A live event as a frame, with the channel and event id it belongs to (for dedupe).
+/// A feed event as a frame: the status it carries, as proto3 JSON, under `data.status` (the
+/// status itself, not its `Any` wrapper). `None` for an unknown type or a payload that is not
+/// a status, which no client could read.
+pub fn feed_event(event: &FeedEvent) -> Option<String> {
+    let name = match event.r#type() {
+        FeedEventType::StatusCreated => server::STATUS_CREATED,
+        FeedEventType::StatusDeleted => server::STATUS_DELETED,
+        FeedEventType::Unspecified => return None,
+    };
+    let packed = event.status.as_ref()?;
+    if packed.type_url.rsplit('/').next() != Some(FEED_STATUS) {
+        return None;
+    }
+    Some(frame(name, json!({ "status": encoded_to_json(FEED_STATUS, &packed.value)? })))
+}
+
+/// A live event as a frame, with the channel and event id it belongs to (for dedupe; a feed
+/// event belongs to neither: it is not part of any channel's resume).
 pub fn live_event(event: &LiveEvent) -> Option<(Option<u64>, Option<u64>, String)> {
     match event.event.as_ref()? {
         Event::ChannelEvent(e) => Some((e.channel_id.parse().ok(), e.event_id.parse().ok(), channel_event(e)?)),
@@ -107,6 +132,7 @@ pub fn live_event(event: &LiveEvent) -> Option<(Option<u64>, Option<u64>, String
         Event::Resync(r) => {
             Some((r.channel_id.parse().ok(), None, frame(server::RESYNC, to_json(r, "chatmesh.dispatcher.v1.Resync"))))
         }
+        Event::FeedEvent(f) => Some((None, None, feed_event(f)?)),
     }
 }
 
@@ -116,7 +142,10 @@ pub fn resync(channel_id: u64, reason: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chatmesh_api::chat::v1::{Chat, channel_event::Payload};
+    use chatmesh_api::{
+        chat::v1::{Chat, channel_event::Payload},
+        feed::v1::Status,
+    };
 
     use super::*;
 
@@ -137,5 +166,41 @@ mod tests {
         assert_eq!(frame["data"]["chat"]["chatId"], "41");
         assert_eq!(frame["data"]["chat"]["text"], "hi");
         assert!(frame["data"].get("idempotencyKey").is_none());
+    }
+
+    fn live_feed_event(kind: FeedEventType, status: &Status, type_url: &str) -> LiveEvent {
+        let status = prost_types::Any { type_url: type_url.into(), value: status.encode_to_vec() };
+        LiveEvent { event: Some(Event::FeedEvent(FeedEvent { r#type: kind as i32, status: Some(status) })) }
+    }
+
+    const STATUS_URL: &str = "type.googleapis.com/chatmesh.feed.v1.Status";
+
+    #[test]
+    fn feed_events_carry_the_status_itself_under_their_name_and_no_channel() {
+        let status = Status { status_id: "41".into(), author_id: "9".into(), text: "hi".into(), ..Default::default() };
+        let live = live_feed_event(FeedEventType::StatusCreated, &status, STATUS_URL);
+        let (channel, event_id, text) = live_event(&live).expect("a frame");
+        assert_eq!((channel, event_id), (None, None), "not part of any channel's resume");
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(frame["event"], "status.created");
+        assert_eq!(frame["data"], json!({ "status": { "statusId": "41", "authorId": "9", "text": "hi" } }));
+
+        let gone = Status { status_id: "41".into(), deleted: true, ..Default::default() };
+        let (_, _, text) = live_event(&live_feed_event(FeedEventType::StatusDeleted, &gone, STATUS_URL)).unwrap();
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (frame["event"].as_str(), &frame["data"]["status"]["deleted"]),
+            (Some("status.deleted"), &json!(true))
+        );
+    }
+
+    #[test]
+    fn a_feed_event_no_client_could_read_is_not_sent() {
+        let status = Status { status_id: "41".into(), ..Default::default() };
+        assert_eq!(live_event(&live_feed_event(FeedEventType::Unspecified, &status, STATUS_URL)), None);
+        let elsewhere = "type.googleapis.com/chatmesh.chat.v1.Chat";
+        assert_eq!(live_event(&live_feed_event(FeedEventType::StatusCreated, &status, elsewhere)), None);
+        let unpacked = FeedEvent { r#type: FeedEventType::StatusCreated as i32, status: None };
+        assert_eq!(feed_event(&unpacked), None);
     }
 }

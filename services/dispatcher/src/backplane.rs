@@ -7,6 +7,9 @@
 //! open after a short timeout (a slow Redis never blocks a send), and when the subscription
 //! connection is lost the dispatcher is told (`Remote::Gap`), so it can send its sessions back to
 //! the log to catch up — never a silent gap.
+//!
+//! Control messages every dispatcher hears (logout, gap notices, events addressed to users
+//! rather than to a channel's followers) go on one control channel.
 
 use std::{
     collections::HashSet,
@@ -36,6 +39,8 @@ pub enum Remote {
     Ephemeral { channel: u64, except_user: u64, event: LiveEvent },
     /// Close a user's sessions (logout).
     Disconnect(DisconnectUserRequest),
+    /// An event for every session of these users (a feed event), wherever they are connected.
+    Users { users: Vec<u64>, event: LiveEvent },
     /// Events may have been missed (a lost subscription, or a dispatcher that could not publish).
     Gap,
 }
@@ -44,6 +49,7 @@ const EVENT: u8 = 0;
 const EPHEMERAL: u8 = 1;
 const DISCONNECT: u8 = 2;
 const GAP: u8 = 3;
+const USERS: u8 = 4;
 
 /// A message on the backplane: the publishing dispatcher's id (so it skips its own), a kind,
 /// and the message.
@@ -65,6 +71,13 @@ fn envelope(origin: u64, message: &Remote) -> Vec<u8> {
             request.encode(&mut bytes).expect("a Vec grows as needed");
         }
         Remote::Gap => bytes.push(GAP),
+        Remote::Users { users, event } => {
+            bytes.push(USERS);
+            let count = u32::try_from(users.len()).expect("at most 1,000 users per request");
+            bytes.extend_from_slice(&count.to_be_bytes());
+            users.iter().for_each(|user| bytes.extend_from_slice(&user.to_be_bytes()));
+            event.encode(&mut bytes).expect("a Vec grows as needed");
+        }
     }
     bytes
 }
@@ -86,6 +99,18 @@ fn open(bytes: &[u8]) -> Option<(u64, Remote)> {
         }
         DISCONNECT => Remote::Disconnect(DisconnectUserRequest::decode(body).ok()?),
         GAP => Remote::Gap,
+        USERS => {
+            let (count, rest) = body.split_at_checked(4)?;
+            let count = u32::from_be_bytes(count.try_into().ok()?) as usize;
+            let (users, event) = rest.split_at_checked(count.checked_mul(8)?)?;
+            Remote::Users {
+                users: users
+                    .chunks_exact(8)
+                    .map(|user| u64::from_be_bytes(user.try_into().expect("8 bytes")))
+                    .collect(),
+                event: LiveEvent::decode(event).ok()?,
+            }
+        }
         _ => return None,
     };
     Some((origin, message))
@@ -188,6 +213,12 @@ impl RedisBackplane {
     /// Asks every other dispatcher to close a user's sessions.
     pub async fn disconnect(&self, request: &DisconnectUserRequest) {
         self.send(redis_keys::live_control().to_owned(), &Remote::Disconnect(request.clone())).await;
+    }
+
+    /// Asks every other dispatcher to hand `event` to its sessions of `users`. Best effort, like
+    /// typing and presence: a failure is followed by a gap notice once Redis answers again.
+    pub async fn publish_to_users(&self, users: Vec<u64>, event: LiveEvent) {
+        self.send(redis_keys::live_control().to_owned(), &Remote::Users { users, event }).await;
     }
 
     /// Publishes on `key`; fails open (logged once per failure streak) after the timeout.
@@ -352,21 +383,38 @@ async fn subscribe_loop(
 
 #[cfg(test)]
 mod tests {
+    use chatmesh_api::{
+        dispatcher::v1::{FeedEvent, FeedEventType, live_event},
+        feed::v1::Status,
+    };
+
     use super::*;
 
     #[test]
     fn envelopes_carry_their_origin_and_message() {
         let event = ChannelEvent { event_id: "5".into(), channel_id: "7".into(), ..Default::default() };
+        let status = Status { status_id: "3".into(), text: "hi".into(), ..Default::default() };
+        let status = prost_types::Any {
+            type_url: "type.googleapis.com/chatmesh.feed.v1.Status".into(),
+            value: status.encode_to_vec(),
+        };
+        let feed = FeedEvent { r#type: FeedEventType::StatusCreated as i32, status: Some(status) };
+        let feed_event = LiveEvent { event: Some(live_event::Event::FeedEvent(feed)) };
         let messages = [
             Remote::Event(event),
             Remote::Ephemeral { channel: 7, except_user: 9, event: LiveEvent::default() },
             Remote::Disconnect(DisconnectUserRequest { user_id: "9".into(), login_session_id: "s".into() }),
             Remote::Gap,
+            Remote::Users { users: vec![9, u64::MAX, 1], event: feed_event },
+            Remote::Users { users: Vec::new(), event: LiveEvent::default() },
         ];
         for message in messages {
             assert_eq!(open(&envelope(42, &message)), Some((42, message)));
         }
         assert_eq!(open(b"short"), None);
         assert_eq!(open(&[0, 0, 0, 0, 0, 0, 0, 1, 99]), None, "an unknown kind");
+        let users = envelope(42, &Remote::Users { users: vec![9, 10], event: LiveEvent::default() });
+        assert_eq!(open(&users[..users.len() - 1]), None, "fewer users than counted");
+        assert_eq!(open(&[0, 0, 0, 0, 0, 0, 0, 1, USERS, 255, 255, 255, 255]), None, "a count past the end");
     }
 }

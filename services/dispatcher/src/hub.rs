@@ -125,6 +125,20 @@ impl Hub {
         self.user_sessions_where(user, |session| login_session.is_none_or(|sid| sid == session.login_session))
     }
 
+    /// Every session of any of `users`, grouped by gateway: each gateway is named once, however
+    /// many of the users it holds, so it encodes the event once for all of them.
+    pub fn users_targets(&self, users: &[u64]) -> Targets {
+        let state = self.state();
+        let users: HashSet<u64> = users.iter().copied().collect();
+        let mut by_gateway: HashMap<u64, Vec<String>> = HashMap::new();
+        for session_id in users.iter().filter_map(|user| state.by_user.get(user)).flatten() {
+            if let Some(session) = state.sessions.get(session_id) {
+                by_gateway.entry(session.gateway).or_default().push(session_id.clone());
+            }
+        }
+        Self::with_senders(&state, by_gateway)
+    }
+
     /// The sessions of `user` that follow `channel` or every channel of theirs.
     pub fn user_targets_in(&self, user: u64, channel: u64) -> Targets {
         self.user_sessions_where(user, |session| session.all_channels || session.channels.contains(&channel))

@@ -1,7 +1,8 @@
 //! Dispatcher service: live delivery. Gateways attach with one multiplexed stream each and
 //! register their sessions; committed events are published here and fanned out by channel
-//! subscription. Presence and typing are ephemeral and live here too. Several dispatchers
-//! share events through the Redis backplane.
+//! subscription, and feed events go to every session of the users they name. Presence and
+//! typing are ephemeral and live here too. Several dispatchers share events through the Redis
+//! backplane.
 
 mod backplane;
 mod core;

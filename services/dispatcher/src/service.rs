@@ -1,5 +1,5 @@
 //! The tonic handlers of DispatcherService (presence, typing) and DispatcherInternalService
-//! (publish, attach, disconnect): wire → core → protobuf.
+//! (publish, publish to users, attach, disconnect, presences): wire → core → protobuf.
 
 use std::sync::Arc;
 
@@ -23,8 +23,8 @@ pub struct DispatcherApi {
     core: Arc<DispatcherCore>,
 }
 
-/// DispatcherInternalService: publish, attach, disconnect and presences (service principals
-/// only).
+/// DispatcherInternalService: publish, publish to users, attach, disconnect and presences
+/// (service principals only).
 #[derive(Clone)]
 pub struct DispatcherInternalApi {
     core: Arc<DispatcherCore>,
@@ -76,6 +76,16 @@ impl DispatcherInternalService for DispatcherInternalApi {
         let users = request.into_inner().user_ids.into_iter().zip(valid.user_ids).collect();
         let presences = self.core.presences(users).await;
         Ok(Response::new(pb::GetPresencesResponse { presences }))
+    }
+
+    async fn publish_to_users(
+        &self,
+        request: Request<pb::PublishToUsersRequest>,
+    ) -> Result<Response<pb::PublishToUsersResponse>, Status> {
+        let valid = wire::publish_to_users(request.get_ref())?;
+        let event = pb::LiveEvent { event: request.into_inner().event.map(pb::live_event::Event::FeedEvent) };
+        self.core.publish_to_users(valid.user_ids, event).await;
+        Ok(Response::new(pb::PublishToUsersResponse {}))
     }
 }
 

@@ -673,6 +673,32 @@ impl UserInternalService for UserInternalApi {
         let profile = self.core.set_role(&cmd.email_key, role).await?;
         Ok(Response::new(pb::SetRoleResponse { user: Some(user_pb(profile)) }))
     }
+
+    async fn list_follower_ids(
+        &self,
+        request: Request<pb::ListFollowerIdsRequest>,
+    ) -> Result<Response<pb::ListFollowerIdsResponse>, Status> {
+        let page = wire::list_follower_ids(request.get_ref())?;
+        let page = self.core.follower_ids(page).await?;
+        Ok(Response::new(pb::ListFollowerIdsResponse {
+            user_ids: page.ids.iter().map(u64::to_string).collect(),
+            next_page_token: next_token(page.next),
+            total_size: page.total as i64,
+        }))
+    }
+
+    async fn list_following_ids(
+        &self,
+        request: Request<pb::ListFollowingIdsRequest>,
+    ) -> Result<Response<pb::ListFollowingIdsResponse>, Status> {
+        let target = wire::list_following_ids(request.get_ref())?;
+        let edges = self.core.following_edges(target.user_id).await?;
+        let followees = edges
+            .into_iter()
+            .map(|edge| pb::Followee { user_id: edge.user_id.to_string(), follow_id: edge.edge_id.to_string() })
+            .collect();
+        Ok(Response::new(pb::ListFollowingIdsResponse { followees }))
+    }
 }
 
 #[cfg(test)]
@@ -932,6 +958,10 @@ mod tests {
         assert_no_backend_text(api.logout(as_user(pb::LogoutRequest {})).await.unwrap_err());
         let batch = pb::BatchGetUsersRequest { user_ids: vec!["7".into()] };
         assert_no_backend_text(internal.batch_get_users(Request::new(batch)).await.unwrap_err());
+        let followers = pb::ListFollowerIdsRequest { user_id: "7".into(), ..Default::default() };
+        assert_no_backend_text(internal.list_follower_ids(Request::new(followers)).await.unwrap_err());
+        let following = pb::ListFollowingIdsRequest { user_id: "7".into() };
+        assert_no_backend_text(internal.list_following_ids(Request::new(following)).await.unwrap_err());
         // the same answer inside a request carries that request's id
         let status =
             chatmesh_platform::request_id::scope(Some("req-42".into()), api.get_me(as_user(pb::GetMeRequest {})))

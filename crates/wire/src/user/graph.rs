@@ -3,9 +3,13 @@
 
 use super::*;
 
+/// Largest (and default) page of the internal `ListFollowerIds`: one fan-out step's followers.
+pub const MAX_ID_PAGE: usize = 1000;
+
 /// A valid request naming one user and nothing else: FollowUser, UnfollowUser, BlockUser,
 /// UnblockUser, SendFriendRequest and its Accept, Decline and Cancel, RemoveFriend, the admins'
-/// GetAccount, UnsuspendAccount and DeleteAccount, and the internal ListBlockedUserIds.
+/// GetAccount, UnsuspendAccount and DeleteAccount, and the internal ListBlockedUserIds and
+/// ListFollowingIds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserTarget {
     /// The user the request names.
@@ -81,6 +85,11 @@ pub fn list_blocked_user_ids(request: &pb::ListBlockedUserIdsRequest) -> Result<
     target(&request.user_id)
 }
 
+/// Checks a `ListFollowingIdsRequest`: the user id is required.
+pub fn list_following_ids(request: &pb::ListFollowingIdsRequest) -> Result<UserTarget, Status> {
+    target(&request.user_id)
+}
+
 /// A valid `CheckBlockRequest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckBlock {
@@ -141,7 +150,8 @@ pub(super) fn page(page_size: i32, page_token: &str) -> Result<Page, Status> {
     })
 }
 
-/// A valid `ListFollowersRequest` or `ListFollowingRequest`: one page of one user's list.
+/// A valid `ListFollowersRequest`, `ListFollowingRequest` or (internal) `ListFollowerIdsRequest`:
+/// one page of one user's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserPage {
     /// Whose followers, or whom they follow.
@@ -166,6 +176,14 @@ pub fn list_followers(request: &pb::ListFollowersRequest) -> Result<UserPage, St
 /// Checks a `ListFollowingRequest`: the user id, then the page.
 pub fn list_following(request: &pb::ListFollowingRequest) -> Result<UserPage, Status> {
     user_page(&request.user_id, request.page_size, &request.page_token)
+}
+
+/// Checks a `ListFollowerIdsRequest` (internal): the user id, then the page, of up to
+/// [`MAX_ID_PAGE`] ids (the default too).
+pub fn list_follower_ids(request: &pb::ListFollowerIdsRequest) -> Result<UserPage, Status> {
+    let user_id = validate::id("user_id", &request.user_id)?;
+    let page_size = crate::page::page_size(request.page_size, MAX_ID_PAGE, MAX_ID_PAGE);
+    Ok(UserPage { user_id, page_size, before: crate::page::decode_token(&request.page_token)? })
 }
 
 /// Checks a `ListBlockedUsersRequest`: the page.
@@ -270,6 +288,7 @@ mod tests {
             unsuspend_account(UnsuspendAccountRequest),
             delete_account(DeleteAccountRequest),
             list_blocked_user_ids(ListBlockedUserIdsRequest),
+            list_following_ids(ListFollowingIdsRequest),
         );
     }
 
@@ -313,6 +332,24 @@ mod tests {
         let following = pb::ListFollowingRequest { user_id: "7".into(), page_size: 5, page_token: String::new() };
         assert_eq!(list_following(&following).unwrap(), UserPage { user_id: 7, page_size: 5, before: None });
         refuses(list_following(&pb::ListFollowingRequest { user_id: "0".into(), ..following }), "user_id");
+    }
+
+    #[test]
+    fn follower_id_pages_hold_up_to_a_thousand_ids_by_default() {
+        let request = |user_id: &str, page_size, page_token: &str| pb::ListFollowerIdsRequest {
+            user_id: user_id.into(),
+            page_size,
+            page_token: page_token.into(),
+        };
+        let first = list_follower_ids(&request("7", 0, "")).unwrap();
+        assert_eq!(first, UserPage { user_id: 7, page_size: MAX_ID_PAGE, before: None });
+        let next = list_follower_ids(&request("7", 5000, &crate::page::encode_token(99))).unwrap();
+        assert_eq!(next, UserPage { user_id: 7, page_size: MAX_ID_PAGE, before: Some(99) });
+        assert_eq!(list_follower_ids(&request("7", 3, "")).unwrap().page_size, 3);
+        assert_eq!(list_follower_ids(&request("7", -1, "")).unwrap().page_size, MAX_ID_PAGE);
+        refuses(list_follower_ids(&request("", 10, "")), "user_id");
+        refuses(list_follower_ids(&request("x", 10, "x")), "user_id");
+        refuses(list_follower_ids(&request("7", 10, "99")), "page_token");
     }
 
     #[test]

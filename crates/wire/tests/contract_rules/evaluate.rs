@@ -7,7 +7,7 @@ use regex::Regex;
 
 use crate::{
     contracts::map_entry,
-    rules::{Ignore, MapRules, RepeatedRules, Rules, TypeRules, int_of},
+    rules::{Ignore, MapRules, NANOS, RepeatedRules, Rules, TimestampRules, TypeRules, int_of, nanos_of, now_nanos},
 };
 
 /// The HTML standard's valid e-mail address, which protovalidate's `string.email` follows.
@@ -179,30 +179,7 @@ pub(crate) fn scalar_violations(rules: &Rules, kind: &Kind, value: &Value) -> Ve
             {
                 violations.push(violation(&rule("const"), format!("not {c}")));
             }
-            // why: protovalidate reads `gt: 10, lt: 5` (upper below lower) as "outside 5..=10".
-            let lower =
-                r.gt.map(|b| (v > b, format!("> {b}"), "gt", b))
-                    .or(r.gte.map(|b| (v >= b, format!(">= {b}"), "gte", b)));
-            let upper =
-                r.lt.map(|b| (v < b, format!("< {b}"), "lt", b))
-                    .or(r.lte.map(|b| (v <= b, format!("<= {b}"), "lte", b)));
-            match (lower, upper) {
-                (Some((lo_ok, lo, lo_rule, lo_b)), Some((up_ok, up, up_rule, up_b))) if up_b < lo_b => {
-                    if !(lo_ok || up_ok) {
-                        violations.push(violation(
-                            &rule(&format!("{lo_rule}_{up_rule}_exclusive")),
-                            format!("{v} is not {lo} or {up}"),
-                        ));
-                    }
-                }
-                (lower, upper) => {
-                    for (ok, what, r, _) in lower.into_iter().chain(upper) {
-                        if !ok {
-                            violations.push(violation(&rule(r), format!("{v} is not {what}")));
-                        }
-                    }
-                }
-            }
+            violations.extend(range_violations(name, v, [r.gt, r.gte, r.lt, r.lte], &|b| b.to_string()));
             if !r.r#in.is_empty() && !r.r#in.contains(&v) {
                 violations.push(violation(&rule("in"), format!("not in {:?}", r.r#in)));
             }
@@ -235,9 +212,86 @@ pub(crate) fn scalar_violations(rules: &Rules, kind: &Kind, value: &Value) -> Ve
             }
         }
         (Some(TypeRules::Bool(None)), Value::Bool(_)) => {}
+        (Some(TypeRules::Timestamp(r)), _) if nanos_of(value).is_some() => {
+            violations.extend(timestamp_violations(r, nanos_of(value).expect("a time"), now_nanos()));
+        }
         (Some(kind), value) => violations.push(violation("type", format!("{kind:?} rules on {value:?}"))),
     }
     violations
+}
+
+/// The violations of a lower bound (`gt` or `gte`) and an upper one (`lt` or `lte`), named
+/// `{name}.gt` and so on.
+fn range_violations(
+    name: &str,
+    v: i128,
+    [gt, gte, lt, lte]: [Option<i128>; 4],
+    show: &dyn Fn(i128) -> String,
+) -> Vec<Violation> {
+    let rule = |suffix: &str| format!("{name}.{suffix}");
+    // why: protovalidate reads `gt: 10, lt: 5` (upper below lower) as "outside 5..=10".
+    let lower = gt
+        .map(|b| (v > b, format!("> {}", show(b)), "gt", b))
+        .or(gte.map(|b| (v >= b, format!(">= {}", show(b)), "gte", b)));
+    let upper = lt
+        .map(|b| (v < b, format!("< {}", show(b)), "lt", b))
+        .or(lte.map(|b| (v <= b, format!("<= {}", show(b)), "lte", b)));
+    let mut violations = Vec::new();
+    match (lower, upper) {
+        (Some((lo_ok, lo, lo_rule, lo_b)), Some((up_ok, up, up_rule, up_b))) if up_b < lo_b => {
+            if !(lo_ok || up_ok) {
+                violations.push(violation(
+                    &rule(&format!("{lo_rule}_{up_rule}_exclusive")),
+                    format!("{} is not {lo} or {up}", show(v)),
+                ));
+            }
+        }
+        (lower, upper) => {
+            for (ok, what, r, _) in lower.into_iter().chain(upper) {
+                if !ok {
+                    violations.push(violation(&rule(r), format!("{} is not {what}", show(v))));
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// The verdict of timestamp rules on a time `at`, the clock reading `now` (both in nanoseconds
+/// since the epoch), as protovalidate's expressions say: `gt_now` refuses a time before now,
+/// `lt_now` one after, `within` one further from now than its duration.
+pub(crate) fn timestamp_violations(r: &TimestampRules, at: i128, now: i128) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if let Some(c) = r.r#const
+        && at != c
+    {
+        violations.push(violation("timestamp.const", format!("not {}", show_time(c))));
+    }
+    violations.extend(range_violations("timestamp", at, [r.gt, r.gte, r.lt, r.lte], &show_time));
+    let (shown, now_shown) = (show_time(at), show_time(now));
+    if r.gt_now && at < now {
+        violations.push(violation("timestamp.gt_now", format!("{shown} is before now ({now_shown})")));
+    }
+    if r.lt_now && at > now {
+        violations.push(violation("timestamp.lt_now", format!("{shown} is after now ({now_shown})")));
+    }
+    if let Some(d) = r.within
+        && (at < now - d || at > now + d)
+    {
+        let within = if d % NANOS == 0 { format!("{}s", d / NANOS) } else { format!("{d} ns") };
+        violations.push(violation("timestamp.within", format!("{shown} is more than {within} from now ({now_shown})")));
+    }
+    violations
+}
+
+/// A time in nanoseconds since the epoch, in RFC 3339.
+pub(crate) fn show_time(nanos: i128) -> String {
+    let seconds = i64::try_from(nanos.div_euclid(NANOS));
+    let subsec = i32::try_from(nanos.rem_euclid(NANOS)).expect("below 1e9");
+    match seconds {
+        Ok(seconds) => prost_types::Timestamp { seconds, nanos: subsec }.to_string(),
+        Err(_) => format!("{nanos} ns after the epoch"),
+    }
 }
 
 /// The names of the rules annotated, as the evaluator names their violations.
@@ -266,14 +320,19 @@ pub(crate) fn rule_names(rules: &Rules, prefix: &str, out: &mut Vec<String>) {
             set.iter().filter(|(_, on)| *on).for_each(|(name, _)| add(name));
         }
         Some(TypeRules::Int(name, r)) => {
-            let lower = r.gt.map(|b| ("gt", b)).or(r.gte.map(|b| ("gte", b)));
-            let upper = r.lt.map(|b| ("lt", b)).or(r.lte.map(|b| ("lte", b)));
-            match (lower, upper) {
-                (Some((lo, lo_b)), Some((up, up_b))) if up_b < lo_b => add(&format!("{name}.{lo}_{up}_exclusive")),
-                (lower, upper) => lower.into_iter().chain(upper).for_each(|(r, _)| add(&format!("{name}.{r}"))),
-            }
+            range_names(name, [r.gt, r.gte, r.lt, r.lte]).iter().for_each(|r| add(r));
             let set = [("const", r.r#const.is_some()), ("in", !r.r#in.is_empty()), ("not_in", !r.not_in.is_empty())];
             set.iter().filter(|(_, on)| *on).for_each(|(r, _)| add(&format!("{name}.{r}")));
+        }
+        Some(TypeRules::Timestamp(r)) => {
+            range_names("timestamp", [r.gt, r.gte, r.lt, r.lte]).iter().for_each(|r| add(r));
+            let set = [
+                ("timestamp.const", r.r#const.is_some()),
+                ("timestamp.lt_now", r.lt_now),
+                ("timestamp.gt_now", r.gt_now),
+                ("timestamp.within", r.within.is_some()),
+            ];
+            set.iter().filter(|(_, on)| *on).for_each(|(name, _)| add(name));
         }
         Some(TypeRules::Enum(r)) => {
             let set = [
@@ -309,5 +368,15 @@ pub(crate) fn rule_names(rules: &Rules, prefix: &str, out: &mut Vec<String>) {
                 rule_names(values, &format!("{prefix}map.values."), out);
             }
         }
+    }
+}
+
+/// The names [`range_violations`] gives.
+fn range_names(name: &str, [gt, gte, lt, lte]: [Option<i128>; 4]) -> Vec<String> {
+    let lower = gt.map(|b| ("gt", b)).or(gte.map(|b| ("gte", b)));
+    let upper = lt.map(|b| ("lt", b)).or(lte.map(|b| ("lte", b)));
+    match (lower, upper) {
+        (Some((lo, lo_b)), Some((up, up_b))) if up_b < lo_b => vec![format!("{name}.{lo}_{up}_exclusive")],
+        (lower, upper) => lower.into_iter().chain(upper).map(|(r, _)| format!("{name}.{r}")).collect(),
     }
 }

@@ -1,15 +1,27 @@
 //! The cases: values generated from the rules, and the samples.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, ops::RangeInclusive};
 
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
 use serde_json::Value as Json;
 
 use crate::{
     contracts::{Contracts, EMAIL_SAMPLES, Entry, map_entry},
-    evaluate::{item_violations, verdict},
-    rules::{MapRules, RepeatedRules, Rules, TypeRules, field_rules, int_of, unsupported},
+    evaluate::{item_violations, show_time, verdict},
+    rules::{
+        MapRules, NANOS, RepeatedRules, Rules, TIMESTAMP, TimestampRules, TypeRules, field_rules, int_of, now_nanos,
+        unsupported,
+    },
 };
+
+/// How long a run may take from making a case relative to the clock to judging it: such a case
+/// near a bound sits this far inside or outside it (the bounds relative to now are longer).
+const SLACK: i128 = 10 * 60 * NANOS;
+const HOUR: i128 = 3600 * NANOS;
+const DAY: i128 = 24 * HOUR;
+/// The times a `google.protobuf.Timestamp` names, in nanoseconds since the epoch: 0001-01-01T00:00:00Z
+/// to 9999-12-31T23:59:59.999999999Z.
+const TIMES: RangeInclusive<i128> = -62_135_596_800 * NANOS..=253_402_300_800 * NANOS - 1;
 
 /// One value to give a field (`None`: unset it).
 #[derive(Debug, Clone)]
@@ -325,6 +337,12 @@ impl Generator<'_> {
             cases.push(Case { label: "unset".into(), value: None, at_bound: Vec::new() });
         }
         if let Kind::Message(desc) = &kind {
+            if desc.full_name() == TIMESTAMP {
+                cases.extend(current.map(|value| case("valid value", value.clone())));
+                cases.extend(samples);
+                cases.extend(timestamp_cases(desc, rules));
+                return Ok(dedup(cases));
+            }
             let value = match current {
                 Some(value) => value.clone(),
                 None => Value::Message(self.synthesize(desc, path)?),
@@ -426,6 +444,76 @@ impl Generator<'_> {
         }
         Ok(message)
     }
+}
+
+/// The times of a Timestamp field: fixed ones, ones 1 ns around each fixed bound, and ones
+/// relative to the clock now (around the `_now` and `within` bounds, [`SLACK`] from them).
+fn timestamp_cases(desc: &MessageDescriptor, rules: &Rules) -> Vec<Case> {
+    let r = match &rules.kind {
+        Some(TypeRules::Timestamp(r)) => r.clone(),
+        _ => TimestampRules::default(),
+    };
+    let mut times: Vec<(String, i128, Option<String>)> =
+        vec![("epoch".into(), 0, None), ("2024-01-01".into(), 1_704_067_200 * NANOS, None)];
+    for (suffix, bound, inside) in [("gt", r.gt, 1), ("gte", r.gte, 0), ("lt", r.lt, -1), ("lte", r.lte, 0)] {
+        let Some(b) = bound else { continue };
+        let rule = format!("timestamp.{suffix}");
+        for delta in -1..=1 {
+            times.push((
+                format!("{rule} {}: {delta:+} ns", show_time(b)),
+                b + delta,
+                (delta == inside).then(|| rule.clone()),
+            ));
+        }
+    }
+    if let Some(c) = r.r#const {
+        times.extend([-1, 0, 1].map(|delta| (format!("timestamp.const {delta:+} ns"), c + delta, None)));
+    }
+    // why: made from the clock now, judged on it read again (by the evaluator and the server)
+    // a moment later: a case stays SLACK or more from each bound relative to now.
+    let now = now_nanos();
+    let bound = |on: bool, rule: &str| on.then(|| rule.to_owned());
+    let mut relative = vec![
+        ("now − 10 min".to_owned(), -SLACK, bound(r.lt_now, "timestamp.lt_now")),
+        ("now + 10 min".to_owned(), SLACK, bound(r.gt_now, "timestamp.gt_now")),
+        ("now − 1 h".to_owned(), -HOUR, None),
+        ("now + 1 h".to_owned(), HOUR, None),
+        ("now − 366 days".to_owned(), -366 * DAY, None),
+        ("now + 366 days".to_owned(), 366 * DAY, None),
+    ];
+    if let Some(d) = r.within {
+        let around = [
+            ("− 1 day", d - DAY, true),
+            ("− 10 min", d - SLACK, true),
+            ("+ 10 min", d + SLACK, false),
+            ("+ 1 day", d + DAY, false),
+        ];
+        for (tail, offset, inside) in around.into_iter().filter(|(_, offset, _)| *offset > 0) {
+            for (sign, signed) in [("−", -offset), ("+", offset)] {
+                relative.push((format!("now {sign} (within {tail})"), signed, bound(inside, "timestamp.within")));
+            }
+        }
+    }
+    times.extend(relative.into_iter().map(|(label, offset, rule)| (label, now + offset, rule)));
+    times
+        .into_iter()
+        .filter(|(_, at, _)| TIMES.contains(at))
+        .map(|(label, at, rule)| Case {
+            label,
+            value: Some(time_value(desc, at)),
+            at_bound: rule.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// A `google.protobuf.Timestamp` of a time in nanoseconds since the epoch.
+fn time_value(desc: &MessageDescriptor, at: i128) -> Value {
+    let seconds = i64::try_from(at.div_euclid(NANOS)).expect("a time's seconds fit an i64");
+    let nanos = i32::try_from(at.rem_euclid(NANOS)).expect("below 1e9");
+    let mut time = DynamicMessage::new(desc.clone());
+    time.set_field_by_name("seconds", Value::I64(seconds));
+    time.set_field_by_name("nanos", Value::I32(nanos));
+    Value::Message(time)
 }
 
 /// `count` distinct keys like `key` (it, then it with a number appended).

@@ -22,11 +22,12 @@ use regex::Regex;
 
 use crate::{
     contracts::{Base, Contracts, EMAIL_SAMPLES, Entry, reachable_messages, requests, service_of, valid_bases},
-    evaluate::{describe_violations, email_regex, rule_names, scalar_violations, verdict},
+    evaluate::{describe_violations, email_regex, rule_names, scalar_violations, timestamp_violations, verdict},
     generate::Generator,
     report::{Run, describe_value, fail_on},
     rules::{
-        OPTIONAL, OUTPUT_ONLY, REQUIRED, Rules, StringRules, TypeRules, behaviours, check_message_rules, field_rules,
+        NANOS, OPTIONAL, OUTPUT_ONLY, REQUIRED, Rules, StringRules, TimestampRules, TypeRules, behaviours,
+        check_message_rules, field_rules,
     },
     server::{FieldAt, ServerVerdict, chain_at, ensure_parents, field_paths, leaf_parent, read_at, server_verdict},
 };
@@ -163,6 +164,32 @@ fn the_evaluator_counts_characters_and_reads_email_addresses_as_the_html_standar
     {
         assert_eq!(scalar_violations(&email, &Kind::String, &Value::String(value.into())).is_empty(), ok, "{value:?}");
     }
+}
+
+#[test]
+fn the_evaluator_judges_times_against_the_clock_reading_as_protovalidates_expressions_do() {
+    let now = 1_800_000_000 * NANOS;
+    let year = 365 * 24 * 3600 * NANOS;
+    let ahead = TimestampRules { gt_now: true, within: Some(year), ..Default::default() };
+    let rules_broken = |rules: &TimestampRules, at: i128| {
+        timestamp_violations(rules, at, now).into_iter().map(|v| v.rule).collect::<Vec<_>>()
+    };
+    assert_eq!(rules_broken(&ahead, now - 1), ["timestamp.gt_now"]);
+    assert!(rules_broken(&ahead, now).is_empty(), "gt_now refuses a time before now, not now itself");
+    assert!(rules_broken(&ahead, now + year).is_empty(), "within includes its ends");
+    assert_eq!(rules_broken(&ahead, now + year + 1), ["timestamp.within"]);
+    assert_eq!(rules_broken(&ahead, now - year - 1), ["timestamp.gt_now", "timestamp.within"]);
+    let behind = TimestampRules { lt_now: true, ..Default::default() };
+    assert_eq!(rules_broken(&behind, now + 1), ["timestamp.lt_now"]);
+    let outside = TimestampRules { gte: Some(10), lt: Some(5), ..Default::default() };
+    assert_eq!(rules_broken(&outside, 7), ["timestamp.gte_lt_exclusive"]);
+    assert!(rules_broken(&outside, 4).is_empty() && rules_broken(&outside, 10).is_empty());
+    let exact = TimestampRules { r#const: Some(3), gt: Some(0), ..Default::default() };
+    assert_eq!(rules_broken(&exact, 0), ["timestamp.const", "timestamp.gt"]);
+    let mut names = Vec::new();
+    let rules = Rules { kind: Some(TypeRules::Timestamp(ahead)), ..Default::default() };
+    rule_names(&rules, "", &mut names);
+    assert_eq!(names, ["timestamp.gt_now", "timestamp.within"]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The dispatcher's operations: delivering committed events to the sessions that follow their
-//! channel, registering gateways' sessions, presence and typing. The decisions they ask are in
-//! [`rules`]; the handlers in `service.rs` only translate.
+//! channel (and feed events to the sessions of the users they name), registering gateways'
+//! sessions, presence and typing. The decisions they ask are in [`rules`]; the handlers in
+//! `service.rs` only translate.
 
 pub mod rules;
 
@@ -152,6 +153,20 @@ impl DispatcherCore {
         self.disconnect(valid).await;
         if let Some(backplane) = &self.backplane {
             backplane.disconnect(request).await;
+        }
+    }
+
+    /// Hands a user-addressed event (a feed event, already checked) to every session of `users`:
+    /// this dispatcher's at once, the others' through the backplane (best effort, like typing:
+    /// these events are not logged, so there is no order across dispatchers to keep). Each
+    /// gateway gets it once, naming all its sessions of those users.
+    pub async fn publish_to_users(&self, users: Vec<u64>, event: LiveEvent) {
+        if users.is_empty() {
+            return;
+        }
+        hub::deliver(self.hub.users_targets(&users), &event).await;
+        if let Some(backplane) = &self.backplane {
+            backplane.publish_to_users(users, event).await;
         }
     }
 
@@ -313,6 +328,9 @@ impl DispatcherCore {
             }
             Remote::Ephemeral { channel, except_user, event } => {
                 hub::deliver(self.hub.targets(channel, Some(except_user)), &event).await;
+            }
+            Remote::Users { users, event } => {
+                hub::deliver(self.hub.users_targets(&users), &event).await;
             }
             Remote::Disconnect(request) => {
                 // why: checked like a DisconnectUser request; a malformed one closes nothing.

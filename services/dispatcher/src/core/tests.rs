@@ -102,3 +102,74 @@ async fn presences_answer_for_anyone_in_order_where_the_public_query_needs_a_sha
         "a stranger sees nothing through GetPresence"
     );
 }
+
+fn feed_event(status_id: &str) -> LiveEvent {
+    let status = chatmesh_api::feed::v1::Status { status_id: status_id.into(), ..Default::default() };
+    let status = prost_types::Any {
+        type_url: "type.googleapis.com/chatmesh.feed.v1.Status".into(),
+        value: prost::Message::encode_to_vec(&status),
+    };
+    let feed = pb::FeedEvent { r#type: pb::FeedEventType::StatusCreated as i32, status: Some(status) };
+    LiveEvent { event: Some(Event::FeedEvent(feed)) }
+}
+
+/// The delivery already queued for a gateway (sorted session ids and the event), if any.
+fn delivered(down: &mut mpsc::Receiver<Result<AttachResponse, Status>>) -> Option<(Vec<String>, LiveEvent)> {
+    match down.try_recv() {
+        Ok(Ok(AttachResponse { command: Some(Down::Delivery(delivery)) })) => {
+            let mut sessions = delivery.session_ids;
+            sessions.sort();
+            Some((sessions, delivery.event.expect("an event")))
+        }
+        _ => None,
+    }
+}
+
+/// Two gateways attached: the first holds `a1` and `a2` of user 7 and `c` of user 9, the
+/// second `b` of user 8.
+async fn two_gateways(
+    core: &Arc<DispatcherCore>,
+) -> [(mpsc::Sender<Result<AttachRequest, Status>>, mpsc::Receiver<Result<AttachResponse, Status>>); 2] {
+    let (up_one, inbound) = mpsc::channel(8);
+    let mut down_one = core.attach(ReceiverStream::new(inbound));
+    let (up_two, inbound) = mpsc::channel(8);
+    let mut down_two = core.attach(ReceiverStream::new(inbound));
+    for (session, user) in [("a1", 7), ("a2", 7), ("c", 9)] {
+        up_one.send(opened(session, user)).await.unwrap();
+    }
+    ready(&mut down_one, "c").await;
+    up_two.send(opened("b", 8)).await.unwrap();
+    ready(&mut down_two, "b").await;
+    [(up_one, down_one), (up_two, down_two)]
+}
+
+#[tokio::test]
+async fn a_users_event_reaches_every_session_of_the_named_users_once_per_gateway() {
+    let keys = tempfile::tempdir().unwrap();
+    let core = dispatcher(&keys);
+    let [(_up_one, mut one), (_up_two, mut two)] = two_gateways(&core).await;
+
+    core.publish_to_users(vec![7, 8, 5, 7], feed_event("41")).await;
+    assert_eq!(
+        delivered(&mut one),
+        Some((vec!["a1".into(), "a2".into()], feed_event("41"))),
+        "one delivery naming both sessions of user 7, none for user 9"
+    );
+    assert_eq!(delivered(&mut one), None, "a repeated id does not deliver twice");
+    assert_eq!(delivered(&mut two), Some((vec!["b".into()], feed_event("41"))));
+
+    core.publish_to_users(vec![5], feed_event("42")).await;
+    core.publish_to_users(Vec::new(), feed_event("43")).await;
+    assert_eq!((delivered(&mut one), delivered(&mut two)), (None, None), "nobody named is connected here");
+}
+
+#[tokio::test]
+async fn a_users_event_from_another_dispatcher_reaches_the_sessions_here() {
+    let keys = tempfile::tempdir().unwrap();
+    let core = dispatcher(&keys);
+    let [(_up_one, mut one), (_up_two, mut two)] = two_gateways(&core).await;
+
+    core.remote(Remote::Users { users: vec![9, 6], event: feed_event("41") }).await;
+    assert_eq!(delivered(&mut one), Some((vec!["c".into()], feed_event("41"))));
+    assert_eq!(delivered(&mut two), None);
+}

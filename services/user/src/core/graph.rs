@@ -38,6 +38,14 @@ pub struct UserPage {
     pub total: u64,
 }
 
+/// A page of user ids (internal lists), the cursor of the next page and the whole list's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPage {
+    pub ids: Vec<u64>,
+    pub next: Option<u64>,
+    pub total: u64,
+}
+
 /// Whether `actor` may start a relation (follow, friend request) with `target`, given how they
 /// stand and the target's state. Checked in this order: oneself, the target's state, blocks.
 pub fn may_relate(actor: u64, target: &UserRecord, standing: &Standing, now_ms: u64) -> Result<(), UserError> {
@@ -206,6 +214,24 @@ impl UserCore {
         Ok((sets.blocking, sets.epoch))
     }
 
+    /// A page of a user's followers' ids, newest follow first, with their number (internal:
+    /// the feed's fan-out). Deleting an account parks its follows, so a deleted user is neither
+    /// listed nor counted; an unknown user has none, as for [`UserCore::blocked_ids`].
+    pub async fn follower_ids(&self, page: wire::UserPage) -> Result<IdPage, UserError> {
+        let edges = self.store.list_followers(page.user_id, page.before, page.page_size).await?;
+        let (ids, next) = page_of(edges, page.page_size);
+        let (total, _) = self.store.follow_counts(page.user_id).await?;
+        Ok(IdPage { ids, next, total })
+    }
+
+    /// Everyone a user follows, newest follow first, each with the follow's own id (internal:
+    /// the feed's backfill watermark): at most the following limit, the newest if a lowered
+    /// limit left more. Deleted users are not listed; an unknown user follows nobody.
+    pub async fn following_edges(&self, user_id: u64) -> Result<Vec<Edge>, UserError> {
+        let limit = usize::try_from(self.max_following).unwrap_or(usize::MAX);
+        Ok(self.store.list_following(user_id, None, limit).await?)
+    }
+
     /// `actor` asks `target` to be friends; if `target` had asked already, they become friends.
     pub async fn send_friend_request(
         &self,
@@ -364,8 +390,14 @@ impl UserCore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::{model::Suspension, store::conformance::user};
+    use crate::{
+        core::tests::core_over,
+        model::Suspension,
+        store::{FjallUserStore, conformance::user},
+    };
 
     fn standing() -> Standing {
         Standing::default()
@@ -404,5 +436,40 @@ mod tests {
         let edges = vec![Edge { user_id: 5, edge_id: 50 }, Edge { user_id: 4, edge_id: 40 }];
         assert_eq!(page_of(edges.clone(), 2), (vec![5, 4], Some(40)));
         assert_eq!(page_of(edges, 3), (vec![5, 4], None));
+    }
+
+    #[tokio::test]
+    async fn follower_ids_page_newest_first_without_deleted_followers() {
+        let (_dir, store) = FjallUserStore::temp();
+        let (_keys, core) = core_over(Arc::new(store));
+        for follower in 11..=15 {
+            core.store.follow(follower, 1, 100 + follower).await.unwrap();
+        }
+        let page = |before| wire::UserPage { user_id: 1, page_size: 2, before };
+        let first = core.follower_ids(page(None)).await.unwrap();
+        assert_eq!(first, IdPage { ids: vec![15, 14], next: Some(114), total: 5 });
+        assert_eq!(core.follower_ids(page(Some(114))).await.unwrap().ids, [13, 12]);
+        assert_eq!(core.follower_ids(page(Some(112))).await.unwrap(), IdPage { ids: vec![11], next: None, total: 5 });
+
+        core.store.park_edges(13).await.unwrap();
+        let all = core.follower_ids(wire::UserPage { user_id: 1, page_size: 1000, before: None }).await.unwrap();
+        assert_eq!(all, IdPage { ids: vec![15, 14, 12, 11], next: None, total: 4 }, "a deleted follower is parked");
+        let nobody = core.follower_ids(wire::UserPage { user_id: 99, page_size: 10, before: None }).await.unwrap();
+        assert_eq!(nobody, IdPage { ids: Vec::new(), next: None, total: 0 }, "an unknown user has no followers");
+    }
+
+    #[tokio::test]
+    async fn following_edges_carry_the_follow_ids_newest_first_up_to_the_limit() {
+        let (_dir, store) = FjallUserStore::temp();
+        let (_keys, mut core) = core_over(Arc::new(store));
+        for (followee, edge) in [(31, 201), (32, 202), (33, 203)] {
+            core.store.follow(20, followee, edge).await.unwrap();
+        }
+        let edges = core.following_edges(20).await.unwrap();
+        let expected = [(33, 203), (32, 202), (31, 201)].map(|(user_id, edge_id)| Edge { user_id, edge_id });
+        assert_eq!(edges, expected);
+        core.max_following = 2;
+        assert_eq!(core.following_edges(20).await.unwrap(), expected[..2], "a lowered limit keeps the newest");
+        assert!(core.following_edges(99).await.unwrap().is_empty(), "an unknown user follows nobody");
     }
 }
