@@ -28,6 +28,13 @@ use tonic::transport::Channel;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A fixed node id for this test's processes that no other test running beside it uses: the
+/// tests share one Redis, where a fixed id held by a live process refuses a second holder.
+fn own_node_id() -> String {
+    // why: nextest runs each test in a process of its own, and live processes' ids differ
+    (100 + std::process::id() % 800).to_string()
+}
+
 /// `chatmesh serve <parts>` on `data` with these settings, ready.
 async fn serve(data: &Path, parts: &[&str], env: &[(&str, String)]) -> Server {
     let mut command = chatmesh(data);
@@ -125,7 +132,7 @@ async fn mesh_with(data: &Path, redis: &str, settings: &[(&'static str, &str)]) 
     let peer = format!("http://{}", core.grpc());
     let mut edge_env = vec![
         ("CHATMESH_REDIS_URL", redis.to_owned()),
-        ("CHATMESH_NODE_ID", "1".into()),
+        ("CHATMESH_NODE_ID", own_node_id()),
         ("CHATMESH_PEERS__CHANNEL", peer.clone()),
         ("CHATMESH_PEERS__CHAT", peer.clone()),
         ("CHATMESH_PEERS__USER", peer),
@@ -797,7 +804,7 @@ async fn a_block_made_through_one_process_is_honoured_by_another_within_the_cach
     // why: the first process creates the signing keys in the shared data dir; the other loads them.
     let users = serve(data.path(), &["user"], &[("CHATMESH_REDIS_URL", redis.clone())]).await;
     let peer = format!("http://{}", users.grpc());
-    let env = [("CHATMESH_REDIS_URL", redis), ("CHATMESH_NODE_ID", "1".into()), ("CHATMESH_PEERS__USER", peer)];
+    let env = [("CHATMESH_REDIS_URL", redis), ("CHATMESH_NODE_ID", own_node_id()), ("CHATMESH_PEERS__USER", peer)];
     let talk = serve(data.path(), &["channel", "chat", "dispatcher"], &env).await;
     let (near, far) = (connect(users.grpc()).await, connect(talk.grpc()).await);
     let (alice_id, alice) = sign_up(&near, "alice@example.com").await;

@@ -147,6 +147,44 @@ impl TestApp {
         FeedServiceClient::new(self.channel().await)
     }
 
+    /// Registers `<username>@example.com` with a username and display name, and logs in.
+    pub async fn person(&self, username: &str, name: &str) -> User {
+        let email = format!("{username}@example.com");
+        let request = user::CreateUserRequest {
+            email: email.clone(),
+            password: "correct horse battery".into(),
+            name: name.into(),
+            username: username.into(),
+        };
+        let created = self.users().await.create_user(request).await.expect("sign-up").into_inner();
+        let tokens = self.login(&email, "correct horse battery").await.expect("login");
+        User { id: created.user.expect("user").user_id, token: tokens.access_token }
+    }
+
+    /// `who` follows `whom`.
+    pub async fn follow(&self, who: &User, whom: &User) {
+        let request = authed(&who.token, user::FollowUserRequest { user_id: whom.id.clone() });
+        self.users().await.follow_user(request).await.expect("follow");
+    }
+
+    /// `who` stops following `whom`.
+    pub async fn unfollow(&self, who: &User, whom: &User) {
+        let request = authed(&who.token, user::UnfollowUserRequest { user_id: whom.id.clone() });
+        self.users().await.unfollow_user(request).await.expect("unfollow");
+    }
+
+    /// `who` blocks `whom`.
+    pub async fn block(&self, who: &User, whom: &User) {
+        let request = authed(&who.token, user::BlockUserRequest { user_id: whom.id.clone() });
+        self.users().await.block_user(request).await.expect("block");
+    }
+
+    /// `who` lifts the block of `whom`.
+    pub async fn unblock(&self, who: &User, whom: &User) {
+        let request = authed(&who.token, user::UnblockUserRequest { user_id: whom.id.clone() });
+        self.users().await.unblock_user(request).await.expect("unblock");
+    }
+
     /// How far the search index trails the change feed, asked as a service principal.
     pub async fn search_status(&self) -> chat::GetSearchStatusResponse {
         let mut client = ChatInternalServiceClient::new(self.channel().await);

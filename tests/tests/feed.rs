@@ -4,37 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use chatmesh_api::{
-    feed::v1::{self as pb, StatusKind, feed_service_client::FeedServiceClient},
-    user::v1 as pb_user,
-};
+use chatmesh_api::feed::v1::{self as pb, StatusKind, feed_service_client::FeedServiceClient};
 use chatmesh_tests::{TestApp, User, authed, raw, refused};
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
-
-/// A user with a username and a display name, signed in.
-async fn person(app: &TestApp, username: &str, name: &str) -> User {
-    let email = format!("{username}@example.com");
-    let request = pb_user::CreateUserRequest {
-        email: email.clone(),
-        password: "correct horse battery".into(),
-        name: name.into(),
-        username: username.into(),
-    };
-    let id = app.users().await.create_user(request).await.expect("sign-up").into_inner().user.expect("user").user_id;
-    let tokens = app.login(&email, "correct horse battery").await.expect("login");
-    User { id, token: tokens.access_token }
-}
-
-async fn block(app: &TestApp, who: &User, whom: &User) {
-    let request = authed(&who.token, pb_user::BlockUserRequest { user_id: whom.id.clone() });
-    app.users().await.block_user(request).await.expect("block");
-}
-
-async fn unblock(app: &TestApp, who: &User, whom: &User) {
-    let request = authed(&who.token, pb_user::UnblockUserRequest { user_id: whom.id.clone() });
-    app.users().await.unblock_user(request).await.expect("unblock");
-}
 
 fn text(text: &str) -> pb::CreateStatusRequest {
     pb::CreateStatusRequest { text: text.into(), ..Default::default() }
@@ -177,8 +150,8 @@ async fn counts(app: &TestApp, viewer: &User, status_id: &str) -> (i64, i64, i64
 #[tokio::test]
 async fn a_post_comes_back_with_its_author_kind_tags_and_the_mentions_of_existing_users() {
     let app = TestApp::spawn().await;
-    let ada = person(&app, "ada", "Ada Lovelace").await;
-    let bob = person(&app, "bobby", "Bob").await;
+    let ada = app.person("ada", "Ada Lovelace").await;
+    let bob = app.person("bobby", "Bob").await;
     let words = "Shipping #Rust with @bobby, @nobody_here and @BOBBY again #tokio_2 #rust #Go";
     let status = post(&app, &ada, words).await;
     assert!(!status.status_id.is_empty());
@@ -354,8 +327,8 @@ async fn a_deleted_statuses_likes_leave_their_likers_totals() {
 #[tokio::test]
 async fn a_repost_is_one_per_user_reposts_the_original_and_undo_takes_it_back() {
     let app = TestApp::spawn().await;
-    let ada = person(&app, "ada", "Ada").await;
-    let (bob, cy) = (person(&app, "bob", "Bob").await, person(&app, "cyd", "Cy").await);
+    let ada = app.person("ada", "Ada").await;
+    let (bob, cy) = (app.person("bob", "Bob").await, app.person("cyd", "Cy").await);
     let original = post(&app, &ada, "share this").await;
     let shared = repost(&app, &bob, &original.status_id).await.expect("repost");
     assert_eq!(shared.kind, StatusKind::Repost as i32);
@@ -559,7 +532,7 @@ async fn when_the_author_blocked_me_liking_replying_reposting_and_reading_are_us
     let status = post(&app, &ada, "not for bob").await;
     let elsewhere = post(&app, &cy, "cy's thread #shared").await;
     let ada_reply = reply(&app, &ada, &elsewhere.status_id, "ada's answer #shared").await.unwrap();
-    block(&app, &ada, &bob).await;
+    app.block(&ada, &bob).await;
 
     let id = &status.status_id;
     refused(like(&app, &bob, id).await, Code::PermissionDenied, "USER_BLOCKED");
@@ -587,7 +560,7 @@ async fn having_blocked_the_author_my_likes_replies_and_reposts_fail_until_i_unb
     let app = TestApp::spawn().await;
     let (ada, bob) = (app.user("ada").await, app.user("bob").await);
     let status = post(&app, &ada, "ada's").await;
-    block(&app, &bob, &ada).await;
+    app.block(&bob, &ada).await;
     let id = &status.status_id;
     refused(like(&app, &bob, id).await, Code::FailedPrecondition, "USER_BLOCKED_BY_YOU");
     refused(reply(&app, &bob, id, "hey").await, Code::FailedPrecondition, "USER_BLOCKED_BY_YOU");
@@ -596,7 +569,7 @@ async fn having_blocked_the_author_my_likes_replies_and_reposts_fail_until_i_unb
     assert_eq!(user_statuses(&app, &bob, &bob).await, (vec![], 0));
     assert_eq!(user_likes(&app, &bob, &bob).await, (vec![], 0));
 
-    unblock(&app, &bob, &ada).await;
+    app.unblock(&bob, &ada).await;
     like(&app, &bob, id).await.expect("liking works again");
     assert_eq!(counts(&app, &ada, id).await, (1, 0, 0));
 }

@@ -8,10 +8,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chatmesh_api::{
-    feed::v1::{self as pb, StatusKind},
-    user::v1 as pb_user,
-};
+use chatmesh_api::feed::v1::{self as pb, StatusKind};
 use chatmesh_platform::config::Config;
 use chatmesh_tests::{TestApp, User, authed, refused, test_config};
 use tonic::{Code, Status};
@@ -42,35 +39,6 @@ async fn spawn_feed(tune: impl FnOnce(&mut Config)) -> (tempfile::TempDir, TestA
     config.feed.poll_interval_ms = 100;
     tune(&mut config);
     (dir, TestApp::spawn_with(config).await)
-}
-
-/// A user with a username and a display name, signed in.
-async fn person(app: &TestApp, username: &str, name: &str) -> User {
-    let email = format!("{username}@example.com");
-    let request = pb_user::CreateUserRequest {
-        email: email.clone(),
-        password: "correct horse battery".into(),
-        name: name.into(),
-        username: username.into(),
-    };
-    let id = app.users().await.create_user(request).await.expect("sign-up").into_inner().user.expect("user").user_id;
-    let tokens = app.login(&email, "correct horse battery").await.expect("login");
-    User { id, token: tokens.access_token }
-}
-
-async fn follow(app: &TestApp, who: &User, whom: &User) {
-    let request = authed(&who.token, pb_user::FollowUserRequest { user_id: whom.id.clone() });
-    app.users().await.follow_user(request).await.expect("follow");
-}
-
-async fn unfollow(app: &TestApp, who: &User, whom: &User) {
-    let request = authed(&who.token, pb_user::UnfollowUserRequest { user_id: whom.id.clone() });
-    app.users().await.unfollow_user(request).await.expect("unfollow");
-}
-
-async fn block(app: &TestApp, who: &User, whom: &User) {
-    let request = authed(&who.token, pb_user::BlockUserRequest { user_id: whom.id.clone() });
-    app.users().await.block_user(request).await.expect("block");
 }
 
 async fn create(app: &TestApp, who: &User, request: pb::CreateStatusRequest) -> Result<pb::Status, Status> {
@@ -147,7 +115,7 @@ fn authors(statuses: &[pb::Status]) -> Vec<String> {
 async fn the_home_timeline_holds_own_and_followed_statuses_newest_first_in_pages_that_cover_it_once() {
     let app = &TestApp::spawn().await;
     let ada = &app.user("ada").await;
-    let bob = &person(app, "bob", "Bob Builder").await;
+    let bob = &app.person("bob", "Bob Builder").await;
     post(app, ada, "ada's first").await;
     assert_eq!(texts(&timeline(app, ada).await), ["ada's first"], "own statuses show");
     for i in 1..=5 {
@@ -155,7 +123,7 @@ async fn the_home_timeline_holds_own_and_followed_statuses_newest_first_in_pages
     }
     assert_eq!(texts(&timeline(app, ada).await), ["ada's first"], "not followed yet");
 
-    follow(app, ada, bob).await;
+    app.follow(ada, bob).await;
     let want = ["bob 5", "bob 4", "bob 3", "bob 2", "bob 1", "ada's first"];
     eventually("the follow backfills bob's latest statuses on read", || async move {
         let seen = texts(&timeline(app, ada).await);
@@ -195,7 +163,7 @@ async fn unfollowing_and_blocking_either_way_take_their_statuses_out_of_the_time
     let ada = &app.user("ada").await;
     let (bob, cy, dan) = (&app.user("bob").await, &app.user("cy").await, &app.user("dan").await);
     for whom in [&bob, &cy, &dan] {
-        follow(app, ada, whom).await;
+        app.follow(ada, whom).await;
     }
     for (who, words) in [(&bob, "bob says hi"), (&cy, "cy says hi"), (&dan, "dan says hi")] {
         post(app, who, words).await;
@@ -206,11 +174,11 @@ async fn unfollowing_and_blocking_either_way_take_their_statuses_out_of_the_time
     })
     .await;
 
-    unfollow(app, ada, bob).await;
+    app.unfollow(ada, bob).await;
     timeline_becomes(app, ada, &["dan says hi", "cy says hi"], "an unfollow takes bob's statuses out").await;
-    block(app, cy, ada).await;
+    app.block(cy, ada).await;
     timeline_becomes(app, ada, &["dan says hi"], "the author blocking the reader takes cy's statuses out").await;
-    block(app, ada, dan).await;
+    app.block(ada, dan).await;
     timeline_becomes(app, ada, &[], "the reader blocking the author takes dan's statuses out").await;
     assert_eq!(texts(&timeline(app, bob).await), ["bob says hi"], "bob's own timeline keeps it");
 }
@@ -219,9 +187,9 @@ async fn unfollowing_and_blocking_either_way_take_their_statuses_out_of_the_time
 async fn a_deleted_status_and_reposts_of_it_leave_every_timeline_at_once() {
     let app = &TestApp::spawn().await;
     let (ada, eve, fay) = (&app.user("ada").await, &app.user("eve").await, &app.user("fay").await);
-    follow(app, ada, eve).await;
-    follow(app, ada, fay).await;
-    follow(app, fay, eve).await;
+    app.follow(ada, eve).await;
+    app.follow(ada, fay).await;
+    app.follow(fay, eve).await;
     let kept = post(app, eve, "kept").await;
     let doomed = post(app, eve, "doomed").await;
     let request = authed(&fay.token, pb::RepostStatusRequest { status_id: doomed.status_id.clone() });
@@ -251,7 +219,7 @@ async fn a_status_reaches_every_follower_past_the_first_fan_out_page_exactly_onc
     let mut followers = Vec::new();
     for i in 0..10 {
         let follower = app.user(&format!("follower{i}")).await;
-        follow(app, &follower, author).await;
+        app.follow(&follower, author).await;
         // why: a first read backfills the follow, so what arrives later arrives by fan-out.
         assert!(timeline(app, &follower).await.is_empty());
         followers.push(follower);
@@ -304,14 +272,14 @@ fn entries(statuses: &[pb::Status]) -> Vec<Entry> {
 /// participant's timeline after the posts, and the unfollower's after the unfollow.
 async fn celebrity_script(celebrity_followers: u64) -> (Vec<Vec<Entry>>, Vec<Entry>) {
     let (_dir, app) = &spawn_feed(|config| config.feed.celebrity_followers = celebrity_followers).await;
-    let star = person(app, "star", "Star").await;
-    let plain = person(app, "plain", "Plain").await;
-    let fans = [person(app, "fan_one", "Fan 1").await, person(app, "fan_two", "Fan 2").await];
-    let fan3 = person(app, "fan_three", "Fan 3").await;
+    let star = app.person("star", "Star").await;
+    let plain = app.person("plain", "Plain").await;
+    let fans = [app.person("fan_one", "Fan 1").await, app.person("fan_two", "Fan 2").await];
+    let fan3 = app.person("fan_three", "Fan 3").await;
     for fan in fans.iter().chain([&fan3]) {
-        follow(app, fan, &star).await;
+        app.follow(fan, &star).await;
     }
-    follow(app, &fans[0], &plain).await;
+    app.follow(&fans[0], &plain).await;
     for reader in fans.iter().chain([&fan3, &star, &plain]) {
         timeline(app, reader).await;
     }
@@ -333,7 +301,7 @@ async fn celebrity_script(celebrity_followers: u64) -> (Vec<Vec<Entry>>, Vec<Ent
         seen.push(entries(&timeline(app, reader).await));
     }
     let unfollower = &fans[1];
-    unfollow(app, unfollower, &star).await;
+    app.unfollow(unfollower, &star).await;
     let after = eventually("the unfollow takes the star out", || async move {
         let left = entries(&timeline(app, unfollower).await);
         if left.iter().all(|(name, _, _)| name != "Star") { Ok(left) } else { Err(left) }
@@ -455,7 +423,7 @@ async fn a_publish_time_in_the_past_or_over_a_year_ahead_is_refused_naming_it() 
 async fn a_scheduled_status_is_its_authors_alone_until_it_is_published_once_under_a_new_id() {
     let (_dir, app) = &spawn_feed(|_| {}).await;
     let (ada, bob) = (&app.user("ada").await, &app.user("bob").await);
-    follow(app, bob, ada).await;
+    app.follow(bob, ada).await;
     timeline(app, bob).await;
     let due = in_ms(2_000);
     let planned = schedule(app, ada, "later #soon", due).await.expect("scheduled");

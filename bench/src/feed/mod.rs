@@ -225,7 +225,9 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
                 fan.first_error.as_ref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
             ),
             format!(
-                "afterwards the server's feed store, opened once it stopped, must hold every post in each of the {n}                  followers' stored timelines (reads through the API would merge a celebrity's statuses in): {unreached}                  do not; the account was {}marked a celebrity{}",
+                "afterwards the server's feed store, opened once it stopped, must hold every post in each of the {n} \
+                 followers' stored timelines (reads through the API would merge a celebrity's statuses in): \
+                 {unreached} do not; the account was {}marked a celebrity{}",
                 if celebrity { "" } else { "not " },
                 if celebrity {
                     " (FAILED: merged on read, not fanned out; the times above are not fan-out)"
@@ -256,7 +258,8 @@ pub async fn run(binary: &Path, sizes: Sizes) -> anyhow::Result<Vec<Outcome>> {
         data: json!({"followers": n, "posts": sizes.posts, "fanout_page": settings.fanout_page,
                      "poll_ms": POLL.as_millis() as u64, "load_secs": loaded.secs,
                      "settle_secs": settled.map(|d| d.as_secs_f64()), "refused": fan.refused, "late": fan.late,
-                     "wrong": fan.wrong, "unreached": unreached, "celebrity": celebrity, "poll_errors": fan.poll_errors, "first_error": fan.first_error,
+                     "wrong": fan.wrong, "unreached": unreached, "celebrity": celebrity,
+                     "poll_errors": fan.poll_errors, "first_error": fan.first_error,
                      "to_last_follower": fp, "create_status": ap, "baseline_store_push": sp,
                      "ratio_p50": ratio(p(&fp, "p50_ms"), p(&sp, "p50_ms")),
                      "ratio_p99": ratio(p(&fp, "p99_ms"), p(&sp, "p99_ms"))}),

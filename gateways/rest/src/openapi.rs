@@ -315,7 +315,11 @@ fn value_schema(
             (schema, Value::Null)
         }
         Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
-            (json!({"type": "string", "format": "date-time"}), Value::Null)
+            let mut schema = json!({"type": "string", "format": "date-time"});
+            if let Some(r) = rules.and_then(|r| rule_message(r, "timestamp")) {
+                relative_to_now(&r, &mut schema);
+            }
+            (schema, Value::Null)
         }
         Kind::Message(m) => (components.reference(m), Value::Null),
         _ => {
@@ -370,6 +374,23 @@ fn value_schema(
         object.extend(constraints);
     }
     schema
+}
+
+/// Rules relative to the server's clock, which JSON Schema cannot state: as extension keywords
+/// (`x-after-now`, `x-before-now`, `x-within-seconds`), the field's description saying them in
+/// words.
+fn relative_to_now(rules: &DynamicMessage, schema: &mut Value) {
+    if rule(rules, "gt_now").and_then(|v| v.as_bool()) == Some(true) {
+        schema["x-after-now"] = json!(true);
+    }
+    if rule(rules, "lt_now").and_then(|v| v.as_bool()) == Some(true) {
+        schema["x-before-now"] = json!(true);
+    }
+    if let Some(within) = rule_message(rules, "within")
+        && let Some(seconds) = rule(&within, "seconds").as_ref().and_then(integer)
+    {
+        schema["x-within-seconds"] = json!(seconds as i64);
+    }
 }
 
 /// The schema of a field on `side`: its value (or list of values) under its rules, `null`
@@ -748,10 +769,26 @@ mod tests {
         (
             "buf.validate.FieldRules",
             &[
-                "required", "ignore", "string", "enum", "repeated", "int32", "int64", "uint32", "uint64", "sint32",
-                "sint64", "fixed32", "fixed64", "sfixed32", "sfixed64",
+                "required",
+                "ignore",
+                "string",
+                "enum",
+                "repeated",
+                "int32",
+                "int64",
+                "uint32",
+                "uint64",
+                "sint32",
+                "sint64",
+                "fixed32",
+                "fixed64",
+                "sfixed32",
+                "sfixed64",
+                "timestamp",
             ],
         ),
+        ("buf.validate.TimestampRules", &["gt_now", "lt_now", "within"]),
+        ("google.protobuf.Duration", &["seconds"]),
         ("buf.validate.StringRules", &["len", "min_len", "max_len", "pattern", "email", "in", "const"]),
         ("buf.validate.EnumRules", &["defined_only", "in", "not_in", "const"]),
         ("buf.validate.RepeatedRules", &["min_items", "max_items", "unique", "items"]),
@@ -857,6 +894,13 @@ mod tests {
         assert_eq!(ecma_pattern(r"^\x{A0}\\x{1}\.$"), r"^\u00A0\\x{1}\.$", "an escaped backslash is not an escape");
         let name = &body(&doc(), "/api/v1/users", "post")["properties"]["name"]["pattern"];
         assert!(name.as_str().unwrap().contains(r"\u3000") && !name.as_str().unwrap().contains(r"\x{"), "{name}");
+    }
+
+    #[test]
+    fn times_relative_to_the_clock_are_stated_as_extensions() {
+        let publish = body(&doc(), "/api/v1/statuses", "post")["properties"]["publishTime"].to_string();
+        assert!(publish.contains(r#""x-after-now":true"#), "{publish}");
+        assert!(publish.contains(r#""x-within-seconds":31536000"#), "{publish}");
     }
 
     #[test]

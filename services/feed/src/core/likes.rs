@@ -3,7 +3,10 @@
 
 use chatmesh_api::user::v1::User;
 
-use super::{FeedCore, Page, Scope, StatusView, statuses::next_cursor};
+use super::{
+    FeedCore, Page, Scope, StatusView,
+    statuses::{People, next_cursor},
+};
 use crate::error::FeedError;
 
 impl FeedCore {
@@ -30,15 +33,7 @@ impl FeedCore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page<User>, FeedError> {
-        let target = self.target(status_id).await?;
-        if self.graph.blocks_reader(target.author_id, reader).await? {
-            return Err(FeedError::BlockedByAuthor(target.author_id));
-        }
-        let edges = self.store.list_likes(target.status_id, before, limit).await?;
-        let next = next_cursor(&edges.iter().map(|e| e.id).collect::<Vec<_>>(), limit);
-        let items = self.visible_users(reader, edges.iter().map(|e| e.other).collect()).await?;
-        let total = self.counts_of(target.status_id).await?.likes;
-        Ok(Page { items, next, total: Some(total) })
+        self.people_of(reader, status_id, before, limit, People::Likers).await
     }
 
     /// What a user liked, newest like first, with how many likes they have.

@@ -294,14 +294,34 @@ impl FeedCore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page<User>, FeedError> {
+        self.people_of(reader, status_id, before, limit, People::Reposters).await
+    }
+
+    /// Who liked or reposted a status (its original, for a repost), newest first, with the
+    /// status's count of them.
+    pub(super) async fn people_of(
+        &self,
+        reader: u64,
+        status_id: u64,
+        before: Option<u64>,
+        limit: usize,
+        which: People,
+    ) -> Result<Page<User>, FeedError> {
         let original = self.target(status_id).await?;
         if self.graph.blocks_reader(original.author_id, reader).await? {
             return Err(FeedError::BlockedByAuthor(original.author_id));
         }
-        let edges = self.store.list_reposts(original.status_id, before, limit).await?;
+        let edges = match which {
+            People::Likers => self.store.list_likes(original.status_id, before, limit).await?,
+            People::Reposters => self.store.list_reposts(original.status_id, before, limit).await?,
+        };
         let next = next_cursor(&edges.iter().map(|e| e.id).collect::<Vec<_>>(), limit);
         let users = self.visible_users(reader, edges.iter().map(|e| e.other).collect()).await?;
-        let total = self.counts_of(original.status_id).await?.reposts;
+        let counts = self.counts_of(original.status_id).await?;
+        let total = match which {
+            People::Likers => counts.likes,
+            People::Reposters => counts.reposts,
+        };
         Ok(Page { items: users, next, total: Some(total) })
     }
 
@@ -354,6 +374,13 @@ impl FeedCore {
     pub(super) fn trend_bucket(&self, at_ms: u64) -> u64 {
         at_ms / (self.settings.trends_bucket_secs.max(1) * 1000)
     }
+}
+
+/// Whom a list of a status's people names.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum People {
+    Likers,
+    Reposters,
 }
 
 /// The cursor after a page of ids read newest first: the last one, when the page was full.
