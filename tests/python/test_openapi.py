@@ -46,8 +46,8 @@ def _seed(url, token):
     bytes go to a presigned URL, outside the API), a member other than the caller in the
     caller's channel (a create gives the channel, another the user; no one answer gives both),
     one kept for the role changes and many for the removals, users who asked the caller to
-    be friends or are its friends (only they can ask), and another user's statuses to like,
-    repost and read."""
+    be friends or are its friends (only they can ask), users the caller asked (to cancel), and
+    another user's statuses to like, repost and read."""
     _, _, other = _sign_up(url)
     # why: each phase removes members again; enough of them that every phase removes some
     removable = [_sign_up(url)[2]["user"]["userId"] for _ in range(24)]
@@ -76,6 +76,12 @@ def _seed(url, token):
             friends.append(asker_id)
         else:
             requesters.append(asker_id)
+    # why: the caller's own pending requests, for the route that cancels one
+    requested = []
+    for _ in range(24):
+        asked = _sign_up(url)[2]["user"]["userId"]
+        assert _call(f"{url}/api/v1/me/friend/request", {"userId": asked}, token)[0] == 200
+        requested.append(asked)
     # why: statuses are another user's, so the caller can like and repost them but not delete them
     other_token = other["tokens"]["accessToken"]
     statuses = []
@@ -85,6 +91,7 @@ def _seed(url, token):
         statuses.append(created["status"]["statusId"])
     return {
         "seeded-statuses": statuses,
+        "requested-users": requested,
         "finished-uploads": [upload["uploadId"]],
         "seeded-channels": [channel],
         "seeded-members": [other["user"]["userId"]],
@@ -105,11 +112,13 @@ def _config_with(dictionaries, into):
     from half the time."""
     bindings = {
         "ChatService_GetAttachmentUrl": {"path.upload_id": "finished-uploads"},
+        "ChannelService_CreateMember": {"body.channelId": "seeded-channels"},
         "ChannelService_DeleteMember": {"path.channel_id": "seeded-channels", "path.user_id": "removable-members"},
         "ChannelService_UpdateMember": {"path.channel_id": "seeded-channels", "path.user_id": "seeded-members"},
         "UserService_AcceptFriendRequest": {"body.userId": "friend-requesters"},
         "UserService_DeclineFriendRequest": {"body.userId": "friend-requesters"},
         "UserService_RemoveFriend": {"body.userId": "seeded-friends"},
+        "UserService_CancelFriendRequest": {"body.userId": "requested-users"},
         "UserService_CreateReport": {"body.userId": "seeded-members"},
         **{
             f"FeedService_{name}": {"path.status_id": "seeded-statuses"}

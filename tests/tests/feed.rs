@@ -623,7 +623,7 @@ async fn statuses_over_rest_answer_camel_case_json() {
     assert_eq!(seen["status"]["author"]["userId"], ada.id.as_str(), "{seen}");
     assert_eq!(seen["status"]["relation"]["liked"], true, "{seen}");
 
-    let (status, body) = rest.call("DELETE", &format!("/api/v1/statuses/{id}/like"), &bob.token, Value::Null).await;
+    let (status, body) = rest.call("POST", &format!("/api/v1/statuses/{id}/unlike"), &bob.token, json!({})).await;
     assert_eq!(status, 200, "{body}");
     let (_, seen) = rest.call("GET", &format!("/api/v1/statuses/{id}"), &bob.token, Value::Null).await;
     let likes = seen["status"].get("totalLikes").cloned().unwrap_or(json!("0"));
