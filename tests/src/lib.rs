@@ -359,3 +359,40 @@ pub mod ws {
         socket.send(Message::Text(frame.to_string().into())).await.expect("sends");
     }
 }
+
+/// JSON calls to an app's REST gateway.
+#[derive(Clone, Copy)]
+pub struct Rest<'a> {
+    pub app: &'a TestApp,
+}
+
+impl Rest<'_> {
+    /// The status and the body as JSON (null when it is none), with a bearer token when given.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        let body = if body.is_null() { String::new() } else { body.to_string() };
+        let (status, _, text) = raw::http_with_body(self.app.rest_addr, method, path, &headers, &body).await;
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// [`Rest::call`] as the user whose access token is `token`.
+    pub async fn authed(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.call(method, path, Some(token), body).await
+    }
+}

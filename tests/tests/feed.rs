@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use chatmesh_api::feed::v1::{self as pb, StatusKind, feed_service_client::FeedServiceClient};
-use chatmesh_tests::{TestApp, User, authed, raw, refused};
+use chatmesh_tests::{Rest, TestApp, User, authed, raw, refused};
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
 
@@ -574,28 +574,13 @@ async fn having_blocked_the_author_my_likes_replies_and_reposts_fail_until_i_unb
     assert_eq!(counts(&app, &ada, id).await, (1, 0, 0));
 }
 
-#[derive(Clone, Copy)]
-struct Rest<'a> {
-    app: &'a TestApp,
-}
-
-impl Rest<'_> {
-    async fn call(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let bearer = format!("Bearer {token}");
-        let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
-        let body = if body.is_null() { String::new() } else { body.to_string() };
-        let (status, _, text) = raw::http_with_body(self.app.rest_addr, method, path, &headers, &body).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
 #[tokio::test]
 async fn statuses_over_rest_answer_camel_case_json() {
     let app = TestApp::spawn().await;
     let rest = Rest { app: &app };
     let (ada, bob) = (app.user("ada").await, app.user("bob").await);
     let (status, created) =
-        rest.call("POST", "/api/v1/statuses", &ada.token, json!({"text": "hello over #REST"})).await;
+        rest.authed("POST", "/api/v1/statuses", &ada.token, json!({"text": "hello over #REST"})).await;
     assert_eq!(status, 200, "{created}");
     let id = created["status"]["statusId"].as_str().expect("statusId").to_owned();
     assert_eq!(created["status"]["authorId"], ada.id.as_str(), "{created}");
@@ -603,12 +588,12 @@ async fn statuses_over_rest_answer_camel_case_json() {
     assert_eq!(created["status"]["tags"], json!(["rest"]), "{created}");
     assert!(created["status"].get("status_id").is_none(), "camelCase: {created}");
 
-    let (status, liked) = rest.call("POST", &format!("/api/v1/statuses/{id}/like"), &bob.token, json!({})).await;
+    let (status, liked) = rest.authed("POST", &format!("/api/v1/statuses/{id}/like"), &bob.token, json!({})).await;
     assert_eq!(status, 200, "{liked}");
     assert_eq!(liked["status"]["totalLikes"], "1", "int64 as a string: {liked}");
     assert_eq!(liked["status"]["relation"]["liked"], true, "{liked}");
 
-    let (status, timeline) = rest.call("GET", "/api/v1/timeline", &ada.token, Value::Null).await;
+    let (status, timeline) = rest.authed("GET", "/api/v1/timeline", &ada.token, Value::Null).await;
     assert_eq!(status, 200, "{timeline}");
     let first = &timeline["statuses"][0];
     assert_eq!(
@@ -618,21 +603,21 @@ async fn statuses_over_rest_answer_camel_case_json() {
     );
     assert!(first["createTime"].as_str().is_some_and(|t| t.ends_with('Z')), "a timestamp string: {timeline}");
 
-    let (status, seen) = rest.call("GET", &format!("/api/v1/statuses/{id}"), &bob.token, Value::Null).await;
+    let (status, seen) = rest.authed("GET", &format!("/api/v1/statuses/{id}"), &bob.token, Value::Null).await;
     assert_eq!(status, 200, "{seen}");
     assert_eq!(seen["status"]["author"]["userId"], ada.id.as_str(), "{seen}");
     assert_eq!(seen["status"]["relation"]["liked"], true, "{seen}");
 
-    let (status, body) = rest.call("POST", &format!("/api/v1/statuses/{id}/unlike"), &bob.token, json!({})).await;
+    let (status, body) = rest.authed("POST", &format!("/api/v1/statuses/{id}/unlike"), &bob.token, json!({})).await;
     assert_eq!(status, 200, "{body}");
-    let (_, seen) = rest.call("GET", &format!("/api/v1/statuses/{id}"), &bob.token, Value::Null).await;
+    let (_, seen) = rest.authed("GET", &format!("/api/v1/statuses/{id}"), &bob.token, Value::Null).await;
     let likes = seen["status"].get("totalLikes").cloned().unwrap_or(json!("0"));
     assert_eq!(likes, "0", "{seen}");
     assert_eq!(counts(&app, &ada, &id).await.0, 0, "gRPC agrees");
 
-    let (status, body) = rest.call("GET", "/api/v1/statuses/123456789", &bob.token, Value::Null).await;
+    let (status, body) = rest.authed("GET", "/api/v1/statuses/123456789", &bob.token, Value::Null).await;
     assert_eq!((status, body["details"][0]["reason"].as_str()), (404, Some("STATUS_NOT_FOUND")), "{body}");
-    let (status, body) = rest.call("POST", "/api/v1/statuses", &ada.token, json!({"text": "x".repeat(281)})).await;
+    let (status, body) = rest.authed("POST", "/api/v1/statuses", &ada.token, json!({"text": "x".repeat(281)})).await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = raw::http(app.rest_addr, "GET", "/api/v1/timeline", &[]).await;
     assert_eq!(status, 401);

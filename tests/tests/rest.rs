@@ -1,26 +1,8 @@
 //! The REST gateway over plain HTTP: the seed's flow, the error shape, and parity with gRPC.
 
 use chatmesh_api::{channel::v1::GetChannelRequest, chat::v1::GetChatRequest, user::v1::GetUserRequest};
-use chatmesh_tests::{TestApp, authed, raw};
+use chatmesh_tests::{Rest, TestApp, authed, raw};
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy)]
-struct Rest<'a> {
-    app: &'a TestApp,
-}
-
-impl Rest<'_> {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(bearer) = &bearer {
-            headers.push(("authorization", bearer.as_str()));
-        }
-        let body = if body.is_null() { String::new() } else { body.to_string() };
-        let (status, _, text) = raw::http_with_body(self.app.rest_addr, method, path, &headers, &body).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
 
 fn assert_error(status: u16, body: &Value, expected: u16, name: &str) {
     assert_eq!(status, expected, "{body}");

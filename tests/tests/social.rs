@@ -11,7 +11,7 @@ use chatmesh_api::{
         user_service_client::UserServiceClient,
     },
 };
-use chatmesh_tests::{TestApp, User, authed, raw, refused, test_config};
+use chatmesh_tests::{Rest, TestApp, User, authed, refused, test_config};
 use serde_json::{Value, json};
 use tonic::{Code, Status, transport::Channel};
 
@@ -206,46 +206,31 @@ async fn chats_from_a_blocked_sender_in_a_group_are_marked() {
     assert!(chats.iter().all(|c| !c.sender_blocked), "not marked for its sender");
 }
 
-#[derive(Clone, Copy)]
-struct Rest<'a> {
-    app: &'a TestApp,
-}
-
-impl Rest<'_> {
-    async fn call(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let bearer = format!("Bearer {token}");
-        let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
-        let body = if body.is_null() { String::new() } else { body.to_string() };
-        let (status, _, text) = raw::http_with_body(self.app.rest_addr, method, path, &headers, &body).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
 #[tokio::test]
 async fn friends_over_rest_request_accept_with_a_direct_channel_and_unfriend_keeps_it() {
     let app = TestApp::spawn().await;
     let rest = Rest { app: &app };
     let (ada, bob, cy) = (app.user("ada").await, app.user("bob").await, app.user("cy").await);
-    let (status, body) = rest.call("POST", "/api/v1/me/friend/request", &ada.token, json!({"userId": bob.id})).await;
+    let (status, body) = rest.authed("POST", "/api/v1/me/friend/request", &ada.token, json!({"userId": bob.id})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["relation"]["friendRequestSent"], true, "{body}");
-    let (_, incoming) = rest.call("GET", "/api/v1/me/friends/request", &bob.token, Value::Null).await;
+    let (_, incoming) = rest.authed("GET", "/api/v1/me/friends/request", &bob.token, Value::Null).await;
     assert_eq!(incoming["requests"][0]["user"]["userId"], ada.id.as_str(), "{incoming}");
     assert_eq!(incoming["requests"][0]["direction"], "FRIEND_REQUEST_DIRECTION_INCOMING", "{incoming}");
-    let (_, outgoing) = rest.call("GET", "/api/v1/me/friends/request", &ada.token, Value::Null).await;
+    let (_, outgoing) = rest.authed("GET", "/api/v1/me/friends/request", &ada.token, Value::Null).await;
     assert_eq!(outgoing["requests"][0]["direction"], "FRIEND_REQUEST_DIRECTION_OUTGOING", "{outgoing}");
 
     // cy cannot accept a request addressed to bob
-    let (status, body) = rest.call("POST", "/api/v1/me/friend/add", &cy.token, json!({"userId": ada.id})).await;
+    let (status, body) = rest.authed("POST", "/api/v1/me/friend/add", &cy.token, json!({"userId": ada.id})).await;
     assert_eq!((status, body["details"][0]["reason"].as_str()), (404, Some("FRIEND_REQUEST_NOT_FOUND")), "{body}");
 
-    let (status, accepted) = rest.call("POST", "/api/v1/me/friend/add", &bob.token, json!({"userId": ada.id})).await;
+    let (status, accepted) = rest.authed("POST", "/api/v1/me/friend/add", &bob.token, json!({"userId": ada.id})).await;
     assert_eq!(status, 200, "{accepted}");
     let dm = accepted["friend"]["directChannelId"].as_str().expect("a direct channel").to_owned();
     assert_eq!(accepted["friend"]["user"]["userId"], ada.id.as_str());
-    let (_, requests) = rest.call("GET", "/api/v1/me/friends/request", &bob.token, Value::Null).await;
+    let (_, requests) = rest.authed("GET", "/api/v1/me/friends/request", &bob.token, Value::Null).await;
     assert!(requests["requests"].as_array().is_none_or(Vec::is_empty), "the request is gone: {requests}");
-    let (_, friends) = rest.call("GET", "/api/v1/me/friends", &ada.token, Value::Null).await;
+    let (_, friends) = rest.authed("GET", "/api/v1/me/friends", &ada.token, Value::Null).await;
     assert_eq!(friends["friends"][0]["user"]["userId"], bob.id.as_str(), "{friends}");
     assert_eq!(friends["totalSize"], "1", "{friends}");
     assert!(friends["friends"][0]["presence"].as_str().is_some(), "presence is shown: {friends}");
@@ -253,7 +238,7 @@ async fn friends_over_rest_request_accept_with_a_direct_channel_and_unfriend_kee
 
     let send = CreateChatRequest { channel_id: dm.clone(), text: "hi friend".into(), ..Default::default() };
     app.chats().await.create_chat(authed(&ada.token, send)).await.expect("the direct channel works");
-    let (status, _) = rest.call("POST", "/api/v1/me/friend/remove", &ada.token, json!({"userId": bob.id})).await;
+    let (status, _) = rest.authed("POST", "/api/v1/me/friend/remove", &ada.token, json!({"userId": bob.id})).await;
     assert_eq!(status, 200);
     assert!(!profile(&app, &ada, &bob).await.relation.unwrap().friend);
     let kept = authed(&bob.token, GetChannelRequest { channel_id: dm.clone() });
@@ -261,7 +246,7 @@ async fn friends_over_rest_request_accept_with_a_direct_channel_and_unfriend_kee
     let history = ListChatsRequest { channel_id: dm, ..Default::default() };
     let chats = app.chats().await.list_chats(authed(&bob.token, history)).await.unwrap().into_inner().chats;
     assert!(chats.iter().any(|c| c.text == "hi friend"), "and its history");
-    let (status, body) = rest.call("POST", "/api/v1/me/friend/remove", &ada.token, json!({"userId": bob.id})).await;
+    let (status, body) = rest.authed("POST", "/api/v1/me/friend/remove", &ada.token, json!({"userId": bob.id})).await;
     assert_eq!((status, body["details"][0]["reason"].as_str()), (404, Some("FRIEND_NOT_FOUND")), "{body}");
 }
 

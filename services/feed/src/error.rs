@@ -18,9 +18,6 @@ pub enum FeedError {
     BlockedByAuthor(u64),
     #[error("you have blocked user {0}; unblock them first")]
     AuthorBlockedByYou(u64),
-    /// `publish_time` is not in the future, or too far ahead.
-    #[error("publish_time {0}")]
-    PublishTime(&'static str),
     /// The store failed; the text is logged, never answered.
     #[error("storage: {0}")]
     Store(String),
@@ -70,7 +67,6 @@ impl From<FeedError> for Status {
             FeedError::AuthorBlockedByYou(id) => {
                 status_with_reason(Code::FailedPrecondition, message, "USER_BLOCKED_BY_YOU", &user(id))
             }
-            FeedError::PublishTime(_) => chatmesh_wire::error::invalid_field("publish_time", message),
             FeedError::Store(e) => internal("feed store", e),
             FeedError::PeerMissing(part) => unavailable("feed service peer", part),
             FeedError::Peer(status) => upstream("feed service peer", status),
@@ -101,9 +97,6 @@ mod tests {
             let status = Status::from(error);
             assert_eq!((status.code(), reason(&status).as_str()), (code, want));
         }
-        let late = Status::from(FeedError::PublishTime("must be in the future"));
-        assert_eq!(late.code(), Code::InvalidArgument);
-        assert!(late.message().contains("publish_time"), "{}", late.message());
     }
 
     #[test]

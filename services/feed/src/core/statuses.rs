@@ -13,8 +13,6 @@ use crate::{
     store::StoreError,
 };
 
-/// The furthest ahead a status may be scheduled (the contract's `within`).
-const MAX_SCHEDULE_AHEAD_MS: u64 = chatmesh_wire::feed::MAX_SCHEDULE_AHEAD.as_secs() * 1000;
 /// @mentions resolved per status; more are left as plain text.
 const MAX_MENTIONS: usize = 20;
 
@@ -36,9 +34,8 @@ impl FeedCore {
         in_reply_to: Option<u64>,
         publish_at_ms: Option<u64>,
     ) -> Result<StatusView, FeedError> {
-        let now = now_ms();
         if let Some(at) = publish_at_ms {
-            return self.schedule(author, text, in_reply_to, at, now).await;
+            return self.schedule(author, text, in_reply_to, at).await;
         }
         let record = self.compose(author, text, in_reply_to).await?;
         match self.publish(record, None).await? {
@@ -122,21 +119,15 @@ impl FeedCore {
         Ok(Published::Done(record))
     }
 
-    /// Schedules a status: checked now (the reply target, blocks), published by the worker.
+    /// Schedules a status (its time already checked against the contract's window by the
+    /// request's validation): the reply target and blocks checked now, published by the worker.
     async fn schedule(
         &self,
         author: u64,
         body: String,
         in_reply_to: Option<u64>,
         publish_at_ms: u64,
-        now: u64,
     ) -> Result<StatusView, FeedError> {
-        if publish_at_ms <= now {
-            return Err(FeedError::PublishTime("must be in the future"));
-        }
-        if publish_at_ms > now + MAX_SCHEDULE_AHEAD_MS {
-            return Err(FeedError::PublishTime("must be at most 365 days ahead"));
-        }
         let in_reply_to = match in_reply_to {
             Some(id) => {
                 let target = self.target(id).await?;
@@ -151,7 +142,7 @@ impl FeedCore {
             text: body,
             in_reply_to,
             publish_at_ms,
-            created_at_ms: now,
+            created_at_ms: now_ms(),
         };
         self.store.insert_scheduled(&record).await?;
         self.wake.notify_one();
