@@ -118,11 +118,13 @@ async fn internal_rpcs_take_service_principals_only() {
 }
 
 #[tokio::test]
-async fn services_not_built_yet_answer_unimplemented_after_authentication() {
+async fn what_is_not_built_yet_answers_unimplemented_after_authentication() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.register("ada@example.com").await;
     let mut live = DispatcherServiceClient::new(app.channel().await);
-    let request = SubscribeRequest::default;
+    // resuming a subscription from event ids
+    let request =
+        || SubscribeRequest { last_event_ids: [("1".to_owned(), "2".to_owned())].into(), ..Default::default() };
     assert_eq!(live.subscribe(request()).await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(live.subscribe(authed(&tokens.access_token, request())).await.unwrap_err().code(), Code::Unimplemented);
 }

@@ -165,25 +165,38 @@ pub fn send_typing(request: &pb::SendTypingRequest) -> Result<SendTyping, Status
 /// A valid `SubscribeRequest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
-    /// The one channel to follow; `None` follows every channel of the caller.
-    pub channel_id: Option<u64>,
+    /// Which channels the stream follows.
+    pub follow: SubscribeFollow,
     /// Resume points: channel id → the last event id seen there.
     pub last_event_ids: HashMap<u64, u64>,
 }
 
-/// Checks a `SubscribeRequest` by its proto contract: an optional channel id, and resume points
-/// whose keys and values are ids.
-// why: Subscribe is not implemented (the service answers UNIMPLEMENTED before reading the request),
-// so no handler calls this yet; it is here so every request type has its validator.
+/// The channels a subscription follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeFollow {
+    /// Every channel of the caller, including those joined while subscribed.
+    AllChannels,
+    /// This one channel.
+    Channel(u64),
+    /// None: only the events addressed to the caller.
+    UserEventsOnly,
+}
+
+/// Checks a `SubscribeRequest` by its proto contract: an optional channel id (not with
+/// `user_events_only`), and resume points whose keys and values are ids.
 pub fn subscribe(request: &pb::SubscribeRequest) -> Result<Subscribe, Status> {
-    let channel_id =
-        if request.channel_id.is_empty() { None } else { Some(validate::id("channel_id", &request.channel_id)?) };
+    let follow = match (request.channel_id.is_empty(), request.user_events_only) {
+        (true, false) => SubscribeFollow::AllChannels,
+        (true, true) => SubscribeFollow::UserEventsOnly,
+        (false, false) => SubscribeFollow::Channel(validate::id("channel_id", &request.channel_id)?),
+        (false, true) => return Err(invalid_field("user_events_only", "is not given with channel_id")),
+    };
     let last_event_ids = request
         .last_event_ids
         .iter()
         .map(|(channel, event)| Ok((validate::id("last_event_ids", channel)?, validate::id("last_event_ids", event)?)))
         .collect::<Result<_, Status>>()?;
-    Ok(Subscribe { channel_id, last_event_ids })
+    Ok(Subscribe { follow, last_event_ids })
 }
 
 #[cfg(test)]
@@ -260,7 +273,12 @@ mod tests {
 
     #[test]
     fn subscribe_checks_its_optional_channel_and_resume_points() {
-        assert_eq!(subscribe(&pb::SubscribeRequest::default()).unwrap().channel_id, None);
+        assert_eq!(subscribe(&pb::SubscribeRequest::default()).unwrap().follow, SubscribeFollow::AllChannels);
+        let one = pb::SubscribeRequest { channel_id: "7".into(), ..Default::default() };
+        assert_eq!(subscribe(&one).unwrap().follow, SubscribeFollow::Channel(7));
+        let mine = pb::SubscribeRequest { user_events_only: true, ..Default::default() };
+        assert_eq!(subscribe(&mine).unwrap().follow, SubscribeFollow::UserEventsOnly);
+        refuses(subscribe(&pb::SubscribeRequest { user_events_only: true, ..one }), "user_events_only");
         refuses(subscribe(&pb::SubscribeRequest { channel_id: "0".into(), ..Default::default() }), "channel_id");
         let resume = HashMap::from([("5".to_owned(), "x".to_owned())]);
         refuses(subscribe(&pb::SubscribeRequest { last_event_ids: resume, ..Default::default() }), "last_event_ids");

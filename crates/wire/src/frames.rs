@@ -1,8 +1,52 @@
-//! The WebSocket gateway's client frames: `{"event": <name>, "data": {...}}` read into what the
-//! gateway does with them (see docs/websocket.md). Refusals carry the error frame's code.
+//! The edges' frames: the WebSocket gateway's client frames, `{"event": <name>, "data": {...}}`,
+//! read into what the gateway does with them (see docs/websocket.md; refusals carry the error
+//! frame's code), and the JSON both edges send for live events (a WebSocket frame's `data`, a
+//! server-sent event's `data:`).
 
-use chatmesh_api::{chat::v1::AckChatsRequest, dispatcher::v1::SendTypingRequest};
-use serde_json::Value;
+use chatmesh_api::{
+    chat::v1::AckChatsRequest,
+    dispatcher::v1::{FeedEvent, FeedEventType, SendTypingRequest},
+};
+use prost::Message;
+use prost_reflect::DynamicMessage;
+use serde_json::{Value, json};
+
+/// Feed events, named alike on both edges (a WebSocket frame's `event`, a server-sent event's
+/// `event:`).
+pub mod feed {
+    pub const STATUS_CREATED: &str = "status.created";
+    pub const STATUS_DELETED: &str = "status.deleted";
+}
+
+/// The message a feed event carries (packed in an `Any`, see live.proto).
+const FEED_STATUS: &str = "chatmesh.feed.v1.Status";
+
+/// A protobuf message as proto3 JSON (lowerCamel names, int64 as strings, RFC 3339 times).
+pub fn to_json<M: Message>(message: &M, full_name: &str) -> Value {
+    encoded_to_json(full_name, &message.encode_to_vec()).unwrap_or_else(|| json!({}))
+}
+
+fn encoded_to_json(full_name: &str, bytes: &[u8]) -> Option<Value> {
+    let descriptor = chatmesh_api::descriptor_pool().get_message_by_name(full_name)?;
+    let dynamic = DynamicMessage::decode(descriptor, bytes).ok()?;
+    serde_json::to_value(&dynamic).ok()
+}
+
+/// A feed event's name and data: the status it carries, as proto3 JSON, under `status` (the
+/// status itself, not its `Any` wrapper). `None` for an unknown type or a payload that is not
+/// a status, which no client could read.
+pub fn feed_event(event: &FeedEvent) -> Option<(&'static str, Value)> {
+    let name = match event.r#type() {
+        FeedEventType::StatusCreated => feed::STATUS_CREATED,
+        FeedEventType::StatusDeleted => feed::STATUS_DELETED,
+        FeedEventType::Unspecified => return None,
+    };
+    let packed = event.status.as_ref()?;
+    if packed.type_url.rsplit('/').next() != Some(FEED_STATUS) {
+        return None;
+    }
+    Some((name, json!({ "status": encoded_to_json(FEED_STATUS, &packed.value)? })))
+}
 
 /// Events a client sends.
 pub mod client {

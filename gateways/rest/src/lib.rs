@@ -3,11 +3,13 @@
 //! Routes come from the `google.api.http` options in proto/ (read from the descriptor set),
 //! requests and responses follow the proto3 JSON mapping, and errors use the one error shape
 //! of the platform's error-code table. The gateway is thin: it verifies the bearer token at
-//! the edge (401), forwards it, and maps statuses; every rule lives in a service.
+//! the edge (401), forwards it, and maps statuses; every rule lives in a service. The one route
+//! not transcoded is the home timeline as server-sent events (`stream`).
 
 mod codec;
 pub mod openapi;
 pub mod routes;
+mod stream;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -24,7 +26,6 @@ use chatmesh_platform::{
     grpc::{GrpcChannel, ServiceAuth},
 };
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use prost_reflect::DynamicMessage;
 
 pub use routes::{Route, routes};
 
@@ -94,8 +95,10 @@ pub fn router(
         by_path.insert(path, methods.on(filter, handler));
     }
     let served = document.clone();
+    let timeline = state.clone();
     let mut router = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(stream::PATH, axum::routing::get(move |request: Request| stream::timeline(timeline.clone(), request)))
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(served) }))
         // why: the UI is compiled into the binary (vendored); it reads /openapi.json.
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/docs/openapi.json", document));
@@ -171,7 +174,7 @@ fn status_response(status: &tonic::Status) -> Response {
 
 /// Forwards the caller's headers and gives the call its request id: the client's own when it
 /// is a short printable token, else a new one; the services log under the same id.
-fn forward(headers: &HeaderMap, request: &mut tonic::Request<DynamicMessage>) -> String {
+fn forward<T>(headers: &HeaderMap, request: &mut tonic::Request<T>) -> String {
     for name in FORWARDED {
         if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
             && let Ok(value) = value.parse()

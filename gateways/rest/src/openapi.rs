@@ -666,6 +666,7 @@ fn narrow(document: &mut Value, routes: &[Route], narrowings: &[Narrowing]) {
 pub fn document(routes: &[Route], narrowings: &[Narrowing]) -> Value {
     let mut document = contract_document(routes);
     narrow(&mut document, routes, narrowings);
+    document["paths"][crate::stream::PATH] = json!({"get": crate::stream::operation()});
     document
 }
 
@@ -851,9 +852,12 @@ mod tests {
             .iter()
             .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
             .collect();
-        let served: BTreeSet<(String, String)> =
+        let mut served: BTreeSet<(String, String)> =
             routes.iter().map(|r| (r.method.to_string(), r.path.clone())).collect();
-        assert_eq!(listed, served);
+        served.insert(("GET".into(), crate::stream::PATH.into()));
+        assert_eq!(listed, served, "the transcoded routes and the timeline's event stream");
+        let stream = &doc["paths"][crate::stream::PATH]["get"];
+        assert!(stream["responses"]["200"]["content"]["text/event-stream"].is_object());
         let remove = &doc["paths"]["/api/v1/chats/remove-multiple"]["delete"];
         assert!(remove["requestBody"].is_object(), "a DELETE with a body, as the seed has");
         for status in ERROR_STATUSES {

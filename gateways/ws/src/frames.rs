@@ -3,10 +3,9 @@
 
 use chatmesh_api::{
     chat::v1::{ChannelEvent, EventType},
-    dispatcher::v1::{FeedEvent, FeedEventType, LiveEvent, live_event::Event},
+    dispatcher::v1::{FeedEvent, LiveEvent, live_event::Event},
 };
-use prost::Message;
-use prost_reflect::DynamicMessage;
+pub use chatmesh_wire::frames::to_json;
 use serde_json::{Value, json};
 
 /// Server → client event names.
@@ -21,8 +20,7 @@ pub mod server {
     pub const MEMBER_UPDATED: &str = "member.updated";
     pub const CHANNEL_UPDATED: &str = "channel.updated";
     pub const CHANNEL_DELETED: &str = "channel.deleted";
-    pub const STATUS_CREATED: &str = "status.created";
-    pub const STATUS_DELETED: &str = "status.deleted";
+    pub use chatmesh_wire::frames::feed::{STATUS_CREATED, STATUS_DELETED};
     pub const TYPING: &str = "typing";
     pub const PRESENCE: &str = "presence";
     pub const RESYNC: &str = "resync";
@@ -50,21 +48,6 @@ pub mod close {
     /// No pong arrived in time.
     pub const HEARTBEAT_TIMEOUT: u16 = 4009;
 }
-
-/// A protobuf message as proto3 JSON (lowerCamel names, int64 as strings, RFC 3339 times).
-pub fn to_json<M: Message>(message: &M, full_name: &str) -> Value {
-    encoded_to_json(full_name, &message.encode_to_vec()).unwrap_or_else(|| json!({}))
-}
-
-/// The encoded message `full_name` as proto3 JSON; `None` when it does not decode as one.
-fn encoded_to_json(full_name: &str, bytes: &[u8]) -> Option<Value> {
-    let descriptor = chatmesh_api::descriptor_pool().get_message_by_name(full_name)?;
-    let dynamic = DynamicMessage::decode(descriptor, bytes).ok()?;
-    serde_json::to_value(&dynamic).ok()
-}
-
-/// The message a feed event carries (packed in an `Any`, see live.proto).
-const FEED_STATUS: &str = "chatmesh.feed.v1.Status";
 
 pub fn frame(event: &str, data: Value) -> String {
     json!({ "event": event, "data": data }).to_string()
@@ -102,20 +85,10 @@ pub fn channel_event(event: &ChannelEvent) -> Option<String> {
     Some(frame(name, data))
 }
 
-/// A feed event as a frame: the status it carries, as proto3 JSON, under `data.status` (the
-/// status itself, not its `Any` wrapper). `None` for an unknown type or a payload that is not
-/// a status, which no client could read.
+/// A feed event as a frame: the status it carries under `data.status`; `None` for one no
+/// client could read.
 pub fn feed_event(event: &FeedEvent) -> Option<String> {
-    let name = match event.r#type() {
-        FeedEventType::StatusCreated => server::STATUS_CREATED,
-        FeedEventType::StatusDeleted => server::STATUS_DELETED,
-        FeedEventType::Unspecified => return None,
-    };
-    let packed = event.status.as_ref()?;
-    if packed.type_url.rsplit('/').next() != Some(FEED_STATUS) {
-        return None;
-    }
-    Some(frame(name, json!({ "status": encoded_to_json(FEED_STATUS, &packed.value)? })))
+    chatmesh_wire::frames::feed_event(event).map(|(name, data)| frame(name, data))
 }
 
 /// A live event as a frame, with the channel and event id it belongs to (for dedupe; a feed
@@ -144,8 +117,10 @@ pub fn resync(channel_id: u64, reason: &str) -> String {
 mod tests {
     use chatmesh_api::{
         chat::v1::{Chat, channel_event::Payload},
+        dispatcher::v1::FeedEventType,
         feed::v1::Status,
     };
+    use prost::Message;
 
     use super::*;
 

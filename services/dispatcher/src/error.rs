@@ -20,6 +20,14 @@ pub enum DispatcherError {
     /// A gateway asked to change what a session follows; sessions follow their channels.
     #[error("follow_changed: sessions follow their channels")]
     FollowChangedUnsupported,
+    /// A subscription asked to resume from event ids; subscriptions carry live events only.
+    #[error(
+        "last_event_ids: resuming a subscription is not built yet; catch up with ChatService.ListEvents, then subscribe without them"
+    )]
+    ResumeUnsupported,
+    /// The user holds as many subscriptions on this dispatcher as one may.
+    #[error("at most {max} live streams per user at once; close one first")]
+    TooManySubscriptions { max: usize },
     /// The backplane did not take an event; the detail is logged, never answered.
     #[error("backplane: {0}")]
     Backplane(String),
@@ -60,7 +68,15 @@ impl From<DispatcherError> for Status {
                 "BROADCAST_OWNER_ONLY",
                 &[("channel_id", channel_id.to_string())],
             ),
-            DispatcherError::FollowChangedUnsupported => Status::unimplemented(message),
+            DispatcherError::TooManySubscriptions { max } => status_with_reason(
+                Code::ResourceExhausted,
+                message,
+                "TOO_MANY_SUBSCRIPTIONS",
+                &[("max", max.to_string())],
+            ),
+            DispatcherError::FollowChangedUnsupported | DispatcherError::ResumeUnsupported => {
+                Status::unimplemented(message)
+            }
             DispatcherError::Backplane(e) => unavailable("backplane", e),
             // why: the channel service's refusals pass on as it answered them; a failure to
             // reach it (transport text) or its own failure is logged here, not answered.

@@ -1,4 +1,4 @@
-//! The tonic handlers of DispatcherService (presence, typing) and DispatcherInternalService
+//! The tonic handlers of DispatcherService (presence, typing, subscribe) and DispatcherInternalService
 //! (publish, publish to users, attach, disconnect, presences): wire → core → protobuf.
 
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::{Cluster, DispatcherCore};
 
-/// The stream type the generated trait expects for Attach.
-type AttachStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<AttachResponse, Status>> + Send + 'static>>;
+/// The stream type the generated traits expect for Attach and Subscribe.
+type Events<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// DispatcherService: the public surface.
 #[derive(Clone)]
@@ -53,7 +53,10 @@ impl DispatcherInternalService for DispatcherInternalApi {
         Ok(Response::new(pb::PublishResponse {}))
     }
 
-    async fn attach(&self, request: Request<Streaming<AttachRequest>>) -> Result<Response<AttachStream>, Status> {
+    async fn attach(
+        &self,
+        request: Request<Streaming<AttachRequest>>,
+    ) -> Result<Response<Events<AttachResponse>>, Status> {
         let down = self.core.attach(request.into_inner());
         Ok(Response::new(Box::pin(ReceiverStream::new(down))))
     }
@@ -101,6 +104,16 @@ impl DispatcherService for DispatcherApi {
         let users = request.into_inner().user_ids.into_iter().zip(valid.user_ids).collect();
         let presences = self.core.presence_seen_by(caller, users).await?;
         Ok(Response::new(pb::GetPresenceResponse { presences }))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Events<pb::SubscribeResponse>>, Status> {
+        let (caller, login_session) = user_of(&request)?;
+        let valid = wire::subscribe(request.get_ref())?;
+        let events = self.core.subscribe(caller, login_session, valid).await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
     }
 
     async fn send_typing(

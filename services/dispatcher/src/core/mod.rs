@@ -4,6 +4,7 @@
 //! `service.rs` only translate.
 
 pub mod rules;
+mod subscribe;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -59,6 +60,8 @@ pub struct DispatcherCore {
     /// Other dispatchers, when the mesh spans processes.
     backplane: Option<Arc<RedisBackplane>>,
     presence: Option<RedisPresence>,
+    /// Per user, the subscriptions held here.
+    subscriptions: Mutex<HashMap<u64, usize>>,
 }
 
 impl DispatcherCore {
@@ -78,6 +81,7 @@ impl DispatcherCore {
             typing: Mutex::new(TypingThrottle::default()),
             backplane,
             presence,
+            subscriptions: Mutex::new(HashMap::new()),
         });
         if let Some(Inbound { mut messages }) = inbound {
             let receiver = core.clone();

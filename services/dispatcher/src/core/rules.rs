@@ -9,11 +9,11 @@ use std::{
 use chatmesh_api::{
     channel::v1::{ChannelKind, CheckMembershipResponse, MemberRole},
     chat::v1::{ChannelEvent, EventType, channel_event::Payload},
-    dispatcher::v1::{LiveEvent, Presence, PresenceStatus, Typing, live_event::Event},
+    dispatcher::v1::{CloseSession, LiveEvent, Presence, PresenceStatus, Typing, live_event::Event},
 };
 use chatmesh_platform::ids::timestamp;
 
-use crate::error::DispatcherError;
+use crate::{error::DispatcherError, hub};
 
 /// How long a typing notice lasts on clients.
 pub const TYPING_TTL: Duration = Duration::from_secs(8);
@@ -130,6 +130,17 @@ impl TypingThrottle {
         self.last.insert((user, channel), now);
         true
     }
+}
+
+/// How a subscription ends when the hub closes its session: the WebSocket close code it asked
+/// for, as the gRPC status a subscriber understands.
+pub fn subscription_closed(close: &CloseSession) -> tonic::Status {
+    let code = match close.close_code {
+        hub::CLOSE_LOGGED_OUT => tonic::Code::Unauthenticated,
+        hub::CLOSE_CHANNEL_LEFT => tonic::Code::PermissionDenied,
+        _ => tonic::Code::Unavailable,
+    };
+    tonic::Status::new(code, close.reason.clone())
 }
 
 #[cfg(test)]
@@ -251,5 +262,14 @@ mod tests {
         assert!(throttle.admit(8, 1, start + Duration::from_secs(1)), "another user");
         assert!(throttle.admit(7, 1, start + TYPING_EVERY));
         assert!(!throttle.admit(7, 1, start + TYPING_EVERY + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_closed_subscription_ends_with_the_status_its_close_code_means() {
+        let close = |close_code| CloseSession { session_id: "s".into(), reason: "why".into(), close_code };
+        assert_eq!(subscription_closed(&close(hub::CLOSE_LOGGED_OUT)).code(), tonic::Code::Unauthenticated);
+        assert_eq!(subscription_closed(&close(hub::CLOSE_CHANNEL_LEFT)).code(), tonic::Code::PermissionDenied);
+        let reconnect = subscription_closed(&close(hub::CLOSE_RECONNECT));
+        assert_eq!((reconnect.code(), reconnect.message()), (tonic::Code::Unavailable, "why"));
     }
 }
