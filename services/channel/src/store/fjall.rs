@@ -1,5 +1,7 @@
 //! The embedded channel store on fjall: each [`Change`] is one serializable transaction,
-//! synced to disk before it returns.
+//! synced to disk before it returns. Every read is of a snapshot: a plain keyspace read sees a
+//! transaction's writes while they are being applied, e.g. a direct pair claimed before its
+//! channel's record.
 //!
 //! Keyspaces (key → value):
 //! - `channelid__channel`: channel id (u64 BE) → ChannelRecord (JSON)
@@ -176,7 +178,7 @@ impl ChannelStore for FjallChannelStore {
     #[tracing::instrument(name = "channel_store.get_channel", skip_all, fields(db.system = "fjall"))]
     async fn get_channel(&self, channel_id: u64) -> Result<Option<ChannelRecord>, StoreError> {
         self.blocking(move |s| {
-            s.channels.get(channel_id.to_be_bytes()).map_err(backend)?.map(|v| decode(&v)).transpose()
+            s.db.read_tx().get(&s.channels, channel_id.to_be_bytes()).map_err(backend)?.map(|v| decode(&v)).transpose()
         })
         .await
     }
@@ -184,7 +186,7 @@ impl ChannelStore for FjallChannelStore {
     #[tracing::instrument(name = "channel_store.get_member", skip_all, fields(db.system = "fjall"))]
     async fn get_member(&self, channel_id: u64, user_id: u64) -> Result<Option<MemberRecord>, StoreError> {
         self.blocking(move |s| {
-            s.members.get(pair_key(channel_id, user_id)).map_err(backend)?.map(|v| decode(&v)).transpose()
+            s.db.read_tx().get(&s.members, pair_key(channel_id, user_id)).map_err(backend)?.map(|v| decode(&v)).transpose()
         })
         .await
     }
@@ -200,7 +202,7 @@ impl ChannelStore for FjallChannelStore {
             let start = pair_key(channel_id, after_user.map_or(0, |u| u.saturating_add(1)));
             let end = pair_key(channel_id, u64::MAX);
             let mut out = Vec::new();
-            for guard in s.members.inner().range(start..=end).take(limit) {
+            for guard in s.db.read_tx().range(&s.members, start..=end).take(limit) {
                 out.push(decode(&guard.value().map_err(backend)?)?);
             }
             Ok(out)
@@ -219,7 +221,7 @@ impl ChannelStore for FjallChannelStore {
             let start = pair_key(user_id, 0);
             let end = pair_key(user_id, before_channel.unwrap_or(u64::MAX));
             let mut out = Vec::new();
-            for guard in s.memberships.inner().range(start..end).rev().take(limit) {
+            for guard in s.db.read_tx().range(&s.memberships, start..end).rev().take(limit) {
                 out.push(decode(&guard.value().map_err(backend)?)?);
             }
             Ok(out)
@@ -229,10 +231,11 @@ impl ChannelStore for FjallChannelStore {
 
     async fn list_closed_members(&self, channel_id: u64) -> Result<Vec<MemberRecord>, StoreError> {
         self.blocking(move |s| {
+            let snapshot = s.db.read_tx();
             let mut out = Vec::new();
-            for guard in s.closed.inner().prefix(channel_id.to_be_bytes()) {
+            for guard in snapshot.prefix(&s.closed, channel_id.to_be_bytes()) {
                 let key = guard.key().map_err(backend)?;
-                if let Some(bytes) = s.members.get(&key).map_err(backend)? {
+                if let Some(bytes) = snapshot.get(&s.members, &key).map_err(backend)? {
                     out.push(decode(&bytes)?);
                 }
             }
@@ -243,8 +246,8 @@ impl ChannelStore for FjallChannelStore {
 
     async fn find_direct(&self, low: u64, high: u64) -> Result<Option<u64>, StoreError> {
         self.blocking(move |s| {
-            s.direct_pairs
-                .get(pair_key(low, high))
+            s.db.read_tx()
+                .get(&s.direct_pairs, pair_key(low, high))
                 .map_err(backend)?
                 .map(|v| v.as_ref().try_into().map(u64::from_be_bytes).map_err(backend))
                 .transpose()
@@ -256,7 +259,7 @@ impl ChannelStore for FjallChannelStore {
         self.blocking(move |s| {
             let start = after_seq.map_or(0, |seq| seq.saturating_add(1)).to_be_bytes();
             let mut out = Vec::new();
-            for guard in s.outbox.inner().range(start..).take(limit) {
+            for guard in s.db.read_tx().range(&s.outbox, start..).take(limit) {
                 let (key, value) = guard.into_inner().map_err(backend)?;
                 let seq = key.as_ref().try_into().map(u64::from_be_bytes).map_err(backend)?;
                 out.push(OutboxEntry { seq, event: value.to_vec() });
