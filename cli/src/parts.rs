@@ -12,7 +12,7 @@ use chatmesh_api::{
         dispatcher_internal_service_server::DispatcherInternalServiceServer,
         dispatcher_service_server::DispatcherServiceServer,
     },
-    feed::v1::feed_service_server::FeedServiceServer,
+    feed::v1::{feed_internal_service_server::FeedInternalServiceServer, feed_service_server::FeedServiceServer},
     user::v1::{user_internal_service_server::UserInternalServiceServer, user_service_server::UserServiceServer},
 };
 use chatmesh_chat::store::ChatStore;
@@ -55,13 +55,14 @@ impl Node {
         let store = stores.user().await?;
         let credentials = self.credentials(Part::User);
         // why: optional peers: a user part without them still serves accounts; what needs one
-        // (friends' direct channels, chat reports, presence) answers UNAVAILABLE.
+        // (friends' direct channels, chat and status reports, presence) answers UNAVAILABLE.
         let peer =
             |part| self.peers.get(part).map(|p| chatmesh_platform::grpc::internal_channel(p, credentials.clone()));
         let peers = chatmesh_user::Peers {
             dispatcher: peer(Part::Dispatcher),
             channels: peer(Part::Channel),
             chats: peer(Part::Chat),
+            feed: peer(Part::Feed),
         };
         // why: login and sign-up limits hold across every user-service process when Redis joins them
         let limits = match self.config.limits_url() {
@@ -193,7 +194,9 @@ impl Node {
             workers.run_workers(stop).await;
             Ok(())
         });
+        let internal = public.internal();
         add!(services, FeedServiceServer, public);
+        add!(services, FeedInternalServiceServer, internal);
         Ok(())
     }
 

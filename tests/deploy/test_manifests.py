@@ -37,7 +37,7 @@ LEASED_PARTS = STORED_PARTS - {"chat"}
 CALLS = {
     "rest": GRPC_PARTS,
     "ws": {"chat", "dispatcher"},
-    "user": {"dispatcher", "channel", "chat"},
+    "user": {"dispatcher", "channel", "chat", "feed"},
     "channel": {"user", "chat"},
     "chat": {"channel", "user", "dispatcher"},
     "dispatcher": {"channel"},

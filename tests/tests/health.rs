@@ -17,6 +17,8 @@ async fn every_service_reports_serving_without_a_token() {
         "chatmesh.chat.v1.ChatInternalService",
         "chatmesh.dispatcher.v1.DispatcherService",
         "chatmesh.dispatcher.v1.DispatcherInternalService",
+        "chatmesh.feed.v1.FeedService",
+        "chatmesh.feed.v1.FeedInternalService",
     ] {
         let response = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");

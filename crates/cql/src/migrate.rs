@@ -38,6 +38,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_channel_queues"),
     migration!(7, "0007_social_graph"),
     migration!(8, "0008_feed"),
+    migration!(9, "0009_status_reports"),
 ];
 
 /// The schema a fully migrated keyspace has.

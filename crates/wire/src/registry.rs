@@ -138,6 +138,8 @@ rpcs! {
     "/chatmesh.feed.v1.FeedService/ListTrends" => feed::list_trends(ListTrendsRequest),
     "/chatmesh.feed.v1.FeedService/ListHomeTimeline" => feed::list_home_timeline(ListHomeTimelineRequest),
     "/chatmesh.feed.v1.FeedService/ListScheduledStatuses" => feed::list_scheduled_statuses(ListScheduledStatusesRequest),
+    "/chatmesh.feed.v1.FeedInternalService/GetStatusStates" => feed::get_status_states(GetStatusStatesRequest),
+    "/chatmesh.feed.v1.FeedInternalService/ModerateDeleteStatus" => feed::moderate_delete_status(ModerateDeleteStatusRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/GetPresence" => dispatcher::get_presence(GetPresenceRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/SendTyping" => dispatcher::send_typing(SendTypingRequest),
     "/chatmesh.dispatcher.v1.DispatcherService/Subscribe" => dispatcher::subscribe(SubscribeRequest),

@@ -500,9 +500,10 @@ fn rules_between_fields(message: &str) -> Option<Value> {
             non_empty("text"),
             {"properties": {"attachmentUploadIds": {"type": "array", "minItems": 1}}, "required": ["attachmentUploadIds"]},
         ]}]),
-        // a report names a user or a chat; a chat goes with its channel
+        // a report names a user, a chat or a status; a chat goes with its channel, a status alone
         "chatmesh.user.v1.CreateReportRequest" => json!([
-            {"anyOf": [non_empty("userId"), non_empty("chatId")]},
+            {"anyOf": [non_empty("userId"), non_empty("chatId"), non_empty("statusId")]},
+            {"if": non_empty("statusId"), "then": {"properties": {"chatId": {"enum": ["", null]}, "channelId": {"enum": ["", null]}}}},
             {"if": non_empty("chatId"), "then": non_empty("channelId")},
             {"if": non_empty("channelId"), "then": non_empty("chatId")},
         ]),

@@ -15,5 +15,5 @@ pub use self::{
     model::{
         Counts, Edge, FanoutJob, ScheduledRecord, StatusKind, StatusRecord, Stored, TimelineEntry, TrendsSnapshot,
     },
-    service::FeedApi,
+    service::{FeedApi, FeedInternalApi},
 };

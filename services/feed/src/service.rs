@@ -1,8 +1,10 @@
-//! The tonic handlers of FeedService: wire → core → protobuf.
+//! The tonic handlers of FeedService and FeedInternalService: wire → core → protobuf.
 
 use std::sync::Arc;
 
-use chatmesh_api::feed::v1::{self as pb, feed_service_server::FeedService};
+use chatmesh_api::feed::v1::{
+    self as pb, feed_internal_service_server::FeedInternalService, feed_service_server::FeedService,
+};
 use chatmesh_platform::{
     auth::user_of,
     blocks::BlockClient,
@@ -34,6 +36,18 @@ impl std::fmt::Debug for FeedApi {
     }
 }
 
+/// FeedInternalService: what moderation asks of the feed (service principals only).
+#[derive(Clone)]
+pub struct FeedInternalApi {
+    core: Arc<FeedCore>,
+}
+
+impl std::fmt::Debug for FeedInternalApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedInternalApi").finish_non_exhaustive()
+    }
+}
+
 impl FeedApi {
     /// The service over its store; `users` reaches the user service (profiles, followers,
     /// follows), `blocks` answers block checks with the shared epochs, `dispatcher` (when this
@@ -49,6 +63,11 @@ impl FeedApi {
         let graph = Graph::new(users, blocks);
         let live = dispatcher.map(Live::new);
         Self { core: Arc::new(FeedCore::new(store, graph, ids, settings, live)) }
+    }
+
+    /// The internal surface over the same core.
+    pub fn internal(&self) -> FeedInternalApi {
+        FeedInternalApi { core: self.core.clone() }
     }
 
     /// Fan-out jobs, scheduled statuses and trends, until `stop` is cancelled.
@@ -250,6 +269,34 @@ impl FeedService for FeedApi {
             next_page_token: next_token(page.next),
             statuses: statuses_pb(page.items),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl FeedInternalService for FeedInternalApi {
+    async fn get_status_states(
+        &self,
+        request: Request<pb::GetStatusStatesRequest>,
+    ) -> Result<Response<pb::GetStatusStatesResponse>, Status> {
+        let cmd = wire::get_status_states(request.get_ref())?;
+        let states = self.core.status_states(cmd.reader_id, &cmd.status_ids).await?;
+        let states = states
+            .into_iter()
+            .map(|(status_id, author_id)| pb::StatusState {
+                status_id: status_id.to_string(),
+                author_id: author_id.to_string(),
+            })
+            .collect();
+        Ok(Response::new(pb::GetStatusStatesResponse { states }))
+    }
+
+    async fn moderate_delete_status(
+        &self,
+        request: Request<pb::ModerateDeleteStatusRequest>,
+    ) -> Result<Response<pb::ModerateDeleteStatusResponse>, Status> {
+        let cmd = wire::moderate_delete_status(request.get_ref())?;
+        self.core.moderate_delete(cmd.status_id, cmd.moderator_id).await?;
+        Ok(Response::new(pb::ModerateDeleteStatusResponse {}))
     }
 }
 

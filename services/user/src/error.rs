@@ -67,16 +67,22 @@ pub enum UserError {
     NotAdmin,
     #[error("user_id must name the chat's sender, or be left empty")]
     ReportedUserIsNotTheSender,
-    #[error("a report names a user_id or a chat_id")]
+    #[error("user_id must name the status's author, or be left empty")]
+    ReportedUserIsNotTheAuthor,
+    #[error("a report names a user_id, a chat_id or a status_id")]
     ReportWithoutTarget,
     #[error("chat {0} not found")]
     ChatNotFound(u64),
+    #[error("status {0} not found")]
+    StatusNotFound(u64),
     #[error("report {0} not found")]
     ReportNotFound(u64),
     #[error("report {0} is already resolved")]
     ReportResolved(u64),
     #[error("report {0} is not about a chat")]
     NotAChatReport(u64),
+    #[error("report {0} is not about a status")]
+    NotAStatusReport(u64),
     #[error("no account has this email")]
     EmailNotFound,
     /// This process has no route to a part the operation needs.
@@ -158,11 +164,15 @@ impl From<UserError> for Status {
             ),
             UserError::WrongPassword => status_with_reason(Code::PermissionDenied, message, "WRONG_PASSWORD", &[]),
             UserError::NotAdmin => status_with_reason(Code::PermissionDenied, message, "ADMIN_ONLY", &[]),
-            UserError::ReportedUserIsNotTheSender | UserError::ReportWithoutTarget => {
-                chatmesh_wire::error::invalid_field("user_id", message)
-            }
+            UserError::ReportedUserIsNotTheSender
+            | UserError::ReportedUserIsNotTheAuthor
+            | UserError::ReportWithoutTarget => chatmesh_wire::error::invalid_field("user_id", message),
             UserError::ChatNotFound(id) => {
                 status_with_reason(Code::NotFound, message, "CHAT_NOT_FOUND", &[("chat_id", id.to_string())])
+            }
+            // why: the reason the feed service answers for a status a reader cannot read
+            UserError::StatusNotFound(id) => {
+                status_with_reason(Code::NotFound, message, "STATUS_NOT_FOUND", &[("status_id", id.to_string())])
             }
             UserError::ReportNotFound(id) => {
                 status_with_reason(Code::NotFound, message, "REPORT_NOT_FOUND", &[("report_id", id.to_string())])
@@ -177,6 +187,12 @@ impl From<UserError> for Status {
                 Code::FailedPrecondition,
                 message,
                 "NOT_A_CHAT_REPORT",
+                &[("report_id", id.to_string())],
+            ),
+            UserError::NotAStatusReport(id) => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "NOT_A_STATUS_REPORT",
                 &[("report_id", id.to_string())],
             ),
             UserError::EmailNotFound => status_with_reason(Code::NotFound, message, "EMAIL_NOT_FOUND", &[]),
@@ -211,6 +227,10 @@ mod tests {
             (UserError::BadRefreshToken, Code::Unauthenticated, "BAD_REFRESH_TOKEN"),
             (UserError::SessionEnded, Code::Unauthenticated, "SESSION_ENDED"),
             (UserError::RefreshReuse, Code::Unauthenticated, "REFRESH_TOKEN_REUSED"),
+            (UserError::ChatNotFound(7), Code::NotFound, "CHAT_NOT_FOUND"),
+            (UserError::StatusNotFound(7), Code::NotFound, "STATUS_NOT_FOUND"),
+            (UserError::NotAChatReport(7), Code::FailedPrecondition, "NOT_A_CHAT_REPORT"),
+            (UserError::NotAStatusReport(7), Code::FailedPrecondition, "NOT_A_STATUS_REPORT"),
         ];
         for (error, code, want) in cases {
             let status = Status::from(error);

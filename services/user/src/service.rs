@@ -172,6 +172,7 @@ fn report_pb(report: ReportRecord) -> pb::Report {
         ReportAction::Dismiss => pb::ReportAction::Dismiss,
         ReportAction::RetractChat => pb::ReportAction::RetractChat,
         ReportAction::SuspendUser => pb::ReportAction::SuspendUser,
+        ReportAction::DeleteStatus => pb::ReportAction::DeleteStatus,
     });
     let status = if resolution.is_some() { pb::ReportStatus::Resolved } else { pb::ReportStatus::Open };
     pb::Report {
@@ -188,6 +189,7 @@ fn report_pb(report: ReportRecord) -> pb::Report {
         created_at: timestamp(report.created_at_ms),
         updated_at: timestamp(report.updated_at_ms),
         resolved_at: resolution.and_then(|r| timestamp(r.at_ms)),
+        target_status_id: report.target.status.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 

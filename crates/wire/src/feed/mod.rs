@@ -12,9 +12,10 @@ use tonic::Status;
 
 use crate::{error::invalid_field, validate};
 
+mod internal;
 mod text;
 
-pub use self::text::*;
+pub use self::{internal::*, text::*};
 
 /// Entries per page of the lists when the request asks for none.
 pub const DEFAULT_PAGE: usize = 50;

@@ -22,13 +22,17 @@ pub enum ReportCategoryKind {
     Other,
 }
 
-/// A valid `CreateReportRequest`: of a user, of a chat, or of both (the chat's sender).
+/// A valid `CreateReportRequest`: of a user, of a chat or a status, or of both (the chat's
+/// sender, the status's author).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateReport {
-    /// The user reported; `None` for a chat report that leaves it to the chat's sender.
+    /// The user reported; `None` for a chat or status report that leaves it to the chat's
+    /// sender or the status's author.
     pub user_id: Option<u64>,
     /// The chat reported and its channel, `(chat_id, channel_id)`.
     pub chat: Option<(u64, u64)>,
+    /// The status reported (never with a chat).
+    pub status_id: Option<u64>,
     /// Why.
     pub category: ReportCategoryKind,
     /// What happened, as given (newlines and tabs kept); may be empty.
@@ -36,8 +40,9 @@ pub struct CreateReport {
 }
 
 /// Checks a `CreateReportRequest`: each field's own rule (the ids given, the category, the
-/// text), then the rules between them: a chat id goes with a channel id and the other way
-/// round, and a report names a user or a chat.
+/// text, the status id), then the rules between them: a chat id goes with a channel id and the
+/// other way round, a status id goes with neither, and a report names a user, a chat or a
+/// status.
 pub fn create_report(request: &pb::CreateReportRequest) -> Result<CreateReport, Status> {
     let user_id = optional_id("user_id", &request.user_id)?;
     let chat_id = optional_id("chat_id", &request.chat_id)?;
@@ -55,16 +60,20 @@ pub fn create_report(request: &pb::CreateReportRequest) -> Result<CreateReport, 
     };
     // why: a report may have lines and tabs; every other control character is refused.
     validate::text("text", &request.text.replace(['\n', '\t'], " "), 0, MAX_REPORT_TEXT)?;
+    let status_id = optional_id("status_id", &request.status_id)?;
+    if status_id.is_some() && (chat_id.is_some() || channel_id.is_some()) {
+        return Err(invalid_field("status_id", "is not given with chat_id or channel_id"));
+    }
     let chat = match (chat_id, channel_id) {
         (Some(chat_id), Some(channel_id)) => Some((chat_id, channel_id)),
         (Some(_), None) => return Err(invalid_field("channel_id", "is required with chat_id")),
         (None, Some(_)) => return Err(invalid_field("chat_id", "is required with channel_id")),
         (None, None) => None,
     };
-    if user_id.is_none() && chat.is_none() {
-        return Err(invalid_field("user_id", "is required unless chat_id is given"));
+    if user_id.is_none() && chat.is_none() && status_id.is_none() {
+        return Err(invalid_field("user_id", "is required unless chat_id or status_id is given"));
     }
-    Ok(CreateReport { user_id, chat, category, text: request.text.clone() })
+    Ok(CreateReport { user_id, chat, status_id, category, text: request.text.clone() })
 }
 
 /// A valid `ChangeEmailRequest`.
@@ -170,8 +179,10 @@ pub enum ReportActionKind {
     Dismiss,
     /// Retract the reported chat.
     RetractChat,
-    /// Suspend the reported user (or the chat's sender).
+    /// Suspend the reported user (or the chat's sender, or the status's author).
     SuspendUser,
+    /// Delete the reported status.
+    DeleteStatus,
 }
 
 /// A valid `ResolveReportRequest`.
@@ -195,6 +206,7 @@ pub fn resolve_report(request: &pb::ResolveReportRequest) -> Result<ResolveRepor
         Ok(pb::ReportAction::Dismiss) => ReportActionKind::Dismiss,
         Ok(pb::ReportAction::RetractChat) => ReportActionKind::RetractChat,
         Ok(pb::ReportAction::SuspendUser) => ReportActionKind::SuspendUser,
+        Ok(pb::ReportAction::DeleteStatus) => ReportActionKind::DeleteStatus,
         Err(_) => return Err(invalid_field("action", "is not a known action")),
     };
     let suspend_for = suspension(request.suspend_seconds)?.filter(|_| action == ReportActionKind::SuspendUser);
@@ -287,6 +299,7 @@ mod tests {
             CreateReport {
                 user_id: Some(2),
                 chat: None,
+                status_id: None,
                 category: ReportCategoryKind::Spam,
                 text: "Sends the same link\nto everyone.\t(twice a minute)".into(),
             }
@@ -297,6 +310,7 @@ mod tests {
             channel_id: "3".into(),
             category: pb::ReportCategory::Harassment.into(),
             text: String::new(),
+            status_id: String::new(),
         };
         let valid = create_report(&chat).unwrap();
         assert_eq!((valid.user_id, valid.chat, valid.category), (None, Some((5, 3)), ReportCategoryKind::Harassment));
@@ -306,7 +320,17 @@ mod tests {
         let neither = pb::CreateReportRequest { user_id: String::new(), ..user_report() };
         refuses(create_report(&neither), "user_id");
         refuses(create_report(&pb::CreateReportRequest { channel_id: String::new(), ..chat.clone() }), "channel_id");
-        refuses(create_report(&pb::CreateReportRequest { chat_id: String::new(), ..chat }), "chat_id");
+        refuses(create_report(&pb::CreateReportRequest { chat_id: String::new(), ..chat.clone() }), "chat_id");
+
+        let status = pb::CreateReportRequest { user_id: String::new(), status_id: "8".into(), ..user_report() };
+        let valid = create_report(&status).unwrap();
+        assert_eq!((valid.user_id, valid.chat, valid.status_id), (None, None, Some(8)));
+        let with_author = create_report(&pb::CreateReportRequest { user_id: "2".into(), ..status.clone() }).unwrap();
+        assert_eq!((with_author.user_id, with_author.status_id), (Some(2), Some(8)));
+        refuses(create_report(&pb::CreateReportRequest { status_id: "8".into(), ..chat.clone() }), "status_id");
+        let with_channel = pb::CreateReportRequest { channel_id: "3".into(), ..status.clone() };
+        refuses(create_report(&with_channel), "status_id");
+        refuses(create_report(&pb::CreateReportRequest { status_id: "08".into(), ..status }), "status_id");
     }
 
     #[test]
@@ -419,6 +443,9 @@ mod tests {
         assert_eq!((dismissed.action, dismissed.suspend_for), (ReportActionKind::Dismiss, None));
         let retract = pb::ResolveReportRequest { action: pb::ReportAction::RetractChat.into(), ..suspend_report(0) };
         assert_eq!(resolve_report(&retract).unwrap().action, ReportActionKind::RetractChat);
+        let delete = pb::ResolveReportRequest { action: pb::ReportAction::DeleteStatus.into(), ..suspend_report(60) };
+        let deleted = resolve_report(&delete).unwrap();
+        assert_eq!((deleted.action, deleted.suspend_for), (ReportActionKind::DeleteStatus, None));
     }
 
     #[test]
@@ -428,7 +455,7 @@ mod tests {
             "report_id",
         );
         refuses(resolve_report(&pb::ResolveReportRequest { action: 0, ..suspend_report(0) }), "action");
-        refuses(resolve_report(&pb::ResolveReportRequest { action: 4, ..suspend_report(0) }), "action");
+        refuses(resolve_report(&pb::ResolveReportRequest { action: 5, ..suspend_report(0) }), "action");
         for seconds in [-1, MAX_SUSPEND_SECONDS + 1, i64::MIN, i64::MAX] {
             refuses(resolve_report(&suspend_report(seconds)), "suspend_seconds");
         }

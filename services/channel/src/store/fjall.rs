@@ -186,7 +186,11 @@ impl ChannelStore for FjallChannelStore {
     #[tracing::instrument(name = "channel_store.get_member", skip_all, fields(db.system = "fjall"))]
     async fn get_member(&self, channel_id: u64, user_id: u64) -> Result<Option<MemberRecord>, StoreError> {
         self.blocking(move |s| {
-            s.db.read_tx().get(&s.members, pair_key(channel_id, user_id)).map_err(backend)?.map(|v| decode(&v)).transpose()
+            s.db.read_tx()
+                .get(&s.members, pair_key(channel_id, user_id))
+                .map_err(backend)?
+                .map(|v| decode(&v))
+                .transpose()
         })
         .await
     }

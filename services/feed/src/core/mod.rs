@@ -1,10 +1,12 @@
 //! The feed service's rules, in domain types: statuses, replies and reposts in [`statuses`],
 //! likes in [`likes`], home timelines and fan-out in [`timeline`], the background workers
-//! (fan-out jobs, scheduled statuses, trends) in [`workers`]. Reading a status turns stored
-//! records into [`StatusView`]s here, leaving out what the reader may not see.
+//! (fan-out jobs, scheduled statuses, trends) in [`workers`], what moderators ask of the feed
+//! in [`moderation`]. Reading a status turns stored records into [`StatusView`]s here, leaving
+//! out what the reader may not see.
 
 mod likes;
 mod live;
+mod moderation;
 mod statuses;
 mod timeline;
 mod workers;

@@ -178,8 +178,14 @@ impl FeedCore {
         if record.author_id != caller {
             return Err(FeedError::NotAuthor(status_id));
         }
+        self.remove_status(caller, status_id).await
+    }
+
+    /// Deletes a published status of `author` (the store's one write takes it out of every
+    /// list, tag, trend and count) and tells its followers live; gone already changes nothing.
+    pub(super) async fn remove_status(&self, author: u64, status_id: u64) -> Result<(), FeedError> {
         if self.store.delete_status(status_id).await?.is_some() {
-            self.announce_to_followers(caller, super::live::deleted_event(status_id));
+            self.announce_to_followers(author, super::live::deleted_event(status_id));
         }
         Ok(())
     }

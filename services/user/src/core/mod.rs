@@ -16,6 +16,7 @@ use chatmesh_api::{
     channel::v1::channel_internal_service_client::ChannelInternalServiceClient,
     chat::v1::chat_internal_service_client::ChatInternalServiceClient,
     dispatcher::v1::{DisconnectUserRequest, dispatcher_internal_service_client::DispatcherInternalServiceClient},
+    feed::v1::feed_internal_service_client::FeedInternalServiceClient,
 };
 use chatmesh_platform::{
     auth::Authenticator,
@@ -51,6 +52,8 @@ pub struct Peers {
     pub channels: Option<InternalChannel>,
     /// The chat service: reported chats, retracting them.
     pub chats: Option<InternalChannel>,
+    /// The feed service: reported statuses, deleting them.
+    pub feed: Option<InternalChannel>,
 }
 
 /// An account as a caller sees it: the record (trimmed to what they may see), its counters and
@@ -88,6 +91,7 @@ pub struct UserCore {
     live: Option<DispatcherInternalServiceClient<InternalChannel>>,
     channels: Option<ChannelInternalServiceClient<InternalChannel>>,
     chats: Option<ChatInternalServiceClient<InternalChannel>>,
+    feed: Option<FeedInternalServiceClient<InternalChannel>>,
     store: Arc<dyn UserStore>,
     hasher: PasswordHasher,
     auth: Arc<Authenticator>,
@@ -130,6 +134,7 @@ impl UserCore {
             live: peers.dispatcher.map(DispatcherInternalServiceClient::new),
             channels: peers.channels.map(ChannelInternalServiceClient::new),
             chats: peers.chats.map(ChatInternalServiceClient::new),
+            feed: peers.feed.map(FeedInternalServiceClient::new),
             block_epochs,
             follows: per_hour("follows-user", config.limits.follows_per_hour_per_user),
             friend_requests: per_hour("friend-requests-user", config.limits.friend_requests_per_hour_per_user),

@@ -1,10 +1,12 @@
-//! Reports and what admins do with them: resolve a report (dismiss, retract the chat, suspend
-//! the user), and list, read, suspend, unsuspend and delete accounts. Every admin operation
-//! first checks the caller's role, read from the store (so a revoked admin stops at once).
+//! Reports and what admins do with them: resolve a report (dismiss, retract the chat, delete
+//! the status, suspend the user), and list, read, suspend, unsuspend and delete accounts. Every
+//! admin operation first checks the caller's role, read from the store (so a revoked admin
+//! stops at once).
 
 use chatmesh_api::{
     channel::v1::CheckMembershipRequest,
     chat::v1::{GetChatStatesRequest, ModerateRetractChatRequest},
+    feed::v1::{GetStatusStatesRequest, ModerateDeleteStatusRequest},
 };
 use chatmesh_platform::ids::now_ms;
 use chatmesh_wire::user as wire;
@@ -48,6 +50,7 @@ fn action(kind: wire::ReportActionKind) -> ReportAction {
         wire::ReportActionKind::Dismiss => ReportAction::Dismiss,
         wire::ReportActionKind::RetractChat => ReportAction::RetractChat,
         wire::ReportActionKind::SuspendUser => ReportAction::SuspendUser,
+        wire::ReportActionKind::DeleteStatus => ReportAction::DeleteStatus,
     }
 }
 
@@ -73,18 +76,25 @@ impl UserCore {
 
     /// Files a report (merged into the reporter's open one of the same target).
     pub async fn create_report(&self, reporter: u64, cmd: wire::CreateReport) -> Result<ReportRecord, UserError> {
-        let target = match cmd.chat {
-            Some((chat_id, channel_id)) => {
+        let target = match (cmd.chat, cmd.status_id) {
+            (Some((chat_id, channel_id)), _) => {
                 let sender = self.reported_chat_sender(reporter, chat_id, channel_id).await?;
                 if cmd.user_id.is_some_and(|named| named != sender) {
                     return Err(UserError::ReportedUserIsNotTheSender);
                 }
-                ReportTarget { user_id: sender, chat: Some((chat_id, channel_id)) }
+                ReportTarget { user_id: sender, chat: Some((chat_id, channel_id)), status: None }
             }
-            None => {
+            (None, Some(status_id)) => {
+                let author = self.reported_status_author(reporter, status_id).await?;
+                if cmd.user_id.is_some_and(|named| named != author) {
+                    return Err(UserError::ReportedUserIsNotTheAuthor);
+                }
+                ReportTarget { user_id: author, chat: None, status: Some(status_id) }
+            }
+            (None, None) => {
                 let user_id = cmd.user_id.ok_or(UserError::ReportWithoutTarget)?;
                 self.load_user(user_id).await?;
-                ReportTarget { user_id, chat: None }
+                ReportTarget { user_id, chat: None, status: None }
             }
         };
         if target.user_id == reporter {
@@ -127,6 +137,21 @@ impl UserCore {
         state.sender_id.parse().map_err(|_| UserError::ChatNotFound(chat_id))
     }
 
+    /// The author of a status the reporter can read (as GetStatus would show it to them);
+    /// NOT_FOUND for any status they cannot.
+    async fn reported_status_author(&self, reporter: u64, status_id: u64) -> Result<u64, UserError> {
+        let Some(feed) = &self.feed else { return Err(UserError::PeerMissing("feed")) };
+        let request =
+            GetStatusStatesRequest { status_ids: vec![status_id.to_string()], reader_id: reporter.to_string() };
+        let states = feed.clone().get_status_states(request).await.map_err(UserError::Peer)?.into_inner();
+        let state = states
+            .states
+            .into_iter()
+            .find(|s| s.status_id == status_id.to_string())
+            .ok_or(UserError::StatusNotFound(status_id))?;
+        state.author_id.parse().map_err(|_| UserError::StatusNotFound(status_id))
+    }
+
     /// Reports for an admin, newest first.
     pub async fn list_reports(
         &self,
@@ -156,6 +181,13 @@ impl UserCore {
                 let request =
                     ModerateRetractChatRequest { chat_id: chat_id.to_string(), moderator_id: caller.to_string() };
                 chats.clone().moderate_retract_chat(request).await.map_err(UserError::Peer)?;
+            }
+            ReportAction::DeleteStatus => {
+                let status_id = report.target.status.ok_or(UserError::NotAStatusReport(cmd.report_id))?;
+                let Some(feed) = &self.feed else { return Err(UserError::PeerMissing("feed")) };
+                let request =
+                    ModerateDeleteStatusRequest { status_id: status_id.to_string(), moderator_id: caller.to_string() };
+                feed.clone().moderate_delete_status(request).await.map_err(UserError::Peer)?;
             }
             ReportAction::SuspendUser => {
                 let target = self.load_user(report.target.user_id).await?;
@@ -278,5 +310,71 @@ impl UserCore {
         let own = user.user_id;
         let profile = self.profile(user, Some(own), true).await?;
         Ok(AccountView { profile, suspension, deleted_at_ms, purge_at_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wire::ReportActionKind::{DeleteStatus, RetractChat};
+
+    use super::*;
+    use crate::store::{Accounts, FjallUserStore, Reports, conformance::user};
+
+    fn filed(report_id: u64, target: ReportTarget) -> ReportRecord {
+        ReportRecord {
+            report_id,
+            reporter_id: 2,
+            target,
+            category: ReportCategory::Spam,
+            text: String::new(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            resolution: None,
+        }
+    }
+
+    fn resolve(report_id: u64, action: wire::ReportActionKind) -> wire::ResolveReport {
+        wire::ResolveReport { report_id, action, suspend_for: None }
+    }
+
+    #[tokio::test]
+    async fn status_reports_need_the_feed_peer_and_each_action_its_own_kind_of_report() {
+        let (_dir, store) = FjallUserStore::temp();
+        let store = Arc::new(store);
+        for (id, email) in [(1, "root@example.com"), (2, "bob@example.com"), (3, "ada@example.com")] {
+            store.insert_user(&user(id, email, None)).await.unwrap();
+        }
+        // a process with no feed peer (Peers::default())
+        let (_keys, core) = crate::core::tests::core_over(store.clone());
+        core.set_role("root@example.com", Role::Admin).await.unwrap();
+
+        let of_status = wire::CreateReport {
+            user_id: None,
+            chat: None,
+            status_id: Some(70),
+            category: wire::ReportCategoryKind::Spam,
+            text: String::new(),
+        };
+        assert!(matches!(core.create_report(2, of_status).await, Err(UserError::PeerMissing("feed"))));
+
+        let status = ReportTarget { user_id: 3, chat: None, status: Some(70) };
+        let chat = ReportTarget { user_id: 3, chat: Some((80, 90)), status: None };
+        let person = ReportTarget { user_id: 3, chat: None, status: None };
+        for (id, target) in [(10, status), (11, chat), (12, person)] {
+            store.upsert_report(&filed(id, target)).await.unwrap();
+        }
+        let outcome = core.resolve_report(1, resolve(10, DeleteStatus)).await;
+        assert!(matches!(outcome, Err(UserError::PeerMissing("feed"))), "{outcome:?}");
+        let outcome = core.resolve_report(1, resolve(10, RetractChat)).await;
+        assert!(matches!(outcome, Err(UserError::NotAChatReport(10))), "{outcome:?}");
+        for id in [11, 12] {
+            let outcome = core.resolve_report(1, resolve(id, DeleteStatus)).await;
+            assert!(matches!(outcome, Err(UserError::NotAStatusReport(n)) if n == id), "{outcome:?}");
+        }
+        for id in [10, 11, 12] {
+            assert_eq!(store.get_report(id).await.unwrap().unwrap().resolution, None, "report {id} stays open");
+        }
     }
 }

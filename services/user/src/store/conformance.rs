@@ -42,7 +42,7 @@ pub fn session(sid: &str, user_id: u64, hash: &str) -> SessionRecord {
     }
 }
 
-/// A report of `target` (a user, or a chat of theirs) by `reporter`, filed at `at_ms`.
+/// A report of `target` (a user, or a chat or status of theirs) by `reporter`, filed at `at_ms`.
 pub fn report(report_id: u64, reporter_id: u64, target: ReportTarget, at_ms: u64) -> ReportRecord {
     ReportRecord {
         report_id,
@@ -57,7 +57,11 @@ pub fn report(report_id: u64, reporter_id: u64, target: ReportTarget, at_ms: u64
 }
 
 fn of_user(user_id: u64) -> ReportTarget {
-    ReportTarget { user_id, chat: None }
+    ReportTarget { user_id, chat: None, status: None }
+}
+
+fn of_status(user_id: u64, status_id: u64) -> ReportTarget {
+    ReportTarget { user_id, chat: None, status: Some(status_id) }
 }
 
 fn resolved(mut report: ReportRecord, by_user_id: u64) -> ReportRecord {
@@ -617,11 +621,11 @@ pub async fn reports_by_one_reporter_of_one_target_merge_while_open(store: &dyn 
     assert_eq!(store.get_report(10).await.unwrap(), Some(merged.clone()));
     assert_eq!(store.get_report(11).await.unwrap(), None);
 
-    let chat = ReportTarget { user_id: 5, chat: Some((70, 80)) };
+    let chat = ReportTarget { user_id: 5, chat: Some((70, 80)), status: None };
     assert_eq!(store.upsert_report(&report(12, 1, chat, 300)).await.unwrap().report_id, 12, "a chat is another target");
     assert_eq!(store.upsert_report(&report(13, 2, of_user(5), 300)).await.unwrap().report_id, 13, "another reporter");
     assert_eq!(store.upsert_report(&report(14, 1, chat, 400)).await.unwrap().report_id, 12, "the same chat merges");
-    let other_chat = ReportTarget { user_id: 5, chat: Some((71, 80)) };
+    let other_chat = ReportTarget { user_id: 5, chat: Some((71, 80)), status: None };
     assert_eq!(store.upsert_report(&report(15, 1, other_chat, 400)).await.unwrap().report_id, 15);
 
     assert!(store.resolve_report(&resolved(merged, 9)).await.unwrap());
@@ -630,6 +634,37 @@ pub async fn reports_by_one_reporter_of_one_target_merge_while_open(store: &dyn 
         16,
         "a resolved report absorbs nothing"
     );
+}
+
+pub async fn status_reports_round_trip_and_merge_per_status(store: &dyn UserStore) {
+    let status = report(10, 1, of_status(5, 70), 100);
+    assert_eq!(store.upsert_report(&status).await.unwrap(), status);
+    assert_eq!(store.get_report(10).await.unwrap(), Some(status.clone()), "the status is kept");
+    let mut again = report(11, 1, of_status(5, 70), 200);
+    again.text = "again".into();
+    let merged = store.upsert_report(&again).await.unwrap();
+    assert_eq!((merged.report_id, merged.target, merged.text.as_str()), (10, of_status(5, 70), "again"));
+    assert_eq!(store.get_report(10).await.unwrap(), Some(merged.clone()));
+    assert_eq!(store.get_report(11).await.unwrap(), None);
+
+    let user = store.upsert_report(&report(12, 1, of_user(5), 300)).await.unwrap();
+    assert_eq!(user.report_id, 12, "the author is another target");
+    let chat = ReportTarget { user_id: 5, chat: Some((70, 80)), status: None };
+    assert_eq!(
+        store.upsert_report(&report(13, 1, chat, 300)).await.unwrap().report_id,
+        13,
+        "a chat of the same id too"
+    );
+    assert_eq!(store.upsert_report(&report(14, 1, of_status(5, 71), 300)).await.unwrap().report_id, 14);
+    assert_eq!(store.upsert_report(&report(15, 2, of_status(5, 70), 300)).await.unwrap().report_id, 15);
+    let ids = |reports: Vec<ReportRecord>| reports.into_iter().map(|r| r.report_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_reports(false, Some(5), None, ALL).await.unwrap()), [15, 14, 13, 12, 10]);
+
+    assert!(store.resolve_report(&resolved(merged, 9)).await.unwrap());
+    let after = store.upsert_report(&report(16, 1, of_status(5, 70), 500)).await.unwrap();
+    assert_eq!((after.report_id, after.target), (16, of_status(5, 70)), "a resolved report absorbs nothing");
+    assert_eq!(store.upsert_report(&report(17, 1, of_status(5, 70), 600)).await.unwrap().report_id, 16);
+    assert_eq!(ids(store.list_reports(true, Some(5), None, ALL).await.unwrap()), [10]);
 }
 
 pub async fn a_report_resolves_only_once(store: &dyn UserStore) {
@@ -729,6 +764,7 @@ macro_rules! user_store_suite {
                 a_friend_request_either_way_is_one_request,
                 accepting_is_atomic_and_needs_the_request,
                 reports_by_one_reporter_of_one_target_merge_while_open,
+                status_reports_round_trip_and_merge_per_status,
                 a_report_resolves_only_once,
                 reports_list_by_status_and_target_newest_first,
                 directory_prefix_search_and_replacement

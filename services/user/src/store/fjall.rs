@@ -32,7 +32,8 @@
 //! - `status_reportid__`: status (0 open, 1 resolved) ++ report id → ()
 //! - `status_targetuserid_reportid__`: status ++ target user id ++ report id → ()
 //! - `reporter_targetuserid_chatid_channelid__openreportid`: an open report to merge into
-//!   (chat and channel 0 for a report of a user)
+//!   (chat and channel 0 for a report of a user or a status; a status report's key goes on
+//!   with the status id)
 //! - `term_userid__`: search term ++ 0x00 ++ user id → ()
 //! - `userid__terms`: user id → the user's search terms (JSON)
 //! - `meta`: `format_version` → "1"; `directory_complete` → "1" once every account older
@@ -175,7 +176,10 @@ fn split_term_key(key: &[u8]) -> Result<(String, u64), StoreError> {
 /// The key under which one reporter's open reports of one target merge.
 fn open_report_key(report: &ReportRecord) -> Vec<u8> {
     let (chat_id, channel_id) = report.target.chat.unwrap_or((0, 0));
-    key(&[report.reporter_id, report.target.user_id, chat_id, channel_id])
+    let mut ids = vec![report.reporter_id, report.target.user_id, chat_id, channel_id];
+    // why: appended, so the keys of user and chat reports stay as they were stored
+    ids.extend(report.target.status);
+    key(&ids)
 }
 
 fn keys_of(iter: impl Iterator<Item = Guard>, limit: usize) -> Result<Vec<Slice>, StoreError> {

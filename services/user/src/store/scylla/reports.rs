@@ -2,11 +2,11 @@
 //! written only by lightweight transactions (created `IF NOT EXISTS`, then changed `IF revision
 //! = ?` on the revision read), so a merge and a resolution never overwrite each other.
 //! `open_reports ((reporter_id, target_user_id, chat_id))` is a reporter's open report of one
-//! target (chat 0: the user), claimed `IF NOT EXISTS` before the report is created, so a second
-//! report merges into the first; a resolution releases it (`IF report_id = ?`) after it
-//! applied. A claim whose report is resolved or missing (a resolution or a creation
-//! interrupted) is released by the next report of that reporter and target, which then claims
-//! anew.
+//! user or chat (chat 0: the user), `open_status_reports ((reporter_id, status_id))` of one
+//! status; the claim is taken `IF NOT EXISTS` before the report is created, so a second report
+//! merges into the first; a resolution releases it (`IF report_id = ?`) after it applied. A
+//! claim whose report is resolved or missing (a resolution or a creation interrupted) is
+//! released by the next report of that reporter and target, which then claims anew.
 //!
 //! The listings, `reports_by_day ((resolved, day), report_id DESC)` (with the days in
 //! `user_days`) and `reports_by_target ((target_user_id), resolved, report_id DESC)`, are plain
@@ -42,6 +42,47 @@ fn encode(report: &ReportRecord) -> Result<String, StoreError> {
 }
 
 impl ScyllaUserStore {
+    /// Claims the open report of `report`'s reporter and target for `report_id`: `false` when
+    /// another holds the claim.
+    async fn claim_report(&self, report: &ReportRecord, report_id: u64) -> Result<bool, StoreError> {
+        let reporter = report.reporter_id;
+        match report.target.status {
+            Some(status) => self.cql.lwt(&CLAIM_STATUS_REPORT, values![reporter, status, report_id]).await,
+            None => {
+                let values = values![reporter, report.target.user_id, chat_key(report), report_id];
+                self.cql.lwt(&CLAIM_REPORT, values).await
+            }
+        }
+        .map_err(backend)
+    }
+
+    /// The report holding the claim of `report`'s reporter and target, if one does.
+    async fn report_claim(&self, report: &ReportRecord) -> Result<Option<u64>, StoreError> {
+        let reporter = report.reporter_id;
+        let row = match report.target.status {
+            Some(status) => self.cql.row::<(i64,)>(&STATUS_REPORT_CLAIM, values![reporter, status]).await,
+            None => {
+                let values = values![reporter, report.target.user_id, chat_key(report)];
+                self.cql.row::<(i64,)>(&REPORT_CLAIM, values).await
+            }
+        };
+        Ok(row.map_err(backend)?.map(|(id,)| chatmesh_cql::id(id)))
+    }
+
+    /// Releases the claim of `report`'s reporter and target if `report_id` holds it.
+    async fn release_report(&self, report: &ReportRecord, report_id: u64) -> Result<(), StoreError> {
+        let reporter = report.reporter_id;
+        match report.target.status {
+            Some(status) => self.cql.lwt(&RELEASE_STATUS_REPORT, values![reporter, status, report_id]).await,
+            None => {
+                let values = values![reporter, report.target.user_id, chat_key(report), report_id];
+                self.cql.lwt(&RELEASE_REPORT, values).await
+            }
+        }
+        .map_err(backend)?;
+        Ok(())
+    }
+
     /// A report with its `resolved` flag and revision.
     async fn load_report(&self, report_id: u64) -> Result<Option<(ReportRecord, bool, i64)>, StoreError> {
         let Some((json, resolved, revision)) =
@@ -125,9 +166,9 @@ enum ListedBy {
 impl Reports for ScyllaUserStore {
     #[tracing::instrument(name = "user_store.upsert_report", skip_all, fields(db.system = "scylla"))]
     async fn upsert_report(&self, report: &ReportRecord) -> Result<ReportRecord, StoreError> {
-        let (reporter, target, chat) = (report.reporter_id, report.target.user_id, chat_key(report));
+        let (reporter, target) = (report.reporter_id, report.target.user_id);
         for _ in 0..ATTEMPTS {
-            if self.cql.lwt(&CLAIM_REPORT, values![reporter, target, chat, report.report_id]).await.map_err(backend)? {
+            if self.claim_report(report, report.report_id).await? {
                 let created = values![report.report_id, encode(report)?, false, 0i64];
                 if !self.cql.lwt(&INSERT_REPORT, created).await.map_err(backend)?
                     && let Some((stored, _, _)) = self.load_report(report.report_id).await?
@@ -145,12 +186,9 @@ impl Reports for ScyllaUserStore {
                 return Ok(report.clone());
             }
             // released since the claim was refused: claim again
-            let Some((open_id,)) =
-                self.cql.row::<(i64,)>(&REPORT_CLAIM, values![reporter, target, chat]).await.map_err(backend)?
-            else {
+            let Some(open_id) = self.report_claim(report).await? else {
                 continue;
             };
-            let open_id = chatmesh_cql::id(open_id);
             match self.load_report(open_id).await? {
                 Some((stored, false, revision)) => {
                     let merged = ReportRecord {
@@ -165,9 +203,7 @@ impl Reports for ScyllaUserStore {
                     }
                 }
                 // why: a resolution, or a creation, interrupted before the claim was released
-                _ => {
-                    self.cql.lwt(&RELEASE_REPORT, values![reporter, target, chat, open_id]).await.map_err(backend)?;
-                }
+                _ => self.release_report(report, open_id).await?,
             }
         }
         Err(StoreError::Backend(format!("upsert_report: the open report of reporter {reporter} kept changing")))
@@ -241,8 +277,7 @@ impl Reports for ScyllaUserStore {
             self.cql.batch(BatchKind::Logged, listings).await.map_err(backend)?;
             // why after: a claim released before the resolution applied could let a new report
             // open beside one about to be resolved
-            let claim = values![record.reporter_id, target, chat_key(&record), id];
-            self.cql.lwt(&RELEASE_REPORT, claim).await.map_err(backend)?;
+            self.release_report(&record, id).await?;
             return Ok(true);
         }
         Err(StoreError::Backend(format!("resolve_report: report {} kept changing", report.report_id)))

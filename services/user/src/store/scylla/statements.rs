@@ -1,5 +1,6 @@
 //! The statements of the user store, each declared once and checked against the migrations
-//! (`crates/cql/migrations/0001_users.cql`, `0007_social_graph.cql`) by the golden tests.
+//! (`crates/cql/migrations/0001_users.cql`, `0007_social_graph.cql`,
+//! `0009_status_reports.cql`) by the golden tests.
 
 use chatmesh_cql::{Consistency, Statement, statement};
 
@@ -344,7 +345,7 @@ pub(super) static PARKED_FRIENDS: Statement = statement!(
 pub(super) static ERASE_PARKED_FRIENDS: Statement =
     statement!("user.erase_parked_friends", idempotent, "DELETE FROM parked_friends WHERE user_id = ?");
 
-// Reports (0007).
+// Reports (0007; the claims of status reports: 0009).
 
 pub(super) static CLAIM_REPORT: Statement = statement!(
     "user.claim_report",
@@ -360,6 +361,21 @@ pub(super) static RELEASE_REPORT: Statement = statement!(
     "user.release_report",
     not_idempotent,
     "DELETE FROM open_reports WHERE reporter_id = ? AND target_user_id = ? AND chat_id = ? IF report_id = ?"
+);
+pub(super) static CLAIM_STATUS_REPORT: Statement = statement!(
+    "user.claim_status_report",
+    not_idempotent,
+    "INSERT INTO open_status_reports (reporter_id, status_id, report_id) VALUES (?, ?, ?) IF NOT EXISTS"
+);
+pub(super) static STATUS_REPORT_CLAIM: Statement = statement!(
+    "user.status_report_claim",
+    idempotent,
+    "SELECT report_id FROM open_status_reports WHERE reporter_id = ? AND status_id = ?"
+);
+pub(super) static RELEASE_STATUS_REPORT: Statement = statement!(
+    "user.release_status_report",
+    not_idempotent,
+    "DELETE FROM open_status_reports WHERE reporter_id = ? AND status_id = ? IF report_id = ?"
 );
 pub(super) static INSERT_REPORT: Statement = statement!(
     "user.insert_report",
@@ -514,6 +530,9 @@ pub(crate) static STATEMENTS: &[&Statement] = &[
     &CLAIM_REPORT,
     &REPORT_CLAIM,
     &RELEASE_REPORT,
+    &CLAIM_STATUS_REPORT,
+    &STATUS_REPORT_CLAIM,
+    &RELEASE_STATUS_REPORT,
     &INSERT_REPORT,
     &GET_REPORT,
     &UPDATE_REPORT,

@@ -50,13 +50,18 @@ fn report(report_id: u64, reporter_id: u64, target_user_id: u64) -> ReportRecord
     ReportRecord {
         report_id,
         reporter_id,
-        target: ReportTarget { user_id: target_user_id, chat: None },
+        target: ReportTarget { user_id: target_user_id, chat: None, status: None },
         category: ReportCategory::Spam,
         text: "spam".into(),
         created_at_ms: NOW,
         updated_at_ms: NOW,
         resolution: None,
     }
+}
+
+fn status_report(report_id: u64, reporter_id: u64, author_id: u64, status_id: u64) -> ReportRecord {
+    let target = ReportTarget { user_id: author_id, chat: None, status: Some(status_id) };
+    ReportRecord { target, ..report(report_id, reporter_id, author_id) }
 }
 
 fn resolution() -> Option<Resolution> {
@@ -633,6 +638,22 @@ async fn resolve_report() -> Vec<Call> {
     taken(&log)
 }
 
+async fn upsert_status_report() -> Vec<Call> {
+    let (_, store, log) = scene();
+    // a new report of a status, claimed in open_status_reports; then one merged into it
+    store.upsert_report(&status_report(10, 1, 5, 70)).await.unwrap();
+    assert_eq!(store.upsert_report(&status_report(11, 1, 5, 70)).await.unwrap().report_id, 10);
+    taken(&log)
+}
+
+async fn resolve_status_report() -> Vec<Call> {
+    let (setup, store, log) = scene();
+    setup.upsert_report(&status_report(10, 1, 5, 70)).await.unwrap();
+    let resolved = ReportRecord { resolution: resolution(), ..status_report(10, 1, 5, 70) };
+    assert!(store.resolve_report(&resolved).await.unwrap());
+    taken(&log)
+}
+
 async fn index_terms() -> Vec<Call> {
     let (setup, store, log) = scene();
     setup.index_terms(1, &["n:ada".to_owned(), "u:ada".to_owned()]).await.unwrap();
@@ -704,6 +725,8 @@ chatmesh_cql::golden_files!(
     get_report,
     list_reports,
     resolve_report,
+    upsert_status_report,
+    resolve_status_report,
     index_terms,
     search_terms,
     ]
