@@ -39,6 +39,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_social_graph"),
     migration!(8, "0008_feed"),
     migration!(9, "0009_status_reports"),
+    migration!(10, "0010_recommendations"),
 ];
 
 /// The schema a fully migrated keyspace has.

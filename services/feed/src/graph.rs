@@ -1,6 +1,7 @@
 //! What the feed asks of the user service: profiles, follower pages for fan-out, whom a reader
 //! follows (cached per process for at most [`FOLLOWING_TTL`]), mentions, and blocks (through
-//! the shared [`BlockClient`] with its epochs).
+//! the shared [`BlockClient`] with its epochs); and what it tells it: who interacted with whose
+//! statuses (their who-to-follow recommendations).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -9,8 +10,8 @@ use std::{
 };
 
 use chatmesh_api::user::v1::{
-    BatchGetUsersRequest, ListFollowerIdsRequest, ListFollowingIdsRequest, ResolveUsernamesRequest, User, UserState,
-    user_internal_service_client::UserInternalServiceClient,
+    BatchGetUsersRequest, ListFollowerIdsRequest, ListFollowingIdsRequest, RecordInteractionsRequest,
+    ResolveUsernamesRequest, User, UserState, user_internal_service_client::UserInternalServiceClient,
 };
 use chatmesh_platform::{blocks::BlockClient, grpc::InternalChannel};
 use chatmesh_wire::ids::parse_id;
@@ -70,6 +71,21 @@ impl Graph {
             }
         }
         Ok(found)
+    }
+
+    /// Tells the user service, in the background, that `user` liked, reposted or replied to a
+    /// status of `author` (a point toward their recommendations; a failure is logged).
+    pub fn interacted(&self, user: u64, author: u64) {
+        if user == author {
+            return;
+        }
+        let request = RecordInteractionsRequest { user_id: user.to_string(), other_user_ids: vec![author.to_string()] };
+        let mut users = self.users.clone();
+        tokio::spawn(async move {
+            if let Err(status) = users.record_interactions(request).await {
+                tracing::warn!(code = ?status.code(), message = status.message(), "interaction not recorded");
+            }
+        });
     }
 
     /// Whether a user exists and has not deleted their account.

@@ -399,6 +399,20 @@ impl UserService for UserApi {
         }))
     }
 
+    async fn list_recommendations(
+        &self,
+        request: Request<pb::ListRecommendationsRequest>,
+    ) -> Result<Response<pb::ListRecommendationsResponse>, Status> {
+        let (caller, _) = user_of(&request)?;
+        let page = wire::list_recommendations(request.get_ref())?;
+        let page = self.core.list_recommendations(caller, page).await?;
+        Ok(Response::new(pb::ListRecommendationsResponse {
+            users: users_pb(page.users),
+            next_page_token: next_token(page.next),
+            total_size: page.total as i64,
+        }))
+    }
+
     async fn send_friend_request(
         &self,
         request: Request<pb::SendFriendRequestRequest>,
@@ -701,6 +715,15 @@ impl UserInternalService for UserInternalApi {
             .collect();
         Ok(Response::new(pb::ListFollowingIdsResponse { followees }))
     }
+
+    async fn record_interactions(
+        &self,
+        request: Request<pb::RecordInteractionsRequest>,
+    ) -> Result<Response<pb::RecordInteractionsResponse>, Status> {
+        let valid = wire::record_interactions(request.get_ref())?;
+        self.core.record_interactions(valid.user_id, &valid.other_user_ids).await?;
+        Ok(Response::new(pb::RecordInteractionsResponse {}))
+    }
 }
 
 #[cfg(test)]
@@ -712,7 +735,9 @@ mod tests {
     use super::*;
     use crate::{
         model::{Edge, Friendship, PendingRequest, ReportRecord, RequestOutcome, SessionRecord, Standing},
-        store::{Accounts, BlockSets, Blocks, Directory, Follows, Friends, Reports, Rotation, StoreError},
+        store::{
+            Accounts, BlockSets, Blocks, Directory, Follows, Friends, Recommendations, Reports, Rotation, StoreError,
+        },
     };
 
     /// What the failing store's backend says; it must never reach a client.
@@ -915,6 +940,30 @@ mod tests {
             _: Option<(String, u64)>,
             _: usize,
         ) -> Result<Vec<(String, u64)>, StoreError> {
+            failed()
+        }
+    }
+
+    #[async_trait]
+    impl Recommendations for FailingStore {
+        async fn bump_recommendations(&self, _: u64, _: &[(u64, u64)], _: usize) -> Result<(), StoreError> {
+            failed()
+        }
+        async fn drop_recommendations(&self, _: u64, _: &[u64]) -> Result<(), StoreError> {
+            failed()
+        }
+        async fn list_recommendations(
+            &self,
+            _: u64,
+            _: Option<(u64, u64)>,
+            _: usize,
+        ) -> Result<Vec<(u64, u64)>, StoreError> {
+            failed()
+        }
+        async fn count_recommendations(&self, _: u64) -> Result<u64, StoreError> {
+            failed()
+        }
+        async fn erase_recommendations(&self, _: u64) -> Result<(), StoreError> {
             failed()
         }
     }

@@ -191,6 +191,48 @@ pub fn list_blocked_users(request: &pb::ListBlockedUsersRequest) -> Result<Page,
     page(request.page_size, &request.page_token)
 }
 
+/// A valid `ListRecommendationsRequest`: a page of the list by position (scores move between
+/// pages, so a position is as good a cursor as any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecommendationsPage {
+    /// As [`Page::page_size`].
+    pub page_size: usize,
+    /// Entries before this page.
+    pub offset: u64,
+}
+
+/// Checks a `ListRecommendationsRequest`: the page size, clamped, then the page token.
+pub fn list_recommendations(request: &pb::ListRecommendationsRequest) -> Result<RecommendationsPage, Status> {
+    let page_size = crate::page::page_size(request.page_size, DEFAULT_PAGE, MAX_PAGE);
+    let offset = crate::page::decode_token(&request.page_token)?.unwrap_or(0);
+    Ok(RecommendationsPage { page_size, offset })
+}
+
+/// Most users one `RecordInteractions` names.
+pub const MAX_INTERACTIONS: usize = 100;
+
+/// A valid (internal) `RecordInteractionsRequest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordInteractions {
+    pub user_id: u64,
+    /// As named, repeats kept (each counts).
+    pub other_user_ids: Vec<u64>,
+}
+
+/// Checks a `RecordInteractionsRequest`: the user, then 1 to 100 other users' ids.
+pub fn record_interactions(request: &pb::RecordInteractionsRequest) -> Result<RecordInteractions, Status> {
+    let user_id = validate::id("user_id", &request.user_id)?;
+    if request.other_user_ids.is_empty() {
+        return Err(invalid_field("other_user_ids", "is required"));
+    }
+    if request.other_user_ids.len() > MAX_INTERACTIONS {
+        return Err(invalid_field("other_user_ids", format!("at most {MAX_INTERACTIONS} ids")));
+    }
+    let other_user_ids =
+        request.other_user_ids.iter().map(|raw| validate::id("other_user_ids", raw)).collect::<Result<_, _>>()?;
+    Ok(RecordInteractions { user_id, other_user_ids })
+}
+
 /// Checks a `ListFriendsRequest`: the page.
 pub fn list_friends(request: &pb::ListFriendsRequest) -> Result<Page, Status> {
     page(request.page_size, &request.page_token)
@@ -413,5 +455,26 @@ mod tests {
         let third = search_users(&request(500, crate::page::encode_token(200))).unwrap();
         assert_eq!((third.page_size, third.offset), (MAX_PAGE, 200));
         refuses(search_users(&request(0, "200".into())), "page_token");
+    }
+
+    #[test]
+    fn recommendations_page_by_position_and_interactions_name_one_to_a_hundred_users() {
+        let first = list_recommendations(&pb::ListRecommendationsRequest::default()).unwrap();
+        assert_eq!((first.page_size, first.offset), (DEFAULT_PAGE, 0));
+        let next = pb::ListRecommendationsRequest { page_size: 5, page_token: crate::page::encode_token(10) };
+        assert_eq!(list_recommendations(&next).unwrap(), RecommendationsPage { page_size: 5, offset: 10 });
+        let garbage = pb::ListRecommendationsRequest { page_token: "x".into(), ..Default::default() };
+        refuses(list_recommendations(&garbage), "page_token");
+
+        let request = |user: &str, others: Vec<&str>| pb::RecordInteractionsRequest {
+            user_id: user.into(),
+            other_user_ids: others.into_iter().map(String::from).collect(),
+        };
+        let valid = record_interactions(&request("1", vec!["2", "2", "3"])).unwrap();
+        assert_eq!((valid.user_id, valid.other_user_ids), (1, vec![2, 2, 3]));
+        refuses(record_interactions(&request("", vec!["2"])), "user_id");
+        refuses(record_interactions(&request("1", vec![])), "other_user_ids");
+        refuses(record_interactions(&request("1", vec!["0"])), "other_user_ids");
+        refuses(record_interactions(&request("1", vec!["2"; 101])), "other_user_ids");
     }
 }

@@ -14,7 +14,9 @@ impl FeedCore {
     pub async fn like(&self, caller: u64, status_id: u64) -> Result<StatusView, FeedError> {
         let target = self.target(status_id).await?;
         self.graph.check_not_blocked(caller, target.author_id).await?;
-        self.store.like(caller, target.status_id, self.next_id()).await?;
+        if self.store.like(caller, target.status_id, self.next_id()).await? {
+            self.graph.interacted(caller, target.author_id);
+        }
         self.view(caller, target.status_id).await
     }
 

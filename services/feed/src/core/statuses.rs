@@ -39,7 +39,12 @@ impl FeedCore {
         }
         let record = self.compose(author, text, in_reply_to).await?;
         match self.publish(record, None).await? {
-            Published::Done(record) => self.view(author, record.status_id).await,
+            Published::Done(record) => {
+                if let Some(replied_to) = record.referenced_author_id {
+                    self.graph.interacted(author, replied_to);
+                }
+                self.view(author, record.status_id).await
+            }
             // why: only reposts and scheduled statuses can meet these
             Published::AlreadyReposted(_) | Published::Gone => Err(FeedError::Store("a new post collided".into())),
         }
@@ -211,7 +216,10 @@ impl FeedCore {
             trend_bucket: self.trend_bucket(chatmesh_platform::ids::unix_ms_of(id)),
         };
         let repost_id = match self.publish(record, None).await? {
-            Published::Done(record) => record.status_id,
+            Published::Done(record) => {
+                self.graph.interacted(caller, original.author_id);
+                record.status_id
+            }
             Published::AlreadyReposted(existing) => existing,
             Published::Gone => return Err(FeedError::StatusNotFound(status_id)),
         };

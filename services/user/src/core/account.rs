@@ -142,6 +142,7 @@ impl UserCore {
         self.store.erase_friends(user_id).await?;
         let epoch = self.ids.next_id();
         self.store.erase_blocks(user_id).await?;
+        self.store.erase_recommendations(user_id).await?;
         self.block_epochs.raise(user_id, epoch);
         self.store.erase_user(user_id).await?;
         tracing::info!(user_id, "account erased");

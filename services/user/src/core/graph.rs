@@ -112,6 +112,7 @@ impl UserCore {
             Self::take_hourly(&self.follows, actor, "follows").await?;
             if self.store.follow(actor, target, self.ids.next_id()).await? {
                 tracing::info!(follower = actor, followee = target, "follow");
+                self.pass_on_picks(actor, target).await;
             }
         }
         self.relation(actor, target).await

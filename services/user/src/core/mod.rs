@@ -6,6 +6,7 @@
 mod account;
 mod graph;
 mod moderation;
+mod recommendations;
 mod search;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -289,7 +290,12 @@ impl UserCore {
     pub async fn get_user(&self, viewer: u64, user_id: u64) -> Result<(Profile, Option<Relation>), UserError> {
         let user = self.load_user(user_id).await?;
         let relation = if viewer == user_id { None } else { Some(self.relation(viewer, user_id).await?) };
-        Ok((self.profile(user, Some(viewer), false).await?, relation))
+        let profile = self.profile(user, Some(viewer), false).await?;
+        if viewer != user_id {
+            // why: a profile viewed counts toward the viewer's recommendations (seed 001)
+            self.note_interest(viewer, &[user_id]).await;
+        }
+        Ok((profile, relation))
     }
 
     /// Changes the caller's profile fields named in `cmd`.

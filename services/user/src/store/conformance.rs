@@ -733,6 +733,106 @@ pub async fn directory_prefix_search_and_replacement(store: &dyn UserStore) {
     );
 }
 
+// ---- recommendations
+
+/// Every `(candidate, score)` of a user, in listing order.
+async fn recommended(store: &dyn UserStore, user: u64) -> Vec<(u64, u64)> {
+    let all = store.list_recommendations(user, None, ALL).await.unwrap();
+    assert_eq!(
+        store.count_recommendations(user).await.unwrap(),
+        all.len() as u64,
+        "user {user}: count equals the list"
+    );
+    all
+}
+
+pub async fn recommendation_bumps_add_up_and_list_highest_first_then_higher_candidate(store: &dyn UserStore) {
+    assert!(recommended(store, 1).await.is_empty(), "no candidates yet");
+    store.bump_recommendations(1, &[(10, 3), (11, 1)], ALL).await.unwrap();
+    store.bump_recommendations(1, &[(11, 2), (12, 3), (13, 5), (10, 0)], ALL).await.unwrap();
+    // a candidate named twice in one bump gets both its points; a new one starts at its points
+    store.bump_recommendations(1, &[(14, 1), (15, 0), (14, 1)], ALL).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(13, 5), (12, 3), (11, 3), (10, 3), (14, 2), (15, 0)]);
+    assert_eq!(store.list_recommendations(1, None, 2).await.unwrap(), [(13, 5), (12, 3)]);
+    assert!(store.list_recommendations(1, None, 0).await.unwrap().is_empty());
+    store.bump_recommendations(1, &[(10, 1)], ALL).await.unwrap();
+    assert_eq!(
+        recommended(store, 1).await,
+        [(13, 5), (10, 4), (12, 3), (11, 3), (14, 2), (15, 0)],
+        "a bump moves it up"
+    );
+}
+
+pub async fn recommendations_past_the_cap_go_lowest_first_lower_candidate_first(store: &dyn UserStore) {
+    store.bump_recommendations(1, &[(10, 5), (11, 2), (12, 2), (13, 1)], 3).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(10, 5), (12, 2), (11, 2)], "the lowest score goes");
+    store.bump_recommendations(1, &[(14, 2)], 3).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(10, 5), (14, 2), (12, 2)], "on equal scores the lower candidate goes");
+    store.bump_recommendations(1, &[(11, 1)], 3).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(10, 5), (14, 2), (12, 2)], "a newcomer below the cap goes at once");
+    store.bump_recommendations(1, &[(12, 4)], 3).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 6), (10, 5), (14, 2)]);
+    store.bump_recommendations(1, &[], 2).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 6), (10, 5)], "a bump of nothing still trims to its cap");
+    store.bump_recommendations(1, &[(14, 1)], 3).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 6), (10, 5), (14, 1)], "a trimmed candidate starts over");
+    store.bump_recommendations(1, &[(15, 9)], 0).await.unwrap();
+    assert!(recommended(store, 1).await.is_empty(), "a cap of 0 holds nothing");
+}
+
+pub async fn recommendation_pages_after_an_entry_cover_every_entry_once(store: &dyn UserStore) {
+    let candidates: Vec<(u64, u64)> = (1..=20).map(|c| (c * 7 % 23, c % 4)).collect();
+    store.bump_recommendations(1, &candidates, ALL).await.unwrap();
+    let all = recommended(store, 1).await;
+    assert_eq!(all.len(), 20);
+    assert!(all.windows(2).all(|w| (w[0].1, w[0].0) > (w[1].1, w[1].0)), "highest first, then higher candidate");
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_recommendations(1, after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(&(candidate, score)) = page.last() else { break };
+        paged.extend(page);
+        after = Some((score, candidate));
+    }
+    assert_eq!(paged, all, "the pages hold every entry once, in order");
+    // an entry no longer held resumes where it would be
+    let (candidate, score) = all[4];
+    store.drop_recommendations(1, &[candidate]).await.unwrap();
+    assert_eq!(store.list_recommendations(1, Some((score, candidate)), 2).await.unwrap(), all[5..7]);
+    assert!(store.list_recommendations(1, Some((0, 0)), ALL).await.unwrap().is_empty(), "nothing is below the last");
+}
+
+pub async fn dropped_recommendations_are_gone_and_come_back_from_zero(store: &dyn UserStore) {
+    store.bump_recommendations(1, &[(10, 1), (11, 2), (12, 3)], ALL).await.unwrap();
+    store.drop_recommendations(1, &[11, 99]).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 3), (10, 1)], "absent candidates are no-ops");
+    store.drop_recommendations(1, &[]).await.unwrap();
+    store.drop_recommendations(2, &[10]).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 3), (10, 1)], "another user's drop changes nothing here");
+    store.bump_recommendations(1, &[(11, 1)], ALL).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(12, 3), (11, 1), (10, 1)], "a dropped candidate starts over");
+    store.drop_recommendations(1, &[10, 11, 12]).await.unwrap();
+    assert!(recommended(store, 1).await.is_empty());
+}
+
+pub async fn erase_recommendations_forgets_only_that_users_and_users_are_independent(store: &dyn UserStore) {
+    for user in 1..=3 {
+        store.bump_recommendations(user, &[(10, user), (11, 5)], ALL).await.unwrap();
+    }
+    store.bump_recommendations(2, &[(12, 9)], 2).await.unwrap();
+    assert_eq!(recommended(store, 1).await, [(11, 5), (10, 1)]);
+    assert_eq!(recommended(store, 2).await, [(12, 9), (11, 5)], "a cap trims only its own user");
+    assert_eq!(recommended(store, 3).await, [(11, 5), (10, 3)]);
+    store.erase_recommendations(2).await.unwrap();
+    assert!(recommended(store, 2).await.is_empty());
+    assert_eq!(recommended(store, 1).await, [(11, 5), (10, 1)], "neighbours keep theirs");
+    assert_eq!(recommended(store, 3).await, [(11, 5), (10, 3)]);
+    store.erase_recommendations(2).await.expect("erasing twice is a no-op");
+    store.bump_recommendations(2, &[(10, 1)], ALL).await.unwrap();
+    assert_eq!(recommended(store, 2).await, [(10, 1)], "an erased user starts over");
+}
+
 /// Instantiates the suite for a backend constructor returning `(guard, store)`.
 #[macro_export]
 macro_rules! user_store_suite {
@@ -767,7 +867,12 @@ macro_rules! user_store_suite {
                 status_reports_round_trip_and_merge_per_status,
                 a_report_resolves_only_once,
                 reports_list_by_status_and_target_newest_first,
-                directory_prefix_search_and_replacement
+                directory_prefix_search_and_replacement,
+                recommendation_bumps_add_up_and_list_highest_first_then_higher_candidate,
+                recommendations_past_the_cap_go_lowest_first_lower_candidate_first,
+                recommendation_pages_after_an_entry_cover_every_entry_once,
+                dropped_recommendations_are_gone_and_come_back_from_zero,
+                erase_recommendations_forgets_only_that_users_and_users_are_independent
             ]
         );
     };

@@ -36,6 +36,9 @@
 //!   with the status id)
 //! - `term_userid__`: search term ++ 0x00 ++ user id → ()
 //! - `userid__terms`: user id → the user's search terms (JSON)
+//! - `userid_candidate__score`: user id ++ candidate id → score (a who-to-follow candidate)
+//! - `userid_invscore_invcandidate__`: user id ++ (u64::MAX − score) ++ (u64::MAX − candidate
+//!   id) → () (a user's candidates, highest score first, then higher candidate first)
 //! - `meta`: `format_version` → "1"; `directory_complete` → "1" once every account older
 //!   than user search was indexed
 
@@ -57,6 +60,7 @@ pub use self::bulk::{BulkFollow, BulkLoaded, BulkUser};
 
 mod bulk;
 mod graph;
+mod recommendations;
 mod reports;
 
 const FORMAT_VERSION: &str = "1";
@@ -108,6 +112,8 @@ struct Inner {
     open_reports: Ks,
     terms: Ks,
     user_terms: Ks,
+    recommendations: Ks,
+    recommendation_ranks: Ks,
     meta: Ks,
 }
 
@@ -253,6 +259,8 @@ impl FjallUserStore {
             open_reports: ks("reporter_targetuserid_chatid_channelid__openreportid")?,
             terms: ks("term_userid__")?,
             user_terms: ks("userid__terms")?,
+            recommendations: ks("userid_candidate__score")?,
+            recommendation_ranks: ks("userid_invscore_invcandidate__")?,
             meta: ks("meta")?,
             db,
         };

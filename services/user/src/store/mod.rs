@@ -1,6 +1,7 @@
 //! The user store, in domain types: accounts and login sessions ([`Accounts`]), the social graph
-//! ([`Follows`], [`Blocks`], [`Friends`]), reports ([`Reports`]) and the prefix index user search
-//! reads ([`Directory`]); [`UserStore`] is all of them. Uniqueness of email and username
+//! ([`Follows`], [`Blocks`], [`Friends`]), reports ([`Reports`]), the prefix index user search
+//! reads ([`Directory`]) and who-to-follow scores ([`Recommendations`]); [`UserStore`] is all
+//! of them. Uniqueness of email and username
 //! (case-insensitive) is the store's job, atomically with the write; so are the follow counters,
 //! which always equal the lists they count.
 //!
@@ -46,9 +47,9 @@ pub enum Rotation {
 }
 
 /// Everything the user service keeps.
-pub trait UserStore: Accounts + Follows + Blocks + Friends + Reports + Directory {}
+pub trait UserStore: Accounts + Follows + Blocks + Friends + Reports + Directory + Recommendations {}
 
-impl<T: Accounts + Follows + Blocks + Friends + Reports + Directory> UserStore for T {}
+impl<T: Accounts + Follows + Blocks + Friends + Reports + Directory + Recommendations> UserStore for T {}
 
 /// Accounts and their login sessions.
 #[async_trait]
@@ -254,4 +255,30 @@ pub trait Directory: Send + Sync + 'static {
         after: Option<(String, u64)>,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// Who-to-follow candidates per user with a score (seed 001's `RECOMMENDATIONS:uid`): a
+/// working set, not a record, so a bump lost to a race or a crash costs a point of score and
+/// nothing else. Each user holds at most `cap` candidates; past it the lowest are trimmed.
+#[async_trait]
+pub trait Recommendations: Send + Sync + 'static {
+    /// Adds each `(candidate, points)` to `user`'s scores (a new candidate starts at its
+    /// points), then trims `user`'s candidates to the `cap` highest (on equal scores the lower
+    /// candidate id goes first).
+    async fn bump_recommendations(&self, user: u64, candidates: &[(u64, u64)], cap: usize) -> Result<(), StoreError>;
+    /// Forgets `candidates` from `user`'s scores (absent ones are no-ops).
+    async fn drop_recommendations(&self, user: u64, candidates: &[u64]) -> Result<(), StoreError>;
+    /// `user`'s candidates as `(candidate, score)`, highest score first and, on equal scores,
+    /// higher candidate id first; after the entry `after` (a score and a candidate) when given;
+    /// at most `limit`.
+    async fn list_recommendations(
+        &self,
+        user: u64,
+        after: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
+    /// How many candidates `user` holds.
+    async fn count_recommendations(&self, user: u64) -> Result<u64, StoreError>;
+    /// Forgets every candidate of `user` (an erased account).
+    async fn erase_recommendations(&self, user: u64) -> Result<(), StoreError>;
 }

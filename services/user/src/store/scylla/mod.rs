@@ -1,5 +1,6 @@
 //! The user store on ScyllaDB (schema: `crates/cql/migrations/0001_users.cql`,
-//! `0007_social_graph.cql`, each table commented there).
+//! `0007_social_graph.cql`, `0009_status_reports.cql`, `0010_recommendations.cql`, each table
+//! commented there).
 //!
 //! Tables (partition key, clustering):
 //! - `users` ((user_id)) and `user_states` ((user_id)): the account, one column per record field
@@ -24,6 +25,8 @@
 //! - The graph ([`graph`]): pair rows `follow_edges`, `block_edges`, `friend_pairs`, their lists,
 //!   `graph_counts`, `block_epochs`, `parked_follows`, `parked_friends`.
 //! - Reports ([`reports`]) and the search directory ([`directory`]).
+//! - `recommendations` ((user_id), candidate_id): who-to-follow scores, plain writes, read
+//!   whole and sorted in memory ([`recommendations`]).
 //!
 //! Design: there are no multi-partition transactions, so each operation orders its writes so
 //! that an interruption leaves nothing a reader can trip over:
@@ -56,6 +59,7 @@
 mod days;
 mod directory;
 mod graph;
+mod recommendations;
 mod reports;
 mod statements;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The statements of the user store, each declared once and checked against the migrations
 //! (`crates/cql/migrations/0001_users.cql`, `0007_social_graph.cql`,
-//! `0009_status_reports.cql`) by the golden tests.
+//! `0009_status_reports.cql`, `0010_recommendations.cql`) by the golden tests.
 
 use chatmesh_cql::{Consistency, Statement, statement};
 
@@ -453,6 +453,26 @@ pub(super) static USER_TERMS: Statement = statement!(
     "SELECT term FROM directory_by_user WHERE user_id = ? AND term > ? LIMIT ?"
 );
 
+// Recommendations (0010): plain writes only (see `recommendations.rs`).
+
+pub(super) static PUT_RECOMMENDATION: Statement = statement!(
+    "user.put_recommendation",
+    idempotent,
+    "INSERT INTO recommendations (user_id, candidate_id, score) VALUES (?, ?, ?)"
+);
+pub(super) static DELETE_RECOMMENDATION: Statement = statement!(
+    "user.delete_recommendation",
+    idempotent,
+    "DELETE FROM recommendations WHERE user_id = ? AND candidate_id = ?"
+);
+pub(super) static RECOMMENDATIONS_FROM: Statement = statement!(
+    "user.recommendations_from",
+    idempotent,
+    "SELECT candidate_id, score FROM recommendations WHERE user_id = ? AND candidate_id > ? LIMIT ?"
+);
+pub(super) static ERASE_RECOMMENDATIONS: Statement =
+    statement!("user.erase_recommendations", idempotent, "DELETE FROM recommendations WHERE user_id = ?");
+
 /// Every statement of the store, prepared at start.
 pub(crate) static STATEMENTS: &[&Statement] = &[
     &CLAIM_EMAIL,
@@ -551,4 +571,8 @@ pub(crate) static STATEMENTS: &[&Statement] = &[
     &PUT_USER_TERM,
     &DELETE_USER_TERM,
     &USER_TERMS,
+    &PUT_RECOMMENDATION,
+    &DELETE_RECOMMENDATION,
+    &RECOMMENDATIONS_FROM,
+    &ERASE_RECOMMENDATIONS,
 ];
