@@ -305,6 +305,9 @@ async fn replies_are_counted_and_listed_and_keep_a_stub_of_a_deleted_parent() {
     assert_eq!(user_likes(&app, &cy, &cy).await.0, Vec::<String>::new(), "gone from its likers' lists");
     assert_eq!(user_likes(&app, &bob, &bob).await.0, [third.status_id.as_str()]);
     assert_eq!(user_statuses(&app, &ada, &bob).await.1, 2, "bob's replies stay");
+    let request = pb::ListStatusRepliesRequest { status_id: parent.status_id.clone(), ..Default::default() };
+    let listed = app.feed().await.list_status_replies(authed(&cy.token, request)).await;
+    refused(listed, Code::NotFound, "STATUS_NOT_FOUND");
     refused(reply(&app, &cy, &parent.status_id, "late").await, Code::NotFound, "STATUS_NOT_FOUND");
     refused(like(&app, &cy, &parent.status_id).await, Code::NotFound, "STATUS_NOT_FOUND");
     refused(repost(&app, &cy, &parent.status_id).await, Code::NotFound, "STATUS_NOT_FOUND");

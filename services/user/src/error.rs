@@ -164,9 +164,14 @@ impl From<UserError> for Status {
             ),
             UserError::WrongPassword => status_with_reason(Code::PermissionDenied, message, "WRONG_PASSWORD", &[]),
             UserError::NotAdmin => status_with_reason(Code::PermissionDenied, message, "ADMIN_ONLY", &[]),
-            UserError::ReportedUserIsNotTheSender
-            | UserError::ReportedUserIsNotTheAuthor
-            | UserError::ReportWithoutTarget => chatmesh_wire::error::invalid_field("user_id", message),
+            // why: whether the named user wrote it depends on what is stored, not on the request
+            UserError::ReportedUserIsNotTheSender | UserError::ReportedUserIsNotTheAuthor => status_with_reason(
+                Code::FailedPrecondition,
+                message,
+                "REPORTED_USER_MISMATCH",
+                &[("field", "user_id".into())],
+            ),
+            UserError::ReportWithoutTarget => chatmesh_wire::error::invalid_field("user_id", message),
             UserError::ChatNotFound(id) => {
                 status_with_reason(Code::NotFound, message, "CHAT_NOT_FOUND", &[("chat_id", id.to_string())])
             }

@@ -253,7 +253,8 @@ impl FeedCore {
         Ok(Page { items, next, total: Some(total) })
     }
 
-    /// The replies to a status (kept when the status itself was deleted).
+    /// The replies to a status; none once it is deleted, like every read of it (the replies
+    /// themselves stay, each showing a stub of it).
     pub async fn list_replies(
         &self,
         reader: u64,
@@ -268,8 +269,7 @@ impl FeedCore {
                 }
                 counts.replies
             }
-            Some(Stored::Deleted { .. }) => 0,
-            None => return Err(FeedError::StatusNotFound(status_id)),
+            Some(Stored::Deleted { .. }) | None => return Err(FeedError::StatusNotFound(status_id)),
         };
         let ids = self.store.list_replies(status_id, before, limit).await?;
         let next = next_cursor(&ids, limit);
