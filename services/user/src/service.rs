@@ -952,15 +952,7 @@ mod tests {
         async fn drop_recommendations(&self, _: u64, _: &[u64]) -> Result<(), StoreError> {
             failed()
         }
-        async fn list_recommendations(
-            &self,
-            _: u64,
-            _: Option<(u64, u64)>,
-            _: usize,
-        ) -> Result<Vec<(u64, u64)>, StoreError> {
-            failed()
-        }
-        async fn count_recommendations(&self, _: u64) -> Result<u64, StoreError> {
+        async fn list_recommendations(&self, _: u64, _: usize) -> Result<Vec<(u64, u64)>, StoreError> {
             failed()
         }
         async fn erase_recommendations(&self, _: u64) -> Result<(), StoreError> {

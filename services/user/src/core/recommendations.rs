@@ -49,7 +49,7 @@ impl UserCore {
     pub(super) async fn pass_on_picks(&self, follower: u64, followee: u64) {
         let passed = async {
             self.store.drop_recommendations(follower, &[followee]).await?;
-            let picks = self.store.list_recommendations(followee, None, PASSED_ON).await?;
+            let picks = self.store.list_recommendations(followee, PASSED_ON).await?;
             let ids: Vec<u64> = picks.into_iter().map(|(candidate, _)| candidate).collect();
             self.record_interactions(follower, &ids).await
         };
@@ -76,7 +76,7 @@ impl UserCore {
     ) -> Result<UserPage, UserError> {
         // why: at most the cap, so the whole list is read and filtered; positions stay stable
         // across pages once what no longer qualifies is forgotten below.
-        let held = self.store.list_recommendations(user, None, MAX_RECOMMENDATIONS).await?;
+        let held = self.store.list_recommendations(user, MAX_RECOMMENDATIONS).await?;
         let following: HashSet<u64> = self.store.following_ids(user).await?.into_iter().collect();
         let hidden = self.hidden_from(user).await?;
         let (kept, gone): (Vec<u64>, Vec<u64>) = held

@@ -737,13 +737,7 @@ pub async fn directory_prefix_search_and_replacement(store: &dyn UserStore) {
 
 /// Every `(candidate, score)` of a user, in listing order.
 async fn recommended(store: &dyn UserStore, user: u64) -> Vec<(u64, u64)> {
-    let all = store.list_recommendations(user, None, ALL).await.unwrap();
-    assert_eq!(
-        store.count_recommendations(user).await.unwrap(),
-        all.len() as u64,
-        "user {user}: count equals the list"
-    );
-    all
+    store.list_recommendations(user, ALL).await.unwrap()
 }
 
 pub async fn recommendation_bumps_add_up_and_list_highest_first_then_higher_candidate(store: &dyn UserStore) {
@@ -753,8 +747,8 @@ pub async fn recommendation_bumps_add_up_and_list_highest_first_then_higher_cand
     // a candidate named twice in one bump gets both its points; a new one starts at its points
     store.bump_recommendations(1, &[(14, 1), (15, 0), (14, 1)], ALL).await.unwrap();
     assert_eq!(recommended(store, 1).await, [(13, 5), (12, 3), (11, 3), (10, 3), (14, 2), (15, 0)]);
-    assert_eq!(store.list_recommendations(1, None, 2).await.unwrap(), [(13, 5), (12, 3)]);
-    assert!(store.list_recommendations(1, None, 0).await.unwrap().is_empty());
+    assert_eq!(store.list_recommendations(1, 2).await.unwrap(), [(13, 5), (12, 3)]);
+    assert!(store.list_recommendations(1, 0).await.unwrap().is_empty());
     store.bump_recommendations(1, &[(10, 1)], ALL).await.unwrap();
     assert_eq!(
         recommended(store, 1).await,
@@ -780,27 +774,18 @@ pub async fn recommendations_past_the_cap_go_lowest_first_lower_candidate_first(
     assert!(recommended(store, 1).await.is_empty(), "a cap of 0 holds nothing");
 }
 
-pub async fn recommendation_pages_after_an_entry_cover_every_entry_once(store: &dyn UserStore) {
+pub async fn recommendations_list_in_rank_order_and_a_limit_takes_the_first(store: &dyn UserStore) {
     let candidates: Vec<(u64, u64)> = (1..=20).map(|c| (c * 7 % 23, c % 4)).collect();
     store.bump_recommendations(1, &candidates, ALL).await.unwrap();
     let all = recommended(store, 1).await;
     assert_eq!(all.len(), 20);
     assert!(all.windows(2).all(|w| (w[0].1, w[0].0) > (w[1].1, w[1].0)), "highest first, then higher candidate");
-    let mut paged = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.list_recommendations(1, after, 3).await.unwrap();
-        assert!(page.len() <= 3);
-        let Some(&(candidate, score)) = page.last() else { break };
-        paged.extend(page);
-        after = Some((score, candidate));
+    for limit in [1, 3, 19, 20, 21] {
+        assert_eq!(store.list_recommendations(1, limit).await.unwrap(), all[..limit.min(20)], "the first {limit}");
     }
-    assert_eq!(paged, all, "the pages hold every entry once, in order");
-    // an entry no longer held resumes where it would be
-    let (candidate, score) = all[4];
-    store.drop_recommendations(1, &[candidate]).await.unwrap();
-    assert_eq!(store.list_recommendations(1, Some((score, candidate)), 2).await.unwrap(), all[5..7]);
-    assert!(store.list_recommendations(1, Some((0, 0)), ALL).await.unwrap().is_empty(), "nothing is below the last");
+    // a dropped entry leaves the rest in order
+    store.drop_recommendations(1, &[all[4].0]).await.unwrap();
+    assert_eq!(store.list_recommendations(1, 6).await.unwrap(), [&all[..4], &all[5..7]].concat());
 }
 
 pub async fn dropped_recommendations_are_gone_and_come_back_from_zero(store: &dyn UserStore) {
@@ -870,7 +855,7 @@ macro_rules! user_store_suite {
                 directory_prefix_search_and_replacement,
                 recommendation_bumps_add_up_and_list_highest_first_then_higher_candidate,
                 recommendations_past_the_cap_go_lowest_first_lower_candidate_first,
-                recommendation_pages_after_an_entry_cover_every_entry_once,
+                recommendations_list_in_rank_order_and_a_limit_takes_the_first,
                 dropped_recommendations_are_gone_and_come_back_from_zero,
                 erase_recommendations_forgets_only_that_users_and_users_are_independent
             ]

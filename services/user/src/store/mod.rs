@@ -268,17 +268,9 @@ pub trait Recommendations: Send + Sync + 'static {
     async fn bump_recommendations(&self, user: u64, candidates: &[(u64, u64)], cap: usize) -> Result<(), StoreError>;
     /// Forgets `candidates` from `user`'s scores (absent ones are no-ops).
     async fn drop_recommendations(&self, user: u64, candidates: &[u64]) -> Result<(), StoreError>;
-    /// `user`'s candidates as `(candidate, score)`, highest score first and, on equal scores,
-    /// higher candidate id first; after the entry `after` (a score and a candidate) when given;
-    /// at most `limit`.
-    async fn list_recommendations(
-        &self,
-        user: u64,
-        after: Option<(u64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, StoreError>;
-    /// How many candidates `user` holds.
-    async fn count_recommendations(&self, user: u64) -> Result<u64, StoreError>;
+    /// `user`'s first `limit` candidates as `(candidate, score)`, highest score first and, on
+    /// equal scores, higher candidate id first (the list is read whole, at most the cap).
+    async fn list_recommendations(&self, user: u64, limit: usize) -> Result<Vec<(u64, u64)>, StoreError>;
     /// Forgets every candidate of `user` (an erased account).
     async fn erase_recommendations(&self, user: u64) -> Result<(), StoreError>;
 }

@@ -78,30 +78,10 @@ impl Recommendations for FjallUserStore {
     }
 
     #[tracing::instrument(name = "user_store.list_recommendations", skip_all, fields(db.system = "fjall", %user))]
-    async fn list_recommendations(
-        &self,
-        user: u64,
-        after: Option<(u64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
+    async fn list_recommendations(&self, user: u64, limit: usize) -> Result<Vec<(u64, u64)>, StoreError> {
         self.blocking(move |s| {
-            let start = match after {
-                Some((score, candidate)) => Bound::Excluded(rank_key(user, score, candidate)),
-                None => Bound::Included(key(&[user])),
-            };
-            let end = Bound::Included(key(&[user, u64::MAX, u64::MAX]));
-            let snapshot = s.db.read_tx();
-            keys_of(snapshot.range(&s.recommendation_ranks, (start, end)), limit)?.iter().map(|k| ranked(k)).collect()
-        })
-        .await
-    }
-
-    #[tracing::instrument(name = "user_store.count_recommendations", skip_all, fields(db.system = "fjall", %user))]
-    async fn count_recommendations(&self, user: u64) -> Result<u64, StoreError> {
-        self.blocking(move |s| {
-            // at most the cap plus one bump's candidates: counting the prefix is cheap
-            let held = keys_of(s.db.read_tx().prefix(&s.recommendations, user.to_be_bytes()), usize::MAX)?;
-            Ok(held.len() as u64)
+            let ranks = s.db.read_tx().prefix(&s.recommendation_ranks, user.to_be_bytes());
+            keys_of(ranks, limit)?.iter().map(|k| ranked(k)).collect()
         })
         .await
     }

@@ -94,22 +94,11 @@ impl Recommendations for ScyllaUserStore {
     }
 
     #[tracing::instrument(name = "user_store.list_recommendations", skip_all, fields(db.system = "scylla", %user))]
-    async fn list_recommendations(
-        &self,
-        user: u64,
-        after: Option<(u64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
+    async fn list_recommendations(&self, user: u64, limit: usize) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut ranked = self.held_recommendations(user).await?;
         by_rank(&mut ranked);
-        // in listing order, the entries after `after` are those below it as (score, candidate)
-        let after = |&(candidate, score): &(u64, u64)| after.is_none_or(|after| (score, candidate) < after);
-        Ok(ranked.into_iter().filter(after).take(limit).collect())
-    }
-
-    #[tracing::instrument(name = "user_store.count_recommendations", skip_all, fields(db.system = "scylla", %user))]
-    async fn count_recommendations(&self, user: u64) -> Result<u64, StoreError> {
-        Ok(self.held_recommendations(user).await?.len() as u64)
+        ranked.truncate(limit);
+        Ok(ranked)
     }
 
     #[tracing::instrument(name = "user_store.erase_recommendations", skip_all, fields(db.system = "scylla", %user))]
