@@ -258,6 +258,25 @@ impl TestApp {
     }
 }
 
+/// How long [`eventually`] polls before it fails: only a guard against hanging.
+pub const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls `probe` until it answers `Ok` (work done in the background: fan-out, refreshes, the
+/// feed's reports to the user service); fails after [`EVENTUALLY`] with what it saw last.
+pub async fn eventually<T, E: std::fmt::Debug, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) => assert!(started.elapsed() < EVENTUALLY, "{what}; last seen: {seen:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The `ErrorInfo` reason of a refusal (empty when it has none).
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;

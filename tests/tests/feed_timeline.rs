@@ -4,32 +4,13 @@
 
 use std::{
     collections::BTreeMap,
-    fmt::Debug,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use chatmesh_api::feed::v1::{self as pb, StatusKind};
 use chatmesh_platform::config::Config;
-use chatmesh_tests::{TestApp, User, authed, refused, test_config};
+use chatmesh_tests::{TestApp, User, authed, eventually, refused, test_config};
 use tonic::{Code, Status};
-
-/// Only guards against hanging: every wait below ends on the condition it waits for.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Polls `probe` until it answers `Ok`; fails after [`WAIT`] with what it saw last.
-async fn eventually<T, E: Debug, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    let started = Instant::now();
-    loop {
-        match probe().await {
-            Ok(found) => return found,
-            Err(seen) => assert!(started.elapsed() < WAIT, "{what}; last seen: {seen:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// An app whose feed is configured by `tune`, over its own temporary data dir.
 async fn spawn_feed(tune: impl FnOnce(&mut Config)) -> (tempfile::TempDir, TestApp) {

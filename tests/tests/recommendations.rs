@@ -2,19 +2,11 @@
 //! candidate's score; following someone passes on their top picks and takes them out; nobody
 //! followed, blocked or blocking is ever listed; the list pages highest first, over gRPC and REST.
 
-use std::{
-    fmt::Debug,
-    time::{Duration, Instant},
-};
-
 use chatmesh_api::{
     feed::v1::{CreateStatusRequest, LikeStatusRequest, RepostStatusRequest, Status},
     user::v1::{GetUserRequest, ListRecommendationsRequest, ListRecommendationsResponse},
 };
-use chatmesh_tests::{Rest, TestApp, User, authed};
-
-/// Only guards against hanging: every wait below ends on the list it waits for.
-const WAIT: Duration = Duration::from_secs(30);
+use chatmesh_tests::{Rest, TestApp, User, authed, eventually};
 
 async fn page(app: &TestApp, who: &User, page_size: i32, page_token: &str) -> ListRecommendationsResponse {
     let request = ListRecommendationsRequest { page_size, page_token: page_token.into() };
@@ -34,17 +26,6 @@ async fn becomes(app: &TestApp, who: &User, want: &[&User], what: &str) {
         if seen == want { Ok(()) } else { Err(seen) }
     })
     .await;
-}
-
-async fn eventually<E: Debug, Fut: Future<Output = Result<(), E>>>(what: &str, mut probe: impl FnMut() -> Fut) {
-    let started = Instant::now();
-    loop {
-        match probe().await {
-            Ok(()) => return,
-            Err(seen) => assert!(started.elapsed() < WAIT, "{what}; last seen: {seen:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn view(app: &TestApp, who: &User, whom: &User) {
